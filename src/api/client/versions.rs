@@ -1,0 +1,52 @@
+//! Discovery: spec versions, `.well-known`, capabilities.
+
+use serde_json::json;
+
+use crate::api::{Request, Response};
+use crate::app::App;
+use crate::error::Result;
+
+/// The spec versions whose endpoint shapes this server follows. Areas a
+/// version adds that are not built yet answer `M_UNRECOGNIZED`, which
+/// clients treat as "not supported".
+pub const SPEC_VERSIONS: &[&str] = &[
+    "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3",
+    "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
+    "v1.16", "v1.17", "v1.18", "v1.19",
+];
+
+/// Room versions this server can create and join; the default is the spec's
+/// recommendation.
+pub const ROOM_VERSIONS: &[&str] = &["10", "11", "12"];
+pub const DEFAULT_ROOM_VERSION: &str = "12";
+
+/// GET /_matrix/client/versions
+pub fn versions(_app: &App, _req: &Request) -> Result<Response> {
+    Response::ok(json!({ "versions": SPEC_VERSIONS, "unstable_features": {} }))
+}
+
+/// GET /.well-known/matrix/client
+pub fn well_known_client(app: &App, _req: &Request) -> Result<Response> {
+    Response::ok(json!({ "m.homeserver": { "base_url": app.config.base_url() } }))
+}
+
+/// GET /.well-known/matrix/server
+pub fn well_known_server(app: &App, _req: &Request) -> Result<Response> {
+    Response::ok(json!({ "m.server": app.config.server_delegation() }))
+}
+
+/// GET /_matrix/client/v3/capabilities
+pub fn capabilities(_app: &App, _req: &Request) -> Result<Response> {
+    let available: serde_json::Map<_, _> =
+        ROOM_VERSIONS.iter().map(|v| (v.to_string(), json!("stable"))).collect();
+    Response::ok(json!({
+        "capabilities": {
+            "m.change_password": { "enabled": true },
+            "m.room_versions": { "default": DEFAULT_ROOM_VERSION, "available": available },
+            "m.set_displayname": { "enabled": true },
+            "m.set_avatar_url": { "enabled": true },
+            "m.3pid_changes": { "enabled": false },
+            "m.get_login_token": { "enabled": false },
+        }
+    }))
+}

@@ -1,0 +1,47 @@
+//! The server's shared state, passed explicitly to every handler: the
+//! configuration, the database, the signing key, the rate limiter and the
+//! shutdown flag. There is no global service locator.
+
+use std::sync::atomic::AtomicBool;
+
+use crate::config::Config;
+use crate::crypto::sign::ServerKey;
+use crate::http::ratelimit::RateLimiter;
+use crate::storage::{self, server_keys, Db};
+
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub server_key: ServerKey,
+    pub limiter: RateLimiter,
+    pub shutdown: AtomicBool,
+}
+
+impl App {
+    /// Opens the database (creating it and the signing key on first start).
+    pub fn open(config: Config) -> Result<App, String> {
+        let db = Db::open(&config.database)?;
+        let server_key = load_or_create_key(&db)?;
+        let limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
+        Ok(App { config, db, server_key, limiter, shutdown: AtomicBool::new(false) })
+    }
+}
+
+/// The signing key is made once, on first start, and kept in the database:
+/// other servers pin it, so it must survive restarts and restores.
+fn load_or_create_key(db: &Db) -> Result<ServerKey, String> {
+    let fresh = ServerKey::generate().map_err(|e| format!("no randomness for the signing key: {e}"))?;
+    db.write(|tx| match server_keys::current(tx)? {
+        Some((key_id, seed)) => {
+            let seed: [u8; 32] = seed
+                .try_into()
+                .map_err(|_| crate::error::Error::internal("stored signing key seed is not 32 bytes"))?;
+            Ok(ServerKey::from_seed(&key_id, &seed))
+        }
+        None => {
+            server_keys::insert(tx, fresh.key_id(), &fresh.seed(), storage::now_ms())?;
+            Ok(fresh)
+        }
+    })
+    .map_err(|e| format!("loading the signing key: {}", e.message))
+}

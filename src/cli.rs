@@ -1,0 +1,1061 @@
+//! Command-line parsing: turns the arguments after `argv[0]` into an
+//! `Invocation` (which command, plus config overrides keyed by config key),
+//! and owns every help text.
+//!
+//! The command line is a contract packagers rely on:
+//! `hearth [serve] [OPTIONS]`, the `user`, `token`, `backup` and `config`
+//! admin commands, `help`, `--help` and `--version`. Every config key of
+//! `config::KEYS` is an option, `--<key-with-dashes> VALUE` or
+//! `--<key-with-dashes>=VALUE`, accepted by every command.
+//!
+//! **Architecture Invariant:** no I/O. This module does not read files,
+//! standard input or the environment, and prints nothing: it returns text
+//! and values, and `main` acts on them. Config values are passed through as
+//! text; `config::load` interprets and validates them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config;
+
+/// Exit status after a clean shutdown or a successful command.
+pub const EXIT_OK: i32 = 0;
+/// Exit status after a failure at run time (database, network, I/O).
+pub const EXIT_RUNTIME_FAILURE: i32 = 1;
+/// Exit status for a bad command line or a bad configuration.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Fewest registrations a token created with `--uses` may allow.
+pub const TOKEN_USES_MIN: u32 = 1;
+/// Shortest validity, in days, of `token create --expires-in`.
+pub const TOKEN_EXPIRES_IN_DAYS_MIN: u32 = 1;
+/// Longest validity, in days, of `token create --expires-in` (about ten
+/// years).
+pub const TOKEN_EXPIRES_IN_DAYS_MAX: u32 = 3650;
+/// Longest registration token, as the Matrix specification bounds it.
+pub const TOKEN_LEN_MAX: usize = 64;
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the homeserver.
+    Serve,
+    /// Print this help text and exit 0.
+    Help(String),
+    /// Print `version()` and exit 0.
+    Version,
+    /// Print `config::example()` and exit 0.
+    ConfigExample,
+    UserAdd {
+        name: String,
+        password_stdin: bool,
+        admin: bool,
+    },
+    UserList,
+    UserResetPassword {
+        name: String,
+        password_stdin: bool,
+    },
+    UserDeactivate {
+        name: String,
+    },
+    TokenCreate {
+        uses: Option<u32>,
+        expires_in_days: Option<u32>,
+        token: Option<String>,
+    },
+    TokenList,
+    TokenRevoke {
+        token: String,
+    },
+    Backup {
+        path: PathBuf,
+    },
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub command: Command,
+    /// Config overrides as given, keyed by config key (`server_name` for
+    /// `--server-name`), including `config` for `--config`.
+    pub flags: BTreeMap<String, String>,
+}
+
+/// A command line that cannot be understood. `main` prints it with a hint to
+/// run `hearth --help` and exits with `EXIT_USAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The `--version` text.
+pub fn version() -> String {
+    format!("hearth {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// One command: its words, positional arguments and own options, and the
+/// text of its help.
+struct CommandSpec {
+    path: &'static [&'static str],
+    /// Names of the positional arguments, all required.
+    args: &'static [&'static str],
+    /// Options only this command takes, e.g. `admin` for `--admin`.
+    options: &'static [&'static str],
+    summary: &'static str,
+    /// The rest of the help text: what it does and what its options mean.
+    details: &'static str,
+}
+
+/// Options that take no value.
+const SWITCHES: &[&str] = &["password-stdin", "admin"];
+/// Command options that take a value.
+const VALUE_OPTIONS: &[&str] = &["uses", "expires-in", "token"];
+
+const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        path: &["serve"],
+        args: &[],
+        options: &[],
+        summary: "Run the homeserver (the default when no command is given).",
+        details: "\
+Runs until SIGTERM or SIGINT, then shuts down cleanly and exits 0.
+Options override the config file; each can also be set by its environment
+variable. Precedence: option > environment > config file > default.",
+    },
+    CommandSpec {
+        path: &["user", "add"],
+        args: &["NAME"],
+        options: &["password-stdin", "admin"],
+        summary: "Create a local account.",
+        details: "\
+NAME is the localpart of the new user ID: alice for @alice:SERVER_NAME.
+
+  --password-stdin   Read the password from the first line of standard input.
+  --admin            Make the account a server administrator.",
+    },
+    CommandSpec {
+        path: &["user", "list"],
+        args: &[],
+        options: &[],
+        summary: "List local accounts.",
+        details: "",
+    },
+    CommandSpec {
+        path: &["user", "reset-password"],
+        args: &["NAME"],
+        options: &["password-stdin"],
+        summary: "Set a new password for a local account.",
+        details: "\
+NAME is the localpart of the user ID: alice for @alice:SERVER_NAME.
+
+  --password-stdin   Read the new password from the first line of standard
+                     input.",
+    },
+    CommandSpec {
+        path: &["user", "deactivate"],
+        args: &["NAME"],
+        options: &[],
+        summary: "Deactivate a local account so it can no longer log in.",
+        details: "\
+NAME is the localpart of the user ID: alice for @alice:SERVER_NAME.",
+    },
+    CommandSpec {
+        path: &["token", "create"],
+        args: &[],
+        options: &["uses", "expires-in", "token"],
+        summary: "Create a registration token (for registration = \"token\").",
+        details: "  --uses N           How many accounts the token may register, at least 1.
+                     Default: unlimited.
+  --expires-in DAYS  Days until the token expires, 1 to 3650.
+                     Default: never.
+  --token TOKEN      The token text, 1 to 64 of A-Z a-z 0-9 . _ ~ -.
+                     Default: a random token.",
+    },
+    CommandSpec {
+        path: &["token", "list"],
+        args: &[],
+        options: &[],
+        summary: "List registration tokens.",
+        details: "",
+    },
+    CommandSpec {
+        path: &["token", "revoke"],
+        args: &["TOKEN"],
+        options: &[],
+        summary: "Revoke a registration token so it can no longer be used.",
+        details: "",
+    },
+    CommandSpec {
+        path: &["backup"],
+        args: &["FILE"],
+        options: &[],
+        summary: "Write a consistent copy of the database to FILE.",
+        details: "\
+Uses SQLite's online backup, so the server may keep running meanwhile.",
+    },
+    CommandSpec {
+        path: &["config", "example"],
+        args: &[],
+        options: &[],
+        summary: "Print a commented example config file with every key and default.",
+        details: "\
+The same text ships as contrib/hearth.toml.",
+    },
+];
+
+/// Command words that only group subcommands.
+const GROUPS: &[&str] = &["user", "token", "config"];
+
+fn usage_line(spec: &CommandSpec) -> String {
+    let mut line = format!("hearth {}", spec.path.join(" "));
+    for arg in spec.args {
+        line.push(' ');
+        line.push_str(arg);
+    }
+    for option in spec.options {
+        match value_name(option) {
+            Some(value) => line.push_str(&format!(" [--{option} {value}]")),
+            None => line.push_str(&format!(" [--{option}]")),
+        }
+    }
+    if spec.path == ["serve"] {
+        line.push_str(" [OPTIONS]");
+    }
+    line
+}
+
+/// The placeholder shown after an option that takes a value; `None` for a
+/// switch.
+fn value_name(option: &str) -> Option<&'static str> {
+    let name = match option {
+        "config" => "FILE",
+        "listen" => "ADDR:PORT",
+        "server-name" => "NAME",
+        "database" => "PATH",
+        "registration" => "closed|token|open",
+        "public-baseurl" => "URL",
+        "well-known-server" => "HOST[:PORT]",
+        "workers" => "N",
+        "log-level" => "LEVEL",
+        "rate-limit-per-second" => "RATE",
+        "rate-limit-burst" => "N",
+        "max-body-bytes" => "BYTES",
+        "access-token-lifetime-ms" => "MS",
+        "allow-guests" => "BOOL",
+        "uses" => "N",
+        "expires-in" => "DAYS",
+        "token" => "TOKEN",
+        _ if SWITCHES.contains(&option) => return None,
+        _ => "VALUE",
+    };
+    Some(name)
+}
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  clean shutdown, or the command succeeded
+  1  failure at run time (database, network, I/O)
+  2  bad command line or bad configuration";
+
+const GLOBAL_OPTIONS_NOTE: &str = "\
+Global options (every command accepts them; admin commands open the same
+database as `hearth serve`, so give them the same config):
+  --config FILE        Config file (TOML). Environment: HEARTH_CONFIG.
+                       Default: none, built-in defaults apply.
+  --database PATH      Environment: HEARTH_DATABASE. Default: ./hearth.db.
+  --server-name NAME   Environment: HEARTH_SERVER_NAME. Default: localhost.
+  and every other option of `hearth serve` (see `hearth serve --help`).
+Options may be written --key VALUE or --key=VALUE, before or after the
+command.";
+
+fn general_help() -> String {
+    let mut out = format!(
+        "{}: a Matrix homeserver that keeps everything in one SQLite file.\n\n\
+         Usage:\n  hearth [COMMAND] [OPTIONS]\n\nCommands:\n",
+        version()
+    );
+    for spec in COMMANDS {
+        out.push_str(&format!("  {}\n      {}\n", usage_line(spec), spec.summary));
+    }
+    out.push_str(
+        "  hearth help [COMMAND]\n      Show help for a command, as does \
+         `hearth COMMAND --help`.\n  hearth --help | --version\n      Show this \
+         help or the version.\n\n",
+    );
+    out.push_str(GLOBAL_OPTIONS_NOTE);
+    out.push_str("\n\n");
+    out.push_str(EXIT_CODES);
+    out.push('\n');
+    out
+}
+
+fn serve_help(spec: &CommandSpec) -> String {
+    let mut out = format!(
+        "Usage: {}\n\n{}\n{}\n\nOptions:\n",
+        usage_line(spec),
+        spec.summary,
+        spec.details
+    );
+    out.push_str(&format!(
+        "  --config FILE\n      Config file (TOML) to read; see `hearth config example`.\n      \
+         Environment: {}. Default: none, built-in defaults apply.\n",
+        config::CONFIG_ENV
+    ));
+    for (key, summary) in config::KEYS {
+        let option = key.replace('_', "-");
+        let value = value_name(&option).unwrap_or("VALUE");
+        out.push_str(&format!(
+            "  --{option} {value}\n      {summary}\n      Environment: {}. Default: {}.\n",
+            config::env_var(key),
+            config::default_text(key).unwrap_or("none"),
+        ));
+    }
+    out.push_str("  -h, --help\n      Show this help.\n\n");
+    out.push_str(EXIT_CODES);
+    out.push('\n');
+    out
+}
+
+fn command_help(spec: &CommandSpec) -> String {
+    if spec.path == ["serve"] {
+        return serve_help(spec);
+    }
+    let mut out = format!("Usage: {}\n\n{}\n", usage_line(spec), spec.summary);
+    if !spec.details.is_empty() {
+        out.push('\n');
+        out.push_str(spec.details);
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(GLOBAL_OPTIONS_NOTE);
+    out.push_str("\n\n");
+    out.push_str(EXIT_CODES);
+    out.push('\n');
+    out
+}
+
+fn group_help(group: &str) -> String {
+    let mut out = format!("Usage: hearth {group} SUBCOMMAND [OPTIONS]\n\nSubcommands:\n");
+    for spec in COMMANDS.iter().filter(|spec| spec.path[0] == group) {
+        out.push_str(&format!("  {}\n      {}\n", usage_line(spec), spec.summary));
+    }
+    out.push_str(&format!(
+        "\nRun `hearth {group} SUBCOMMAND --help` for details.\n\n"
+    ));
+    out.push_str(GLOBAL_OPTIONS_NOTE);
+    out.push_str("\n\n");
+    out.push_str(EXIT_CODES);
+    out.push('\n');
+    out
+}
+
+/// The help text for the command named by `words` (e.g. `["user", "add"]`,
+/// extra words such as arguments are ignored), or the general help for no
+/// words. Unknown commands are an error.
+pub fn help(words: &[&str]) -> Result<String, UsageError> {
+    let Some(first) = words.first() else {
+        return Ok(general_help());
+    };
+    if *first == "help" {
+        return help(&words[1..]);
+    }
+    if let Some(spec) = find_command(words) {
+        return Ok(command_help(spec));
+    }
+    if GROUPS.contains(first) {
+        return Ok(group_help(first));
+    }
+    Err(unknown_command(first))
+}
+
+fn find_command(words: &[&str]) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .iter()
+        .find(|spec| words.len() >= spec.path.len() && words[..spec.path.len()] == *spec.path)
+}
+
+fn unknown_command(word: &str) -> UsageError {
+    UsageError(format!(
+        "unknown command \"{word}\"; commands are serve, user, token, backup, config and help"
+    ))
+}
+
+/// What an option name (without `--`) is.
+enum OptionKind {
+    /// A config override, stored under this config key.
+    Config(String),
+    /// A command option without a value.
+    Switch(&'static str),
+    /// A command option with a value.
+    Value(&'static str),
+}
+
+fn classify(name: &str) -> Option<OptionKind> {
+    if name == config::CONFIG_FLAG {
+        return Some(OptionKind::Config(name.to_owned()));
+    }
+    if let Some(switch) = SWITCHES.iter().find(|switch| **switch == name) {
+        return Some(OptionKind::Switch(switch));
+    }
+    if let Some(option) = VALUE_OPTIONS.iter().find(|option| **option == name) {
+        return Some(OptionKind::Value(option));
+    }
+    // Config keys are spelt with dashes on the command line only.
+    if name.contains('_') {
+        return None;
+    }
+    let key = name.replace('-', "_");
+    config::KEYS
+        .iter()
+        .any(|(known, _)| *known == key)
+        .then_some(OptionKind::Config(key))
+}
+
+fn unknown_option(arg: &str, name: &str) -> UsageError {
+    let dashed = name.replace('_', "-");
+    let hint = if dashed != name && classify(&dashed).is_some() {
+        format!("; did you mean --{dashed}?")
+    } else {
+        String::new()
+    };
+    UsageError(format!("unknown option {arg}{hint}"))
+}
+
+/// Arguments split into words and options, before the command is known.
+#[derive(Default)]
+struct Scan<'a> {
+    words: Vec<&'a str>,
+    flags: BTreeMap<String, String>,
+    switches: BTreeSet<&'static str>,
+    values: BTreeMap<&'static str, String>,
+    help: bool,
+    version: bool,
+}
+
+/// Splits `args`. On a bad option it returns the error together with what
+/// was scanned so far, so that `--help` can still be honoured.
+fn scan(args: &[String]) -> (Scan<'_>, Option<UsageError>) {
+    let mut out = Scan::default();
+    let mut positional_only = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if positional_only || arg == "-" || !arg.starts_with('-') {
+            out.words.push(arg);
+            continue;
+        }
+        match arg.as_str() {
+            "--" => {
+                positional_only = true;
+                continue;
+            }
+            "--help" | "-h" => {
+                out.help = true;
+                continue;
+            }
+            "--version" | "-V" => {
+                out.version = true;
+                continue;
+            }
+            _ => {}
+        }
+        let Some(body) = arg.strip_prefix("--") else {
+            return (out, Some(UsageError(format!("unknown option {arg}"))));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (body, None),
+        };
+        let Some(kind) = classify(name) else {
+            return (out, Some(unknown_option(arg, name)));
+        };
+        if let OptionKind::Switch(switch) = kind {
+            if inline.is_some() {
+                return (out, Some(UsageError(format!("--{name} takes no value"))));
+            }
+            if !out.switches.insert(switch) {
+                return (out, Some(UsageError(format!("--{name} is given twice"))));
+            }
+            continue;
+        }
+        let value = match inline {
+            Some(value) => value.to_owned(),
+            None => match rest.next() {
+                Some(value) if !value.starts_with("--") => value.clone(),
+                _ => {
+                    let shown = value_name(name).unwrap_or("VALUE");
+                    let error = UsageError(format!("--{name} needs a value: --{name} {shown}"));
+                    return (out, Some(error));
+                }
+            },
+        };
+        let fresh = match kind {
+            OptionKind::Config(key) => out.flags.insert(key, value).is_none(),
+            OptionKind::Value(option) => out.values.insert(option, value).is_none(),
+            OptionKind::Switch(_) => true,
+        };
+        if !fresh {
+            return (out, Some(UsageError(format!("--{name} is given twice"))));
+        }
+    }
+    (out, None)
+}
+
+/// Parses the command line, without `argv[0]`. `hearth` alone means
+/// `hearth serve`. `--help` anywhere gives the help of the command named
+/// before it; `--version` anywhere gives the version.
+pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
+    let (scan, error) = scan(args);
+    if scan.help {
+        let text = help(&scan.words)?;
+        return Ok(Invocation {
+            command: Command::Help(text),
+            flags: BTreeMap::new(),
+        });
+    }
+    // A later --help would have been missed when scanning stopped early.
+    let help_later = args
+        .iter()
+        .take_while(|arg| *arg != "--")
+        .any(|arg| arg == "--help" || arg == "-h");
+    if let Some(error) = error {
+        if help_later {
+            let text = help(&scan.words)?;
+            return Ok(Invocation {
+                command: Command::Help(text),
+                flags: BTreeMap::new(),
+            });
+        }
+        return Err(error);
+    }
+    if scan.version {
+        return Ok(Invocation {
+            command: Command::Version,
+            flags: BTreeMap::new(),
+        });
+    }
+    let command = command(&scan)?;
+    Ok(Invocation {
+        command,
+        flags: scan.flags,
+    })
+}
+
+fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
+    let words = &scan.words;
+    let Some(first) = words.first() else {
+        return own_options_allowed(scan, &COMMANDS[0]).map(|()| Command::Serve);
+    };
+    if *first == "help" {
+        return help(&words[1..]).map(Command::Help);
+    }
+    let Some(spec) = find_command(words) else {
+        if GROUPS.contains(first) {
+            let subcommands: Vec<&str> = COMMANDS
+                .iter()
+                .filter(|spec| spec.path[0] == *first)
+                .map(|spec| spec.path[1])
+                .collect();
+            let message = match words.get(1) {
+                Some(sub) => format!("unknown subcommand \"{first} {sub}\""),
+                None => format!("\"{first}\" needs a subcommand"),
+            };
+            return Err(UsageError(format!(
+                "{message}; choose one of: {}",
+                subcommands.join(", ")
+            )));
+        }
+        return Err(unknown_command(first));
+    };
+    own_options_allowed(scan, spec)?;
+    let args = &words[spec.path.len()..];
+    let command_name = spec.path.join(" ");
+    if args.len() < spec.args.len() {
+        return Err(UsageError(format!(
+            "`hearth {command_name}` needs {}; usage: {}",
+            spec.args[args.len()],
+            usage_line(spec)
+        )));
+    }
+    if let Some(extra) = args.get(spec.args.len()) {
+        return Err(UsageError(format!(
+            "unexpected argument \"{extra}\"; usage: {}",
+            usage_line(spec)
+        )));
+    }
+    for (name, value) in spec.args.iter().zip(args) {
+        if value.is_empty() {
+            return Err(UsageError(format!("{name} must not be empty")));
+        }
+    }
+    let arg = |i: usize| args[i].to_owned();
+    let switch = |name: &str| scan.switches.contains(name);
+    let command = match spec.path {
+        ["serve"] => Command::Serve,
+        ["user", "add"] => Command::UserAdd {
+            name: arg(0),
+            password_stdin: switch("password-stdin"),
+            admin: switch("admin"),
+        },
+        ["user", "list"] => Command::UserList,
+        ["user", "reset-password"] => Command::UserResetPassword {
+            name: arg(0),
+            password_stdin: switch("password-stdin"),
+        },
+        ["user", "deactivate"] => Command::UserDeactivate { name: arg(0) },
+        ["token", "create"] => Command::TokenCreate {
+            uses: number(scan, "uses", TOKEN_USES_MIN, u32::MAX)?,
+            expires_in_days: number(
+                scan,
+                "expires-in",
+                TOKEN_EXPIRES_IN_DAYS_MIN,
+                TOKEN_EXPIRES_IN_DAYS_MAX,
+            )?,
+            token: match scan.values.get("token") {
+                Some(token) => Some(registration_token(token)?),
+                None => None,
+            },
+        },
+        ["token", "list"] => Command::TokenList,
+        ["token", "revoke"] => Command::TokenRevoke {
+            token: registration_token(args[0])?,
+        },
+        ["backup"] => Command::Backup {
+            path: PathBuf::from(args[0]),
+        },
+        ["config", "example"] => Command::ConfigExample,
+        // COMMANDS and this match list the same paths; a test checks it.
+        _ => return Err(unknown_command(first)),
+    };
+    Ok(command)
+}
+
+/// Refuses command options given to a command that does not take them.
+fn own_options_allowed(scan: &Scan<'_>, spec: &CommandSpec) -> Result<(), UsageError> {
+    let given = scan.switches.iter().chain(scan.values.keys());
+    for option in given {
+        if !spec.options.contains(option) {
+            return Err(UsageError(format!(
+                "--{option} is not an option of `hearth {}`",
+                spec.path.join(" ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn number(scan: &Scan<'_>, option: &str, min: u32, max: u32) -> Result<Option<u32>, UsageError> {
+    let Some(text) = scan.values.get(option) else {
+        return Ok(None);
+    };
+    match text.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(UsageError(format!(
+            "--{option} must be a whole number from {min} to {max}, got \"{text}\""
+        ))),
+    }
+}
+
+/// Checks a registration token against the specification's grammar: 1 to 64
+/// of `A-Z a-z 0-9 . _ ~ -`.
+fn registration_token(token: &str) -> Result<String, UsageError> {
+    let valid_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-');
+    if token.is_empty() || token.len() > TOKEN_LEN_MAX || !token.bytes().all(valid_char) {
+        return Err(UsageError(format!(
+            "a registration token is 1 to {TOKEN_LEN_MAX} of A-Z a-z 0-9 . _ ~ -, got \"{token}\""
+        )));
+    }
+    Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(line: &str) -> Result<Invocation, UsageError> {
+        let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        parse(&args)
+    }
+
+    fn command_of(line: &str) -> Command {
+        run(line).unwrap_or_else(|e| panic!("{line}: {e}")).command
+    }
+
+    fn flags_of(line: &str) -> BTreeMap<String, String> {
+        run(line).unwrap_or_else(|e| panic!("{line}: {e}")).flags
+    }
+
+    fn error_of(line: &str) -> String {
+        match run(line) {
+            Ok(invocation) => panic!("{line}: parsed as {invocation:?}"),
+            Err(e) => e.0,
+        }
+    }
+
+    fn help_of(line: &str) -> String {
+        match command_of(line) {
+            Command::Help(text) => text,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nothing_means_serve() {
+        let invocation = parse(&[]).expect("parses");
+        assert_eq!(invocation.command, Command::Serve);
+        assert!(invocation.flags.is_empty());
+        assert_eq!(command_of("serve"), Command::Serve);
+    }
+
+    #[test]
+    fn serve_options() {
+        let flags = flags_of(
+            "serve --config /etc/hearth/hearth.toml --listen 0.0.0.0:8008 --server-name example.org \
+             --database /var/lib/hearth/hearth.db --registration open --log-level debug --workers 8",
+        );
+        let expected: BTreeMap<String, String> = [
+            ("config", "/etc/hearth/hearth.toml"),
+            ("listen", "0.0.0.0:8008"),
+            ("server_name", "example.org"),
+            ("database", "/var/lib/hearth/hearth.db"),
+            ("registration", "open"),
+            ("log_level", "debug"),
+            ("workers", "8"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(flags, expected);
+    }
+
+    #[test]
+    fn options_before_the_command_and_without_it() {
+        let invocation = run("--server-name example.org").expect("parses");
+        assert_eq!(invocation.command, Command::Serve);
+        assert_eq!(invocation.flags["server_name"], "example.org");
+        let invocation = run("--config c.toml user list").expect("parses");
+        assert_eq!(invocation.command, Command::UserList);
+        assert_eq!(invocation.flags["config"], "c.toml");
+    }
+
+    #[test]
+    fn key_equals_value_form() {
+        let flags = flags_of(
+            "--workers=3 --server-name=example.org:8448 --public-baseurl=https://x.example/a=b",
+        );
+        assert_eq!(flags["workers"], "3");
+        assert_eq!(flags["server_name"], "example.org:8448");
+        assert_eq!(flags["public_baseurl"], "https://x.example/a=b");
+        // An explicit empty value is passed on for config to judge.
+        assert_eq!(flags_of("--well-known-server=")["well_known_server"], "");
+    }
+
+    #[test]
+    fn every_config_key_is_an_option() {
+        for (key, _) in config::KEYS {
+            let option = key.replace('_', "-");
+            let flags = flags_of(&format!("serve --{option} v"));
+            assert_eq!(flags.get(*key).map(String::as_str), Some("v"), "{key}");
+            let flags = flags_of(&format!("token list --{option}=w"));
+            assert_eq!(flags.get(*key).map(String::as_str), Some("w"), "{key}");
+            assert!(value_name(&option).is_some_and(|v| v != "VALUE"), "{key}");
+        }
+    }
+
+    #[test]
+    fn unknown_options_are_errors() {
+        assert!(error_of("--colour red").contains("unknown option --colour"));
+        assert!(error_of("serve -x").contains("unknown option -x"));
+        let message = error_of("--server_name example.org");
+        assert!(message.contains("did you mean --server-name?"), "{message}");
+        assert!(error_of("--listenn=1.2.3.4:5").contains("unknown option"));
+    }
+
+    #[test]
+    fn missing_values_are_errors() {
+        assert!(error_of("--workers").contains("--workers needs a value"));
+        assert!(error_of("serve --config").contains("--config needs a value"));
+        assert!(error_of("--server-name --workers 3").contains("--server-name needs a value"));
+        assert!(error_of("token create --uses").contains("--uses needs a value"));
+    }
+
+    #[test]
+    fn repeated_options_are_errors() {
+        assert!(error_of("--workers 2 --workers=3").contains("given twice"));
+        assert!(error_of("user add bob --admin --admin").contains("given twice"));
+        assert!(error_of("token create --uses 1 --uses 2").contains("given twice"));
+    }
+
+    #[test]
+    fn user_commands() {
+        assert_eq!(
+            command_of("user add alice"),
+            Command::UserAdd {
+                name: "alice".to_owned(),
+                password_stdin: false,
+                admin: false
+            }
+        );
+        assert_eq!(
+            command_of("user add alice --password-stdin --admin"),
+            Command::UserAdd {
+                name: "alice".to_owned(),
+                password_stdin: true,
+                admin: true
+            }
+        );
+        assert_eq!(
+            command_of("--admin user add alice --database x.db"),
+            Command::UserAdd {
+                name: "alice".to_owned(),
+                password_stdin: false,
+                admin: true
+            }
+        );
+        assert_eq!(command_of("user list"), Command::UserList);
+        assert_eq!(
+            command_of("user reset-password bob --password-stdin"),
+            Command::UserResetPassword {
+                name: "bob".to_owned(),
+                password_stdin: true
+            }
+        );
+        assert_eq!(
+            command_of("user deactivate bob"),
+            Command::UserDeactivate {
+                name: "bob".to_owned()
+            }
+        );
+        let invocation =
+            run("user add alice --config /etc/h.toml --server-name example.org").expect("parses");
+        assert_eq!(invocation.flags["config"], "/etc/h.toml");
+        assert_eq!(invocation.flags["server_name"], "example.org");
+
+        assert!(error_of("user add").contains("needs NAME"));
+        assert!(error_of("user add alice bob").contains("unexpected argument \"bob\""));
+        assert!(error_of("user list extra").contains("unexpected argument"));
+        assert!(error_of("user deactivate").contains("needs NAME"));
+        assert!(error_of("user").contains("needs a subcommand"));
+        assert!(error_of("user remove bob").contains("unknown subcommand"));
+        assert!(error_of("user add alice --admin=yes").contains("takes no value"));
+        assert!(error_of("user list --admin").contains("not an option of `hearth user list`"));
+        assert!(error_of("user reset-password bob --admin").contains("not an option"));
+        assert!(error_of("serve --password-stdin").contains("not an option"));
+        assert!(error_of("--admin").contains("not an option of `hearth serve`"));
+        assert!(parse(&["user".into(), "add".into(), String::new()])
+            .expect_err("empty name")
+            .0
+            .contains("must not be empty"));
+    }
+
+    #[test]
+    fn token_commands() {
+        assert_eq!(
+            command_of("token create"),
+            Command::TokenCreate {
+                uses: None,
+                expires_in_days: None,
+                token: None
+            }
+        );
+        assert_eq!(
+            command_of("token create --uses 5 --expires-in=7 --token abc-DEF_1.2~"),
+            Command::TokenCreate {
+                uses: Some(5),
+                expires_in_days: Some(7),
+                token: Some("abc-DEF_1.2~".to_owned())
+            }
+        );
+        assert_eq!(command_of("token list"), Command::TokenList);
+        assert_eq!(
+            command_of("token revoke abc"),
+            Command::TokenRevoke {
+                token: "abc".to_owned()
+            }
+        );
+        for bad in [
+            "token create --uses 0",
+            "token create --uses -1",
+            "token create --uses five",
+            "token create --uses 4294967296",
+            "token create --uses 1.5",
+            "token create --expires-in 0",
+            "token create --expires-in 3651",
+            "token create --expires-in 1e3",
+        ] {
+            assert!(error_of(bad).contains("must be a whole number"), "{bad}");
+        }
+        assert_eq!(
+            command_of("token create --uses 4294967295 --expires-in 3650"),
+            Command::TokenCreate {
+                uses: Some(u32::MAX),
+                expires_in_days: Some(3650),
+                token: None
+            }
+        );
+        assert!(error_of("token create --token a/b").contains("registration token"));
+        let long = "a".repeat(TOKEN_LEN_MAX + 1);
+        assert!(error_of(&format!("token create --token {long}")).contains("registration token"));
+        assert!(error_of("token create --token=").contains("registration token"));
+        assert!(error_of("token revoke a+b").contains("registration token"));
+        assert!(error_of("token revoke").contains("needs TOKEN"));
+        assert!(error_of("token list --uses 3").contains("not an option"));
+        assert!(error_of("user add bob --token x").contains("not an option"));
+    }
+
+    #[test]
+    fn backup_and_config_commands() {
+        assert_eq!(
+            command_of("backup /tmp/b.db"),
+            Command::Backup {
+                path: PathBuf::from("/tmp/b.db")
+            }
+        );
+        assert!(error_of("backup").contains("needs FILE"));
+        assert!(error_of("backup a b").contains("unexpected argument"));
+        assert_eq!(command_of("config example"), Command::ConfigExample);
+        assert!(error_of("config").contains("needs a subcommand"));
+        assert!(error_of("config show").contains("unknown subcommand"));
+    }
+
+    #[test]
+    fn double_dash_ends_options() {
+        assert_eq!(
+            command_of("backup -- --odd-name.db"),
+            Command::Backup {
+                path: PathBuf::from("--odd-name.db")
+            }
+        );
+        assert_eq!(
+            command_of("backup -"),
+            Command::Backup {
+                path: PathBuf::from("-")
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_command_is_an_error() {
+        assert!(error_of("frobnicate").contains("unknown command \"frobnicate\""));
+        assert!(error_of("help frobnicate").contains("unknown command"));
+        assert!(error_of("frobnicate --help").contains("unknown command"));
+    }
+
+    #[test]
+    fn version() {
+        assert_eq!(command_of("--version"), Command::Version);
+        assert_eq!(command_of("-V"), Command::Version);
+        assert!(super::version().starts_with("hearth "));
+    }
+
+    #[test]
+    fn general_help_is_complete() {
+        let text = help_of("--help");
+        assert_eq!(text, help_of("help"));
+        assert_eq!(text, help_of("-h"));
+        for spec in COMMANDS {
+            assert!(text.contains(&usage_line(spec)), "{}", usage_line(spec));
+            assert!(text.contains(spec.summary));
+        }
+        for needle in [
+            "--config FILE",
+            "HEARTH_CONFIG",
+            "--database PATH",
+            "--server-name NAME",
+            "--version",
+            "Exit status",
+            "  0  ",
+            "  1  ",
+            "  2  ",
+        ] {
+            assert!(text.contains(needle), "{needle}");
+        }
+    }
+
+    #[test]
+    fn serve_help_lists_every_option_with_env_and_default() {
+        let text = help_of("serve --help");
+        assert_eq!(text, help_of("help serve"));
+        assert!(text.contains("HEARTH_CONFIG"));
+        for (key, summary) in config::KEYS {
+            let option = key.replace('_', "-");
+            let value = value_name(&option).expect("value name");
+            assert!(text.contains(&format!("--{option} {value}")), "{key}");
+            assert!(text.contains(summary), "{key}");
+            assert!(text.contains(&config::env_var(key)), "{key}");
+            let default = config::default_text(key).expect("default");
+            assert!(text.contains(&format!("Default: {default}.")), "{key}");
+        }
+        assert!(text.contains("Exit status"));
+    }
+
+    #[test]
+    fn help_for_each_command() {
+        for spec in COMMANDS {
+            let words = spec.path.join(" ");
+            let text = help_of(&format!("{words} --help"));
+            assert!(
+                text.starts_with(&format!("Usage: {}", usage_line(spec))),
+                "{words}"
+            );
+            assert_eq!(text, help_of(&format!("help {words}")), "{words}");
+            assert_eq!(text, help_of(&format!("--help {words}")), "{words}");
+            assert!(text.contains("Exit status"), "{words}");
+            for option in spec.options {
+                assert!(
+                    text.contains(&format!("\n  --{option}")),
+                    "{words} --{option}"
+                );
+            }
+        }
+        // Arguments and bad options before --help do not prevent help.
+        let text = help_of("user add alice --admin --help");
+        assert!(text.starts_with("Usage: hearth user add NAME"));
+        let text = help_of("token create --bogus --help");
+        assert!(text.starts_with("Usage: hearth token create"));
+        let text = help_of("serve --workers --help");
+        assert!(text.starts_with("Usage: hearth serve"));
+        // --help after -- is an argument, not a request for help.
+        assert_eq!(
+            command_of("backup -- --help"),
+            Command::Backup {
+                path: PathBuf::from("--help")
+            }
+        );
+    }
+
+    #[test]
+    fn help_for_groups() {
+        for group in GROUPS {
+            let text = help_of(&format!("{group} --help"));
+            assert_eq!(text, help_of(&format!("help {group}")));
+            for spec in COMMANDS.iter().filter(|spec| spec.path[0] == *group) {
+                assert!(text.contains(&usage_line(spec)), "{group}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_spec_is_reachable() {
+        for spec in COMMANDS {
+            let mut line = spec.path.join(" ");
+            for _ in spec.args {
+                line.push_str(" x");
+            }
+            command_of(&line);
+        }
+        assert_eq!(COMMANDS[0].path, ["serve"]);
+    }
+
+    #[test]
+    fn usage_error_displays_its_message() {
+        assert_eq!(UsageError("bad".to_owned()).to_string(), "bad");
+    }
+}

@@ -1,0 +1,1443 @@
+//! Server configuration: turns the TOML file, the `HEARTH_*` environment and
+//! command-line overrides into one plain, validated `Config`.
+//!
+//! This module owns the list of configuration keys (`KEYS`), their defaults,
+//! their limits, the precedence rule (flag > environment > file > default) and
+//! the commented example file (`example()`, kept equal to
+//! `contrib/hearth.toml` by a test).
+//!
+//! **Architecture Invariant:** this module depends on no other module of the
+//! crate. It reads the one file it is given and nothing else: it does not
+//! parse `argv` (that is `cli`), read the process environment directly (the
+//! caller passes a lookup function), open the database or bind sockets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Prefix of the environment variable of every key: `HEARTH_` + key in
+/// upper case.
+pub const ENV_PREFIX: &str = "HEARTH_";
+/// The flag key (`--config`) that names the configuration file.
+pub const CONFIG_FLAG: &str = "config";
+/// The environment variable that names the configuration file when no
+/// `--config` flag is given.
+pub const CONFIG_ENV: &str = "HEARTH_CONFIG";
+/// A configuration file larger than this is refused rather than read.
+pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Default `listen`.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:8008";
+/// Default `server_name`.
+pub const SERVER_NAME_DEFAULT: &str = "localhost";
+/// Longest accepted `server_name` (and `well_known_server`), in bytes.
+pub const SERVER_NAME_LEN_MAX: usize = 255;
+/// Longest accepted label of a DNS name, in bytes.
+pub const DNS_LABEL_LEN_MAX: usize = 63;
+/// Port that federation uses when a server name carries none.
+pub const FEDERATION_PORT_DEFAULT: u16 = 8448;
+/// Default `database`.
+pub const DATABASE_DEFAULT: &str = "./hearth.db";
+/// Longest accepted `public_baseurl`, in bytes.
+pub const PUBLIC_BASEURL_LEN_MAX: usize = 2048;
+/// Default `workers` is this many per available CPU ...
+pub const WORKERS_PER_CPU: usize = 2;
+/// ... but never fewer than this.
+pub const WORKERS_DEFAULT_MIN: usize = 4;
+/// Smallest accepted `workers`.
+pub const WORKERS_MIN: usize = 1;
+/// Largest accepted `workers`.
+pub const WORKERS_MAX: usize = 256;
+/// Default `rate_limit_per_second`.
+pub const RATE_LIMIT_PER_SECOND_DEFAULT: f64 = 0.5;
+/// Default `rate_limit_burst`.
+pub const RATE_LIMIT_BURST_DEFAULT: u32 = 10;
+/// Smallest accepted `rate_limit_burst`.
+pub const RATE_LIMIT_BURST_MIN: u32 = 1;
+/// Default `max_body_bytes`.
+pub const MAX_BODY_BYTES_DEFAULT: usize = 1_048_576;
+/// Smallest accepted `max_body_bytes`.
+pub const MAX_BODY_BYTES_MIN: usize = 1024;
+/// Largest accepted `max_body_bytes` (64 MiB).
+pub const MAX_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Default `access_token_lifetime_ms` (24 hours).
+pub const ACCESS_TOKEN_LIFETIME_MS_DEFAULT: u64 = 86_400_000;
+/// Smallest accepted `access_token_lifetime_ms` (one minute).
+pub const ACCESS_TOKEN_LIFETIME_MS_MIN: u64 = 60_000;
+/// Largest accepted `access_token_lifetime_ms` (365 days); it keeps
+/// `now + lifetime` far from overflow.
+pub const ACCESS_TOKEN_LIFETIME_MS_MAX: u64 = 365 * 86_400_000;
+
+/// Who may create an account through the client API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Nobody; accounts are made with `hearth user add`.
+    Closed,
+    /// Anyone holding a registration token (`hearth token create`).
+    Token,
+    /// Anyone at all.
+    Open,
+}
+
+impl Registration {
+    /// Parses `closed`, `token` or `open`, ignoring ASCII case.
+    pub fn parse(text: &str) -> Option<Registration> {
+        match text.to_ascii_lowercase().as_str() {
+            "closed" => Some(Registration::Closed),
+            "token" => Some(Registration::Token),
+            "open" => Some(Registration::Open),
+            _ => None,
+        }
+    }
+
+    /// The name as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Closed => "closed",
+            Registration::Token => "token",
+            Registration::Open => "open",
+        }
+    }
+}
+
+/// How much the server logs; each level includes the ones before it, so
+/// `Error < Warn < Info < Debug < Trace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// Parses `error`, `warn` (or `warning`), `info`, `debug` or `trace`,
+    /// ignoring ASCII case.
+    pub fn parse(text: &str) -> Option<LogLevel> {
+        match text.to_ascii_lowercase().as_str() {
+            "error" => Some(LogLevel::Error),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "info" => Some(LogLevel::Info),
+            "debug" => Some(LogLevel::Debug),
+            "trace" => Some(LogLevel::Trace),
+            _ => None,
+        }
+    }
+
+    /// The name as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// The whole server configuration, validated. Each field is one key of
+/// `KEYS`; see there and `example()` for what it means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub server_name: String,
+    pub database: PathBuf,
+    pub registration: Registration,
+    /// Without a trailing slash.
+    pub public_baseurl: Option<String>,
+    pub well_known_server: Option<String>,
+    pub workers: usize,
+    pub log_level: LogLevel,
+    pub rate_limit_per_second: f64,
+    pub rate_limit_burst: u32,
+    pub max_body_bytes: usize,
+    pub access_token_lifetime_ms: u64,
+    pub allow_guests: bool,
+}
+
+impl Default for Config {
+    /// The configuration used when nothing is set anywhere.
+    fn default() -> Config {
+        Config::defaults(available_cpus())
+    }
+}
+
+impl Config {
+    fn defaults(cpus: usize) -> Config {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8008)),
+            server_name: SERVER_NAME_DEFAULT.to_owned(),
+            database: PathBuf::from(DATABASE_DEFAULT),
+            registration: Registration::Token,
+            public_baseurl: None,
+            well_known_server: None,
+            workers: default_workers(cpus),
+            log_level: LogLevel::Info,
+            rate_limit_per_second: RATE_LIMIT_PER_SECOND_DEFAULT,
+            rate_limit_burst: RATE_LIMIT_BURST_DEFAULT,
+            max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+            access_token_lifetime_ms: ACCESS_TOKEN_LIFETIME_MS_DEFAULT,
+            allow_guests: false,
+        }
+    }
+
+    /// The client-server base URL that `/.well-known/matrix/client`
+    /// advertises: `public_baseurl` when set, else `http://` + `listen`.
+    /// When `listen` is a wildcard address (`0.0.0.0`, `[::]`), which no
+    /// client can connect to, the host of `server_name` is used with the
+    /// listening port instead.
+    pub fn base_url(&self) -> String {
+        if let Some(url) = &self.public_baseurl {
+            return url.clone();
+        }
+        if self.listen.ip().is_unspecified() {
+            let (host, _port) =
+                split_host_port(&self.server_name).unwrap_or((self.server_name.as_str(), None));
+            return format!("http://{}:{}", host, self.listen.port());
+        }
+        format!("http://{}", self.listen)
+    }
+
+    /// The `m.server` delegation that `/.well-known/matrix/server`
+    /// advertises: `well_known_server` when set, else `server_name` with
+    /// port 8448 added unless it already names a port.
+    pub fn server_delegation(&self) -> String {
+        if let Some(server) = &self.well_known_server {
+            return server.clone();
+        }
+        match split_host_port(&self.server_name) {
+            Ok((_, Some(_))) => self.server_name.clone(),
+            _ => format!("{}:{}", self.server_name, FEDERATION_PORT_DEFAULT),
+        }
+    }
+}
+
+/// Why the configuration was refused. `key` names the offending key when
+/// there is one; the caller exits with status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn general(message: String) -> ConfigError {
+        ConfigError { key: None, message }
+    }
+
+    fn for_key(key: &str, message: String) -> ConfigError {
+        ConfigError {
+            key: Some(key.to_owned()),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "config key \"{}\": {}", key, self.message),
+            None => write!(f, "config: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Everything known about one key. `KEYS` is derived from `SPECS`, so the
+/// two cannot disagree.
+struct Spec {
+    key: &'static str,
+    /// One line, shown in `--help` and above the key in the example.
+    summary: &'static str,
+    /// The default as a person reads it.
+    default: &'static str,
+    /// The TOML value written (commented out) in the example. For keys with
+    /// a plain default it is that default; for optional keys it is an
+    /// example value.
+    example: &'static str,
+    /// Further lines of explanation for the example file.
+    notes: &'static [&'static str],
+}
+
+const SPEC_COUNT: usize = 13;
+
+const SPECS: [Spec; SPEC_COUNT] = [
+    Spec {
+        key: "listen",
+        summary: "IP address and port the HTTP listener binds to.",
+        default: LISTEN_DEFAULT,
+        example: "\"127.0.0.1:8008\"",
+        notes: &[
+            "Use \"[::]:8008\" or \"0.0.0.0:8008\" to listen on every interface.",
+            "Hearth speaks plain HTTP: put a reverse proxy that terminates TLS",
+            "in front of it for clients (443) and federation (8448).",
+        ],
+    },
+    Spec {
+        key: "server_name",
+        summary: "The server name in user IDs (@alice:SERVER_NAME); never change it later.",
+        default: SERVER_NAME_DEFAULT,
+        example: "\"localhost\"",
+        notes: &[
+            "A hostname, an IPv4 address or a bracketed IPv6 address, with an",
+            "optional :port, e.g. \"example.org\". It is part of every user and",
+            "room ID, so changing it later orphans all existing data.",
+        ],
+    },
+    Spec {
+        key: "database",
+        summary: "Path of the SQLite database file, created if missing.",
+        default: DATABASE_DEFAULT,
+        example: "\"./hearth.db\"",
+        notes: &[
+            "A relative path is relative to the working directory. Under the",
+            "systemd unit in contrib/ use a path in the state directory, e.g.",
+            "\"/var/lib/hearth/hearth.db\".",
+        ],
+    },
+    Spec {
+        key: "registration",
+        summary: "Who may register: closed, token or open.",
+        default: "token",
+        example: "\"token\"",
+        notes: &[
+            "closed: only `hearth user add` creates accounts.",
+            "token: registration needs a token from `hearth token create`.",
+            "open: anyone who can reach the server may register.",
+        ],
+    },
+    Spec {
+        key: "public_baseurl",
+        summary: "Client base URL advertised in /.well-known/matrix/client.",
+        default: "unset, derived from listen",
+        example: "\"https://matrix.example.org\"",
+        notes: &[
+            "Unset by default, which advertises http:// + listen (or the host of",
+            "server_name with the listening port when listen is a wildcard",
+            "address). Set it to the public https:// URL of your reverse proxy.",
+            "Must start with http:// or https://.",
+        ],
+    },
+    Spec {
+        key: "well_known_server",
+        summary: "Federation delegation (m.server) advertised in /.well-known/matrix/server.",
+        default: "unset, server_name with port 8448",
+        example: "\"matrix.example.org:443\"",
+        notes: &[
+            "Unset by default, which advertises server_name with port 8448",
+            "added unless server_name already names a port. Set it when",
+            "federation traffic reaches this server through another host or port.",
+        ],
+    },
+    Spec {
+        key: "workers",
+        summary: "Number of HTTP worker threads (1 to 256).",
+        default: "twice the number of CPUs, at least 4",
+        example: "4",
+        notes: &[
+            "The default is twice the number of CPUs, at least 4 and at most",
+            "256; the 4 shown is the default on a machine with one or two CPUs.",
+            "Each worker holds one request at a time, long-polling /sync included.",
+        ],
+    },
+    Spec {
+        key: "log_level",
+        summary: "Least severe messages logged: error, warn, info, debug or trace.",
+        default: "info",
+        example: "\"info\"",
+        notes: &[],
+    },
+    Spec {
+        key: "rate_limit_per_second",
+        summary: "Sustained requests per second allowed per client for rate-limited actions.",
+        default: "0.5",
+        example: "0.5",
+        notes: &["Must be greater than 0. Whole numbers are accepted too."],
+    },
+    Spec {
+        key: "rate_limit_burst",
+        summary: "Rate-limited actions a client may make in a burst before being slowed.",
+        default: "10",
+        example: "10",
+        notes: &["Must be at least 1."],
+    },
+    Spec {
+        key: "max_body_bytes",
+        summary: "Largest request body accepted, in bytes (1024 to 67108864).",
+        default: "1048576",
+        example: "1048576",
+        notes: &["Larger requests are refused with M_TOO_LARGE."],
+    },
+    Spec {
+        key: "access_token_lifetime_ms",
+        summary: "Lifetime of access tokens issued with a refresh token, in milliseconds.",
+        default: "86400000 (24 hours)",
+        example: "86400000",
+        notes: &[
+            "At least 60000 (one minute), at most 31536000000 (365 days).",
+            "Clients that do not ask for a refresh token get tokens that do",
+            "not expire.",
+        ],
+    },
+    Spec {
+        key: "allow_guests",
+        summary: "Allow guest access; not supported yet, so it must stay false.",
+        default: "false",
+        example: "false",
+        notes: &["Guest registration is refused; true is rejected at startup."],
+    },
+];
+
+const fn key_summaries<const N: usize>(specs: &[Spec; N]) -> [(&'static str, &'static str); N] {
+    let mut out = [("", ""); N];
+    let mut i = 0;
+    while i < N {
+        out[i] = (specs[i].key, specs[i].summary);
+        i += 1;
+    }
+    out
+}
+
+/// Every configuration key with a one-line description, in the order of the
+/// example file.
+pub const KEYS: &[(&str, &str)] = &key_summaries(&SPECS);
+
+fn spec(key: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|spec| spec.key == key)
+}
+
+/// The environment variable of `key`, e.g. `HEARTH_SERVER_NAME`.
+pub fn env_var(key: &str) -> String {
+    format!("{}{}", ENV_PREFIX, key.to_ascii_uppercase())
+}
+
+/// The default of `key` as a person reads it, for help text; `None` for an
+/// unknown key.
+pub fn default_text(key: &str) -> Option<&'static str> {
+    spec(key).map(|spec| spec.default)
+}
+
+/// The configuration file to read: the `config` flag, else `HEARTH_CONFIG`,
+/// else none. An empty value counts as unset.
+pub fn config_path(
+    flags: &BTreeMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
+    if let Some(path) = flags.get(CONFIG_FLAG).filter(|path| !path.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    env(CONFIG_ENV)
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Builds the configuration. For each key the first of these that is set
+/// wins: `flags` (keyed by config key; `config` itself is ignored here),
+/// `env("HEARTH_<KEY>")` (an empty value counts as unset), the TOML `file`,
+/// the default. A `file` that cannot be read is an error, as is any unknown
+/// key in the file or in `flags`.
+pub fn load(
+    file: Option<&Path>,
+    flags: &BTreeMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let file = match file {
+        Some(path) => Some((path.display().to_string(), read_file(path)?)),
+        None => None,
+    };
+    let file = file
+        .as_ref()
+        .map(|(name, text)| (name.as_str(), text.as_str()));
+    load_text(file, flags, env, available_cpus())
+}
+
+/// A configuration file as text, named for error messages.
+type FileText<'a> = Option<(&'a str, &'a str)>;
+
+fn load_text(
+    file: FileText<'_>,
+    flags: &BTreeMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    cpus: usize,
+) -> Result<Config, ConfigError> {
+    for key in flags.keys() {
+        if key != CONFIG_FLAG && spec(key).is_none() {
+            return Err(ConfigError::for_key(
+                key,
+                format!("unknown option{}", suggestion(key)),
+            ));
+        }
+    }
+    let table = match file {
+        Some((name, text)) => parse_file(name, text)?,
+        None => toml::Table::new(),
+    };
+    let file_name = file.map(|(name, _)| name).unwrap_or_default();
+
+    let mut config = Config::defaults(cpus);
+    for spec in &SPECS {
+        let env_name = env_var(spec.key);
+        let (value, origin) = if let Some(text) = flags.get(spec.key) {
+            (
+                Raw::Text(text.clone()),
+                format!("--{}", spec.key.replace('_', "-")),
+            )
+        } else if let Some(text) = env(&env_name).filter(|text| !text.is_empty()) {
+            (Raw::Text(text), env_name)
+        } else if let Some(value) = table.get(spec.key) {
+            (Raw::Toml(value), format!("config file {}", file_name))
+        } else {
+            continue;
+        };
+        apply(&mut config, spec.key, &value).map_err(|message| {
+            ConfigError::for_key(spec.key, format!("{message} (from {origin})"))
+        })?;
+    }
+    Ok(config)
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    let cannot = |why: String| {
+        ConfigError::general(format!(
+            "cannot read config file {}: {}",
+            path.display(),
+            why
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(CONFIG_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > CONFIG_FILE_BYTES_MAX {
+        return Err(cannot(format!(
+            "larger than {} bytes",
+            CONFIG_FILE_BYTES_MAX
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| cannot("not valid UTF-8".to_owned()))
+}
+
+fn parse_file(name: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError::general(format!(
+            "config file {} is not valid TOML: {}",
+            name,
+            e.to_string().trim_end()
+        ))
+    })?;
+    for key in table.keys() {
+        if spec(key).is_none() {
+            return Err(ConfigError::for_key(
+                key,
+                format!("unknown key in config file {}{}", name, suggestion(key)),
+            ));
+        }
+    }
+    Ok(table)
+}
+
+/// Suggests the known key closest to a misspelt one, as text to append to an
+/// error message, or nothing when no key is close.
+fn suggestion(unknown: &str) -> String {
+    /// Keys further than this many edits away are not suggested.
+    const SUGGESTION_DISTANCE_MAX: usize = 3;
+    let wanted = unknown.replace('-', "_").to_ascii_lowercase();
+    SPECS
+        .iter()
+        .map(|spec| (edit_distance(&wanted, spec.key), spec.key))
+        .filter(|(distance, _)| *distance <= SUGGESTION_DISTANCE_MAX)
+        .min()
+        .map(|(_, key)| format!("; did you mean \"{key}\"?"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            let delete = previous[j + 1] + 1;
+            let insert = current[j] + 1;
+            current.push(substitute.min(delete).min(insert));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// One value before it is interpreted: text from a flag or the environment,
+/// or a typed value from the file.
+enum Raw<'a> {
+    Text(String),
+    Toml(&'a toml::Value),
+}
+
+impl Raw<'_> {
+    fn string(&self) -> Result<String, String> {
+        match self {
+            Raw::Text(text) => Ok(text.clone()),
+            Raw::Toml(toml::Value::String(text)) => Ok(text.clone()),
+            Raw::Toml(other) => Err(format!("expected a string, found {}", other.type_str())),
+        }
+    }
+
+    fn unsigned(&self) -> Result<u64, String> {
+        match self {
+            Raw::Text(text) => text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("expected a whole number, got \"{text}\"")),
+            Raw::Toml(toml::Value::Integer(n)) => {
+                u64::try_from(*n).map_err(|_| format!("must not be negative, got {n}"))
+            }
+            Raw::Toml(other) => Err(format!("expected an integer, found {}", other.type_str())),
+        }
+    }
+
+    fn float(&self) -> Result<f64, String> {
+        match self {
+            Raw::Text(text) => text
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| format!("expected a number, got \"{text}\"")),
+            Raw::Toml(toml::Value::Float(x)) => Ok(*x),
+            // The conversion is exact for every sensible rate.
+            Raw::Toml(toml::Value::Integer(n)) => Ok(*n as f64),
+            Raw::Toml(other) => Err(format!("expected a number, found {}", other.type_str())),
+        }
+    }
+
+    fn boolean(&self) -> Result<bool, String> {
+        match self {
+            Raw::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(format!(
+                    "expected true, false, 1, 0, yes or no, got \"{text}\""
+                )),
+            },
+            Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
+            Raw::Toml(other) => Err(format!(
+                "expected true or false, found {}",
+                other.type_str()
+            )),
+        }
+    }
+}
+
+fn in_range<T: PartialOrd + fmt::Display>(value: T, min: T, max: T) -> Result<T, String> {
+    if value < min || value > max {
+        return Err(format!("must be between {min} and {max}, got {value}"));
+    }
+    Ok(value)
+}
+
+/// Interprets `value` for `key` and stores it in `config`; the error is a
+/// message without the key, which the caller adds.
+fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> {
+    match key {
+        "listen" => {
+            let text = value.string()?;
+            config.listen = text.trim().parse().map_err(|_| {
+                format!("expected IP:PORT such as 127.0.0.1:8008 or [::]:8008, got \"{text}\"")
+            })?;
+        }
+        "server_name" => {
+            let name = value.string()?;
+            validate_server_name(&name)?;
+            config.server_name = name;
+        }
+        "database" => {
+            let path = value.string()?;
+            if path.is_empty() {
+                return Err("must not be empty".to_owned());
+            }
+            config.database = PathBuf::from(path);
+        }
+        "registration" => {
+            let text = value.string()?;
+            config.registration = Registration::parse(text.trim())
+                .ok_or_else(|| format!("expected closed, token or open, got \"{text}\""))?;
+        }
+        "public_baseurl" => {
+            let url = value.string()?;
+            config.public_baseurl = if url.is_empty() {
+                None
+            } else {
+                Some(validate_base_url(&url)?)
+            };
+        }
+        "well_known_server" => {
+            let server = value.string()?;
+            config.well_known_server = if server.is_empty() {
+                None
+            } else {
+                validate_server_name(&server)?;
+                Some(server)
+            };
+        }
+        "workers" => {
+            let n = in_range(value.unsigned()?, WORKERS_MIN as u64, WORKERS_MAX as u64)?;
+            config.workers = usize::try_from(n).map_err(|_| "too large".to_owned())?;
+        }
+        "log_level" => {
+            let text = value.string()?;
+            config.log_level = LogLevel::parse(text.trim()).ok_or_else(|| {
+                format!("expected error, warn, info, debug or trace, got \"{text}\"")
+            })?;
+        }
+        "rate_limit_per_second" => {
+            let rate = value.float()?;
+            if !rate.is_finite() || rate <= 0.0 {
+                return Err(format!(
+                    "must be a finite number greater than 0, got {rate}"
+                ));
+            }
+            config.rate_limit_per_second = rate;
+        }
+        "rate_limit_burst" => {
+            let burst = in_range(
+                value.unsigned()?,
+                u64::from(RATE_LIMIT_BURST_MIN),
+                u64::from(u32::MAX),
+            )?;
+            config.rate_limit_burst = u32::try_from(burst).map_err(|_| "too large".to_owned())?;
+        }
+        "max_body_bytes" => {
+            let n = in_range(
+                value.unsigned()?,
+                MAX_BODY_BYTES_MIN as u64,
+                MAX_BODY_BYTES_MAX as u64,
+            )?;
+            config.max_body_bytes = usize::try_from(n).map_err(|_| "too large".to_owned())?;
+        }
+        "access_token_lifetime_ms" => {
+            config.access_token_lifetime_ms = in_range(
+                value.unsigned()?,
+                ACCESS_TOKEN_LIFETIME_MS_MIN,
+                ACCESS_TOKEN_LIFETIME_MS_MAX,
+            )?;
+        }
+        "allow_guests" => {
+            if value.boolean()? {
+                return Err("guest access is not supported yet; it must be false".to_owned());
+            }
+            config.allow_guests = false;
+        }
+        // SPECS and this match list the same keys; a test checks it.
+        _ => return Err("unknown key".to_owned()),
+    }
+    Ok(())
+}
+
+fn available_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn default_workers(cpus: usize) -> usize {
+    cpus.saturating_mul(WORKERS_PER_CPU)
+        .clamp(WORKERS_DEFAULT_MIN, WORKERS_MAX)
+}
+
+/// Splits a server name into its host and optional port, checking both
+/// against the Matrix server name grammar: a DNS name, an IPv4 address or a
+/// bracketed IPv6 address, then an optional `:port`.
+fn split_host_port(name: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = if name.starts_with('[') {
+        let end = name
+            .find(']')
+            .ok_or_else(|| "an IPv6 address must end with ']'".to_owned())?;
+        let inner = &name[1..end];
+        if inner.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("\"{inner}\" is not a valid IPv6 address"));
+        }
+        let rest = &name[end + 1..];
+        match rest.strip_prefix(':') {
+            Some(port) => (&name[..=end], Some(port)),
+            None if rest.is_empty() => (&name[..=end], None),
+            None => return Err(format!("unexpected \"{rest}\" after the IPv6 address")),
+        }
+    } else {
+        let (host, port) = match name.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (name, None),
+        };
+        if port.is_some_and(|port| port.contains(':')) {
+            return Err("an IPv6 address must be written in brackets, e.g. [::1]".to_owned());
+        }
+        validate_host(host)?;
+        (host, port)
+    };
+    let port = match port {
+        None => None,
+        Some(text) => Some(parse_port(text)?),
+    };
+    Ok((host, port))
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    /// The grammar allows at most five digits.
+    const PORT_DIGITS_MAX: usize = 5;
+    let digits_ok = !text.is_empty()
+        && text.len() <= PORT_DIGITS_MAX
+        && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u16>() {
+        Ok(port) if digits_ok && port != 0 => Ok(port),
+        _ => Err(format!("\"{text}\" is not a valid port (1 to 65535)")),
+    }
+}
+
+/// Checks a host that is not a bracketed IPv6 address: an IPv4 address or a
+/// DNS name of non-empty labels of letters, digits and inner hyphens.
+fn validate_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host name is empty".to_owned());
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return match host.parse::<Ipv4Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("\"{host}\" is not a valid IPv4 address")),
+        };
+    }
+    for label in host.split('.') {
+        if label.is_empty() || label.len() > DNS_LABEL_LEN_MAX {
+            return Err(format!(
+                "\"{host}\" is not a valid host name: each dot-separated part must have 1 to {DNS_LABEL_LEN_MAX} characters"
+            ));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "\"{host}\" is not a valid host name: only letters, digits, '-' and '.' are allowed"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "\"{host}\" is not a valid host name: a part may not start or end with '-'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_server_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.len() > SERVER_NAME_LEN_MAX {
+        return Err(format!("must be at most {SERVER_NAME_LEN_MAX} bytes long"));
+    }
+    split_host_port(name).map(|_| ())
+}
+
+/// Checks a public base URL and returns it without trailing slashes.
+fn validate_base_url(url: &str) -> Result<String, String> {
+    if url.len() > PUBLIC_BASEURL_LEN_MAX {
+        return Err(format!(
+            "must be at most {PUBLIC_BASEURL_LEN_MAX} bytes long"
+        ));
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("must start with http:// or https://, got \"{url}\""))?;
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return Err(format!(
+            "must not contain spaces, control characters, '?' or '#', got \"{url}\""
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    split_host_port(authority).map_err(|why| format!("bad host in \"{url}\": {why}"))?;
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// The commented example configuration: every key, commented out, with its
+/// default (or, for optional keys, an example value) and an explanation.
+/// `contrib/hearth.toml` holds exactly this text.
+pub fn example() -> String {
+    let mut out = String::from(
+        "# Hearth configuration file (TOML).\n\
+         #\n\
+         # Every key is shown commented out with its default value; uncomment a\n\
+         # line to change it. An unknown key is an error, so typos are caught.\n\
+         #\n\
+         # Each key can also be set by an environment variable (HEARTH_ + the key\n\
+         # in upper case) or a command-line flag (-- + the key with '-' for '_').\n\
+         # A flag beats the environment, which beats this file, which beats the\n\
+         # default. Start the server with this file by\n\
+         #   hearth serve --config /etc/hearth/hearth.toml\n\
+         # or by setting HEARTH_CONFIG=/etc/hearth/hearth.toml.\n\
+         # `hearth config example` prints this file.\n",
+    );
+    for spec in &SPECS {
+        out.push('\n');
+        out.push_str(&format!("# {}\n", spec.summary));
+        for note in spec.notes {
+            out.push_str(&format!("# {note}\n"));
+        }
+        out.push_str(&format!(
+            "# Environment: {}. Flag: --{}.\n",
+            env_var(spec.key),
+            spec.key.replace('_', "-")
+        ));
+        out.push_str(&format!("# {} = {}\n", spec.key, spec.example));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn flags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn from_file(text: &str) -> Result<Config, ConfigError> {
+        load_text(Some(("test.toml", text)), &BTreeMap::new(), &no_env, 2)
+    }
+
+    fn from_flag(key: &str, value: &str) -> Result<Config, ConfigError> {
+        load_text(None, &flags(&[(key, value)]), &no_env, 2)
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let config = load_text(None, &BTreeMap::new(), &no_env, 2).expect("defaults load");
+        assert_eq!(config, Config::defaults(2));
+        assert_eq!(config.listen.to_string(), LISTEN_DEFAULT);
+        assert_eq!(config.server_name, "localhost");
+        assert_eq!(config.database, PathBuf::from("./hearth.db"));
+        assert_eq!(config.registration, Registration::Token);
+        assert_eq!(config.public_baseurl, None);
+        assert_eq!(config.well_known_server, None);
+        assert_eq!(config.workers, 4);
+        assert_eq!(config.log_level, LogLevel::Info);
+        assert_eq!(config.rate_limit_per_second, 0.5);
+        assert_eq!(config.rate_limit_burst, 10);
+        assert_eq!(config.max_body_bytes, 1_048_576);
+        assert_eq!(config.access_token_lifetime_ms, 86_400_000);
+        assert!(!config.allow_guests);
+    }
+
+    #[test]
+    fn default_workers_scale_with_cpus_within_bounds() {
+        assert_eq!(default_workers(0), 4);
+        assert_eq!(default_workers(1), 4);
+        assert_eq!(default_workers(2), 4);
+        assert_eq!(default_workers(3), 6);
+        assert_eq!(default_workers(16), 32);
+        assert_eq!(default_workers(1000), WORKERS_MAX);
+        assert_eq!(default_workers(usize::MAX), WORKERS_MAX);
+        let config = Config::default();
+        assert!((WORKERS_MIN..=WORKERS_MAX).contains(&config.workers));
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = "server_name = \"file.example\"\nworkers = 7\nlog_level = \"debug\"\n";
+        let env = |name: &str| match name {
+            "HEARTH_SERVER_NAME" => Some("env.example".to_owned()),
+            "HEARTH_WORKERS" => Some("9".to_owned()),
+            _ => None,
+        };
+        let flags = flags(&[("server_name", "flag.example")]);
+        let config = load_text(Some(("f.toml", file)), &flags, &env, 2).expect("loads");
+        assert_eq!(config.server_name, "flag.example");
+        assert_eq!(config.workers, 9);
+        assert_eq!(config.log_level, LogLevel::Debug);
+        assert_eq!(config.rate_limit_burst, RATE_LIMIT_BURST_DEFAULT);
+    }
+
+    #[test]
+    fn empty_env_var_counts_as_unset() {
+        let env = |name: &str| (name == "HEARTH_WORKERS").then(String::new);
+        let config =
+            load_text(Some(("f.toml", "workers = 7")), &BTreeMap::new(), &env, 2).expect("loads");
+        assert_eq!(config.workers, 7);
+    }
+
+    #[test]
+    fn every_key_has_an_env_var_that_is_read() {
+        let values: &[(&str, &str)] = &[
+            ("listen", "[::1]:9000"),
+            ("server_name", "example.org"),
+            ("database", "/var/lib/hearth/h.db"),
+            ("registration", "open"),
+            ("public_baseurl", "https://m.example.org/"),
+            ("well_known_server", "m.example.org:443"),
+            ("workers", "12"),
+            ("log_level", "TRACE"),
+            ("rate_limit_per_second", "2.5"),
+            ("rate_limit_burst", "3"),
+            ("max_body_bytes", "2048"),
+            ("access_token_lifetime_ms", "60000"),
+            ("allow_guests", "no"),
+        ];
+        assert_eq!(values.len(), KEYS.len());
+        for ((key, _), (value_key, _)) in KEYS.iter().zip(values) {
+            assert_eq!(key, value_key);
+        }
+        let env = |name: &str| {
+            values
+                .iter()
+                .find(|(key, _)| env_var(key) == name)
+                .map(|(_, value)| value.to_string())
+        };
+        let config = load_text(None, &BTreeMap::new(), &env, 2).expect("loads");
+        let expected = Config {
+            listen: "[::1]:9000".parse().expect("valid address"),
+            server_name: "example.org".to_owned(),
+            database: PathBuf::from("/var/lib/hearth/h.db"),
+            registration: Registration::Open,
+            public_baseurl: Some("https://m.example.org".to_owned()),
+            well_known_server: Some("m.example.org:443".to_owned()),
+            workers: 12,
+            log_level: LogLevel::Trace,
+            rate_limit_per_second: 2.5,
+            rate_limit_burst: 3,
+            max_body_bytes: 2048,
+            access_token_lifetime_ms: 60_000,
+            allow_guests: false,
+        };
+        assert_eq!(config, expected);
+        // The same values given as flags give the same result.
+        let flags: BTreeMap<String, String> = values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config = load_text(None, &flags, &no_env, 2).expect("loads");
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn env_var_names() {
+        assert_eq!(env_var("server_name"), "HEARTH_SERVER_NAME");
+        assert_eq!(
+            env_var("rate_limit_per_second"),
+            "HEARTH_RATE_LIMIT_PER_SECOND"
+        );
+        assert_eq!(env_var("rate_limit_burst"), "HEARTH_RATE_LIMIT_BURST");
+    }
+
+    #[test]
+    fn file_values_are_typed() {
+        let config = from_file(
+            "listen = \"0.0.0.0:80\"\nworkers = 3\nrate_limit_per_second = 2\n\
+             allow_guests = false\nregistration = \"closed\"\n",
+        )
+        .expect("loads");
+        assert_eq!(config.listen.port(), 80);
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.rate_limit_per_second, 2.0);
+        assert_eq!(config.registration, Registration::Closed);
+
+        let err = from_file("workers = \"3\"").expect_err("string for integer");
+        assert_eq!(err.key.as_deref(), Some("workers"));
+        assert!(err.message.contains("expected an integer"), "{err}");
+        let err = from_file("workers = 3.0").expect_err("float for integer");
+        assert_eq!(err.key.as_deref(), Some("workers"));
+        let err = from_file("listen = 8008").expect_err("integer for string");
+        assert_eq!(err.key.as_deref(), Some("listen"));
+        let err = from_file("allow_guests = \"no\"").expect_err("string for bool");
+        assert_eq!(err.key.as_deref(), Some("allow_guests"));
+        let err = from_file("workers = -1").expect_err("negative");
+        assert!(err.message.contains("negative"), "{err}");
+        let err = from_file("rate_limit_per_second = \"fast\"").expect_err("string for float");
+        assert_eq!(err.key.as_deref(), Some("rate_limit_per_second"));
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error_naming_it() {
+        let err = from_file("workerz = 4").expect_err("typo");
+        assert_eq!(err.key.as_deref(), Some("workerz"));
+        assert!(err.message.contains("did you mean \"workers\""), "{err}");
+        let err = from_file("[server]\nname = \"x\"").expect_err("table");
+        assert_eq!(err.key.as_deref(), Some("server"));
+        let err = from_file("completely_unrelated_setting = 1").expect_err("unknown");
+        assert!(!err.message.contains("did you mean"), "{err}");
+    }
+
+    #[test]
+    fn unknown_flag_key_is_an_error() {
+        let err = from_flag("colour", "red").expect_err("unknown flag");
+        assert_eq!(err.key.as_deref(), Some("colour"));
+        // The `config` flag names the file and is not a setting.
+        from_flag("config", "/nonexistent").expect("config flag is ignored by load_text");
+    }
+
+    #[test]
+    fn invalid_toml_is_an_error() {
+        let err = from_file("workers = ").expect_err("syntax");
+        assert_eq!(err.key, None);
+        assert!(err.message.contains("not valid TOML"), "{err}");
+        let err = from_file("workers = 1\nworkers = 2").expect_err("duplicate");
+        assert_eq!(err.key, None);
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let path = std::env::temp_dir().join(format!(
+            "hearth-config-test-missing-{}.toml",
+            std::process::id()
+        ));
+        let err = load(Some(&path), &BTreeMap::new(), &no_env).expect_err("missing");
+        assert_eq!(err.key, None);
+        assert!(err.message.contains("cannot read config file"), "{err}");
+    }
+
+    #[test]
+    fn reads_a_real_file() {
+        let path = std::env::temp_dir().join(format!(
+            "hearth-config-test-read-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, "server_name = \"file.example\"\n").expect("write temp file");
+        let result = load(Some(&path), &BTreeMap::new(), &no_env);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(result.expect("loads").server_name, "file.example");
+    }
+
+    #[test]
+    fn oversized_file_is_refused() {
+        let path = std::env::temp_dir().join(format!(
+            "hearth-config-test-big-{}.toml",
+            std::process::id()
+        ));
+        let text = "#".repeat(CONFIG_FILE_BYTES_MAX as usize + 1);
+        std::fs::write(&path, text).expect("write temp file");
+        let result = load(Some(&path), &BTreeMap::new(), &no_env);
+        let _ = std::fs::remove_file(&path);
+        let err = result.expect_err("too big");
+        assert!(err.message.contains("larger than"), "{err}");
+    }
+
+    #[test]
+    fn error_display_names_the_key() {
+        let err = from_flag("workers", "0").expect_err("zero workers");
+        assert_eq!(
+            err.to_string(),
+            "config key \"workers\": must be between 1 and 256, got 0 (from --workers)"
+        );
+        let env = |name: &str| (name == "HEARTH_WORKERS").then(|| "300".to_owned());
+        let err = load_text(None, &BTreeMap::new(), &env, 2).expect_err("too many");
+        assert_eq!(
+            err.to_string(),
+            "config key \"workers\": must be between 1 and 256, got 300 (from HEARTH_WORKERS)"
+        );
+        let err = from_file("workers = 0").expect_err("zero");
+        assert!(
+            err.to_string().ends_with("(from config file test.toml)"),
+            "{err}"
+        );
+        let general = ConfigError::general("oops".to_owned());
+        assert_eq!(general.to_string(), "config: oops");
+    }
+
+    #[test]
+    fn server_name_grammar() {
+        for good in [
+            "localhost",
+            "example.org",
+            "matrix.example.org:8448",
+            "a-b.example",
+            "1.2.3.4",
+            "1.2.3.4:1234",
+            "[::1]",
+            "[2001:db8::1]:8448",
+            "EXAMPLE.org",
+            "xn--bcher-kva.example",
+        ] {
+            from_flag("server_name", good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "",
+            "exa mple.org",
+            "example.org:",
+            "example.org:0",
+            "example.org:65536",
+            "example.org:123456",
+            "example.org:80a",
+            "example..org",
+            "example.org.",
+            ".example.org",
+            "-example.org",
+            "example-.org",
+            "exam_ple.org",
+            "1.2.3",
+            "1.2.3.256",
+            "::1",
+            "[::1",
+            "[::g]",
+            "[::1]x",
+            "[::1]:",
+            "@alice:example.org",
+            "https://example.org",
+            "ex\u{e4}mple.org",
+        ] {
+            let err = from_flag("server_name", bad).expect_err(bad);
+            assert_eq!(err.key.as_deref(), Some("server_name"), "{bad}");
+        }
+        let long_label = "a".repeat(DNS_LABEL_LEN_MAX + 1);
+        from_flag("server_name", &long_label).expect_err("long label");
+        let long_name = vec!["a".repeat(50); 6].join(".");
+        assert!(long_name.len() > SERVER_NAME_LEN_MAX);
+        from_flag("server_name", &long_name).expect_err("long name");
+    }
+
+    #[test]
+    fn well_known_server_uses_the_same_grammar() {
+        from_flag("well_known_server", "m.example.org:443").expect("valid");
+        from_flag("well_known_server", "m example").expect_err("space");
+        let config = from_flag("well_known_server", "").expect("empty means unset");
+        assert_eq!(config.well_known_server, None);
+    }
+
+    #[test]
+    fn public_baseurl_validation() {
+        let config = from_flag("public_baseurl", "https://m.example.org/").expect("valid");
+        assert_eq!(
+            config.public_baseurl.as_deref(),
+            Some("https://m.example.org")
+        );
+        let config = from_flag("public_baseurl", "http://[::1]:8008/matrix").expect("valid");
+        assert_eq!(
+            config.public_baseurl.as_deref(),
+            Some("http://[::1]:8008/matrix")
+        );
+        for bad in [
+            "m.example.org",
+            "ftp://m.example.org",
+            "https://",
+            "https:///path",
+            "https://m.example.org?x=1",
+            "https://m.example.org/#frag",
+            "https://m example.org",
+        ] {
+            let err = from_flag("public_baseurl", bad).expect_err(bad);
+            assert_eq!(err.key.as_deref(), Some("public_baseurl"));
+        }
+        let too_long = format!("https://example.org/{}", "a".repeat(PUBLIC_BASEURL_LEN_MAX));
+        from_flag("public_baseurl", &too_long).expect_err("too long");
+    }
+
+    #[test]
+    fn numeric_limits() {
+        from_flag("workers", "1").expect("min");
+        from_flag("workers", "256").expect("max");
+        from_flag("workers", "257").expect_err("over max");
+        from_flag("workers", "-1").expect_err("negative");
+        from_flag("workers", "four").expect_err("word");
+        from_flag("workers", " 8 ").expect("spaces are trimmed");
+
+        from_flag("rate_limit_per_second", "0.001").expect("small");
+        from_flag("rate_limit_per_second", "3").expect("integer text");
+        for bad in ["0", "-1", "NaN", "inf", "", "x"] {
+            from_flag("rate_limit_per_second", bad).expect_err(bad);
+        }
+        from_file("rate_limit_per_second = 0").expect_err("zero in file");
+        from_file("rate_limit_per_second = inf").expect_err("inf in file");
+        from_file("rate_limit_per_second = nan").expect_err("nan in file");
+
+        from_flag("rate_limit_burst", "1").expect("min");
+        from_flag("rate_limit_burst", "0").expect_err("zero");
+        from_flag("rate_limit_burst", "4294967295").expect("u32 max");
+        from_flag("rate_limit_burst", "4294967296").expect_err("over u32");
+
+        from_flag("max_body_bytes", "1024").expect("min");
+        from_flag("max_body_bytes", "1023").expect_err("under min");
+        from_flag("max_body_bytes", "67108864").expect("max");
+        from_flag("max_body_bytes", "67108865").expect_err("over max");
+
+        from_flag("access_token_lifetime_ms", "60000").expect("min");
+        from_flag("access_token_lifetime_ms", "59999").expect_err("under min");
+        from_flag("access_token_lifetime_ms", "31536000000").expect("max");
+        from_flag("access_token_lifetime_ms", "31536000001").expect_err("over max");
+        from_flag("access_token_lifetime_ms", "18446744073709551616").expect_err("over u64");
+    }
+
+    #[test]
+    fn other_values() {
+        from_flag("listen", "127.0.0.1").expect_err("no port");
+        from_flag("listen", "localhost:8008").expect_err("not an IP");
+        assert_eq!(
+            from_flag("listen", "[::]:8448").expect("v6").listen.port(),
+            8448
+        );
+        from_flag("database", "").expect_err("empty path");
+        from_flag("registration", "invite").expect_err("unknown mode");
+        from_flag("log_level", "loud").expect_err("unknown level");
+        for yes in ["true", "1", "yes", "TRUE", "Yes"] {
+            let err = from_flag("allow_guests", yes).expect_err(yes);
+            assert!(err.message.contains("not supported"), "{err}");
+        }
+        for no in ["false", "0", "no", "False", "NO"] {
+            assert!(!from_flag("allow_guests", no).expect(no).allow_guests);
+        }
+        from_flag("allow_guests", "maybe").expect_err("not a bool");
+    }
+
+    #[test]
+    fn registration_and_log_level_parse() {
+        for mode in [
+            Registration::Closed,
+            Registration::Token,
+            Registration::Open,
+        ] {
+            assert_eq!(Registration::parse(mode.as_str()), Some(mode));
+        }
+        assert_eq!(Registration::parse("OPEN"), Some(Registration::Open));
+        assert_eq!(Registration::parse("invite"), None);
+        let levels = [
+            LogLevel::Error,
+            LogLevel::Warn,
+            LogLevel::Info,
+            LogLevel::Debug,
+            LogLevel::Trace,
+        ];
+        for level in levels {
+            assert_eq!(LogLevel::parse(level.as_str()), Some(level));
+            assert_eq!(
+                LogLevel::parse(&level.as_str().to_ascii_uppercase()),
+                Some(level)
+            );
+        }
+        assert!(levels.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(LogLevel::Debug > LogLevel::Info);
+        assert_eq!(LogLevel::parse("Warning"), Some(LogLevel::Warn));
+        assert_eq!(LogLevel::parse("verbose"), None);
+    }
+
+    #[test]
+    fn base_url_derivation() {
+        let mut config = Config::defaults(2);
+        assert_eq!(config.base_url(), "http://127.0.0.1:8008");
+        config.listen = "[::1]:8080".parse().expect("valid");
+        assert_eq!(config.base_url(), "http://[::1]:8080");
+        config.listen = "0.0.0.0:8008".parse().expect("valid");
+        config.server_name = "example.org:8448".to_owned();
+        assert_eq!(config.base_url(), "http://example.org:8008");
+        config.listen = "[::]:8008".parse().expect("valid");
+        config.server_name = "[2001:db8::1]".to_owned();
+        assert_eq!(config.base_url(), "http://[2001:db8::1]:8008");
+        config.public_baseurl = Some("https://m.example.org".to_owned());
+        assert_eq!(config.base_url(), "https://m.example.org");
+    }
+
+    #[test]
+    fn server_delegation_derivation() {
+        let mut config = Config::defaults(2);
+        assert_eq!(config.server_delegation(), "localhost:8448");
+        config.server_name = "example.org:443".to_owned();
+        assert_eq!(config.server_delegation(), "example.org:443");
+        config.server_name = "[::1]".to_owned();
+        assert_eq!(config.server_delegation(), "[::1]:8448");
+        config.server_name = "[::1]:9000".to_owned();
+        assert_eq!(config.server_delegation(), "[::1]:9000");
+        config.well_known_server = Some("m.example.org:443".to_owned());
+        assert_eq!(config.server_delegation(), "m.example.org:443");
+    }
+
+    #[test]
+    fn config_path_precedence() {
+        let env = |name: &str| (name == CONFIG_ENV).then(|| "/env.toml".to_owned());
+        assert_eq!(config_path(&BTreeMap::new(), &no_env), None);
+        assert_eq!(
+            config_path(&BTreeMap::new(), &env),
+            Some(PathBuf::from("/env.toml"))
+        );
+        assert_eq!(
+            config_path(&flags(&[("config", "/flag.toml")]), &env),
+            Some(PathBuf::from("/flag.toml"))
+        );
+        let empty_env = |name: &str| (name == CONFIG_ENV).then(String::new);
+        assert_eq!(config_path(&BTreeMap::new(), &empty_env), None);
+    }
+
+    #[test]
+    fn keys_are_unique_and_all_handled() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, summary) in KEYS {
+            assert!(seen.insert(*key), "duplicate key {key}");
+            assert!(!summary.is_empty() && !summary.contains('\n'), "{key}");
+            assert!(default_text(key).is_some(), "{key}");
+            assert!(
+                key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{key}"
+            );
+            // Every key is understood by `apply`, with its example value.
+            let spec = spec(key).expect("spec for key");
+            let value: toml::Table = format!("{key} = {}", spec.example)
+                .parse()
+                .expect("example value is TOML");
+            let mut config = Config::defaults(2);
+            apply(&mut config, key, &Raw::Toml(&value[*key])).expect("example value applies");
+        }
+        assert_eq!(default_text("nope"), None);
+    }
+
+    #[test]
+    fn contrib_example_matches() {
+        assert_eq!(include_str!("../contrib/hearth.toml"), example());
+    }
+
+    /// Uncommenting every setting of the example gives the defaults, except
+    /// the optional keys, which show example values.
+    #[test]
+    fn example_uncommented_parses_to_defaults() {
+        let text = example();
+        let mut uncommented = String::new();
+        let mut found = Vec::new();
+        for line in text.lines() {
+            let setting = KEYS.iter().find_map(|(key, _)| {
+                line.strip_prefix("# ")
+                    .filter(|rest| rest.starts_with(&format!("{key} = ")))
+                    .map(|rest| (*key, rest))
+            });
+            match setting {
+                Some((key, rest)) => {
+                    found.push(key);
+                    uncommented.push_str(rest);
+                    uncommented.push('\n');
+                }
+                None => assert!(line.is_empty() || line.starts_with('#'), "{line}"),
+            }
+        }
+        let keys: Vec<&str> = KEYS.iter().map(|(key, _)| *key).collect();
+        assert_eq!(found, keys, "every key appears once, in order");
+
+        // Two CPUs give the 4 workers the example shows.
+        let config = from_file(&uncommented).expect("example parses");
+        let mut expected = Config::defaults(2);
+        expected.public_baseurl = Some("https://matrix.example.org".to_owned());
+        expected.well_known_server = Some("matrix.example.org:443".to_owned());
+        assert_eq!(config, expected);
+        // The commented example is itself valid and sets nothing.
+        assert_eq!(
+            from_file(&text).expect("comments only"),
+            Config::defaults(2)
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Pure Matrix logic: identifiers now; events, auth rules, state resolution
+//! and redaction as they arrive. Data in, data out: no SQL, HTTP or clock.
+
+pub mod ids;

@@ -1,0 +1,193 @@
+//! The one error type of the server: a Matrix error kind, a message a person
+//! can read, and the HTTP status that goes with the kind.
+//!
+//! Handlers return `Result<T, Error>`; only `http/` turns an `Error` into a
+//! response body. This module knows nothing else of the crate.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// What went wrong, as the Matrix specification names it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    Forbidden,
+    UnknownToken { soft_logout: bool },
+    MissingToken,
+    BadJson,
+    NotJson,
+    NotFound,
+    LimitExceeded { retry_after_ms: u64 },
+    /// Unknown endpoint (404).
+    Unrecognized,
+    /// Known endpoint, wrong method (405).
+    MethodNotAllowed,
+    TooLarge,
+    InvalidParam,
+    MissingParam,
+    InvalidUsername,
+    UserInUse,
+    UserDeactivated,
+    GuestAccessForbidden,
+    Exclusive,
+    WeakPassword,
+    /// A 400 the spec gives no more specific code for (e.g. an unknown UIA session).
+    Unknown,
+    /// User-interactive authentication must go on: 401 with the UIA body
+    /// (flows, params, session, completed) merged into the error.
+    Uia(Box<serde_json::Value>),
+    /// A server-side failure. The message is logged, never sent.
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: Cow<'static, str>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Error {
+        Error { kind, message: message.into() }
+    }
+    pub fn forbidden(m: impl Into<Cow<'static, str>>) -> Error {
+        Error::new(ErrorKind::Forbidden, m)
+    }
+    pub fn bad_json(m: impl Into<Cow<'static, str>>) -> Error {
+        Error::new(ErrorKind::BadJson, m)
+    }
+    pub fn not_found(m: impl Into<Cow<'static, str>>) -> Error {
+        Error::new(ErrorKind::NotFound, m)
+    }
+    pub fn invalid_param(m: impl Into<Cow<'static, str>>) -> Error {
+        Error::new(ErrorKind::InvalidParam, m)
+    }
+    pub fn missing_param(m: impl Into<Cow<'static, str>>) -> Error {
+        Error::new(ErrorKind::MissingParam, m)
+    }
+    /// A failure of the server itself; `detail` goes to the log only.
+    pub fn internal(detail: impl Into<Cow<'static, str>>) -> Error {
+        Error::new(ErrorKind::Internal, detail)
+    }
+
+    pub fn status(&self) -> u16 {
+        use ErrorKind::*;
+        match self.kind {
+            Forbidden | UserDeactivated | GuestAccessForbidden => 403,
+            UnknownToken { .. } | MissingToken | Uia(_) => 401,
+            BadJson | NotJson | InvalidParam | MissingParam | InvalidUsername | UserInUse
+            | Exclusive | WeakPassword | Unknown => 400,
+            NotFound | Unrecognized => 404,
+            MethodNotAllowed => 405,
+            TooLarge => 413,
+            LimitExceeded { .. } => 429,
+            Internal => 500,
+        }
+    }
+
+    pub fn errcode(&self) -> &'static str {
+        use ErrorKind::*;
+        match self.kind {
+            Forbidden => "M_FORBIDDEN",
+            UnknownToken { .. } => "M_UNKNOWN_TOKEN",
+            MissingToken => "M_MISSING_TOKEN",
+            BadJson => "M_BAD_JSON",
+            NotJson => "M_NOT_JSON",
+            NotFound => "M_NOT_FOUND",
+            LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
+            Unrecognized | MethodNotAllowed => "M_UNRECOGNIZED",
+            TooLarge => "M_TOO_LARGE",
+            InvalidParam => "M_INVALID_PARAM",
+            MissingParam => "M_MISSING_PARAM",
+            InvalidUsername => "M_INVALID_USERNAME",
+            UserInUse => "M_USER_IN_USE",
+            UserDeactivated => "M_USER_DEACTIVATED",
+            GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
+            Exclusive => "M_EXCLUSIVE",
+            WeakPassword => "M_WEAK_PASSWORD",
+            Uia(_) => "M_FORBIDDEN",
+            Unknown | Internal => "M_UNKNOWN",
+        }
+    }
+
+    /// The JSON body sent to the client. Internal details never leave.
+    pub fn body(&self) -> serde_json::Value {
+        use serde_json::{json, Value};
+        let message: &str = match self.kind {
+            ErrorKind::Internal => "Internal server error",
+            _ => &self.message,
+        };
+        let mut body = json!({ "errcode": self.errcode(), "error": message });
+        match &self.kind {
+            ErrorKind::UnknownToken { soft_logout } => {
+                body["soft_logout"] = Value::Bool(*soft_logout);
+            }
+            ErrorKind::LimitExceeded { retry_after_ms } => {
+                body["retry_after_ms"] = json!(retry_after_ms);
+            }
+            ErrorKind::Uia(uia) => {
+                // A UIA answer is the flows object; errcode and error appear
+                // only when a stage was attempted and failed.
+                let mut out = (**uia).clone();
+                if !self.message.is_empty() {
+                    out["errcode"] = json!(self.errcode());
+                    out["error"] = json!(message);
+                }
+                return out;
+            }
+            _ => {}
+        }
+        body
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.errcode(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::internal(format!("database: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_detail_never_reaches_the_body() {
+        let e = Error::internal("database: no such table: secrets");
+        assert_eq!(e.status(), 500);
+        assert_eq!(e.body()["errcode"], "M_UNKNOWN");
+        assert!(!e.body().to_string().contains("secrets"));
+    }
+
+    #[test]
+    fn extra_fields_by_kind() {
+        let e = Error::new(ErrorKind::UnknownToken { soft_logout: false }, "Unknown token");
+        assert_eq!(e.status(), 401);
+        assert_eq!(e.body()["soft_logout"], false);
+        let e = Error::new(ErrorKind::LimitExceeded { retry_after_ms: 1500 }, "slow down");
+        assert_eq!(e.status(), 429);
+        assert_eq!(e.body()["retry_after_ms"], 1500);
+        let e = Error::new(ErrorKind::MethodNotAllowed, "no");
+        assert_eq!((e.status(), e.errcode()), (405, "M_UNRECOGNIZED"));
+    }
+
+    #[test]
+    fn uia_body_carries_flows_and_error_only_after_a_failed_stage() {
+        let flows = serde_json::json!({"flows": [], "params": {}, "session": "s"});
+        let fresh = Error::new(ErrorKind::Uia(Box::new(flows.clone())), "");
+        assert_eq!(fresh.body(), flows);
+        let failed = Error::new(ErrorKind::Uia(Box::new(flows)), "Invalid password");
+        assert_eq!(failed.body()["errcode"], "M_FORBIDDEN");
+        assert_eq!(failed.body()["session"], "s");
+    }
+}

@@ -1,0 +1,262 @@
+//! The HTTP edge: a fixed pool of worker threads calling `recv()` on one
+//! `tiny_http::Server`, bounded body reading, routing, authentication, rate
+//! limits, CORS, the access log, and the panic net.
+//!
+//! Only this module touches tiny_http. Handlers in `api/` see an
+//! [`api::Request`] and return an [`api::Response`] or an [`Error`]; the JSON
+//! error body is made here.
+
+pub mod ratelimit;
+pub mod router;
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::{self, Request, Response};
+use crate::app::App;
+use crate::error::{Error, ErrorKind, Result};
+use crate::log;
+use router::{AuthReq, Method};
+
+/// How often an idle worker looks at the shutdown flag.
+const RECV_POLL: Duration = Duration::from_millis(250);
+
+/// Runs the worker pool until `app.shutdown` is set, then returns once every
+/// worker has finished its in-flight request.
+pub fn serve(app: Arc<App>, server: Arc<tiny_http::Server>) {
+    let workers: Vec<_> = (0..app.config.workers)
+        .map(|i| {
+            let app = app.clone();
+            let server = server.clone();
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || worker(&app, &server))
+                .expect("spawning an HTTP worker thread")
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+}
+
+fn worker(app: &App, server: &tiny_http::Server) {
+    while !app.shutdown.load(Ordering::Relaxed) {
+        match server.recv_timeout(RECV_POLL) {
+            Ok(Some(rq)) => handle(app, rq),
+            Ok(None) => {}
+            Err(e) => {
+                log::error(format_args!("accept failed: {e}"));
+                std::thread::sleep(RECV_POLL);
+            }
+        }
+    }
+}
+
+fn handle(app: &App, mut rq: tiny_http::Request) {
+    let start = Instant::now();
+    let method = rq.method().clone();
+    let path = rq.url().split('?').next().unwrap_or("").to_owned();
+    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut rq)));
+    let result = outcome.unwrap_or_else(|_| Err(Error::internal("handler panicked")));
+    let (status, body, extra_close) = match result {
+        Ok(resp) => (resp.status, resp.body, false),
+        Err(e) => {
+            if matches!(e.kind, ErrorKind::Internal) {
+                log::error(format_args!("{method} {path}: {}", e.message));
+            }
+            let close = matches!(e.kind, ErrorKind::TooLarge);
+            (e.status(), Some(e.body()), close)
+        }
+    };
+    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
+    let mut response = tiny_http::Response::from_data(bytes).with_status_code(status);
+    for h in standard_headers() {
+        response.add_header(h.clone());
+    }
+    if extra_close {
+        response.add_header(header("Connection", "close"));
+    }
+    // The access log names the path only: query strings can carry tokens.
+    log::info(format_args!("{method} {path} {status} {}ms", start.elapsed().as_millis()));
+    let _ = rq.respond(response);
+}
+
+fn dispatch(app: &App, rq: &mut tiny_http::Request) -> Result<Response> {
+    let method = match rq.method() {
+        tiny_http::Method::Get => Method::Get,
+        tiny_http::Method::Head => Method::Get,
+        tiny_http::Method::Post => Method::Post,
+        tiny_http::Method::Put => Method::Put,
+        tiny_http::Method::Delete => Method::Delete,
+        // CORS pre-flight: the headers every response carries are the answer.
+        tiny_http::Method::Options => return Ok(Response::empty(204)),
+        _ => return Err(Error::new(ErrorKind::MethodNotAllowed, "Method not allowed")),
+    };
+    let url = rq.url().to_owned();
+    let (raw_path, raw_query) = url.split_once('?').unwrap_or((&url, ""));
+    let (route, params) = router::find(method, raw_path)?;
+    let query = parse_query(raw_query);
+    let remote_ip = client_ip(rq);
+    let body = if matches!(method, Method::Post | Method::Put) {
+        read_body(rq, app.config.max_body_bytes)?
+    } else {
+        Vec::new()
+    };
+    let token = access_token(rq, &query)?;
+    let auth = match (route.auth, token) {
+        (AuthReq::None, _) => None,
+        (AuthReq::Required, None) => {
+            return Err(Error::new(ErrorKind::MissingToken, "Missing access token"))
+        }
+        (AuthReq::Required | AuthReq::Optional, Some(t)) => Some(api::auth::authenticate(app, &t, &remote_ip)?),
+        (AuthReq::Optional, None) => None,
+    };
+    if route.rate_limited {
+        app.limiter.check(&format!("ip:{remote_ip}"))?;
+        if let Some(a) = &auth {
+            app.limiter.check(&format!("user:{}", a.user_id))?;
+        }
+    }
+    let req = Request { params, query, body, remote_ip, auth };
+    (route.handler)(app, &req)
+}
+
+/// Reads at most `limit` bytes of body; one byte more is `M_TOO_LARGE`.
+fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>> {
+    let too_large = || Error::new(ErrorKind::TooLarge, format!("Request body is over {limit} bytes"));
+    if rq.body_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(limit));
+    rq.as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|_| Error::bad_json("Could not read the request body"))?;
+    if body.len() > limit {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+/// The token from `Authorization: Bearer` or the `access_token` query
+/// parameter (the original specification's form). Both at once must agree.
+fn access_token(rq: &tiny_http::Request, query: &[(String, String)]) -> Result<Option<String>> {
+    let from_header = rq
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| {
+            let v = h.value.as_str().trim();
+            match v.split_once(' ') {
+                Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => Ok(t.trim().to_owned()),
+                _ => Err(Error::new(ErrorKind::MissingToken, "Authorization header is not a Bearer token")),
+            }
+        })
+        .transpose()?;
+    let from_query = query.iter().find(|(k, _)| k == "access_token").map(|(_, v)| v.clone());
+    match (from_header, from_query) {
+        (Some(h), Some(q)) if h != q => Err(Error::new(
+            ErrorKind::UnknownToken { soft_logout: false },
+            "Two different access tokens were given",
+        )),
+        (Some(t), _) | (None, Some(t)) if !t.is_empty() => Ok(Some(t)),
+        _ => Ok(None),
+    }
+}
+
+/// The client's address. Behind a reverse proxy on the same host the peer
+/// is loopback; then the proxy's `X-Forwarded-For` (its last entry, the one
+/// the proxy itself added) names the client. A remote peer cannot set it.
+fn client_ip(rq: &tiny_http::Request) -> IpAddr {
+    let peer = rq
+        .remote_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if !peer.is_loopback() {
+        return peer;
+    }
+    rq.headers()
+        .iter()
+        .find(|h| h.field.equiv("X-Forwarded-For"))
+        .and_then(|h| h.value.as_str().rsplit(',').next().and_then(|ip| ip.trim().parse().ok()))
+        .unwrap_or(peer)
+}
+
+/// Splits a query string into decoded pairs.
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k, true), percent_decode(v, true))
+        })
+        .collect()
+}
+
+/// Percent-decodes `s` (and `+` as space in query strings). Invalid UTF-8
+/// after decoding is replaced, so a hostile path cannot cause a failure here;
+/// validators of each identifier then refuse what does not fit.
+pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+}
+
+fn standard_headers() -> &'static [tiny_http::Header] {
+    static HEADERS: std::sync::OnceLock<Vec<tiny_http::Header>> = std::sync::OnceLock::new();
+    HEADERS.get_or_init(|| {
+        vec![
+            header("Content-Type", "application/json"),
+            header("Access-Control-Allow-Origin", "*"),
+            header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+            header("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date"),
+            header("Cache-Control", "no-cache, no-store, must-revalidate"),
+        ]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("%40alice%3Aexample.org", false), "@alice:example.org");
+        assert_eq!(percent_decode("a+b%2", true), "a b%2");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("%", false), "%");
+        assert_eq!(percent_decode("%zz", false), "%zz");
+        assert_eq!(percent_decode("%ff", false), "\u{fffd}");
+        assert_eq!(
+            parse_query("a=1&b=%20x&&c"),
+            vec![("a".into(), "1".into()), ("b".into(), " x".into()), ("c".into(), "".into())]
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The route table: which handler serves which method and path, whether it
+//! needs an access token, and whether it is rate limited.
+//!
+//! Patterns are written once without their prefix and mounted under each
+//! prefix that serves them (`/_matrix/client/v3`, `/r0`, and the original
+//! specification's `/api/v1` where the shapes match). A path that matches
+//! some route under another method is a 405, one that matches none a 404.
+
+use std::sync::OnceLock;
+
+use crate::api::{self, client, Handler};
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthReq {
+    /// No token looked at.
+    None,
+    /// A valid token or 401.
+    Required,
+    /// A token is checked if given.
+    Optional,
+}
+
+pub struct Route {
+    pub method: Method,
+    segments: Vec<Segment>,
+    pub handler: Handler,
+    pub auth: AuthReq,
+    pub rate_limited: bool,
+}
+
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+/// The current client-server prefixes.
+const CLIENT: &[&str] = &["_matrix/client/v3", "_matrix/client/r0"];
+/// The current prefixes and the original specification's.
+const CLIENT_LEGACY: &[&str] = &["_matrix/client/v3", "_matrix/client/r0", "_matrix/client/api/v1"];
+/// Endpoints the spec versions as v1.
+const CLIENT_V1: &[&str] = &["_matrix/client/v1"];
+const ROOT: &[&str] = &[""];
+
+fn table() -> Vec<Route> {
+    use AuthReq::{None as Open, Required as Token};
+    use Method::*;
+    let mut t = Vec::new();
+    let mut add = |prefixes: &[&str], method, pattern: &str, handler: Handler, auth, rate_limited| {
+        for prefix in prefixes {
+            let full = format!("{prefix}/{pattern}");
+            let segments = full
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| if s == "{}" { Segment::Param } else { Segment::Literal(s.to_owned()) })
+                .collect();
+            t.push(Route { method, segments, handler, auth, rate_limited });
+        }
+    };
+    // Discovery and server facts.
+    add(ROOT, Get, "_matrix/client/versions", client::versions::versions, Open, false);
+    add(ROOT, Get, ".well-known/matrix/client", client::versions::well_known_client, Open, false);
+    add(ROOT, Get, ".well-known/matrix/server", client::versions::well_known_server, Open, false);
+    add(CLIENT, Get, "capabilities", client::versions::capabilities, Token, false);
+    add(ROOT, Get, "_matrix/key/v2/server", api::keys::server_key, Open, false);
+    add(ROOT, Get, "_matrix/key/v2/server/{}", api::keys::server_key, Open, false);
+    // Sessions.
+    add(CLIENT_LEGACY, Get, "login", client::login::flows, Open, false);
+    add(CLIENT_LEGACY, Post, "login", client::login::login, Open, true);
+    add(CLIENT, Post, "refresh", client::login::refresh, Open, true);
+    add(CLIENT_LEGACY, Post, "logout", client::login::logout, Token, false);
+    add(CLIENT, Post, "logout/all", client::login::logout_all, Token, false);
+    add(CLIENT, Get, "account/whoami", client::login::whoami, Token, false);
+    // Accounts.
+    add(CLIENT, Post, "register", client::register::register, Open, true);
+    add(CLIENT, Get, "register/available", client::register::available, Open, true);
+    add(
+        CLIENT_V1,
+        Get,
+        "register/m.login.registration_token/validity",
+        client::register::token_validity,
+        Open,
+        true,
+    );
+    add(CLIENT, Post, "account/password", client::account::change_password, Token, true);
+    add(CLIENT, Post, "account/deactivate", client::account::deactivate, Token, true);
+    // Devices.
+    add(CLIENT, Get, "devices", client::devices::list, Token, false);
+    add(CLIENT, Get, "devices/{}", client::devices::get, Token, false);
+    add(CLIENT, Put, "devices/{}", client::devices::update, Token, false);
+    add(CLIENT, Delete, "devices/{}", client::devices::delete, Token, true);
+    add(CLIENT, Post, "delete_devices", client::devices::delete_many, Token, true);
+    t
+}
+
+fn routes() -> &'static [Route] {
+    static ROUTES: OnceLock<Vec<Route>> = OnceLock::new();
+    ROUTES.get_or_init(table)
+}
+
+/// Finds the route for `method` and the raw (still percent-encoded) `path`,
+/// returning it with the decoded path parameters.
+pub fn find(method: Method, path: &str) -> Result<(&'static Route, Vec<String>)> {
+    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    let mut other_method = false;
+    for route in routes() {
+        if route.segments.len() != parts.len() {
+            continue;
+        }
+        let matches = route.segments.iter().zip(&parts).all(|(seg, part)| match seg {
+            Segment::Literal(l) => l == part,
+            Segment::Param => !part.is_empty(),
+        });
+        if !matches {
+            continue;
+        }
+        if route.method != method {
+            other_method = true;
+            continue;
+        }
+        let params = route
+            .segments
+            .iter()
+            .zip(&parts)
+            .filter(|(seg, _)| matches!(seg, Segment::Param))
+            .map(|(_, part)| super::percent_decode(part, false))
+            .collect();
+        return Ok((route, params));
+    }
+    if other_method {
+        Err(Error::new(ErrorKind::MethodNotAllowed, "Method not allowed for this endpoint"))
+    } else {
+        Err(Error::new(ErrorKind::Unrecognized, "Unrecognized request"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_params_and_methods() {
+        for p in ["/_matrix/client/v3/login", "/_matrix/client/r0/login", "/_matrix/client/api/v1/login"] {
+            assert!(find(Method::Post, p).is_ok(), "{p}");
+        }
+        let (_, params) = find(Method::Get, "/_matrix/client/v3/devices/AB%20CD").unwrap();
+        assert_eq!(params, ["AB CD"]);
+        let e = find(Method::Delete, "/_matrix/client/v3/login").err().unwrap();
+        assert_eq!(e.status(), 405);
+        let e = find(Method::Get, "/_matrix/client/v3/nothing/here").err().unwrap();
+        assert_eq!((e.status(), e.errcode()), (404, "M_UNRECOGNIZED"));
+        assert!(find(Method::Get, "/_matrix/client/v3/devices/").is_err());
+        assert!(find(Method::Get, "/_matrix/client/v1/register/m.login.registration_token/validity").is_ok());
+    }
+}

@@ -1,0 +1,14 @@
+//! Hearth: a Matrix homeserver for small hosts that keeps everything in one
+//! SQLite file. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod log;
+pub mod server;
+pub mod storage;
