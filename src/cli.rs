@@ -298,12 +298,7 @@ fn general_help() -> String {
 }
 
 fn serve_help(spec: &CommandSpec) -> String {
-    let mut out = format!(
-        "Usage: {}\n\n{}\n{}\n\nOptions:\n",
-        usage_line(spec),
-        spec.summary,
-        spec.details
-    );
+    let mut out = format!("Usage: {}\n\n{}\n{}\n\nOptions:\n", usage_line(spec), spec.summary, spec.details);
     out.push_str(&format!(
         "  --config FILE\n      Config file (TOML) to read; see `hearth config example`.\n      \
          Environment: {}. Default: none, built-in defaults apply.\n",
@@ -347,9 +342,7 @@ fn group_help(group: &str) -> String {
     for spec in COMMANDS.iter().filter(|spec| spec.path[0] == group) {
         out.push_str(&format!("  {}\n      {}\n", usage_line(spec), spec.summary));
     }
-    out.push_str(&format!(
-        "\nRun `hearth {group} SUBCOMMAND --help` for details.\n\n"
-    ));
+    out.push_str(&format!("\nRun `hearth {group} SUBCOMMAND --help` for details.\n\n"));
     out.push_str(GLOBAL_OPTIONS_NOTE);
     out.push_str("\n\n");
     out.push_str(EXIT_CODES);
@@ -377,9 +370,7 @@ pub fn help(words: &[&str]) -> Result<String, UsageError> {
 }
 
 fn find_command(words: &[&str]) -> Option<&'static CommandSpec> {
-    COMMANDS
-        .iter()
-        .find(|spec| words.len() >= spec.path.len() && words[..spec.path.len()] == *spec.path)
+    COMMANDS.iter().find(|spec| words.len() >= spec.path.len() && words[..spec.path.len()] == *spec.path)
 }
 
 fn unknown_command(word: &str) -> UsageError {
@@ -413,10 +404,7 @@ fn classify(name: &str) -> Option<OptionKind> {
         return None;
     }
     let key = name.replace('-', "_");
-    config::KEYS
-        .iter()
-        .any(|(known, _)| *known == key)
-        .then_some(OptionKind::Config(key))
+    config::KEYS.iter().any(|(known, _)| *known == key).then_some(OptionKind::Config(key))
 }
 
 fn unknown_option(arg: &str, name: &str) -> UsageError {
@@ -515,37 +503,22 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let (scan, error) = scan(args);
     if scan.help {
         let text = help(&scan.words)?;
-        return Ok(Invocation {
-            command: Command::Help(text),
-            flags: BTreeMap::new(),
-        });
+        return Ok(Invocation { command: Command::Help(text), flags: BTreeMap::new() });
     }
     // A later --help would have been missed when scanning stopped early.
-    let help_later = args
-        .iter()
-        .take_while(|arg| *arg != "--")
-        .any(|arg| arg == "--help" || arg == "-h");
+    let help_later = args.iter().take_while(|arg| *arg != "--").any(|arg| arg == "--help" || arg == "-h");
     if let Some(error) = error {
         if help_later {
             let text = help(&scan.words)?;
-            return Ok(Invocation {
-                command: Command::Help(text),
-                flags: BTreeMap::new(),
-            });
+            return Ok(Invocation { command: Command::Help(text), flags: BTreeMap::new() });
         }
         return Err(error);
     }
     if scan.version {
-        return Ok(Invocation {
-            command: Command::Version,
-            flags: BTreeMap::new(),
-        });
+        return Ok(Invocation { command: Command::Version, flags: BTreeMap::new() });
     }
     let command = command(&scan)?;
-    Ok(Invocation {
-        command,
-        flags: scan.flags,
-    })
+    Ok(Invocation { command, flags: scan.flags })
 }
 
 fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
@@ -558,19 +531,13 @@ fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
     }
     let Some(spec) = find_command(words) else {
         if GROUPS.contains(first) {
-            let subcommands: Vec<&str> = COMMANDS
-                .iter()
-                .filter(|spec| spec.path[0] == *first)
-                .map(|spec| spec.path[1])
-                .collect();
+            let subcommands: Vec<&str> =
+                COMMANDS.iter().filter(|spec| spec.path[0] == *first).map(|spec| spec.path[1]).collect();
             let message = match words.get(1) {
                 Some(sub) => format!("unknown subcommand \"{first} {sub}\""),
                 None => format!("\"{first}\" needs a subcommand"),
             };
-            return Err(UsageError(format!(
-                "{message}; choose one of: {}",
-                subcommands.join(", ")
-            )));
+            return Err(UsageError(format!("{message}; choose one of: {}", subcommands.join(", "))));
         }
         return Err(unknown_command(first));
     };
@@ -585,10 +552,7 @@ fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
         )));
     }
     if let Some(extra) = args.get(spec.args.len()) {
-        return Err(UsageError(format!(
-            "unexpected argument \"{extra}\"; usage: {}",
-            usage_line(spec)
-        )));
+        return Err(UsageError(format!("unexpected argument \"{extra}\"; usage: {}", usage_line(spec))));
     }
     for (name, value) in spec.args.iter().zip(args) {
         if value.is_empty() {
@@ -605,10 +569,9 @@ fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
             admin: switch("admin"),
         },
         ["user", "list"] => Command::UserList,
-        ["user", "reset-password"] => Command::UserResetPassword {
-            name: arg(0),
-            password_stdin: switch("password-stdin"),
-        },
+        ["user", "reset-password"] => {
+            Command::UserResetPassword { name: arg(0), password_stdin: switch("password-stdin") }
+        }
         ["user", "deactivate"] => Command::UserDeactivate { name: arg(0) },
         ["token", "create"] => Command::TokenCreate {
             uses: number(scan, "uses", TOKEN_USES_MIN, u32::MAX)?,
@@ -624,12 +587,8 @@ fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
             },
         },
         ["token", "list"] => Command::TokenList,
-        ["token", "revoke"] => Command::TokenRevoke {
-            token: registration_token(args[0])?,
-        },
-        ["backup"] => Command::Backup {
-            path: PathBuf::from(args[0]),
-        },
+        ["token", "revoke"] => Command::TokenRevoke { token: registration_token(args[0])? },
+        ["backup"] => Command::Backup { path: PathBuf::from(args[0]) },
         ["config", "example"] => Command::ConfigExample,
         // COMMANDS and this match list the same paths; a test checks it.
         _ => return Err(unknown_command(first)),
@@ -657,9 +616,9 @@ fn number(scan: &Scan<'_>, option: &str, min: u32, max: u32) -> Result<Option<u3
     };
     match text.parse::<u32>() {
         Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
-        _ => Err(UsageError(format!(
-            "--{option} must be a whole number from {min} to {max}, got \"{text}\""
-        ))),
+        _ => {
+            Err(UsageError(format!("--{option} must be a whole number from {min} to {max}, got \"{text}\"")))
+        }
     }
 }
 
@@ -747,9 +706,8 @@ mod tests {
 
     #[test]
     fn key_equals_value_form() {
-        let flags = flags_of(
-            "--workers=3 --server-name=example.org:8448 --public-baseurl=https://x.example/a=b",
-        );
+        let flags =
+            flags_of("--workers=3 --server-name=example.org:8448 --public-baseurl=https://x.example/a=b");
         assert_eq!(flags["workers"], "3");
         assert_eq!(flags["server_name"], "example.org:8448");
         assert_eq!(flags["public_baseurl"], "https://x.example/a=b");
@@ -797,42 +755,22 @@ mod tests {
     fn user_commands() {
         assert_eq!(
             command_of("user add alice"),
-            Command::UserAdd {
-                name: "alice".to_owned(),
-                password_stdin: false,
-                admin: false
-            }
+            Command::UserAdd { name: "alice".to_owned(), password_stdin: false, admin: false }
         );
         assert_eq!(
             command_of("user add alice --password-stdin --admin"),
-            Command::UserAdd {
-                name: "alice".to_owned(),
-                password_stdin: true,
-                admin: true
-            }
+            Command::UserAdd { name: "alice".to_owned(), password_stdin: true, admin: true }
         );
         assert_eq!(
             command_of("--admin user add alice --database x.db"),
-            Command::UserAdd {
-                name: "alice".to_owned(),
-                password_stdin: false,
-                admin: true
-            }
+            Command::UserAdd { name: "alice".to_owned(), password_stdin: false, admin: true }
         );
         assert_eq!(command_of("user list"), Command::UserList);
         assert_eq!(
             command_of("user reset-password bob --password-stdin"),
-            Command::UserResetPassword {
-                name: "bob".to_owned(),
-                password_stdin: true
-            }
+            Command::UserResetPassword { name: "bob".to_owned(), password_stdin: true }
         );
-        assert_eq!(
-            command_of("user deactivate bob"),
-            Command::UserDeactivate {
-                name: "bob".to_owned()
-            }
-        );
+        assert_eq!(command_of("user deactivate bob"), Command::UserDeactivate { name: "bob".to_owned() });
         let invocation =
             run("user add alice --config /etc/h.toml --server-name example.org").expect("parses");
         assert_eq!(invocation.flags["config"], "/etc/h.toml");
@@ -859,11 +797,7 @@ mod tests {
     fn token_commands() {
         assert_eq!(
             command_of("token create"),
-            Command::TokenCreate {
-                uses: None,
-                expires_in_days: None,
-                token: None
-            }
+            Command::TokenCreate { uses: None, expires_in_days: None, token: None }
         );
         assert_eq!(
             command_of("token create --uses 5 --expires-in=7 --token abc-DEF_1.2~"),
@@ -874,12 +808,7 @@ mod tests {
             }
         );
         assert_eq!(command_of("token list"), Command::TokenList);
-        assert_eq!(
-            command_of("token revoke abc"),
-            Command::TokenRevoke {
-                token: "abc".to_owned()
-            }
-        );
+        assert_eq!(command_of("token revoke abc"), Command::TokenRevoke { token: "abc".to_owned() });
         for bad in [
             "token create --uses 0",
             "token create --uses -1",
@@ -894,11 +823,7 @@ mod tests {
         }
         assert_eq!(
             command_of("token create --uses 4294967295 --expires-in 3650"),
-            Command::TokenCreate {
-                uses: Some(u32::MAX),
-                expires_in_days: Some(3650),
-                token: None
-            }
+            Command::TokenCreate { uses: Some(u32::MAX), expires_in_days: Some(3650), token: None }
         );
         assert!(error_of("token create --token a/b").contains("registration token"));
         let long = "a".repeat(TOKEN_LEN_MAX + 1);
@@ -912,12 +837,7 @@ mod tests {
 
     #[test]
     fn backup_and_config_commands() {
-        assert_eq!(
-            command_of("backup /tmp/b.db"),
-            Command::Backup {
-                path: PathBuf::from("/tmp/b.db")
-            }
-        );
+        assert_eq!(command_of("backup /tmp/b.db"), Command::Backup { path: PathBuf::from("/tmp/b.db") });
         assert!(error_of("backup").contains("needs FILE"));
         assert!(error_of("backup a b").contains("unexpected argument"));
         assert_eq!(command_of("config example"), Command::ConfigExample);
@@ -929,16 +849,9 @@ mod tests {
     fn double_dash_ends_options() {
         assert_eq!(
             command_of("backup -- --odd-name.db"),
-            Command::Backup {
-                path: PathBuf::from("--odd-name.db")
-            }
+            Command::Backup { path: PathBuf::from("--odd-name.db") }
         );
-        assert_eq!(
-            command_of("backup -"),
-            Command::Backup {
-                path: PathBuf::from("-")
-            }
-        );
+        assert_eq!(command_of("backup -"), Command::Backup { path: PathBuf::from("-") });
     }
 
     #[test]
@@ -1001,18 +914,12 @@ mod tests {
         for spec in COMMANDS {
             let words = spec.path.join(" ");
             let text = help_of(&format!("{words} --help"));
-            assert!(
-                text.starts_with(&format!("Usage: {}", usage_line(spec))),
-                "{words}"
-            );
+            assert!(text.starts_with(&format!("Usage: {}", usage_line(spec))), "{words}");
             assert_eq!(text, help_of(&format!("help {words}")), "{words}");
             assert_eq!(text, help_of(&format!("--help {words}")), "{words}");
             assert!(text.contains("Exit status"), "{words}");
             for option in spec.options {
-                assert!(
-                    text.contains(&format!("\n  --{option}")),
-                    "{words} --{option}"
-                );
+                assert!(text.contains(&format!("\n  --{option}")), "{words} --{option}");
             }
         }
         // Arguments and bad options before --help do not prevent help.
@@ -1023,12 +930,7 @@ mod tests {
         let text = help_of("serve --workers --help");
         assert!(text.starts_with("Usage: hearth serve"));
         // --help after -- is an argument, not a request for help.
-        assert_eq!(
-            command_of("backup -- --help"),
-            Command::Backup {
-                path: PathBuf::from("--help")
-            }
-        );
+        assert_eq!(command_of("backup -- --help"), Command::Backup { path: PathBuf::from("--help") });
     }
 
     #[test]

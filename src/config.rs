@@ -230,10 +230,7 @@ impl ConfigError {
     }
 
     fn for_key(key: &str, message: String) -> ConfigError {
-        ConfigError {
-            key: Some(key.to_owned()),
-            message,
-        }
+        ConfigError { key: Some(key.to_owned()), message }
     }
 }
 
@@ -431,9 +428,7 @@ pub fn config_path(
     if let Some(path) = flags.get(CONFIG_FLAG).filter(|path| !path.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    env(CONFIG_ENV)
-        .filter(|path| !path.is_empty())
-        .map(PathBuf::from)
+    env(CONFIG_ENV).filter(|path| !path.is_empty()).map(PathBuf::from)
 }
 
 /// Builds the configuration. For each key the first of these that is set
@@ -450,9 +445,7 @@ pub fn load(
         Some(path) => Some((path.display().to_string(), read_file(path)?)),
         None => None,
     };
-    let file = file
-        .as_ref()
-        .map(|(name, text)| (name.as_str(), text.as_str()));
+    let file = file.as_ref().map(|(name, text)| (name.as_str(), text.as_str()));
     load_text(file, flags, env, available_cpus())
 }
 
@@ -467,10 +460,7 @@ fn load_text(
 ) -> Result<Config, ConfigError> {
     for key in flags.keys() {
         if key != CONFIG_FLAG && spec(key).is_none() {
-            return Err(ConfigError::for_key(
-                key,
-                format!("unknown option{}", suggestion(key)),
-            ));
+            return Err(ConfigError::for_key(key, format!("unknown option{}", suggestion(key))));
         }
     }
     let table = match file {
@@ -483,10 +473,7 @@ fn load_text(
     for spec in &SPECS {
         let env_name = env_var(spec.key);
         let (value, origin) = if let Some(text) = flags.get(spec.key) {
-            (
-                Raw::Text(text.clone()),
-                format!("--{}", spec.key.replace('_', "-")),
-            )
+            (Raw::Text(text.clone()), format!("--{}", spec.key.replace('_', "-")))
         } else if let Some(text) = env(&env_name).filter(|text| !text.is_empty()) {
             (Raw::Text(text), env_name)
         } else if let Some(value) = table.get(spec.key) {
@@ -494,42 +481,27 @@ fn load_text(
         } else {
             continue;
         };
-        apply(&mut config, spec.key, &value).map_err(|message| {
-            ConfigError::for_key(spec.key, format!("{message} (from {origin})"))
-        })?;
+        apply(&mut config, spec.key, &value)
+            .map_err(|message| ConfigError::for_key(spec.key, format!("{message} (from {origin})")))?;
     }
     Ok(config)
 }
 
 fn read_file(path: &Path) -> Result<String, ConfigError> {
-    let cannot = |why: String| {
-        ConfigError::general(format!(
-            "cannot read config file {}: {}",
-            path.display(),
-            why
-        ))
-    };
+    let cannot =
+        |why: String| ConfigError::general(format!("cannot read config file {}: {}", path.display(), why));
     let file = std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?;
     let mut bytes = Vec::new();
-    file.take(CONFIG_FILE_BYTES_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| cannot(e.to_string()))?;
+    file.take(CONFIG_FILE_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(|e| cannot(e.to_string()))?;
     if bytes.len() as u64 > CONFIG_FILE_BYTES_MAX {
-        return Err(cannot(format!(
-            "larger than {} bytes",
-            CONFIG_FILE_BYTES_MAX
-        )));
+        return Err(cannot(format!("larger than {} bytes", CONFIG_FILE_BYTES_MAX)));
     }
     String::from_utf8(bytes).map_err(|_| cannot("not valid UTF-8".to_owned()))
 }
 
 fn parse_file(name: &str, text: &str) -> Result<toml::Table, ConfigError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        ConfigError::general(format!(
-            "config file {} is not valid TOML: {}",
-            name,
-            e.to_string().trim_end()
-        ))
+        ConfigError::general(format!("config file {} is not valid TOML: {}", name, e.to_string().trim_end()))
     })?;
     for key in table.keys() {
         if spec(key).is_none() {
@@ -591,10 +563,9 @@ impl Raw<'_> {
 
     fn unsigned(&self) -> Result<u64, String> {
         match self {
-            Raw::Text(text) => text
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| format!("expected a whole number, got \"{text}\"")),
+            Raw::Text(text) => {
+                text.trim().parse::<u64>().map_err(|_| format!("expected a whole number, got \"{text}\""))
+            }
             Raw::Toml(toml::Value::Integer(n)) => {
                 u64::try_from(*n).map_err(|_| format!("must not be negative, got {n}"))
             }
@@ -604,10 +575,9 @@ impl Raw<'_> {
 
     fn float(&self) -> Result<f64, String> {
         match self {
-            Raw::Text(text) => text
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| format!("expected a number, got \"{text}\"")),
+            Raw::Text(text) => {
+                text.trim().parse::<f64>().map_err(|_| format!("expected a number, got \"{text}\""))
+            }
             Raw::Toml(toml::Value::Float(x)) => Ok(*x),
             // The conversion is exact for every sensible rate.
             Raw::Toml(toml::Value::Integer(n)) => Ok(*n as f64),
@@ -620,15 +590,10 @@ impl Raw<'_> {
             Raw::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Ok(true),
                 "false" | "0" | "no" => Ok(false),
-                _ => Err(format!(
-                    "expected true, false, 1, 0, yes or no, got \"{text}\""
-                )),
+                _ => Err(format!("expected true, false, 1, 0, yes or no, got \"{text}\"")),
             },
             Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
-            Raw::Toml(other) => Err(format!(
-                "expected true or false, found {}",
-                other.type_str()
-            )),
+            Raw::Toml(other) => Err(format!("expected true or false, found {}", other.type_str())),
         }
     }
 }
@@ -669,11 +634,7 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
         }
         "public_baseurl" => {
             let url = value.string()?;
-            config.public_baseurl = if url.is_empty() {
-                None
-            } else {
-                Some(validate_base_url(&url)?)
-            };
+            config.public_baseurl = if url.is_empty() { None } else { Some(validate_base_url(&url)?) };
         }
         "well_known_server" => {
             let server = value.string()?;
@@ -690,41 +651,27 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
         }
         "log_level" => {
             let text = value.string()?;
-            config.log_level = LogLevel::parse(text.trim()).ok_or_else(|| {
-                format!("expected error, warn, info, debug or trace, got \"{text}\"")
-            })?;
+            config.log_level = LogLevel::parse(text.trim())
+                .ok_or_else(|| format!("expected error, warn, info, debug or trace, got \"{text}\""))?;
         }
         "rate_limit_per_second" => {
             let rate = value.float()?;
             if !rate.is_finite() || rate <= 0.0 {
-                return Err(format!(
-                    "must be a finite number greater than 0, got {rate}"
-                ));
+                return Err(format!("must be a finite number greater than 0, got {rate}"));
             }
             config.rate_limit_per_second = rate;
         }
         "rate_limit_burst" => {
-            let burst = in_range(
-                value.unsigned()?,
-                u64::from(RATE_LIMIT_BURST_MIN),
-                u64::from(u32::MAX),
-            )?;
+            let burst = in_range(value.unsigned()?, u64::from(RATE_LIMIT_BURST_MIN), u64::from(u32::MAX))?;
             config.rate_limit_burst = u32::try_from(burst).map_err(|_| "too large".to_owned())?;
         }
         "max_body_bytes" => {
-            let n = in_range(
-                value.unsigned()?,
-                MAX_BODY_BYTES_MIN as u64,
-                MAX_BODY_BYTES_MAX as u64,
-            )?;
+            let n = in_range(value.unsigned()?, MAX_BODY_BYTES_MIN as u64, MAX_BODY_BYTES_MAX as u64)?;
             config.max_body_bytes = usize::try_from(n).map_err(|_| "too large".to_owned())?;
         }
         "access_token_lifetime_ms" => {
-            config.access_token_lifetime_ms = in_range(
-                value.unsigned()?,
-                ACCESS_TOKEN_LIFETIME_MS_MIN,
-                ACCESS_TOKEN_LIFETIME_MS_MAX,
-            )?;
+            config.access_token_lifetime_ms =
+                in_range(value.unsigned()?, ACCESS_TOKEN_LIFETIME_MS_MIN, ACCESS_TOKEN_LIFETIME_MS_MAX)?;
         }
         "allow_guests" => {
             if value.boolean()? {
@@ -739,14 +686,11 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
 }
 
 fn available_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn default_workers(cpus: usize) -> usize {
-    cpus.saturating_mul(WORKERS_PER_CPU)
-        .clamp(WORKERS_DEFAULT_MIN, WORKERS_MAX)
+    cpus.saturating_mul(WORKERS_PER_CPU).clamp(WORKERS_DEFAULT_MIN, WORKERS_MAX)
 }
 
 /// Splits a server name into its host and optional port, checking both
@@ -754,9 +698,7 @@ fn default_workers(cpus: usize) -> usize {
 /// bracketed IPv6 address, then an optional `:port`.
 fn split_host_port(name: &str) -> Result<(&str, Option<u16>), String> {
     let (host, port) = if name.starts_with('[') {
-        let end = name
-            .find(']')
-            .ok_or_else(|| "an IPv6 address must end with ']'".to_owned())?;
+        let end = name.find(']').ok_or_else(|| "an IPv6 address must end with ']'".to_owned())?;
         let inner = &name[1..end];
         if inner.parse::<Ipv6Addr>().is_err() {
             return Err(format!("\"{inner}\" is not a valid IPv6 address"));
@@ -788,9 +730,8 @@ fn split_host_port(name: &str) -> Result<(&str, Option<u16>), String> {
 fn parse_port(text: &str) -> Result<u16, String> {
     /// The grammar allows at most five digits.
     const PORT_DIGITS_MAX: usize = 5;
-    let digits_ok = !text.is_empty()
-        && text.len() <= PORT_DIGITS_MAX
-        && text.bytes().all(|b| b.is_ascii_digit());
+    let digits_ok =
+        !text.is_empty() && text.len() <= PORT_DIGITS_MAX && text.bytes().all(|b| b.is_ascii_digit());
     match text.parse::<u16>() {
         Ok(port) if digits_ok && port != 0 => Ok(port),
         _ => Err(format!("\"{text}\" is not a valid port (1 to 65535)")),
@@ -815,18 +756,13 @@ fn validate_host(host: &str) -> Result<(), String> {
                 "\"{host}\" is not a valid host name: each dot-separated part must have 1 to {DNS_LABEL_LEN_MAX} characters"
             ));
         }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(format!(
                 "\"{host}\" is not a valid host name: only letters, digits, '-' and '.' are allowed"
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!(
-                "\"{host}\" is not a valid host name: a part may not start or end with '-'"
-            ));
+            return Err(format!("\"{host}\" is not a valid host name: a part may not start or end with '-'"));
         }
     }
     Ok(())
@@ -845,21 +781,14 @@ fn validate_server_name(name: &str) -> Result<(), String> {
 /// Checks a public base URL and returns it without trailing slashes.
 fn validate_base_url(url: &str) -> Result<String, String> {
     if url.len() > PUBLIC_BASEURL_LEN_MAX {
-        return Err(format!(
-            "must be at most {PUBLIC_BASEURL_LEN_MAX} bytes long"
-        ));
+        return Err(format!("must be at most {PUBLIC_BASEURL_LEN_MAX} bytes long"));
     }
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| format!("must start with http:// or https://, got \"{url}\""))?;
-    if url
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-    {
-        return Err(format!(
-            "must not contain spaces, control characters, '?' or '#', got \"{url}\""
-        ));
+    if url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+        return Err(format!("must not contain spaces, control characters, '?' or '#', got \"{url}\""));
     }
     let authority = rest.split('/').next().unwrap_or_default();
     split_host_port(authority).map_err(|why| format!("bad host in \"{url}\": {why}"))?;
@@ -909,10 +838,7 @@ mod tests {
     }
 
     fn flags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn from_file(text: &str) -> Result<Config, ConfigError> {
@@ -974,8 +900,7 @@ mod tests {
     #[test]
     fn empty_env_var_counts_as_unset() {
         let env = |name: &str| (name == "HEARTH_WORKERS").then(String::new);
-        let config =
-            load_text(Some(("f.toml", "workers = 7")), &BTreeMap::new(), &env, 2).expect("loads");
+        let config = load_text(Some(("f.toml", "workers = 7")), &BTreeMap::new(), &env, 2).expect("loads");
         assert_eq!(config.workers, 7);
     }
 
@@ -1001,10 +926,7 @@ mod tests {
             assert_eq!(key, value_key);
         }
         let env = |name: &str| {
-            values
-                .iter()
-                .find(|(key, _)| env_var(key) == name)
-                .map(|(_, value)| value.to_string())
+            values.iter().find(|(key, _)| env_var(key) == name).map(|(_, value)| value.to_string())
         };
         let config = load_text(None, &BTreeMap::new(), &env, 2).expect("loads");
         let expected = Config {
@@ -1024,10 +946,8 @@ mod tests {
         };
         assert_eq!(config, expected);
         // The same values given as flags give the same result.
-        let flags: BTreeMap<String, String> = values
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let flags: BTreeMap<String, String> =
+            values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let config = load_text(None, &flags, &no_env, 2).expect("loads");
         assert_eq!(config, expected);
     }
@@ -1035,10 +955,7 @@ mod tests {
     #[test]
     fn env_var_names() {
         assert_eq!(env_var("server_name"), "HEARTH_SERVER_NAME");
-        assert_eq!(
-            env_var("rate_limit_per_second"),
-            "HEARTH_RATE_LIMIT_PER_SECOND"
-        );
+        assert_eq!(env_var("rate_limit_per_second"), "HEARTH_RATE_LIMIT_PER_SECOND");
         assert_eq!(env_var("rate_limit_burst"), "HEARTH_RATE_LIMIT_BURST");
     }
 
@@ -1099,10 +1016,8 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error() {
-        let path = std::env::temp_dir().join(format!(
-            "hearth-config-test-missing-{}.toml",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("hearth-config-test-missing-{}.toml", std::process::id()));
         let err = load(Some(&path), &BTreeMap::new(), &no_env).expect_err("missing");
         assert_eq!(err.key, None);
         assert!(err.message.contains("cannot read config file"), "{err}");
@@ -1110,10 +1025,7 @@ mod tests {
 
     #[test]
     fn reads_a_real_file() {
-        let path = std::env::temp_dir().join(format!(
-            "hearth-config-test-read-{}.toml",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("hearth-config-test-read-{}.toml", std::process::id()));
         std::fs::write(&path, "server_name = \"file.example\"\n").expect("write temp file");
         let result = load(Some(&path), &BTreeMap::new(), &no_env);
         let _ = std::fs::remove_file(&path);
@@ -1122,10 +1034,7 @@ mod tests {
 
     #[test]
     fn oversized_file_is_refused() {
-        let path = std::env::temp_dir().join(format!(
-            "hearth-config-test-big-{}.toml",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("hearth-config-test-big-{}.toml", std::process::id()));
         let text = "#".repeat(CONFIG_FILE_BYTES_MAX as usize + 1);
         std::fs::write(&path, text).expect("write temp file");
         let result = load(Some(&path), &BTreeMap::new(), &no_env);
@@ -1148,10 +1057,7 @@ mod tests {
             "config key \"workers\": must be between 1 and 256, got 300 (from HEARTH_WORKERS)"
         );
         let err = from_file("workers = 0").expect_err("zero");
-        assert!(
-            err.to_string().ends_with("(from config file test.toml)"),
-            "{err}"
-        );
+        assert!(err.to_string().ends_with("(from config file test.toml)"), "{err}");
         let general = ConfigError::general("oops".to_owned());
         assert_eq!(general.to_string(), "config: oops");
     }
@@ -1218,15 +1124,9 @@ mod tests {
     #[test]
     fn public_baseurl_validation() {
         let config = from_flag("public_baseurl", "https://m.example.org/").expect("valid");
-        assert_eq!(
-            config.public_baseurl.as_deref(),
-            Some("https://m.example.org")
-        );
+        assert_eq!(config.public_baseurl.as_deref(), Some("https://m.example.org"));
         let config = from_flag("public_baseurl", "http://[::1]:8008/matrix").expect("valid");
-        assert_eq!(
-            config.public_baseurl.as_deref(),
-            Some("http://[::1]:8008/matrix")
-        );
+        assert_eq!(config.public_baseurl.as_deref(), Some("http://[::1]:8008/matrix"));
         for bad in [
             "m.example.org",
             "ftp://m.example.org",
@@ -1282,10 +1182,7 @@ mod tests {
     fn other_values() {
         from_flag("listen", "127.0.0.1").expect_err("no port");
         from_flag("listen", "localhost:8008").expect_err("not an IP");
-        assert_eq!(
-            from_flag("listen", "[::]:8448").expect("v6").listen.port(),
-            8448
-        );
+        assert_eq!(from_flag("listen", "[::]:8448").expect("v6").listen.port(), 8448);
         from_flag("database", "").expect_err("empty path");
         from_flag("registration", "invite").expect_err("unknown mode");
         from_flag("log_level", "loud").expect_err("unknown level");
@@ -1301,28 +1198,15 @@ mod tests {
 
     #[test]
     fn registration_and_log_level_parse() {
-        for mode in [
-            Registration::Closed,
-            Registration::Token,
-            Registration::Open,
-        ] {
+        for mode in [Registration::Closed, Registration::Token, Registration::Open] {
             assert_eq!(Registration::parse(mode.as_str()), Some(mode));
         }
         assert_eq!(Registration::parse("OPEN"), Some(Registration::Open));
         assert_eq!(Registration::parse("invite"), None);
-        let levels = [
-            LogLevel::Error,
-            LogLevel::Warn,
-            LogLevel::Info,
-            LogLevel::Debug,
-            LogLevel::Trace,
-        ];
+        let levels = [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug, LogLevel::Trace];
         for level in levels {
             assert_eq!(LogLevel::parse(level.as_str()), Some(level));
-            assert_eq!(
-                LogLevel::parse(&level.as_str().to_ascii_uppercase()),
-                Some(level)
-            );
+            assert_eq!(LogLevel::parse(&level.as_str().to_ascii_uppercase()), Some(level));
         }
         assert!(levels.windows(2).all(|pair| pair[0] < pair[1]));
         assert!(LogLevel::Debug > LogLevel::Info);
@@ -1364,14 +1248,8 @@ mod tests {
     fn config_path_precedence() {
         let env = |name: &str| (name == CONFIG_ENV).then(|| "/env.toml".to_owned());
         assert_eq!(config_path(&BTreeMap::new(), &no_env), None);
-        assert_eq!(
-            config_path(&BTreeMap::new(), &env),
-            Some(PathBuf::from("/env.toml"))
-        );
-        assert_eq!(
-            config_path(&flags(&[("config", "/flag.toml")]), &env),
-            Some(PathBuf::from("/flag.toml"))
-        );
+        assert_eq!(config_path(&BTreeMap::new(), &env), Some(PathBuf::from("/env.toml")));
+        assert_eq!(config_path(&flags(&[("config", "/flag.toml")]), &env), Some(PathBuf::from("/flag.toml")));
         let empty_env = |name: &str| (name == CONFIG_ENV).then(String::new);
         assert_eq!(config_path(&BTreeMap::new(), &empty_env), None);
     }
@@ -1383,15 +1261,11 @@ mod tests {
             assert!(seen.insert(*key), "duplicate key {key}");
             assert!(!summary.is_empty() && !summary.contains('\n'), "{key}");
             assert!(default_text(key).is_some(), "{key}");
-            assert!(
-                key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-                "{key}"
-            );
+            assert!(key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{key}");
             // Every key is understood by `apply`, with its example value.
             let spec = spec(key).expect("spec for key");
-            let value: toml::Table = format!("{key} = {}", spec.example)
-                .parse()
-                .expect("example value is TOML");
+            let value: toml::Table =
+                format!("{key} = {}", spec.example).parse().expect("example value is TOML");
             let mut config = Config::defaults(2);
             apply(&mut config, key, &Raw::Toml(&value[*key])).expect("example value applies");
         }
@@ -1435,9 +1309,6 @@ mod tests {
         expected.well_known_server = Some("matrix.example.org:443".to_owned());
         assert_eq!(config, expected);
         // The commented example is itself valid and sets nothing.
-        assert_eq!(
-            from_file(&text).expect("comments only"),
-            Config::defaults(2)
-        );
+        assert_eq!(from_file(&text).expect("comments only"), Config::defaults(2));
     }
 }

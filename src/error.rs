@@ -12,12 +12,16 @@ use std::fmt;
 #[non_exhaustive]
 pub enum ErrorKind {
     Forbidden,
-    UnknownToken { soft_logout: bool },
+    UnknownToken {
+        soft_logout: bool,
+    },
     MissingToken,
     BadJson,
     NotJson,
     NotFound,
-    LimitExceeded { retry_after_ms: u64 },
+    LimitExceeded {
+        retry_after_ms: u64,
+    },
     /// Unknown endpoint (404).
     Unrecognized,
     /// Known endpoint, wrong method (405).
@@ -77,8 +81,8 @@ impl Error {
         match self.kind {
             Forbidden | UserDeactivated | GuestAccessForbidden => 403,
             UnknownToken { .. } | MissingToken | Uia(_) => 401,
-            BadJson | NotJson | InvalidParam | MissingParam | InvalidUsername | UserInUse
-            | Exclusive | WeakPassword | Unknown => 400,
+            BadJson | NotJson | InvalidParam | MissingParam | InvalidUsername | UserInUse | Exclusive
+            | WeakPassword | Unknown => 400,
             NotFound | Unrecognized => 404,
             MethodNotAllowed => 405,
             TooLarge => 413,

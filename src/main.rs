@@ -161,7 +161,10 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
         }
         Command::TokenList => {
             let all = db.read(|tx| reg_tokens::list(tx)).map_err(|e| e.message.to_string())?;
-            println!("{:<24} {:<8} {:<8} {:<10} {:<26} valid", "token", "allowed", "pending", "completed", "expires");
+            println!(
+                "{:<24} {:<8} {:<8} {:<10} {:<26} valid",
+                "token", "allowed", "pending", "completed", "expires"
+            );
             for t in all {
                 let allowed = t.uses_allowed.map_or("-".into(), |n| n.to_string());
                 let expires = t.expiry_ts.map_or("never".into(), hearth::log::timestamp);

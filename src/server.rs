@@ -36,11 +36,7 @@ pub fn run(config: Config) -> i32 {
             return 1;
         }
     };
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| listen.to_string());
+    let bound = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| listen.to_string());
     log::info(format_args!(
         "hearth {} serving {} on http://{bound} (database {}, {} workers)",
         env!("CARGO_PKG_VERSION"),

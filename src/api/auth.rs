@@ -22,10 +22,8 @@ fn unknown_token(soft_logout: bool) -> Error {
 /// Resolves an access token to its user and device.
 pub fn authenticate(app: &App, access_token: &str, ip: &IpAddr) -> Result<Auth> {
     let hash = token::token_hash(access_token);
-    let owner = app
-        .db
-        .read(|tx| devices::lookup_access_token(tx, &hash))?
-        .ok_or_else(|| unknown_token(false))?;
+    let owner =
+        app.db.read(|tx| devices::lookup_access_token(tx, &hash))?.ok_or_else(|| unknown_token(false))?;
     let now = storage::now_ms();
     if owner.deactivated {
         return Err(unknown_token(false));
@@ -37,7 +35,12 @@ pub fn authenticate(app: &App, access_token: &str, ip: &IpAddr) -> Result<Auth> 
         let ip = ip.to_string();
         app.db.write(|tx| devices::touch(tx, &owner.user_id, &owner.device_id, now, &ip))?;
     }
-    Ok(Auth { user_id: owner.user_id, device_id: owner.device_id, token_hash: hash, is_admin: owner.is_admin })
+    Ok(Auth {
+        user_id: owner.user_id,
+        device_id: owner.device_id,
+        token_hash: hash,
+        is_admin: owner.is_admin,
+    })
 }
 
 /// What a new login or registration hands the client.

@@ -75,9 +75,7 @@ impl Request {
     /// The authenticated user; routes that need one are marked so in the
     /// router, which refuses requests without a valid token.
     pub fn user(&self) -> Result<&Auth> {
-        self.auth
-            .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))
+        self.auth.as_ref().ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))
     }
 }
 

@@ -94,18 +94,12 @@ fn write_value(v: &Value, out: &mut String) -> Result<(), CanonicalError> {
 }
 
 /// Appends an object with its keys in codepoint order, leaving out `skip`.
-fn write_object(
-    map: &Map<String, Value>,
-    skip: &[&str],
-    out: &mut String,
-) -> Result<(), CanonicalError> {
+fn write_object(map: &Map<String, Value>, skip: &[&str], out: &mut String) -> Result<(), CanonicalError> {
     // The map is usually already sorted, but serde_json's `preserve_order`
     // feature can be switched on by any crate in the build, so sort here.
     // Byte order of UTF-8 strings equals codepoint order.
-    let mut entries: Vec<(&String, &Value)> = map
-        .iter()
-        .filter(|(k, _)| !skip.contains(&k.as_str()))
-        .collect();
+    let mut entries: Vec<(&String, &Value)> =
+        map.iter().filter(|(k, _)| !skip.contains(&k.as_str())).collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     out.push('{');
     for (i, (key, value)) in entries.into_iter().enumerate() {
@@ -197,66 +191,32 @@ mod tests {
             let text = case["input_text"].as_str().expect("input_text is a string");
             let expected = case["canonical"].as_str().expect("canonical is a string");
             let parsed: Value = serde_json::from_str(text).expect("input_text is valid JSON");
-            assert_eq!(
-                to_canonical(&parsed).as_deref(),
-                Ok(expected),
-                "input: {text}"
-            );
-            assert_eq!(
-                to_canonical_bytes(&parsed),
-                Ok(expected.as_bytes().to_vec())
-            );
+            assert_eq!(to_canonical(&parsed).as_deref(), Ok(expected), "input: {text}");
+            assert_eq!(to_canonical_bytes(&parsed), Ok(expected.as_bytes().to_vec()));
         }
     }
 
     #[test]
     fn integer_bounds() {
-        assert_eq!(
-            to_canonical(&json!(MAX_SAFE_INTEGER)).as_deref(),
-            Ok("9007199254740991")
-        );
-        assert_eq!(
-            to_canonical(&json!(MIN_SAFE_INTEGER)).as_deref(),
-            Ok("-9007199254740991")
-        );
-        for bad in [
-            "9007199254740992",
-            "-9007199254740992",
-            "18446744073709551615",
-            "1e300",
-        ] {
+        assert_eq!(to_canonical(&json!(MAX_SAFE_INTEGER)).as_deref(), Ok("9007199254740991"));
+        assert_eq!(to_canonical(&json!(MIN_SAFE_INTEGER)).as_deref(), Ok("-9007199254740991"));
+        for bad in ["9007199254740992", "-9007199254740992", "18446744073709551615", "1e300"] {
             let v: Value = serde_json::from_str(bad).expect("valid JSON");
-            assert_eq!(
-                to_canonical(&v),
-                Err(CanonicalError::IntegerOutOfRange),
-                "{bad}"
-            );
+            assert_eq!(to_canonical(&v), Err(CanonicalError::IntegerOutOfRange), "{bad}");
         }
         let nested = json!({"a": [{"b": u64::MAX}]});
-        assert_eq!(
-            to_canonical(&nested),
-            Err(CanonicalError::IntegerOutOfRange)
-        );
+        assert_eq!(to_canonical(&nested), Err(CanonicalError::IntegerOutOfRange));
     }
 
     #[test]
     fn floats() {
-        for (text, canonical) in [
-            ("1e10", "10000000000"),
-            ("-0.0", "0"),
-            ("2.0", "2"),
-            ("-3e2", "-300"),
-        ] {
+        for (text, canonical) in [("1e10", "10000000000"), ("-0.0", "0"), ("2.0", "2"), ("-3e2", "-300")] {
             let v: Value = serde_json::from_str(text).expect("valid JSON");
             assert_eq!(to_canonical(&v).as_deref(), Ok(canonical), "{text}");
         }
         for bad in ["1.5", "-0.25", "1e-3", "{\"a\":[0.1]}"] {
             let v: Value = serde_json::from_str(bad).expect("valid JSON");
-            assert_eq!(
-                to_canonical(&v),
-                Err(CanonicalError::NonIntegralNumber),
-                "{bad}"
-            );
+            assert_eq!(to_canonical(&v), Err(CanonicalError::NonIntegralNumber), "{bad}");
         }
     }
 

@@ -86,9 +86,7 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         .map_err(|_| PasswordError::Hashing)?;
     let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let _permit = HASH_SLOTS.acquire();
-    let phc = hasher
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|_| PasswordError::Hashing)?;
+    let phc = hasher.hash_password(password.as_bytes(), &salt).map_err(|_| PasswordError::Hashing)?;
     Ok(phc.to_string())
 }
 
@@ -120,9 +118,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     let _permit = HASH_SLOTS.acquire();
     // The verifier takes algorithm, version and parameters from the stored
     // hash, so the defaults of this instance do not matter.
-    Argon2::default()
-        .verify_password(password.as_bytes(), &hash)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), &hash).is_ok()
 }
 
 /// The permits for running hashes, shared by the whole process.
@@ -142,11 +138,7 @@ struct Permit<'a> {
 
 impl Semaphore {
     const fn new(max: usize) -> Semaphore {
-        Semaphore {
-            in_use: Mutex::new(0),
-            freed: Condvar::new(),
-            max,
-        }
+        Semaphore { in_use: Mutex::new(0), freed: Condvar::new(), max }
     }
 
     /// Waits until a permit is free and takes it.
@@ -155,10 +147,7 @@ impl Semaphore {
         // a poisoned lock is still safe to use.
         let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
         while *in_use >= self.max {
-            in_use = self
-                .freed
-                .wait(in_use)
-                .unwrap_or_else(PoisonError::into_inner);
+            in_use = self.freed.wait(in_use).unwrap_or_else(PoisonError::into_inner);
         }
         *in_use += 1;
         Permit { semaphore: self }
@@ -167,11 +156,7 @@ impl Semaphore {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        let mut in_use = self
-            .semaphore
-            .in_use
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut in_use = self.semaphore.in_use.lock().unwrap_or_else(PoisonError::into_inner);
         *in_use -= 1;
         drop(in_use);
         self.semaphore.freed.notify_one();
@@ -262,13 +247,7 @@ mod tests {
         })
         .join();
         assert!(result.is_err());
-        assert_eq!(
-            *semaphore
-                .in_use
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            0
-        );
+        assert_eq!(*semaphore.in_use.lock().unwrap_or_else(PoisonError::into_inner), 0);
         // The single permit can be taken again.
         drop(semaphore.acquire());
     }

@@ -47,19 +47,13 @@ impl ServerKey {
     pub fn generate() -> Result<ServerKey, getrandom::Error> {
         let mut seed = [0u8; 32];
         getrandom::getrandom(&mut seed)?;
-        let key_id = format!(
-            "ed25519:a_{}",
-            try_random_string(KEY_ID_RANDOM_CHARS, ALNUM)?
-        );
+        let key_id = format!("ed25519:a_{}", try_random_string(KEY_ID_RANDOM_CHARS, ALNUM)?);
         Ok(ServerKey::from_seed(&key_id, &seed))
     }
 
     /// Rebuilds a key from its id and 32-byte seed.
     pub fn from_seed(key_id: &str, seed: &[u8; 32]) -> ServerKey {
-        ServerKey {
-            key_id: key_id.to_owned(),
-            signing: SigningKey::from_bytes(seed),
-        }
+        ServerKey { key_id: key_id.to_owned(), signing: SigningKey::from_bytes(seed) }
     }
 
     /// Returns the secret seed, for storing the key.
@@ -193,12 +187,8 @@ mod tests {
     /// The spec's example key, with its server name and key id.
     fn spec_key(v: &Value) -> (ServerKey, String) {
         let sk = &v["signing_key"];
-        let seed = parse_seed(
-            sk["seed_unpadded_base64"]
-                .as_str()
-                .expect("seed is a string"),
-        )
-        .expect("the spec seed parses");
+        let seed = parse_seed(sk["seed_unpadded_base64"].as_str().expect("seed is a string"))
+            .expect("the spec seed parses");
         let key_id = sk["key_id"].as_str().expect("key_id is a string");
         assert_eq!(key_id, "ed25519:1");
         let server = sk["server_name"].as_str().expect("server_name is a string");
@@ -214,33 +204,17 @@ mod tests {
         assert!(!cases.is_empty());
         for case in cases {
             let mut signed = case["input"].clone();
-            key.sign_json(&server, &mut signed)
-                .expect("the input is signable");
+            key.sign_json(&server, &mut signed).expect("the input is signable");
             assert_eq!(signed, case["signed"]);
-            assert!(verify_json(
-                &case["signed"],
-                &server,
-                key.key_id(),
-                &key.public_key()
-            ));
+            assert!(verify_json(&case["signed"], &server, key.key_id(), &key.public_key()));
 
             let mut tampered = case["signed"].clone();
             tampered["extra"] = json!(1);
-            assert!(!verify_json(
-                &tampered,
-                &server,
-                key.key_id(),
-                &key.public_key()
-            ));
+            assert!(!verify_json(&tampered, &server, key.key_id(), &key.public_key()));
             // Unsigned data may change without breaking the signature.
             let mut with_unsigned = case["signed"].clone();
             with_unsigned["unsigned"] = json!({"age": 5});
-            assert!(verify_json(
-                &with_unsigned,
-                &server,
-                key.key_id(),
-                &key.public_key()
-            ));
+            assert!(verify_json(&with_unsigned, &server, key.key_id(), &key.public_key()));
         }
     }
 
@@ -268,19 +242,9 @@ mod tests {
         // The second is a message: its signature covers the redacted form,
         // which for this event only empties `content`.
         let mut redacted = cases[1]["signed"].clone();
-        assert!(!verify_json(
-            &redacted,
-            &server,
-            "ed25519:1",
-            &key.public_key()
-        ));
+        assert!(!verify_json(&redacted, &server, "ed25519:1", &key.public_key()));
         redacted["content"] = json!({});
-        assert!(verify_json(
-            &redacted,
-            &server,
-            "ed25519:1",
-            &key.public_key()
-        ));
+        assert!(verify_json(&redacted, &server, "ed25519:1", &key.public_key()));
     }
 
     #[test]
@@ -308,23 +272,12 @@ mod tests {
     fn signing_refuses_what_has_no_canonical_form() {
         let key = ServerKey::from_seed("ed25519:k", &[1u8; 32]);
         let mut not_object = json!([1, 2]);
-        assert_eq!(
-            key.sign_json("s", &mut not_object),
-            Err(CanonicalError::NotAnObject)
-        );
+        assert_eq!(key.sign_json("s", &mut not_object), Err(CanonicalError::NotAnObject));
         let mut float = json!({"a": 1.5});
-        assert_eq!(
-            key.sign_json("s", &mut float),
-            Err(CanonicalError::NonIntegralNumber)
-        );
+        assert_eq!(key.sign_json("s", &mut float), Err(CanonicalError::NonIntegralNumber));
         assert_eq!(float, json!({"a": 1.5}));
         assert_eq!(content_hash(&json!("x")), Err(CanonicalError::NotAnObject));
-        assert!(!verify_json(
-            &json!("x"),
-            "s",
-            "ed25519:k",
-            &key.public_key()
-        ));
+        assert!(!verify_json(&json!("x"), "s", "ed25519:k", &key.public_key()));
         let mut garbled = json!({"signatures": {"s": {"ed25519:k": "not base64!"}}});
         assert!(!verify_json(&garbled, "s", "ed25519:k", &key.public_key()));
         garbled["signatures"]["s"]["ed25519:k"] = json!("AAAA");

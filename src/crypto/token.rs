@@ -115,10 +115,7 @@ mod tests {
         let h = token_hash("syt_abc");
         assert_eq!(h, token_hash("syt_abc"));
         assert_ne!(h, token_hash("syt_abd"));
-        assert_eq!(
-            b64_encode(&token_hash("")),
-            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"
-        );
+        assert_eq!(b64_encode(&token_hash("")), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU");
     }
 
     #[test]
@@ -128,9 +125,7 @@ mod tests {
         assert_ne!(a, b);
         let body = a.strip_prefix("hat_").expect("prefix kept");
         assert_eq!(body.len(), 43);
-        assert!(body
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(body.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(b64_decode(body).map(|v| v.len()), Some(SECRET_TOKEN_BYTES));
     }
 

@@ -109,10 +109,10 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request) -> Result<Response> {
     let token = access_token(rq, &query)?;
     let auth = match (route.auth, token) {
         (AuthReq::None, _) => None,
-        (AuthReq::Required, None) => {
-            return Err(Error::new(ErrorKind::MissingToken, "Missing access token"))
+        (AuthReq::Required, None) => return Err(Error::new(ErrorKind::MissingToken, "Missing access token")),
+        (AuthReq::Required | AuthReq::Optional, Some(t)) => {
+            Some(api::auth::authenticate(app, &t, &remote_ip)?)
         }
-        (AuthReq::Required | AuthReq::Optional, Some(t)) => Some(api::auth::authenticate(app, &t, &remote_ip)?),
         (AuthReq::Optional, None) => None,
     };
     if route.rate_limited {
@@ -172,10 +172,7 @@ fn access_token(rq: &tiny_http::Request, query: &[(String, String)]) -> Result<O
 /// is loopback; then the proxy's `X-Forwarded-For` (its last entry, the one
 /// the proxy itself added) names the client. A remote peer cannot set it.
 fn client_ip(rq: &tiny_http::Request) -> IpAddr {
-    let peer = rq
-        .remote_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let peer = rq.remote_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     if !peer.is_loopback() {
         return peer;
     }

@@ -44,9 +44,7 @@ impl RateLimiter {
                 buckets.clear();
             }
         }
-        let bucket = buckets
-            .entry(key.to_owned())
-            .or_insert(Bucket { tokens: self.burst, updated: now });
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, updated: now });
         let tokens = refill(bucket, now, self.per_second, self.burst);
         if tokens >= 1.0 {
             bucket.tokens = tokens - 1.0;

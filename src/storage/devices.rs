@@ -86,19 +86,15 @@ pub fn set_display_name(
 
 /// Deletes a device and, by cascade, its tokens. Returns false if absent.
 pub fn delete(conn: &Connection, user_id: &str, device_id: &str) -> Result<bool> {
-    let n = conn.execute(
-        "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-        [user_id, device_id],
-    )?;
+    let n =
+        conn.execute("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2", [user_id, device_id])?;
     Ok(n == 1)
 }
 
 /// Deletes every device of the user but `keep`. Returns how many went.
 pub fn delete_all_except(conn: &Connection, user_id: &str, keep: Option<&str>) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
-        params![user_id, keep],
-    )?)
+    Ok(conn
+        .execute("DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2", params![user_id, keep])?)
 }
 
 /// Records when and from where a device was last used.
@@ -142,14 +138,8 @@ pub fn add_refresh_token(
 
 /// Drops every access and refresh token of one device (the device stays).
 pub fn delete_device_tokens(conn: &Connection, user_id: &str, device_id: &str) -> Result<()> {
-    conn.execute(
-        "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-        [user_id, device_id],
-    )?;
-    conn.execute(
-        "DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2",
-        [user_id, device_id],
-    )?;
+    conn.execute("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", [user_id, device_id])?;
+    conn.execute("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", [user_id, device_id])?;
     Ok(())
 }
 

@@ -112,10 +112,7 @@ impl Db {
                     Error::from(e)
                 });
             }
-            readers = self
-                .reader_free
-                .wait(readers)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            readers = self.reader_free.wait(readers).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
 

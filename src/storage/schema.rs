@@ -20,9 +20,7 @@ const UPGRADES: &[&str] = &[];
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
     const _: () = assert!(UPGRADES.len() as i64 == VERSION - 1);
     let err = |e: rusqlite::Error| format!("schema migration failed: {e}");
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
-        .map_err(err)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive).map_err(err)?;
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
     if found > VERSION {
         return Err(format!(

@@ -48,10 +48,7 @@ pub fn get(conn: &Connection, user_id: &str) -> Result<Option<User>> {
 }
 
 pub fn exists(conn: &Connection, user_id: &str) -> Result<bool> {
-    Ok(conn
-        .query_row("SELECT 1 FROM users WHERE user_id = ?1", [user_id], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(conn.query_row("SELECT 1 FROM users WHERE user_id = ?1", [user_id], |_| Ok(())).optional()?.is_some())
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<User>> {
@@ -73,10 +70,8 @@ pub fn set_password(conn: &Connection, user_id: &str, password_hash: &str) -> Re
 /// Deactivates an account for good: no password, no devices, no tokens.
 /// The row stays so the user ID is never handed out again.
 pub fn deactivate(conn: &Connection, user_id: &str) -> Result<bool> {
-    let n = conn.execute(
-        "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1",
-        [user_id],
-    )?;
+    let n =
+        conn.execute("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
     Ok(n == 1)
 }

@@ -40,8 +40,8 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
     check_new_password(&body.new_password)?;
     let spec = Spec { kind: "password", user_id: Some(&who.user_id), flows: PASSWORD_FLOWS };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
-    let hash = password::hash_password(&body.new_password)
-        .map_err(|e| Error::internal(format!("hashing: {e}")))?;
+    let hash =
+        password::hash_password(&body.new_password).map_err(|e| Error::internal(format!("hashing: {e}")))?;
     app.db.write(|tx| {
         users::set_password(tx, &who.user_id, &hash)?;
         passed.finish(tx)?;

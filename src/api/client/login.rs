@@ -78,7 +78,8 @@ pub fn login(app: &App, req: &Request) -> Result<Response> {
     let ok = match &stored {
         Some(hash) => password::verify_password(given, hash),
         None => {
-            let dummy = DUMMY_HASH.get_or_init(|| password::hash_password("no such user").unwrap_or_default());
+            let dummy =
+                DUMMY_HASH.get_or_init(|| password::hash_password("no such user").unwrap_or_default());
             let _ = password::verify_password(given, dummy);
             false
         }
@@ -95,9 +96,9 @@ pub fn login(app: &App, req: &Request) -> Result<Response> {
         None => auth::new_device_id(),
     };
     let display_name = body.initial_device_display_name.as_deref();
-    let session = app.db.write(|tx| {
-        auth::issue_session(app, tx, &user_id, &device_id, display_name, body.refresh_token)
-    })?;
+    let session = app
+        .db
+        .write(|tx| auth::issue_session(app, tx, &user_id, &device_id, display_name, body.refresh_token))?;
     Response::ok(session_body(app, &user_id, &device_id, session))
 }
 
@@ -138,9 +139,8 @@ pub fn refresh(app: &App, req: &Request) -> Result<Response> {
         devices::delete_device_tokens(tx, &user_id, &device_id)?;
         auth::issue_tokens(app, tx, &user_id, &device_id, true, storage::now_ms()).map(Some)
     })?;
-    let s = session.ok_or_else(|| {
-        Error::new(ErrorKind::UnknownToken { soft_logout: false }, "Unknown refresh token")
-    })?;
+    let s = session
+        .ok_or_else(|| Error::new(ErrorKind::UnknownToken { soft_logout: false }, "Unknown refresh token"))?;
     Response::ok(json!({
         "access_token": s.access_token,
         "refresh_token": s.refresh_token,

@@ -35,9 +35,7 @@ struct RegisterBody {
 fn user_id_for(app: &App, username: &str) -> Result<String> {
     let invalid = |m: &'static str| Error::new(ErrorKind::InvalidUsername, m);
     if !ids::is_valid_localpart(username) {
-        return Err(invalid(
-            "User names may contain only lowercase letters, digits and ._=-/+",
-        ));
+        return Err(invalid("User names may contain only lowercase letters, digits and ._=-/+"));
     }
     let user_id = ids::user_id(username, &app.config.server_name);
     if user_id.len() > ids::USER_ID_MAX_BYTES {
@@ -97,8 +95,9 @@ pub fn register(app: &App, req: &Request) -> Result<Response> {
         Some(p) => Some(password::hash_password(p).map_err(|e| Error::internal(format!("hashing: {e}")))?),
         None => None,
     };
-    let user_id = requested
-        .unwrap_or_else(|| ids::user_id(&token::random_string(GENERATED_LOCALPART_LEN, LOWER_DIGITS), &app.config.server_name));
+    let user_id = requested.unwrap_or_else(|| {
+        ids::user_id(&token::random_string(GENERATED_LOCALPART_LEN, LOWER_DIGITS), &app.config.server_name)
+    });
     let now = crate::storage::now_ms();
     let session = app.db.write(|tx| {
         if !users::create(tx, &user_id, hash.as_deref(), false, now)? {
@@ -136,9 +135,6 @@ pub fn token_validity(app: &App, req: &Request) -> Result<Response> {
     let t = req.query("token").ok_or_else(|| Error::missing_param("token is required"))?;
     let now = crate::storage::now_ms();
     let valid = t.len() <= uia::REG_TOKEN_MAX_LEN
-        && app
-            .db
-            .read(|tx| crate::storage::reg_tokens::get(tx, t))?
-            .is_some_and(|tok| tok.is_valid(now));
+        && app.db.read(|tx| crate::storage::reg_tokens::get(tx, t))?.is_some_and(|tok| tok.is_valid(now));
     Response::ok(json!({ "valid": valid }))
 }
