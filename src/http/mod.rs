@@ -234,6 +234,9 @@ fn standard_headers() -> &'static [tiny_http::Header] {
             header("Access-Control-Allow-Origin", "*"),
             header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
             header("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date"),
+            // Lets a hosted web client reach a server on the user's own
+            // machine or network (Private Network Access pre-flights).
+            header("Access-Control-Allow-Private-Network", "true"),
             header("Cache-Control", "no-cache, no-store, must-revalidate"),
         ]
     })
