@@ -2,3 +2,4 @@
 //! and redaction as they arrive. Data in, data out: no SQL, HTTP or clock.
 
 pub mod ids;
+pub mod room_version;

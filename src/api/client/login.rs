@@ -53,16 +53,21 @@ pub fn identified_user(
         None => legacy_user,
     };
     let user = user.ok_or_else(|| Error::bad_json("No user named in the identifier"))?;
-    let user_id = if user.starts_with('@') {
-        user.to_lowercase()
+    // Localparts on this server are lowercase, so matching ignores case; a
+    // full ID must name this server (DNS names ignore case too).
+    let (local, server) = if user.starts_with('@') {
+        ids::parse_user_id(user).ok_or_else(|| Error::forbidden("Invalid username or password"))?
     } else {
-        ids::user_id(&user.to_lowercase(), server_name)
+        (user, server_name)
     };
-    match ids::parse_user_id(&user_id) {
-        Some((_, server)) if server == server_name.to_lowercase() || server == server_name => Ok(user_id),
-        Some(_) => Err(Error::forbidden("That user is not on this server")),
-        None => Err(Error::forbidden("Invalid username or password")),
+    if !server.eq_ignore_ascii_case(server_name) {
+        return Err(Error::forbidden("That user is not on this server"));
     }
+    let user_id = ids::user_id(&local.to_lowercase(), server_name);
+    if user_id.len() > ids::USER_ID_MAX_BYTES {
+        return Err(Error::forbidden("Invalid username or password"));
+    }
+    Ok(user_id)
 }
 
 /// POST /_matrix/client/v3/login

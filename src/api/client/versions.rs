@@ -4,6 +4,7 @@ use serde_json::json;
 
 use crate::api::{Request, Response};
 use crate::app::App;
+use crate::core::room_version;
 use crate::error::Result;
 
 /// The spec versions whose endpoint shapes this server follows. Areas a
@@ -14,11 +15,6 @@ pub const SPEC_VERSIONS: &[&str] = &[
     "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
     "v1.16", "v1.17", "v1.18", "v1.19",
 ];
-
-/// Room versions this server can create and join; the default is the spec's
-/// recommendation.
-pub const ROOM_VERSIONS: &[&str] = &["10", "11", "12"];
-pub const DEFAULT_ROOM_VERSION: &str = "12";
 
 /// GET /_matrix/client/versions
 pub fn versions(_app: &App, _req: &Request) -> Result<Response> {
@@ -38,11 +34,11 @@ pub fn well_known_server(app: &App, _req: &Request) -> Result<Response> {
 /// GET /_matrix/client/v3/capabilities
 pub fn capabilities(_app: &App, _req: &Request) -> Result<Response> {
     let available: serde_json::Map<_, _> =
-        ROOM_VERSIONS.iter().map(|v| (v.to_string(), json!("stable"))).collect();
+        room_version::SUPPORTED.iter().map(|v| (v.id.to_owned(), json!("stable"))).collect();
     Response::ok(json!({
         "capabilities": {
             "m.change_password": { "enabled": true },
-            "m.room_versions": { "default": DEFAULT_ROOM_VERSION, "available": available },
+            "m.room_versions": { "default": room_version::DEFAULT.id, "available": available },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": false },
