@@ -89,8 +89,10 @@ mod tests {
         assert_eq!(get("12"), Some(&V12));
         assert_eq!(get("9"), None);
         assert_eq!(DEFAULT.id, "12");
-        assert!(V10.create_has_creator_field && !V11.create_has_creator_field);
-        assert!(!V11.room_id_from_create && V12.room_id_from_create);
+        let creator_field: Vec<bool> = SUPPORTED.iter().map(|v| v.create_has_creator_field).collect();
+        assert_eq!(creator_field, [true, false, false]);
+        let hashed_ids: Vec<bool> = SUPPORTED.iter().map(|v| v.room_id_from_create).collect();
+        assert_eq!(hashed_ids, [false, false, true]);
         assert_eq!((V10.redaction, V11.redaction), (Redaction::V9, Redaction::V11));
     }
 }

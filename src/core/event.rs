@@ -1,0 +1,1105 @@
+//! Persistent data units (PDUs): building our own events in the federation
+//! format of a room version, hashing and signing them, deriving event and
+//! (v12) room IDs, and checking the shape, hashes and signatures of events
+//! received from other servers.
+//!
+//! Every version served (v10 to v12) uses the v4+ event format: the event
+//! ID is not part of the event but `$` plus its reference hash. The current
+//! spec's PDU format has no `origin` key, so built events carry none.
+//! This module never looks keys up, stores events or applies auth rules:
+//! callers pass keys in and decide what a failed check means.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::ids;
+use super::redaction::redact;
+use super::room_version::{Redaction, RoomVersion};
+use crate::crypto::canonical::{to_canonical_excluding, CanonicalError, MAX_SAFE_INTEGER, MIN_SAFE_INTEGER};
+use crate::crypto::sign::{content_hash, verify_json, ServerKey};
+use crate::crypto::{b64_decode, b64url_encode, sha256};
+
+/// The largest event, in bytes of canonical JSON with its signatures.
+pub const PDU_MAX_BYTES: usize = 65536;
+
+/// The longest event `type`, in bytes.
+pub const TYPE_MAX_BYTES: usize = 255;
+
+/// The longest `state_key`, in bytes.
+pub const STATE_KEY_MAX_BYTES: usize = 255;
+
+/// The longest room ID, sigil and domain (where present) included, in bytes.
+pub const ROOM_ID_MAX_BYTES: usize = 255;
+
+/// The longest event ID, sigil included, in bytes.
+pub const EVENT_ID_MAX_BYTES: usize = 255;
+
+/// The most `prev_events` an event may list.
+pub const PREV_EVENTS_MAX: usize = 20;
+
+/// The most `auth_events` an event may list.
+pub const AUTH_EVENTS_MAX: usize = 10;
+
+/// Top-level keys that the reference hash leaves out after redaction.
+/// Redaction already drops `unsigned` and `age_ts`; they are listed so the
+/// hash never depends on that.
+const UNHASHED_REFERENCE_KEYS: [&str; 3] = ["signatures", "unsigned", "age_ts"];
+
+/// Why an event could not be built, hashed or accepted. Field names are
+/// the event's JSON keys, with `.` for nesting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The event has no canonical JSON form: it is not an object, or holds a
+    /// float or an integer outside the canonical range.
+    Canonical(CanonicalError),
+    /// The canonical JSON of the event is this many bytes, more than
+    /// [`PDU_MAX_BYTES`].
+    TooLarge(usize),
+    /// A string is longer than the spec allows for that field.
+    TooLong(&'static str),
+    /// A list has more entries than the spec allows.
+    TooMany(&'static str),
+    /// A required field is absent.
+    Missing(&'static str),
+    /// A field has the wrong JSON type, grammar or range.
+    Invalid(&'static str),
+    /// A field is present that this room version's format forbids.
+    Unexpected(&'static str),
+    /// The room version has no such rule, such as room IDs derived from the
+    /// create event before v12.
+    Unsupported(&'static str),
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::Canonical(e) => write!(f, "event has no canonical JSON form: {e}"),
+            EventError::TooLarge(n) => write!(f, "event is {n} bytes, more than the {PDU_MAX_BYTES} allowed"),
+            EventError::TooLong(field) => write!(f, "event field `{field}` is too long"),
+            EventError::TooMany(field) => write!(f, "event field `{field}` has too many entries"),
+            EventError::Missing(field) => write!(f, "event field `{field}` is missing"),
+            EventError::Invalid(field) => write!(f, "event field `{field}` is invalid"),
+            EventError::Unexpected(field) => {
+                write!(f, "event field `{field}` is not allowed in this room version")
+            }
+            EventError::Unsupported(what) => write!(f, "the room version does not support {what}"),
+        }
+    }
+}
+
+impl std::error::Error for EventError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EventError::Canonical(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<CanonicalError> for EventError {
+    fn from(e: CanonicalError) -> Self {
+        EventError::Canonical(e)
+    }
+}
+
+/// Returns the reference hash of `event` in URL-safe unpadded base64: the
+/// SHA-256 of the canonical JSON of its redacted form without `signatures`
+/// and `unsigned`.
+pub fn reference_hash(version: &RoomVersion, event: &Value) -> Result<String, EventError> {
+    if !event.is_object() {
+        return Err(EventError::Canonical(CanonicalError::NotAnObject));
+    }
+    let redacted = redact(version, event);
+    let canonical = to_canonical_excluding(&redacted, &UNHASHED_REFERENCE_KEYS)?;
+    Ok(b64url_encode(&sha256(canonical.as_bytes())))
+}
+
+/// Returns the event ID of `event`: `$` and its reference hash.
+pub fn event_id(version: &RoomVersion, event: &Value) -> Result<String, EventError> {
+    Ok(format!("${}", reference_hash(version, event)?))
+}
+
+/// Returns the room ID that a v12 `m.room.create` event founds: `!` and the
+/// event's reference hash, with no server name.
+pub fn room_id_from_create(version: &RoomVersion, create_event: &Value) -> Result<String, EventError> {
+    if !version.room_id_from_create {
+        return Err(EventError::Unsupported("room IDs derived from the create event"));
+    }
+    if create_event.get("type").and_then(Value::as_str) != Some("m.room.create") {
+        return Err(EventError::Invalid("type"));
+    }
+    Ok(format!("!{}", reference_hash(version, create_event)?))
+}
+
+/// Sets `hashes.sha256` to the content hash of `event`, then signs the
+/// redacted event for `server_name` and adds the signature under
+/// `signatures[server_name][key_id]`.
+///
+/// Other hashes and signatures already present are kept. On error `event`
+/// is left unchanged.
+pub fn hash_and_sign(
+    version: &RoomVersion,
+    key: &ServerKey,
+    server_name: &str,
+    event: &mut Value,
+) -> Result<(), EventError> {
+    let hash = Value::String(content_hash(event)?);
+    // The signature covers the hash, so the redacted copy gets it first.
+    let mut redacted = redact(version, event);
+    let Some(redacted_obj) = redacted.as_object_mut() else {
+        return Err(EventError::Canonical(CanonicalError::NotAnObject));
+    };
+    object_at(redacted_obj, "hashes").insert("sha256".to_owned(), hash.clone());
+    let signature = key.sign_detached(&redacted)?;
+
+    let Some(obj) = event.as_object_mut() else {
+        return Err(EventError::Canonical(CanonicalError::NotAnObject));
+    };
+    object_at(obj, "hashes").insert("sha256".to_owned(), hash);
+    let ours = object_at(object_at(obj, "signatures"), server_name);
+    ours.insert(key.key_id().to_owned(), Value::String(signature));
+    Ok(())
+}
+
+/// Returns the object under `key` in `map`, creating it if absent and
+/// replacing it if it is not an object.
+fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let slot = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    match slot {
+        Value::Object(inner) => inner,
+        _ => unreachable!("the slot was just made an object"),
+    }
+}
+
+/// True if `hashes.sha256` of `event` matches its content hash.
+///
+/// A false result on an event whose signature verified means the event
+/// arrived redacted or altered; the spec says to use the redacted copy then.
+pub fn verify_content_hash(event: &Value) -> bool {
+    let Some(claimed) = event.get("hashes").and_then(|h| h.get("sha256")).and_then(Value::as_str) else {
+        return false;
+    };
+    let Ok(actual) = content_hash(event) else {
+        return false;
+    };
+    match (b64_decode(claimed), b64_decode(&actual)) {
+        (Some(claimed), Some(actual)) => claimed == actual,
+        _ => false,
+    }
+}
+
+/// True if `event` carries a valid signature by `server_name` with
+/// `key_id`, checked over the event's redacted form, so that it holds for
+/// both the full event and a redacted copy.
+pub fn verify_signature(
+    version: &RoomVersion,
+    event: &Value,
+    server_name: &str,
+    key_id: &str,
+    public_key: &[u8; 32],
+) -> bool {
+    event.is_object() && verify_json(&redact(version, event), server_name, key_id, public_key)
+}
+
+/// What a new event says; [`build_pdu`] adds hashes and signatures and
+/// lays it out in the room version's format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PduTemplate {
+    /// The room; `None` only for a v12 `m.room.create`, whose ID derives
+    /// from the event itself.
+    pub room_id: Option<String>,
+    pub sender: String,
+    /// The event `type`.
+    pub kind: String,
+    /// Present for state events.
+    pub state_key: Option<String>,
+    /// Must be a JSON object.
+    pub content: Value,
+    /// The redacted event, for `m.room.redaction` only. Up to v10 it is a
+    /// top-level key; from v11 it goes into `content`.
+    pub redacts: Option<String>,
+    pub prev_events: Vec<String>,
+    pub auth_events: Vec<String>,
+    pub depth: u64,
+    pub origin_server_ts: i64,
+}
+
+/// Builds, hashes and signs an event from `t` in the format of `version`.
+///
+/// Returns the event ID and the signed PDU, which has no `event_id` key, no
+/// `unsigned` and, for a v12 create event, no `room_id`. Refuses a template
+/// that breaks the version's format or the spec's size limits.
+pub fn build_pdu(
+    version: &RoomVersion,
+    key: &ServerKey,
+    server_name: &str,
+    t: PduTemplate,
+) -> Result<(String, Value), EventError> {
+    check_len("type", &t.kind, TYPE_MAX_BYTES)?;
+    check_len("sender", &t.sender, ids::USER_ID_MAX_BYTES)?;
+    if ids::parse_user_id(&t.sender).is_none() {
+        return Err(EventError::Invalid("sender"));
+    }
+    if let Some(state_key) = &t.state_key {
+        check_len("state_key", state_key, STATE_KEY_MAX_BYTES)?;
+    }
+    let room_id_forbidden = forbids_room_id(version, &t.kind);
+    match (&t.room_id, room_id_forbidden) {
+        (Some(_), true) => return Err(EventError::Unexpected("room_id")),
+        (None, false) => return Err(EventError::Missing("room_id")),
+        (Some(room_id), false) => check_room_id(room_id)?,
+        (None, true) => {}
+    }
+    check_event_ids("prev_events", t.prev_events.iter().map(String::as_str), PREV_EVENTS_MAX)?;
+    check_event_ids("auth_events", t.auth_events.iter().map(String::as_str), AUTH_EVENTS_MAX)?;
+    if t.depth > MAX_SAFE_INTEGER as u64 {
+        return Err(EventError::Invalid("depth"));
+    }
+    if !(MIN_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&t.origin_server_ts) {
+        return Err(EventError::Invalid("origin_server_ts"));
+    }
+    let Value::Object(mut content) = t.content else {
+        return Err(EventError::Invalid("content"));
+    };
+    let mut top_level_redacts = None;
+    if let Some(redacts) = t.redacts {
+        if t.kind != "m.room.redaction" {
+            return Err(EventError::Unexpected("redacts"));
+        }
+        check_event_id("redacts", &redacts)?;
+        if redacts_in_content(version) {
+            content.insert("redacts".to_owned(), Value::String(redacts));
+        } else {
+            top_level_redacts = Some(redacts);
+        }
+    }
+
+    let mut pdu = Map::new();
+    pdu.insert("auth_events".to_owned(), strings(t.auth_events));
+    pdu.insert("content".to_owned(), Value::Object(content));
+    pdu.insert("depth".to_owned(), Value::from(t.depth));
+    pdu.insert("hashes".to_owned(), Value::Object(Map::new()));
+    pdu.insert("origin_server_ts".to_owned(), Value::from(t.origin_server_ts));
+    pdu.insert("prev_events".to_owned(), strings(t.prev_events));
+    if let Some(room_id) = t.room_id {
+        pdu.insert("room_id".to_owned(), Value::String(room_id));
+    }
+    pdu.insert("sender".to_owned(), Value::String(t.sender));
+    pdu.insert("signatures".to_owned(), Value::Object(Map::new()));
+    if let Some(state_key) = t.state_key {
+        pdu.insert("state_key".to_owned(), Value::String(state_key));
+    }
+    pdu.insert("type".to_owned(), Value::String(t.kind));
+    if let Some(redacts) = top_level_redacts {
+        pdu.insert("redacts".to_owned(), Value::String(redacts));
+    }
+    let mut pdu = Value::Object(pdu);
+
+    hash_and_sign(version, key, server_name, &mut pdu)?;
+    check_size(&pdu)?;
+    let id = event_id(version, &pdu)?;
+    Ok((id, pdu))
+}
+
+/// Checks that an event received from elsewhere has the keys, types and
+/// sizes the event format of `version` requires.
+///
+/// This is the first check on receipt of a PDU; it does not check hashes,
+/// signatures or auth rules. The size limit is measured without
+/// `unsigned`, which any server on the way may change.
+pub fn validate_pdu_shape(version: &RoomVersion, event: &Value) -> Result<(), EventError> {
+    let Some(obj) = event.as_object() else {
+        return Err(EventError::Invalid("event"));
+    };
+    let kind = required_str(obj, "type", TYPE_MAX_BYTES)?;
+    let sender = required_str(obj, "sender", ids::USER_ID_MAX_BYTES)?;
+    if ids::parse_user_id(sender).is_none() {
+        return Err(EventError::Invalid("sender"));
+    }
+    if forbids_room_id(version, kind) {
+        if obj.contains_key("room_id") {
+            return Err(EventError::Unexpected("room_id"));
+        }
+    } else {
+        check_room_id(required_str(obj, "room_id", ROOM_ID_MAX_BYTES)?)?;
+    }
+    if obj.contains_key("state_key") {
+        required_str(obj, "state_key", STATE_KEY_MAX_BYTES)?;
+    }
+    let content = match obj.get("content") {
+        Some(Value::Object(content)) => content,
+        Some(_) => return Err(EventError::Invalid("content")),
+        None => return Err(EventError::Missing("content")),
+    };
+    event_id_list(obj, "prev_events", PREV_EVENTS_MAX)?;
+    event_id_list(obj, "auth_events", AUTH_EVENTS_MAX)?;
+    let depth = required_integer(obj, "depth")?;
+    if !(0..=MAX_SAFE_INTEGER).contains(&depth) {
+        return Err(EventError::Invalid("depth"));
+    }
+    let ts = required_integer(obj, "origin_server_ts")?;
+    if !(MIN_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&ts) {
+        return Err(EventError::Invalid("origin_server_ts"));
+    }
+    let hash = match obj.get("hashes") {
+        None => return Err(EventError::Missing("hashes")),
+        Some(Value::Object(hashes)) => match hashes.get("sha256") {
+            None => return Err(EventError::Missing("hashes.sha256")),
+            Some(hash) => hash.as_str().and_then(b64_decode),
+        },
+        Some(_) => return Err(EventError::Invalid("hashes")),
+    };
+    if hash.is_none_or(|h| h.len() != 32) {
+        return Err(EventError::Invalid("hashes.sha256"));
+    }
+    match obj.get("signatures") {
+        None => return Err(EventError::Missing("signatures")),
+        Some(Value::Object(by_server)) => {
+            let well_formed = by_server
+                .values()
+                .all(|keys| keys.as_object().is_some_and(|keys| keys.values().all(Value::is_string)));
+            if !well_formed {
+                return Err(EventError::Invalid("signatures"));
+            }
+        }
+        Some(_) => return Err(EventError::Invalid("signatures")),
+    }
+    if obj.get("unsigned").is_some_and(|u| !u.is_object()) {
+        return Err(EventError::Invalid("unsigned"));
+    }
+    if redacts_in_content(version) {
+        if kind == "m.room.redaction" && content.contains_key("redacts") {
+            optional_event_id(content, "content.redacts", "redacts")?;
+        }
+    } else if obj.contains_key("redacts") {
+        optional_event_id(obj, "redacts", "redacts")?;
+    }
+    check_size(event)
+}
+
+/// True if an event of type `kind` must have no `room_id` in `version`.
+fn forbids_room_id(version: &RoomVersion, kind: &str) -> bool {
+    version.room_id_from_create && kind == "m.room.create"
+}
+
+/// True if `m.room.redaction` events carry `redacts` in `content`.
+///
+/// That move came in v11 together with the v11 redaction rules, which
+/// protect `content.redacts` for this reason, so the redaction rules tell.
+fn redacts_in_content(version: &RoomVersion) -> bool {
+    version.redaction == Redaction::V11
+}
+
+/// Refuses an event whose canonical JSON, without `unsigned`, is larger
+/// than [`PDU_MAX_BYTES`].
+fn check_size(event: &Value) -> Result<(), EventError> {
+    let bytes = to_canonical_excluding(event, &["unsigned"])?.len();
+    if bytes > PDU_MAX_BYTES {
+        return Err(EventError::TooLarge(bytes));
+    }
+    Ok(())
+}
+
+fn check_len(field: &'static str, s: &str, max: usize) -> Result<(), EventError> {
+    if s.len() > max {
+        return Err(EventError::TooLong(field));
+    }
+    Ok(())
+}
+
+fn check_room_id(room_id: &str) -> Result<(), EventError> {
+    check_len("room_id", room_id, ROOM_ID_MAX_BYTES)?;
+    if room_id.len() < 2 || !room_id.starts_with('!') {
+        return Err(EventError::Invalid("room_id"));
+    }
+    Ok(())
+}
+
+fn check_event_id(field: &'static str, id: &str) -> Result<(), EventError> {
+    check_len(field, id, EVENT_ID_MAX_BYTES)?;
+    if id.len() < 2 || !id.starts_with('$') {
+        return Err(EventError::Invalid(field));
+    }
+    Ok(())
+}
+
+fn check_event_ids<'a>(
+    field: &'static str,
+    ids: impl ExactSizeIterator<Item = &'a str>,
+    max: usize,
+) -> Result<(), EventError> {
+    if ids.len() > max {
+        return Err(EventError::TooMany(field));
+    }
+    for id in ids {
+        check_event_id(field, id)?;
+    }
+    Ok(())
+}
+
+/// Returns the string under `field`, which must be present and at most
+/// `max` bytes.
+fn required_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+    max: usize,
+) -> Result<&'a str, EventError> {
+    match obj.get(field) {
+        None => Err(EventError::Missing(field)),
+        Some(Value::String(s)) => {
+            check_len(field, s, max)?;
+            Ok(s)
+        }
+        Some(_) => Err(EventError::Invalid(field)),
+    }
+}
+
+/// Returns the JSON integer under `field`, which must be present. Floats,
+/// even integral ones, and integers beyond `i64` are invalid.
+fn required_integer(obj: &Map<String, Value>, field: &'static str) -> Result<i64, EventError> {
+    match obj.get(field) {
+        None => Err(EventError::Missing(field)),
+        Some(Value::Number(n)) if !n.is_f64() => n.as_i64().ok_or(EventError::Invalid(field)),
+        Some(_) => Err(EventError::Invalid(field)),
+    }
+}
+
+/// Checks that `obj[key]`, if present, is an event ID; errors name `field`.
+fn optional_event_id(obj: &Map<String, Value>, field: &'static str, key: &str) -> Result<(), EventError> {
+    match obj.get(key) {
+        None => Ok(()),
+        Some(Value::String(id)) => check_event_id(field, id),
+        Some(_) => Err(EventError::Invalid(field)),
+    }
+}
+
+/// Checks that `obj[field]` is a list of at most `max` event IDs.
+fn event_id_list(obj: &Map<String, Value>, field: &'static str, max: usize) -> Result<(), EventError> {
+    let items = match obj.get(field) {
+        None => return Err(EventError::Missing(field)),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(EventError::Invalid(field)),
+    };
+    if items.len() > max {
+        return Err(EventError::TooMany(field));
+    }
+    for item in items {
+        let Some(id) = item.as_str() else {
+            return Err(EventError::Invalid(field));
+        };
+        check_event_id(field, id)?;
+    }
+    Ok(())
+}
+
+fn strings(items: Vec<String>) -> Value {
+    Value::Array(items.into_iter().map(Value::String).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::room_version::{V10, V11, V12};
+    use crate::crypto::sign::parse_seed;
+    use serde_json::json;
+
+    const VECTORS: &str = include_str!("../../tests/data/spec-vectors.json");
+
+    fn vectors() -> Value {
+        serde_json::from_str(VECTORS).expect("the spec vectors file is valid JSON")
+    }
+
+    /// The spec's example key for server `domain`, id `ed25519:1`.
+    fn spec_key(v: &Value) -> ServerKey {
+        let sk = &v["signing_key"];
+        let seed = parse_seed(sk["seed_unpadded_base64"].as_str().expect("seed is a string"))
+            .expect("the spec seed parses");
+        assert_eq!(sk["server_name"], json!("domain"));
+        ServerKey::from_seed(sk["key_id"].as_str().expect("key_id is a string"), &seed)
+    }
+
+    fn test_key() -> ServerKey {
+        ServerKey::from_seed("ed25519:t", &[3u8; 32])
+    }
+
+    fn template(kind: &str, content: Value) -> PduTemplate {
+        PduTemplate {
+            room_id: Some("!room:example.org".to_owned()),
+            sender: "@alice:example.org".to_owned(),
+            kind: kind.to_owned(),
+            state_key: None,
+            content,
+            redacts: None,
+            prev_events: vec!["$prev".to_owned()],
+            auth_events: vec!["$create".to_owned(), "$member".to_owned()],
+            depth: 5,
+            origin_server_ts: 1_700_000_000_000,
+        }
+    }
+
+    fn message(version: &RoomVersion) -> (String, Value) {
+        build_pdu(version, &test_key(), "example.org", template("m.room.message", json!({"body": "hello"})))
+            .expect("a valid template")
+    }
+
+    fn is_reference_hash(s: &str) -> bool {
+        s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    #[test]
+    fn spec_vector_plain_event_reproduced_exactly() {
+        let v = vectors();
+        let key = spec_key(&v);
+        let case = &v["event_signing"][0];
+        // This event has only keys the v9 rules keep, and empty content,
+        // so under v10 its redacted form is the event itself.
+        let mut event = case["input"].clone();
+        hash_and_sign(&V10, &key, "domain", &mut event).expect("signable");
+        assert_eq!(event, case["signed"]);
+        assert!(verify_content_hash(&event));
+        assert!(verify_signature(&V10, &event, "domain", "ed25519:1", &key.public_key()));
+
+        // From v11 `origin` is not protected, so the signature covers less
+        // and differs, while the content hash stays the same.
+        let mut v11 = case["input"].clone();
+        hash_and_sign(&V11, &key, "domain", &mut v11).expect("signable");
+        assert_eq!(v11["hashes"], case["signed"]["hashes"]);
+        assert_ne!(v11["signatures"], case["signed"]["signatures"]);
+        assert!(verify_signature(&V11, &v11, "domain", "ed25519:1", &key.public_key()));
+        assert!(!verify_signature(&V11, &case["signed"], "domain", "ed25519:1", &key.public_key()));
+    }
+
+    #[test]
+    fn spec_vector_message_verifies_over_redacted_form() {
+        let v = vectors();
+        let key = spec_key(&v);
+        let case = &v["event_signing"][1];
+        let signed = &case["signed"];
+        assert!(verify_content_hash(signed));
+        // The v9 rules keep `event_id` and `origin` and empty the content,
+        // which is exactly what the room v1 signer covered.
+        assert!(verify_signature(&V10, signed, "domain", "ed25519:1", &key.public_key()));
+        assert!(!verify_signature(&V11, signed, "domain", "ed25519:1", &key.public_key()));
+        let mut event = case["input"].clone();
+        hash_and_sign(&V10, &key, "domain", &mut event).expect("signable");
+        assert_eq!(&event, signed);
+    }
+
+    #[test]
+    fn built_pdus_follow_the_version_format() {
+        for version in [&V10, &V11, &V12] {
+            let (id, pdu) = message(version);
+            assert!(id.strip_prefix('$').is_some_and(is_reference_hash), "{id}");
+            assert_eq!(event_id(version, &pdu).as_deref(), Ok(id.as_str()));
+            let keys: Vec<&str> = pdu.as_object().expect("an object").keys().map(String::as_str).collect();
+            for k in [
+                "auth_events",
+                "content",
+                "depth",
+                "hashes",
+                "origin_server_ts",
+                "prev_events",
+                "room_id",
+                "sender",
+                "signatures",
+                "type",
+            ] {
+                assert!(keys.contains(&k), "{k} missing in v{}", version.id);
+            }
+            for k in ["event_id", "origin", "unsigned", "state_key", "redacts"] {
+                assert!(!keys.contains(&k), "{k} present in v{}", version.id);
+            }
+            assert_eq!(pdu["content"], json!({"body": "hello"}));
+            assert_eq!(validate_pdu_shape(version, &pdu), Ok(()));
+            assert!(verify_content_hash(&pdu));
+            let key = test_key();
+            assert!(verify_signature(version, &pdu, "example.org", "ed25519:t", &key.public_key()));
+        }
+    }
+
+    #[test]
+    fn state_key_is_kept_even_when_empty() {
+        let mut t = template("m.room.topic", json!({"topic": "t"}));
+        t.state_key = Some(String::new());
+        let (_, pdu) = build_pdu(&V11, &test_key(), "example.org", t).expect("valid");
+        assert_eq!(pdu["state_key"], json!(""));
+    }
+
+    #[test]
+    fn redacts_moves_into_content_from_v11() {
+        let mut t = template("m.room.redaction", json!({"reason": "spam"}));
+        t.redacts = Some("$target".to_owned());
+        let (_, v10) = build_pdu(&V10, &test_key(), "example.org", t.clone()).expect("valid");
+        assert_eq!(v10["redacts"], json!("$target"));
+        assert_eq!(v10["content"], json!({"reason": "spam"}));
+        for version in [&V11, &V12] {
+            let (_, pdu) = build_pdu(version, &test_key(), "example.org", t.clone()).expect("valid");
+            assert!(pdu.get("redacts").is_none());
+            assert_eq!(pdu["content"], json!({"reason": "spam", "redacts": "$target"}));
+            assert_eq!(validate_pdu_shape(version, &pdu), Ok(()));
+        }
+        let mut wrong = template("m.room.message", json!({}));
+        wrong.redacts = Some("$target".to_owned());
+        assert_eq!(build_pdu(&V11, &test_key(), "s", wrong), Err(EventError::Unexpected("redacts")));
+        t.redacts = Some("target".to_owned());
+        assert_eq!(build_pdu(&V11, &test_key(), "s", t), Err(EventError::Invalid("redacts")));
+    }
+
+    #[test]
+    fn reference_hash_covers_the_redacted_event_only() {
+        let (_, pdu) = message(&V11);
+        let hash = reference_hash(&V11, &pdu).expect("hashable");
+        assert!(is_reference_hash(&hash));
+        assert_eq!(reference_hash(&V11, &pdu.clone()).as_deref(), Ok(hash.as_str()));
+
+        let mut changed = pdu.clone();
+        changed["unsigned"] = json!({"age": 12, "transaction_id": "x"});
+        changed["signatures"]["other.org"] = json!({"ed25519:o": "sig"});
+        assert_eq!(reference_hash(&V11, &changed).as_deref(), Ok(hash.as_str()));
+
+        // Message content is redacted away, so editing it alone leaves the
+        // reference hash as it is; re-hashing the edit changes it through
+        // `hashes`.
+        changed["content"]["body"] = json!("bye");
+        assert_eq!(reference_hash(&V11, &changed).as_deref(), Ok(hash.as_str()));
+        hash_and_sign(&V11, &test_key(), "example.org", &mut changed).expect("signable");
+        assert_ne!(reference_hash(&V11, &changed).as_deref(), Ok(hash.as_str()));
+
+        // Protected content and top-level keys change it directly.
+        let mut t = template("m.room.member", json!({"membership": "join"}));
+        t.state_key = Some("@alice:example.org".to_owned());
+        let (_, member) = build_pdu(&V11, &test_key(), "example.org", t).expect("valid");
+        let base = reference_hash(&V11, &member).expect("hashable");
+        let mut left = member.clone();
+        left["content"]["membership"] = json!("leave");
+        assert_ne!(reference_hash(&V11, &left).as_deref(), Ok(base.as_str()));
+        let mut deeper = member;
+        deeper["depth"] = json!(6);
+        assert_ne!(reference_hash(&V11, &deeper).as_deref(), Ok(base.as_str()));
+
+        assert_eq!(
+            reference_hash(&V11, &json!([1])),
+            Err(EventError::Canonical(CanonicalError::NotAnObject))
+        );
+        let mut float = pdu;
+        float["depth"] = json!(1.5);
+        assert_eq!(
+            reference_hash(&V11, &float),
+            Err(EventError::Canonical(CanonicalError::NonIntegralNumber))
+        );
+    }
+
+    #[test]
+    fn reference_hash_differs_between_redaction_rules() {
+        // `origin` is protected in v10 only.
+        let event =
+            json!({"type": "m.room.message", "origin": "x", "content": {}, "hashes": {"sha256": "h"}});
+        let mut without = event.clone();
+        without.as_object_mut().expect("an object").remove("origin");
+        assert_ne!(reference_hash(&V10, &event), reference_hash(&V10, &without));
+        assert_eq!(reference_hash(&V11, &event), reference_hash(&V11, &without));
+    }
+
+    #[test]
+    fn tampering() {
+        let key = test_key();
+        let pk = key.public_key();
+        for version in [&V10, &V11, &V12] {
+            let (_, pdu) = message(version);
+
+            // Content is outside the redacted form: the signature still
+            // holds, but the content hash exposes the change.
+            let mut content = pdu.clone();
+            content["content"]["body"] = json!("evil");
+            assert!(verify_signature(version, &content, "example.org", "ed25519:t", &pk));
+            assert!(!verify_content_hash(&content));
+
+            // A redacted copy passes the signature check and fails the hash.
+            let redacted = redact(version, &pdu);
+            assert!(verify_signature(version, &redacted, "example.org", "ed25519:t", &pk));
+            assert!(!verify_content_hash(&redacted));
+
+            // Protected keys break the signature.
+            for (k, v) in
+                [("sender", json!("@eve:example.org")), ("depth", json!(99)), ("prev_events", json!([]))]
+            {
+                let mut bad = pdu.clone();
+                bad[k] = v;
+                assert!(!verify_signature(version, &bad, "example.org", "ed25519:t", &pk), "{k}");
+            }
+            // Replacing the hash together with the content breaks the
+            // signature, which covers `hashes`.
+            let mut rehashed = content.clone();
+            rehashed["hashes"]["sha256"] = json!(content_hash(&content).expect("hashable"));
+            assert!(verify_content_hash(&rehashed));
+            assert!(!verify_signature(version, &rehashed, "example.org", "ed25519:t", &pk));
+
+            // Unsigned data is free to change.
+            let mut aged = pdu.clone();
+            aged["unsigned"] = json!({"age": 1000});
+            assert!(verify_signature(version, &aged, "example.org", "ed25519:t", &pk));
+            assert!(verify_content_hash(&aged));
+
+            assert!(!verify_signature(version, &pdu, "other.org", "ed25519:t", &pk));
+            assert!(!verify_signature(version, &pdu, "example.org", "ed25519:u", &pk));
+            let other = ServerKey::from_seed("ed25519:t", &[4u8; 32]).public_key();
+            assert!(!verify_signature(version, &pdu, "example.org", "ed25519:t", &other));
+        }
+    }
+
+    #[test]
+    fn content_hash_check_refuses_garbage() {
+        assert!(!verify_content_hash(&json!("x")));
+        assert!(!verify_content_hash(&json!({"content": {}})));
+        assert!(!verify_content_hash(&json!({"hashes": {"sha256": 5}})));
+        assert!(!verify_content_hash(&json!({"hashes": {"sha256": "!!"}})));
+        assert!(!verify_content_hash(&json!({"hashes": "x"})));
+        let mut event = json!({"type": "x", "content": {}});
+        let hash = content_hash(&event).expect("hashable");
+        // Padding does not change the decoded hash.
+        event["hashes"] = json!({"sha256": format!("{hash}=")});
+        assert!(verify_content_hash(&event));
+        assert!(!verify_signature(&V11, &json!([]), "s", "ed25519:t", &test_key().public_key()));
+    }
+
+    #[test]
+    fn hash_and_sign_keeps_others_and_refuses_non_objects() {
+        let key = test_key();
+        let mut event = json!({
+            "type": "m.room.message", "content": {},
+            "hashes": {"sha512": "x"},
+            "signatures": {"other.org": {"ed25519:o": "sig"}}
+        });
+        hash_and_sign(&V11, &key, "example.org", &mut event).expect("signable");
+        assert_eq!(event["hashes"]["sha512"], json!("x"));
+        assert_eq!(event["signatures"]["other.org"], json!({"ed25519:o": "sig"}));
+        assert!(event["signatures"]["example.org"]["ed25519:t"].is_string());
+
+        let mut list = json!([1]);
+        assert_eq!(
+            hash_and_sign(&V11, &key, "s", &mut list),
+            Err(EventError::Canonical(CanonicalError::NotAnObject))
+        );
+        // A float outside the content hash's reach is still refused, and
+        // the event is left as it was.
+        let mut odd = json!({"type": "x", "content": {}, "hashes": {"other": 1.5}});
+        let before = odd.clone();
+        assert_eq!(
+            hash_and_sign(&V11, &key, "s", &mut odd),
+            Err(EventError::Canonical(CanonicalError::NonIntegralNumber))
+        );
+        assert_eq!(odd, before);
+    }
+
+    #[test]
+    fn v12_room_id_derives_from_create() {
+        let mut t = template("m.room.create", json!({"room_version": "12"}));
+        t.room_id = None;
+        t.state_key = Some(String::new());
+        t.prev_events = vec![];
+        t.auth_events = vec![];
+        t.depth = 1;
+        let (id, create) = build_pdu(&V12, &test_key(), "example.org", t.clone()).expect("valid");
+        assert!(create.get("room_id").is_none());
+        let room_id = room_id_from_create(&V12, &create).expect("a v12 create event");
+        assert_eq!(room_id, format!("!{}", &id[1..]));
+        assert!(room_id.strip_prefix('!').is_some_and(is_reference_hash));
+        assert_eq!(validate_pdu_shape(&V12, &create), Ok(()));
+
+        assert_eq!(
+            room_id_from_create(&V11, &create),
+            Err(EventError::Unsupported("room IDs derived from the create event"))
+        );
+        let (_, msg) = message(&V12);
+        assert_eq!(room_id_from_create(&V12, &msg), Err(EventError::Invalid("type")));
+
+        // The create event must not name a room in v12, and every other
+        // event must.
+        let mut with_room = t.clone();
+        with_room.room_id = Some("!r:example.org".to_owned());
+        assert_eq!(build_pdu(&V12, &test_key(), "s", with_room), Err(EventError::Unexpected("room_id")));
+        let mut with_room_id = create.clone();
+        with_room_id["room_id"] = json!(room_id);
+        assert_eq!(validate_pdu_shape(&V12, &with_room_id), Err(EventError::Unexpected("room_id")));
+        let mut topic = template("m.room.topic", json!({}));
+        topic.room_id = None;
+        assert_eq!(build_pdu(&V12, &test_key(), "s", topic), Err(EventError::Missing("room_id")));
+        // Older versions always need a room ID, create events included.
+        assert_eq!(build_pdu(&V11, &test_key(), "s", t), Err(EventError::Missing("room_id")));
+        let mut v11_create = create;
+        v11_create["room_id"] = json!("!r:example.org");
+        assert_eq!(validate_pdu_shape(&V11, &v11_create), Ok(()));
+        v11_create.as_object_mut().expect("an object").remove("room_id");
+        assert_eq!(validate_pdu_shape(&V11, &v11_create), Err(EventError::Missing("room_id")));
+    }
+
+    #[test]
+    fn size_limit() {
+        let key = test_key();
+        let big = template("m.room.message", json!({"body": "x".repeat(PDU_MAX_BYTES)}));
+        assert!(
+            matches!(build_pdu(&V11, &key, "example.org", big), Err(EventError::TooLarge(n)) if n > PDU_MAX_BYTES)
+        );
+        // Just under the limit is fine; the signature and hash count too.
+        let (_, small) = message(&V11);
+        let overhead = to_canonical_excluding(&small, &[]).expect("canonical").len() - "hello".len();
+        let fits = template("m.room.message", json!({"body": "x".repeat(PDU_MAX_BYTES - overhead)}));
+        let (_, pdu) = build_pdu(&V11, &key, "example.org", fits).expect("exactly at the limit");
+        assert_eq!(to_canonical_excluding(&pdu, &[]).expect("canonical").len(), PDU_MAX_BYTES);
+        let over = template("m.room.message", json!({"body": "x".repeat(PDU_MAX_BYTES - overhead + 1)}));
+        assert_eq!(build_pdu(&V11, &key, "example.org", over), Err(EventError::TooLarge(PDU_MAX_BYTES + 1)));
+
+        let mut received = pdu.clone();
+        assert_eq!(validate_pdu_shape(&V11, &received), Ok(()));
+        received["unsigned"] = json!({"note": "y".repeat(PDU_MAX_BYTES)});
+        assert_eq!(validate_pdu_shape(&V11, &received), Ok(()));
+        received["content"]["more"] = json!("z");
+        assert!(matches!(validate_pdu_shape(&V11, &received), Err(EventError::TooLarge(_))));
+    }
+
+    #[test]
+    fn build_refuses_bad_templates() {
+        let key = test_key();
+        let long = |prefix: &str, suffix: &str, total: usize| {
+            format!("{prefix}{}{suffix}", "a".repeat(total - prefix.len() - suffix.len()))
+        };
+        let cases: Vec<(PduTemplate, EventError)> = vec![
+            (
+                PduTemplate {
+                    sender: long("@", ":example.org", 256),
+                    ..template("m.room.message", json!({}))
+                },
+                EventError::TooLong("sender"),
+            ),
+            (
+                PduTemplate { sender: "alice".to_owned(), ..template("m.room.message", json!({})) },
+                EventError::Invalid("sender"),
+            ),
+            (template(&"t".repeat(256), json!({})), EventError::TooLong("type")),
+            (
+                PduTemplate { state_key: Some("k".repeat(256)), ..template("m.room.topic", json!({})) },
+                EventError::TooLong("state_key"),
+            ),
+            (
+                PduTemplate { room_id: Some(long("!", ":x", 256)), ..template("m.room.message", json!({})) },
+                EventError::TooLong("room_id"),
+            ),
+            (
+                PduTemplate { room_id: Some("room".to_owned()), ..template("m.room.message", json!({})) },
+                EventError::Invalid("room_id"),
+            ),
+            (
+                PduTemplate {
+                    prev_events: vec!["$p".to_owned(); PREV_EVENTS_MAX + 1],
+                    ..template("m.room.message", json!({}))
+                },
+                EventError::TooMany("prev_events"),
+            ),
+            (
+                PduTemplate {
+                    auth_events: vec!["$a".to_owned(); AUTH_EVENTS_MAX + 1],
+                    ..template("m.room.message", json!({}))
+                },
+                EventError::TooMany("auth_events"),
+            ),
+            (
+                PduTemplate {
+                    auth_events: vec![long("$", "", 256)],
+                    ..template("m.room.message", json!({}))
+                },
+                EventError::TooLong("auth_events"),
+            ),
+            (
+                PduTemplate { prev_events: vec![String::new()], ..template("m.room.message", json!({})) },
+                EventError::Invalid("prev_events"),
+            ),
+            (
+                PduTemplate { depth: MAX_SAFE_INTEGER as u64 + 1, ..template("m.room.message", json!({})) },
+                EventError::Invalid("depth"),
+            ),
+            (
+                PduTemplate { origin_server_ts: i64::MAX, ..template("m.room.message", json!({})) },
+                EventError::Invalid("origin_server_ts"),
+            ),
+            (template("m.room.message", json!("text")), EventError::Invalid("content")),
+            (
+                template("m.room.message", json!({"n": 1.5})),
+                EventError::Canonical(CanonicalError::NonIntegralNumber),
+            ),
+        ];
+        for (t, expected) in cases {
+            assert_eq!(build_pdu(&V11, &key, "example.org", t), Err(expected.clone()), "{expected}");
+        }
+        // The limits themselves are allowed.
+        let at_limits = PduTemplate {
+            sender: long("@", ":example.org", 255),
+            room_id: Some(long("!", ":x", 255)),
+            state_key: Some("k".repeat(255)),
+            prev_events: vec![long("$", "", 255); PREV_EVENTS_MAX],
+            auth_events: vec![long("$", "", 255); AUTH_EVENTS_MAX],
+            depth: MAX_SAFE_INTEGER as u64,
+            ..template(&"t".repeat(255), json!({}))
+        };
+        let (_, pdu) = build_pdu(&V11, &key, "example.org", at_limits).expect("at the limits");
+        assert_eq!(validate_pdu_shape(&V11, &pdu), Ok(()));
+    }
+
+    #[test]
+    fn validate_refuses_missing_fields() {
+        for version in [&V10, &V11, &V12] {
+            let (_, pdu) = message(version);
+            for field in [
+                "type",
+                "sender",
+                "room_id",
+                "content",
+                "prev_events",
+                "auth_events",
+                "depth",
+                "origin_server_ts",
+                "hashes",
+                "signatures",
+            ] {
+                let mut event = pdu.clone();
+                event.as_object_mut().expect("an object").remove(field);
+                assert_eq!(validate_pdu_shape(version, &event), Err(EventError::Missing(field)), "{field}");
+            }
+            let mut event = pdu.clone();
+            event["hashes"] = json!({"sha512": "x"});
+            assert_eq!(validate_pdu_shape(version, &event), Err(EventError::Missing("hashes.sha256")));
+        }
+    }
+
+    #[test]
+    fn validate_refuses_wrong_types() {
+        let (_, pdu) = message(&V11);
+        let cases: Vec<(&str, Value, EventError)> = vec![
+            ("type", json!(1), EventError::Invalid("type")),
+            ("sender", json!(["@a:x"]), EventError::Invalid("sender")),
+            ("sender", json!("@nocolon"), EventError::Invalid("sender")),
+            ("room_id", json!(null), EventError::Invalid("room_id")),
+            ("room_id", json!("#alias:x"), EventError::Invalid("room_id")),
+            ("state_key", json!(null), EventError::Invalid("state_key")),
+            ("content", json!([]), EventError::Invalid("content")),
+            ("prev_events", json!("$p"), EventError::Invalid("prev_events")),
+            ("prev_events", json!([1]), EventError::Invalid("prev_events")),
+            ("prev_events", json!([["$p", {"sha256": "x"}]]), EventError::Invalid("prev_events")),
+            ("auth_events", json!({}), EventError::Invalid("auth_events")),
+            ("auth_events", json!(["nosigil"]), EventError::Invalid("auth_events")),
+            ("depth", json!("5"), EventError::Invalid("depth")),
+            ("depth", json!(-1), EventError::Invalid("depth")),
+            ("depth", json!(2.5), EventError::Invalid("depth")),
+            ("depth", json!(MAX_SAFE_INTEGER + 1), EventError::Invalid("depth")),
+            ("depth", json!(u64::MAX), EventError::Invalid("depth")),
+            ("origin_server_ts", json!(null), EventError::Invalid("origin_server_ts")),
+            ("origin_server_ts", json!(1e20), EventError::Invalid("origin_server_ts")),
+            ("hashes", json!("abc"), EventError::Invalid("hashes")),
+            ("hashes", json!({"sha256": 5}), EventError::Invalid("hashes.sha256")),
+            ("hashes", json!({"sha256": "not base64!"}), EventError::Invalid("hashes.sha256")),
+            ("hashes", json!({"sha256": "AAAA"}), EventError::Invalid("hashes.sha256")),
+            ("signatures", json!([]), EventError::Invalid("signatures")),
+            ("signatures", json!({"x": "sig"}), EventError::Invalid("signatures")),
+            ("signatures", json!({"x": {"ed25519:1": 5}}), EventError::Invalid("signatures")),
+            ("unsigned", json!("x"), EventError::Invalid("unsigned")),
+        ];
+        for (field, value, expected) in cases {
+            let mut event = pdu.clone();
+            event[field] = value.clone();
+            assert_eq!(validate_pdu_shape(&V11, &event), Err(expected), "{field}: {value}");
+        }
+        assert_eq!(validate_pdu_shape(&V11, &json!([])), Err(EventError::Invalid("event")));
+        assert_eq!(validate_pdu_shape(&V11, &json!(null)), Err(EventError::Invalid("event")));
+        let mut float = pdu;
+        float["content"]["n"] = json!(0.5);
+        assert_eq!(
+            validate_pdu_shape(&V11, &float),
+            Err(EventError::Canonical(CanonicalError::NonIntegralNumber))
+        );
+    }
+
+    #[test]
+    fn validate_checks_redacts_where_the_version_puts_it() {
+        let (_, mut v10) = message(&V10);
+        v10["type"] = json!("m.room.redaction");
+        v10["redacts"] = json!(5);
+        assert_eq!(validate_pdu_shape(&V10, &v10), Err(EventError::Invalid("redacts")));
+        v10["redacts"] = json!("$t");
+        assert_eq!(validate_pdu_shape(&V10, &v10), Ok(()));
+        let (_, mut v11) = message(&V11);
+        v11["type"] = json!("m.room.redaction");
+        v11["content"]["redacts"] = json!(["$t"]);
+        assert_eq!(validate_pdu_shape(&V11, &v11), Err(EventError::Invalid("content.redacts")));
+        v11["content"]["redacts"] = json!("$t");
+        assert_eq!(validate_pdu_shape(&V11, &v11), Ok(()));
+    }
+
+    #[test]
+    fn validate_refuses_over_long_ids() {
+        let (_, pdu) = message(&V11);
+        let cases: Vec<(&str, Value, EventError)> = vec![
+            ("type", json!("t".repeat(256)), EventError::TooLong("type")),
+            ("sender", json!(format!("@{}:x", "a".repeat(253))), EventError::TooLong("sender")),
+            ("room_id", json!(format!("!{}:x", "a".repeat(253))), EventError::TooLong("room_id")),
+            ("state_key", json!("k".repeat(256)), EventError::TooLong("state_key")),
+            ("prev_events", json!([format!("${}", "a".repeat(255))]), EventError::TooLong("prev_events")),
+            ("auth_events", json!(vec!["$a"; AUTH_EVENTS_MAX + 1]), EventError::TooMany("auth_events")),
+            ("prev_events", json!(vec!["$p"; PREV_EVENTS_MAX + 1]), EventError::TooMany("prev_events")),
+        ];
+        for (field, value, expected) in cases {
+            let mut event = pdu.clone();
+            event[field] = value;
+            assert_eq!(validate_pdu_shape(&V11, &event), Err(expected), "{field}");
+        }
+    }
+
+    #[test]
+    fn hostile_shapes_never_panic() {
+        let (_, pdu) = message(&V12);
+        let odd = [
+            json!(null),
+            json!(true),
+            json!(-1),
+            json!(u64::MAX),
+            json!(1e300),
+            json!(""),
+            json!([]),
+            json!([null, {}, [[]]]),
+            json!({}),
+            json!({"": {"": ""}}),
+        ];
+        let fields = pdu.as_object().expect("an object").keys().cloned().collect::<Vec<_>>();
+        for version in [&V10, &V11, &V12] {
+            for field in fields.iter().map(String::as_str).chain(["unsigned", "redacts", "state_key"]) {
+                for value in &odd {
+                    let mut event = pdu.clone();
+                    event[field] = value.clone();
+                    let _ = validate_pdu_shape(version, &event);
+                    let _ = reference_hash(version, &event);
+                    let _ = verify_content_hash(&event);
+                    let _ = verify_signature(version, &event, "example.org", "ed25519:t", &[0u8; 32]);
+                    let _ = hash_and_sign(version, &test_key(), "example.org", &mut event);
+                }
+            }
+            for value in &odd {
+                assert!(validate_pdu_shape(version, value).is_err());
+                let _ = room_id_from_create(version, value);
+            }
+        }
+    }
+
+    #[test]
+    fn errors_display() {
+        assert_eq!(EventError::Missing("depth").to_string(), "event field `depth` is missing");
+        assert_eq!(
+            EventError::TooLarge(70000).to_string(),
+            "event is 70000 bytes, more than the 65536 allowed"
+        );
+        let e: Box<dyn std::error::Error> = Box::new(EventError::from(CanonicalError::NotAnObject));
+        assert!(e.source().is_some());
+    }
+}
