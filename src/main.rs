@@ -88,7 +88,7 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
     }
     let db = Db::open(&cfg.database)?;
     let now = storage::now_ms();
-    let write = |f: &dyn Fn(&rusqlite::Transaction) -> hearth::error::Result<bool>| {
+    let write = |f: &dyn Fn(&rusqlite::Connection) -> hearth::error::Result<bool>| {
         db.write(|tx| f(tx)).map_err(|e| e.message.to_string())
     };
     let user_id_of = |name: &str| -> Result<String, String> {

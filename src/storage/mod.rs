@@ -20,7 +20,10 @@ pub mod server_keys;
 pub mod uia;
 pub mod users;
 
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -38,10 +41,40 @@ const CACHE_KIB: i64 = 2048;
 
 pub struct Db {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Threads about to take the writer: while there are any, a finished
+    /// write leaves the transaction open for them (group commit).
+    writers_waiting: AtomicUsize,
+    /// Outcome of the newest finished batch, and a wake-up for the writes
+    /// that wait for their batch to be committed.
+    committed: Mutex<Committed>,
+    batch_done: Condvar,
     readers: Mutex<Readers>,
     reader_free: Condvar,
 }
+
+/// The writer connection and the batch (transaction) it has open.
+struct Writer {
+    conn: Connection,
+    /// The batch open on `conn`, if any: its number and how many writes it holds.
+    open: Option<(u64, usize)>,
+    next_batch: u64,
+}
+
+#[derive(Default)]
+struct Committed {
+    /// The newest batch that has ended.
+    batch: u64,
+    /// Recent batches whose COMMIT failed (rare: a full or failing disk).
+    failed: VecDeque<u64>,
+}
+
+/// Failed batches remembered for writers that wake late.
+const FAILED_BATCHES_KEPT: usize = 64;
+
+/// Most writes one group commit carries; bounds how long the first of them
+/// waits for its acknowledgement.
+const BATCH_WRITES_MAX: usize = 64;
 
 struct Readers {
     idle: Vec<Connection>,
@@ -60,11 +93,14 @@ impl Db {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date. Fails if the file was written by a newer Hearth.
     pub fn open(path: &Path) -> Result<Db, String> {
-        let mut writer = open_connection(path, false).map_err(|e| format!("{}: {e}", path.display()))?;
-        schema::migrate(&mut writer)?;
+        let mut conn = open_connection(path, false).map_err(|e| format!("{}: {e}", path.display()))?;
+        schema::migrate(&mut conn)?;
         Ok(Db {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer { conn, open: None, next_batch: 1 }),
+            writers_waiting: AtomicUsize::new(0),
+            committed: Mutex::new(Committed::default()),
+            batch_done: Condvar::new(),
             readers: Mutex::new(Readers { idle: Vec::new(), open: 0 }),
             reader_free: Condvar::new(),
         })
@@ -74,13 +110,63 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` in one write transaction; commits on `Ok`, rolls back on `Err`.
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    /// Runs `f` as one atomic write and returns once it is durable.
+    ///
+    /// Writes are grouped: each runs inside a savepoint of a shared
+    /// transaction, so a failing write (`Err`) rolls back only its own
+    /// changes; when no other writer is waiting (or the batch is full) the
+    /// transaction commits with one fsync for the whole group. A write's
+    /// result is returned only after its batch committed, so nothing is
+    /// acknowledged before it is on disk.
+    pub fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.writers_waiting.fetch_add(1, Ordering::SeqCst);
+        let mut w = lock(&self.writer);
+        self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
+        let (batch, writes) = match w.open {
+            Some(open) => open,
+            None => {
+                w.conn.execute_batch("BEGIN IMMEDIATE")?;
+                let batch = w.next_batch;
+                w.next_batch += 1;
+                (batch, 0)
+            }
+        };
+        w.open = Some((batch, writes + 1));
+        // A panic in `f` must not leave its half-done changes in the batch,
+        // nor leave the batch open with others waiting on it.
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_in_savepoint(&w.conn, f)));
+        if self.writers_waiting.load(Ordering::SeqCst) > 0 && writes + 1 < BATCH_WRITES_MAX {
+            // Someone is about to write: they (or the last of them) commit.
+            drop(w);
+            let mut c = lock(&self.committed);
+            while c.batch < batch {
+                c = self.batch_done.wait(c).unwrap_or_else(|p| p.into_inner());
+            }
+            let failed = c.failed.contains(&batch);
+            drop(c);
+            let result = outcome.unwrap_or_else(|panic| resume_unwind(panic));
+            return if failed { Err(Error::internal("database commit failed")) } else { result };
+        }
+        let commit = w.conn.execute_batch("COMMIT");
+        if commit.is_err() {
+            let _ = w.conn.execute_batch("ROLLBACK");
+        }
+        w.open = None;
+        {
+            let mut c = lock(&self.committed);
+            c.batch = batch;
+            if commit.is_err() {
+                if c.failed.len() == FAILED_BATCHES_KEPT {
+                    c.failed.pop_front();
+                }
+                c.failed.push_back(batch);
+            }
+        }
+        self.batch_done.notify_all();
+        drop(w);
+        let result = outcome.unwrap_or_else(|panic| resume_unwind(panic));
+        commit?;
+        result
     }
 
     /// Runs `f` on a read connection inside a deferred transaction, so all
@@ -124,8 +210,8 @@ impl Db {
     /// Moves everything in the WAL into the main file and truncates the WAL.
     /// Called at clean shutdown so the database is one self-contained file.
     pub fn checkpoint(&self) -> Result<()> {
-        let conn = lock(&self.writer);
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let w = lock(&self.writer);
+        w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
@@ -195,6 +281,26 @@ fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection>
     Ok(conn)
 }
 
+/// Runs `f` inside a savepoint of the open transaction: its changes are
+/// kept on `Ok` and undone on `Err`, leaving the other writes of the batch.
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    /// Undoes the savepoint unless disarmed: runs on `Err` and on a panic.
+    struct Undo<'a>(&'a Connection, bool);
+    impl Drop for Undo<'_> {
+        fn drop(&mut self) {
+            if self.1 {
+                let _ = self.0.execute_batch("ROLLBACK TO request; RELEASE request");
+            }
+        }
+    }
+    conn.execute_batch("SAVEPOINT request")?;
+    let mut undo = Undo(conn, true);
+    let value = f(conn)?;
+    conn.execute_batch("RELEASE request")?;
+    undo.1 = false;
+    Ok(value)
+}
+
 /// Locks a mutex, recovering it if a panicking request poisoned it: the
 /// connection inside is still valid (an unfinished transaction rolls back
 /// when its guard drops).
@@ -209,4 +315,71 @@ pub fn test_conn() -> Connection {
     conn.execute_batch("PRAGMA foreign_keys = ON;").expect("pragma");
     schema::migrate(&mut conn).expect("schema");
     conn
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn temp_db(name: &str) -> (Db, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hearth-db-{name}-{}-{}", std::process::id(), now_ms()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(&dir.join("t.db")).unwrap();
+        db.write(|c| Ok(c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")?)).unwrap();
+        (db, dir)
+    }
+
+    #[test]
+    fn grouped_writes_fail_alone_and_survive_reopen() {
+        let (db, dir) = temp_db("group");
+        let db = Arc::new(db);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let n = t * 1000 + i;
+                        let r = db.write(|c| {
+                            c.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                            if n % 7 == 0 {
+                                return Err(Error::forbidden("refused"));
+                            }
+                            Ok(())
+                        });
+                        assert_eq!(r.is_ok(), n % 7 != 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // A panicking write leaves nothing behind and does not wedge the writer.
+        let db2 = db.clone();
+        let panicked = std::thread::spawn(move || {
+            db2.write(|c| -> Result<()> {
+                c.execute("INSERT INTO t (n) VALUES (-1)", [])?;
+                panic!("handler bug");
+            })
+        })
+        .join();
+        assert!(panicked.is_err());
+        db.write(|c| Ok(c.execute("INSERT INTO t (n) VALUES (-2)", [])?)).unwrap();
+        let expected = (0..8).flat_map(|t| (0..50).map(move |i| t * 1000 + i)).filter(|n| n % 7 != 0).count();
+        let count = |db: &Db| {
+            db.read(|c| Ok(c.query_row("SELECT count(*) FROM t WHERE n >= 0", [], |r| r.get::<_, i64>(0))?))
+                .unwrap()
+        };
+        assert_eq!(count(&db) as usize, expected);
+        assert_eq!(
+            db.read(|c| Ok(c.query_row("SELECT count(*) FROM t WHERE n < 0", [], |r| r.get::<_, i64>(0))?))
+                .unwrap(),
+            1
+        );
+        drop(db);
+        let reopened = Db::open(&dir.join("t.db")).unwrap();
+        assert_eq!(count(&reopened) as usize, expected);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
