@@ -76,3 +76,96 @@ CREATE TABLE uia_sessions (
     created_ts    INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX uia_sessions_created ON uia_sessions(created_ts);
+
+-- The global stream: every change a client syncs takes the next position
+-- (events now; receipts, typing, to-device messages and account data use
+-- the same counter), so one number orders everything.
+CREATE TABLE stream_position (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    pos  INTEGER NOT NULL
+) STRICT;
+INSERT INTO stream_position (id, pos) VALUES (1, 0);
+
+CREATE TABLE rooms (
+    room_id       TEXT PRIMARY KEY,
+    version       TEXT NOT NULL,
+    creator       TEXT NOT NULL,
+    created_ts    INTEGER NOT NULL,
+    state_group   INTEGER NOT NULL,        -- the room's current state snapshot
+    depth         INTEGER NOT NULL,        -- greatest event depth so far
+    published     INTEGER NOT NULL DEFAULT 0 -- listed in the public room directory
+) STRICT;
+
+-- Every event, as the signed PDU. Messages do not copy state: an event
+-- points at the state group in force before it.
+CREATE TABLE events (
+    pos           INTEGER PRIMARY KEY,     -- global stream position
+    event_id      TEXT NOT NULL UNIQUE,
+    room_id       TEXT NOT NULL REFERENCES rooms(room_id),
+    type          TEXT NOT NULL,
+    state_key     TEXT,                    -- NULL for non-state events
+    sender        TEXT NOT NULL,
+    origin_ts     INTEGER NOT NULL,
+    depth         INTEGER NOT NULL,
+    state_before  INTEGER NOT NULL,        -- state group before this event
+    pdu           TEXT NOT NULL,           -- canonical JSON of the signed PDU
+    redacted_by   TEXT,                    -- the redaction event applied to it
+    txn_device    TEXT,                    -- device and transaction ID of a
+    txn_id        TEXT                     -- client send, for idempotence
+) STRICT;
+CREATE INDEX events_room_pos ON events(room_id, pos);
+CREATE INDEX events_room_ts ON events(room_id, origin_ts);
+CREATE UNIQUE INDEX events_txn ON events(sender, txn_device, txn_id) WHERE txn_id IS NOT NULL;
+
+-- State snapshots, stored as deltas: a group holds only the entries that
+-- differ from its parent; a group without a parent is a full snapshot.
+-- Chains are cut at storage::state::CHAIN_MAX so a lookup reads few groups.
+CREATE TABLE state_groups (
+    id            INTEGER PRIMARY KEY,
+    room_id       TEXT NOT NULL,
+    parent        INTEGER REFERENCES state_groups(id),
+    chain_len     INTEGER NOT NULL         -- deltas between this and its snapshot
+) STRICT;
+CREATE TABLE state_entries (
+    state_group   INTEGER NOT NULL REFERENCES state_groups(id),
+    type          TEXT NOT NULL,
+    state_key     TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    PRIMARY KEY (state_group, type, state_key)
+) STRICT, WITHOUT ROWID;
+
+-- The current state of each room, materialised for direct lookups.
+CREATE TABLE current_state (
+    room_id       TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    state_key     TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    PRIMARY KEY (room_id, type, state_key)
+) STRICT, WITHOUT ROWID;
+
+-- Current membership of local and remote users, by user and by room.
+CREATE TABLE memberships (
+    user_id       TEXT NOT NULL,
+    room_id       TEXT NOT NULL,
+    membership    TEXT NOT NULL,           -- join, invite, leave, ban, knock
+    event_id      TEXT NOT NULL,
+    pos           INTEGER NOT NULL,
+    forgotten     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, room_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX memberships_room ON memberships(room_id, membership);
+
+-- The events with no successor yet: the next event's prev_events.
+CREATE TABLE forward_extremities (
+    room_id       TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE room_aliases (
+    alias         TEXT PRIMARY KEY,        -- "#family:example.org"
+    room_id       TEXT NOT NULL,
+    creator       TEXT NOT NULL,
+    created_ts    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX room_aliases_room ON room_aliases(room_id);

@@ -1,7 +1,9 @@
 //! Pure Matrix logic: identifiers now; events, auth rules, state resolution
 //! and redaction as they arrive. Data in, data out: no SQL, HTTP or clock.
 
+pub mod auth;
 pub mod event;
 pub mod ids;
+pub mod power_levels;
 pub mod redaction;
 pub mod room_version;

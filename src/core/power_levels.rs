@@ -47,7 +47,8 @@ pub const CREATOR_LEVEL_WITHOUT_EVENT: i64 = 100;
 pub const NOTIFICATION_ROOM: &str = "room";
 
 /// The seven top-level integer properties, in the order the spec lists them.
-const NAMED: [&str; 7] = ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
+const NAMED: [&str; 7] =
+    ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
 
 /// A user's power level. Room creators in room v12 have `Infinite`, which
 /// compares above every finite level (and equal to itself).
@@ -244,7 +245,11 @@ fn parse_stringy(s: &str) -> Option<i64> {
 }
 
 /// Reads an object of power level values, such as `events`.
-fn level_map(version: &RoomVersion, obj: &Map<String, Value>, key: &str) -> Result<BTreeMap<String, i64>, String> {
+fn level_map(
+    version: &RoomVersion,
+    obj: &Map<String, Value>,
+    key: &str,
+) -> Result<BTreeMap<String, i64>, String> {
     let Some(v) = obj.get(key) else {
         return Ok(BTreeMap::new());
     };
@@ -429,7 +434,9 @@ pub fn check_change(
                 ));
             }
             if let Some(n) = now.filter(|&n| above(n)) {
-                return Err(format!("cannot set `{field}.{key}` to {n}: above your power level {sender_level}"));
+                return Err(format!(
+                    "cannot set `{field}.{key}` to {n}: above your power level {sender_level}"
+                ));
             }
         }
     }
@@ -598,7 +605,8 @@ mod tests {
 
     #[test]
     fn change_rules() {
-        let base = json!({"users": {ALICE: 100, BOB: 50, CAROL: 50}, "ban": 50, "events": {"m.room.name": 50}});
+        let base =
+            json!({"users": {ALICE: 100, BOB: 50, CAROL: 50}, "ban": 50, "events": {"m.room.name": 50}});
         // Raising someone (or oneself) above one's own level.
         let up = json!({"users": {ALICE: 100, BOB: 51, CAROL: 50}, "ban": 50, "events": {"m.room.name": 50}});
         assert!(change(50, base.clone(), up).is_err());
@@ -607,13 +615,15 @@ mod tests {
                            "ban": 50, "events": {"m.room.name": 50}});
         assert_eq!(change(50, base.clone(), grant), Ok(()));
         // Demoting a peer at the same level.
-        let demote = json!({"users": {ALICE: 100, BOB: 50, CAROL: 0}, "ban": 50, "events": {"m.room.name": 50}});
+        let demote =
+            json!({"users": {ALICE: 100, BOB: 50, CAROL: 0}, "ban": 50, "events": {"m.room.name": 50}});
         assert!(change(50, base.clone(), demote).is_err());
         // Demoting oneself, even by removing one's entry.
         let self_demote = json!({"users": {ALICE: 100, CAROL: 50}, "ban": 50, "events": {"m.room.name": 50}});
         assert_eq!(change(50, base.clone(), self_demote), Ok(()));
         // Named properties: new value above, or old value above.
-        let ban_up = json!({"users": {ALICE: 100, BOB: 50, CAROL: 50}, "ban": 60, "events": {"m.room.name": 50}});
+        let ban_up =
+            json!({"users": {ALICE: 100, BOB: 50, CAROL: 50}, "ban": 60, "events": {"m.room.name": 50}});
         assert!(change(50, base.clone(), ban_up.clone()).is_err());
         assert!(change(50, ban_up, base.clone()).is_err());
         // Adding a named property at one's own level.
@@ -636,7 +646,8 @@ mod tests {
     #[test]
     fn change_without_previous_event_is_free_before_v12() {
         let new = pl(json!({"users": {ALICE: 100, BOB: 1000}}));
-        let r = check_change(&V11, Level::Finite(100), &PowerLevels::absent(), &new, ALICE, &solo(ALICE, false));
+        let r =
+            check_change(&V11, Level::Finite(100), &PowerLevels::absent(), &new, ALICE, &solo(ALICE, false));
         assert_eq!(r, Ok(()));
     }
 

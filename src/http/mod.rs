@@ -101,7 +101,8 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request) -> Result<Response> {
     let (route, params) = router::find(method, raw_path)?;
     let query = parse_query(raw_query);
     let remote_ip = client_ip(rq);
-    let body = if matches!(method, Method::Post | Method::Put) {
+    // DELETE carries a body too: `DELETE /devices/{deviceId}` sends its UIA `auth` in it.
+    let body = if matches!(method, Method::Post | Method::Put | Method::Delete) {
         read_body(rq, app.config.max_body_bytes)?
     } else {
         Vec::new()
@@ -137,6 +138,10 @@ fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>> {
         .read_to_end(&mut body)
         .map_err(|_| Error::bad_json("Could not read the request body"))?;
     if body.len() > limit {
+        // tiny_http neither skips the unread rest of a chunked body nor lets a
+        // response close the connection, so the rest would be parsed as the
+        // next request. Read it off (in constant memory) to stay in step.
+        let _ = std::io::copy(rq.as_reader(), &mut std::io::sink());
         return Err(too_large());
     }
     Ok(body)

@@ -14,9 +14,12 @@
 //! shapes; callers use typed functions.
 
 pub mod devices;
+pub mod events;
 pub mod reg_tokens;
+pub mod rooms;
 pub mod schema;
 pub mod server_keys;
+pub mod state;
 pub mod uia;
 pub mod users;
 

@@ -59,9 +59,14 @@ pub fn update(app: &App, req: &Request) -> Result<Response> {
     if body.display_name.as_ref().is_some_and(|n| n.len() > DISPLAY_NAME_MAX_BYTES) {
         return Err(Error::invalid_param("display_name is too long"));
     }
-    let found = app.db.write(|tx| {
-        devices::set_display_name(tx, &who.user_id, req.param(0), body.display_name.as_deref())
-    })?;
+    let device_id = req.param(0);
+    // The spec: "If not given, the display name is unchanged."
+    let found = match body.display_name.as_deref() {
+        Some(name) => {
+            app.db.write(|tx| devices::set_display_name(tx, &who.user_id, device_id, Some(name)))?
+        }
+        None => app.db.read(|tx| devices::get(tx, &who.user_id, device_id))?.is_some(),
+    };
     if !found {
         return Err(not_found());
     }

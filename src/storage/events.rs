@@ -1,0 +1,173 @@
+//! Events and the global stream: `events`, `forward_extremities`,
+//! `stream_position`.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::error::Result;
+
+/// An event as stored: the indexed columns and the PDU's canonical JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub pos: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_ts: i64,
+    pub depth: i64,
+    pub state_before: i64,
+    pub pdu: String,
+    pub redacted_by: Option<String>,
+    pub txn_device: Option<String>,
+    pub txn_id: Option<String>,
+}
+
+const COLUMNS: &str =
+    "pos, event_id, room_id, type, state_key, sender, origin_ts, depth, state_before, pdu, \
+                       redacted_by, txn_device, txn_id";
+
+fn from_row(r: &Row) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        pos: r.get(0)?,
+        event_id: r.get(1)?,
+        room_id: r.get(2)?,
+        kind: r.get(3)?,
+        state_key: r.get(4)?,
+        sender: r.get(5)?,
+        origin_ts: r.get(6)?,
+        depth: r.get(7)?,
+        state_before: r.get(8)?,
+        pdu: r.get(9)?,
+        redacted_by: r.get(10)?,
+        txn_device: r.get(11)?,
+        txn_id: r.get(12)?,
+    })
+}
+
+/// Takes the next position of the global stream.
+pub fn next_pos(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("UPDATE stream_position SET pos = pos + 1 WHERE id = 1 RETURNING pos")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The newest position of the global stream.
+pub fn current_pos(conn: &Connection) -> Result<i64> {
+    Ok(conn.prepare_cached("SELECT pos FROM stream_position WHERE id = 1")?.query_row([], |r| r.get(0))?)
+}
+
+pub fn insert(conn: &Connection, e: &StoredEvent) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        e.pos,
+        e.event_id,
+        e.room_id,
+        e.kind,
+        e.state_key,
+        e.sender,
+        e.origin_ts,
+        e.depth,
+        e.state_before,
+        e.pdu,
+        e.redacted_by,
+        e.txn_device,
+        e.txn_id
+    ])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, event_id: &str) -> Result<Option<StoredEvent>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE event_id = ?1"))?
+        .query_row([event_id], from_row)
+        .optional()?)
+}
+
+/// The event a client's earlier send with the same transaction ID made.
+pub fn by_txn(conn: &Connection, sender: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT event_id FROM events WHERE sender = ?1 AND txn_device = ?2 AND txn_id = ?3")?
+        .query_row([sender, device_id, txn_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Pagination direction through a room's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Backward,
+    Forward,
+}
+
+/// Up to `limit` events of a room strictly after (forward) or before
+/// (backward) `from`, stopping at `to` (exclusive) if given, in the
+/// direction of travel.
+pub fn room_events(
+    conn: &Connection,
+    room_id: &str,
+    from: i64,
+    to: Option<i64>,
+    dir: Dir,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let sql = match dir {
+        Dir::Backward => format!(
+            "SELECT {COLUMNS} FROM events WHERE room_id = ?1 AND pos < ?2 AND pos > ?3 ORDER BY pos DESC LIMIT ?4"
+        ),
+        Dir::Forward => format!(
+            "SELECT {COLUMNS} FROM events WHERE room_id = ?1 AND pos > ?2 AND pos < ?3 ORDER BY pos ASC LIMIT ?4"
+        ),
+    };
+    let bound = to.unwrap_or(match dir {
+        Dir::Backward => 0,
+        Dir::Forward => i64::MAX,
+    });
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![room_id, from, bound, limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The event nearest to `ts` in the given direction (at or after for
+/// forward, at or before for backward).
+pub fn closest_by_ts(conn: &Connection, room_id: &str, ts: i64, dir: Dir) -> Result<Option<(String, i64)>> {
+    let sql = match dir {
+        Dir::Forward => {
+            "SELECT event_id, origin_ts FROM events WHERE room_id = ?1 AND origin_ts >= ?2
+             ORDER BY origin_ts ASC, pos ASC LIMIT 1"
+        }
+        Dir::Backward => {
+            "SELECT event_id, origin_ts FROM events WHERE room_id = ?1 AND origin_ts <= ?2
+             ORDER BY origin_ts DESC, pos DESC LIMIT 1"
+        }
+    };
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params![room_id, ts], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Replaces an event's PDU with its redacted form and records the redaction.
+pub fn set_redacted(conn: &Connection, event_id: &str, redacted_pdu: &str, by: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE events SET pdu = ?2, redacted_by = ?3 WHERE event_id = ?1",
+        params![event_id, redacted_pdu, by],
+    )?;
+    Ok(())
+}
+
+pub fn extremities(conn: &Connection, room_id: &str) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT event_id FROM forward_extremities WHERE room_id = ?1 ORDER BY event_id")?;
+    let rows = stmt.query_map([room_id], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// After a local event: it is the room's only forward extremity.
+pub fn set_sole_extremity(conn: &Connection, room_id: &str, event_id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1")?.execute([room_id])?;
+    conn.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?
+        .execute([room_id, event_id])?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! Room state: snapshots stored as deltas (`state_groups`, `state_entries`),
+//! the materialised `current_state`, and `memberships`.
+//!
+//! A state group is the full state of a room at some point. A new state
+//! event makes one new group holding one entry (the change) and pointing at
+//! its parent; every [`CHAIN_MAX`] deltas a full snapshot is written instead,
+//! so reading the state at any event touches at most that many groups.
+//! Messages make no groups: storage grows with state changes, not messages.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::Result;
+
+/// Longest chain of deltas before a full snapshot is written.
+pub const CHAIN_MAX: i64 = 48;
+
+/// `(type, state_key)` → event ID.
+pub type StateMap = HashMap<(String, String), String>;
+
+/// Creates a group holding exactly `state` (a full snapshot).
+pub fn new_snapshot(conn: &Connection, room_id: &str, state: &StateMap) -> Result<i64> {
+    conn.execute("INSERT INTO state_groups (room_id, parent, chain_len) VALUES (?1, NULL, 0)", [room_id])?;
+    let group = conn.last_insert_rowid();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO state_entries (state_group, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for ((kind, key), event_id) in state {
+        stmt.execute(params![group, kind, key, event_id])?;
+    }
+    Ok(group)
+}
+
+/// Creates the group that follows `parent` with one entry changed.
+pub fn new_delta(
+    conn: &Connection,
+    room_id: &str,
+    parent: i64,
+    kind: &str,
+    state_key: &str,
+    event_id: &str,
+) -> Result<i64> {
+    let chain_len: i64 =
+        conn.query_row("SELECT chain_len FROM state_groups WHERE id = ?1", [parent], |r| r.get(0))?;
+    if chain_len + 1 >= CHAIN_MAX {
+        let mut state = group_state(conn, parent)?;
+        state.insert((kind.to_owned(), state_key.to_owned()), event_id.to_owned());
+        return new_snapshot(conn, room_id, &state);
+    }
+    conn.execute(
+        "INSERT INTO state_groups (room_id, parent, chain_len) VALUES (?1, ?2, ?3)",
+        params![room_id, parent, chain_len + 1],
+    )?;
+    let group = conn.last_insert_rowid();
+    conn.execute(
+        "INSERT INTO state_entries (state_group, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
+        params![group, kind, state_key, event_id],
+    )?;
+    Ok(group)
+}
+
+/// The recursive walk from a group up to its snapshot, nearest first.
+const CHAIN_SQL: &str = "WITH RECURSIVE chain(id, n) AS (
+        SELECT ?1, 0
+        UNION ALL
+        SELECT g.parent, c.n + 1 FROM state_groups g JOIN chain c ON g.id = c.id
+        WHERE g.parent IS NOT NULL
+    )";
+
+/// The full state of a group.
+pub fn group_state(conn: &Connection, group: i64) -> Result<StateMap> {
+    let sql = format!(
+        "{CHAIN_SQL} SELECT e.type, e.state_key, e.event_id FROM state_entries e
+         JOIN chain c ON e.state_group = c.id ORDER BY c.n DESC"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([group])?;
+    let mut state = StateMap::new();
+    // Farthest first, so nearer deltas overwrite what they changed.
+    while let Some(r) = rows.next()? {
+        state.insert((r.get(0)?, r.get(1)?), r.get(2)?);
+    }
+    Ok(state)
+}
+
+/// One entry of a group's state.
+pub fn group_entry(conn: &Connection, group: i64, kind: &str, state_key: &str) -> Result<Option<String>> {
+    let sql = format!(
+        "{CHAIN_SQL} SELECT e.event_id FROM state_entries e JOIN chain c ON e.state_group = c.id
+         WHERE e.type = ?2 AND e.state_key = ?3 ORDER BY c.n LIMIT 1"
+    );
+    Ok(conn.prepare_cached(&sql)?.query_row(params![group, kind, state_key], |r| r.get(0)).optional()?)
+}
+
+/// Sets one entry of a room's current state.
+pub fn set_current(
+    conn: &Connection,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+    event_id: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
+    )?
+    .execute(params![room_id, kind, state_key, event_id])?;
+    Ok(())
+}
+
+/// The event ID of one entry of a room's current state.
+pub fn current_entry(
+    conn: &Connection,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT event_id FROM current_state WHERE room_id = ?1 AND type = ?2 AND state_key = ?3",
+        )?
+        .query_row(params![room_id, kind, state_key], |r| r.get(0))
+        .optional()?)
+}
+
+/// The whole current state of a room.
+pub fn current_state(conn: &Connection, room_id: &str) -> Result<StateMap> {
+    let mut stmt =
+        conn.prepare_cached("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1")?;
+    let rows = stmt.query_map([room_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Records a user's current membership of a room.
+pub fn set_membership(
+    conn: &Connection,
+    user_id: &str,
+    room_id: &str,
+    membership: &str,
+    event_id: &str,
+    pos: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO memberships (user_id, room_id, membership, event_id, pos) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,
+             event_id = excluded.event_id, pos = excluded.pos,
+             forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN 0 ELSE forgotten END",
+    )?
+    .execute(params![user_id, room_id, membership, event_id, pos])?;
+    Ok(())
+}
+
+/// A user's current membership of a room, if any.
+pub fn membership(conn: &Connection, user_id: &str, room_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT membership FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
+        .query_row([user_id, room_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Rooms where the user currently has `membership`.
+pub fn rooms_of_user(conn: &Connection, user_id: &str, membership: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = ?2 ORDER BY room_id",
+    )?;
+    let rows = stmt.query_map([user_id, membership], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Users of a room with `membership`.
+pub fn members(conn: &Connection, room_id: &str, membership: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id FROM memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id",
+    )?;
+    let rows = stmt.query_map([room_id, membership], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Marks a room forgotten by a user who has left it. Returns false if the
+/// user is still joined, invited or knocking (or never was in the room).
+pub fn forget(conn: &Connection, user_id: &str, room_id: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "UPDATE memberships SET forgotten = 1
+         WHERE user_id = ?1 AND room_id = ?2 AND membership IN ('leave', 'ban')",
+        [user_id, room_id],
+    )? == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_conn;
+
+    fn key(k: &str, s: &str) -> (String, String) {
+        (k.to_owned(), s.to_owned())
+    }
+
+    #[test]
+    fn deltas_resolve_to_full_state_and_chains_stay_bounded() {
+        let c = test_conn();
+        let mut expected = StateMap::new();
+        expected.insert(key("m.room.create", ""), "$create".into());
+        let mut group = new_snapshot(&c, "!r", &expected).unwrap();
+        let first = group;
+        for i in 0..(CHAIN_MAX * 2 + 5) {
+            let ev = format!("$m{i}");
+            let user = format!("@u{}:x", i % 10);
+            group = new_delta(&c, "!r", group, "m.room.member", &user, &ev).unwrap();
+            expected.insert(key("m.room.member", &user), ev);
+            assert_eq!(group_state(&c, group).unwrap(), expected);
+            let len: i64 = c
+                .query_row("SELECT chain_len FROM state_groups WHERE id = ?1", [group], |r| r.get(0))
+                .unwrap();
+            assert!(len < CHAIN_MAX);
+        }
+        // The state at an old group is unchanged by later deltas.
+        assert_eq!(group_state(&c, first).unwrap().len(), 1);
+        assert_eq!(
+            group_entry(&c, group, "m.room.member", "@u3:x").unwrap(),
+            expected.get(&key("m.room.member", "@u3:x")).cloned()
+        );
+        assert_eq!(group_entry(&c, first, "m.room.member", "@u3:x").unwrap(), None);
+    }
+
+    #[test]
+    fn memberships_and_forgetting() {
+        let c = test_conn();
+        set_membership(&c, "@a:x", "!r", "join", "$1", 1).unwrap();
+        assert!(!forget(&c, "@a:x", "!r").unwrap());
+        set_membership(&c, "@a:x", "!r", "leave", "$2", 2).unwrap();
+        assert!(forget(&c, "@a:x", "!r").unwrap());
+        assert_eq!(membership(&c, "@a:x", "!r").unwrap().as_deref(), Some("leave"));
+        assert_eq!(rooms_of_user(&c, "@a:x", "leave").unwrap(), ["!r"]);
+        set_membership(&c, "@a:x", "!r", "join", "$3", 3).unwrap();
+        assert_eq!(members(&c, "!r", "join").unwrap(), ["@a:x"]);
+    }
+}
