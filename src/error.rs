@@ -35,6 +35,14 @@ pub enum ErrorKind {
     GuestAccessForbidden,
     Exclusive,
     WeakPassword,
+    /// The room alias is taken.
+    RoomInUse,
+    UnsupportedRoomVersion,
+    /// An `m.room.canonical_alias` names an alias that is invalid or not
+    /// this room's.
+    BadAlias,
+    /// The initial state of a new room is not valid.
+    InvalidRoomState,
     /// A 400 the spec gives no more specific code for (e.g. an unknown UIA session).
     Unknown,
     /// User-interactive authentication must go on: 401 with the UIA body
@@ -81,8 +89,19 @@ impl Error {
         match self.kind {
             Forbidden | UserDeactivated | GuestAccessForbidden => 403,
             UnknownToken { .. } | MissingToken | Uia(_) => 401,
-            BadJson | NotJson | InvalidParam | MissingParam | InvalidUsername | UserInUse | Exclusive
-            | WeakPassword | Unknown => 400,
+            BadJson
+            | NotJson
+            | InvalidParam
+            | MissingParam
+            | InvalidUsername
+            | UserInUse
+            | Exclusive
+            | WeakPassword
+            | Unknown
+            | RoomInUse
+            | UnsupportedRoomVersion
+            | InvalidRoomState
+            | BadAlias => 400,
             NotFound | Unrecognized => 404,
             MethodNotAllowed => 405,
             TooLarge => 413,
@@ -111,6 +130,10 @@ impl Error {
             GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
             Exclusive => "M_EXCLUSIVE",
             WeakPassword => "M_WEAK_PASSWORD",
+            RoomInUse => "M_ROOM_IN_USE",
+            BadAlias => "M_BAD_ALIAS",
+            UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            InvalidRoomState => "M_INVALID_ROOM_STATE",
             Uia(_) => "M_FORBIDDEN",
             Unknown | Internal => "M_UNKNOWN",
         }

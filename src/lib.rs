@@ -10,5 +10,6 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod log;
+pub mod rooms;
 pub mod server;
 pub mod storage;

@@ -67,6 +67,50 @@ pub fn is_valid_server_name(s: &str) -> bool {
         && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// Room aliases, room IDs and event IDs are at most this long.
+pub const ID_MAX_BYTES: usize = 255;
+
+/// `#localpart:server`: a non-empty localpart without `:` and a valid
+/// server name.
+pub fn parse_room_alias(s: &str) -> Option<(&str, &str)> {
+    if s.len() > ID_MAX_BYTES {
+        return None;
+    }
+    let (local, server) = s.strip_prefix('#')?.split_once(':')?;
+    let local_ok = !local.is_empty() && !local.chars().any(|c| c.is_control() || c.is_whitespace());
+    (local_ok && is_valid_server_name(server)).then_some((local, server))
+}
+
+/// `!opaque:server` (rooms before v12) or `!hash` (v12, no server part).
+pub fn is_valid_room_id(s: &str) -> bool {
+    s.len() <= ID_MAX_BYTES
+        && s.strip_prefix('!').is_some_and(|rest| {
+            let opaque = match rest.split_once(':') {
+                Some((o, server)) => {
+                    if !is_valid_server_name(server) {
+                        return false;
+                    }
+                    o
+                }
+                None => rest,
+            };
+            !opaque.is_empty() && opaque.bytes().all(|b| b.is_ascii_graphic())
+        })
+}
+
+/// `$` followed by printable ASCII (a reference hash from room v4 on, an
+/// opaque ID with a server part before that).
+pub fn is_valid_event_id(s: &str) -> bool {
+    s.len() <= ID_MAX_BYTES
+        && s.strip_prefix('$')
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// Event types: non-empty, bounded, no control characters.
+pub fn is_valid_event_type(s: &str) -> bool {
+    !s.is_empty() && s.len() <= ID_MAX_BYTES && !s.chars().any(char::is_control)
+}
+
 /// Device IDs: non-empty, bounded, printable (no control characters).
 pub fn is_valid_device_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= DEVICE_ID_MAX_BYTES && !s.chars().any(char::is_control)
@@ -96,6 +140,23 @@ mod tests {
         }
         let long = format!("@{}:x", "a".repeat(USER_ID_MAX_BYTES));
         assert_eq!(parse_user_id(&long), None);
+    }
+
+    #[test]
+    fn rooms_aliases_events() {
+        assert_eq!(parse_room_alias("#family:example.org"), Some(("family", "example.org")));
+        for bad in ["family", "#:x", "#a b:x", "#a:", "#a:bad host"] {
+            assert_eq!(parse_room_alias(bad), None, "{bad}");
+        }
+        for ok in ["!abc:example.org", "!31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM"] {
+            assert!(is_valid_room_id(ok), "{ok}");
+        }
+        for bad in ["", "!", "abc:x", "!a b:x", "!:x", "!a:b c"] {
+            assert!(!is_valid_room_id(bad), "{bad}");
+        }
+        assert!(is_valid_event_id("$acR1l0raoZnm60CBwAVgqbZqoO_mYU81xysh1u7XcJk"));
+        assert!(!is_valid_event_id("$") && !is_valid_event_id("x") && !is_valid_event_id("$a b"));
+        assert!(is_valid_event_type("m.room.message") && !is_valid_event_type(""));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Route {
 enum Segment {
     Literal(String),
     Param,
+    /// A parameter that may be empty (state keys).
+    MaybeEmpty,
 }
 
 /// The current client-server prefixes.
@@ -60,7 +62,11 @@ fn table() -> Vec<Route> {
             let segments = full
                 .split('/')
                 .filter(|s| !s.is_empty())
-                .map(|s| if s == "{}" { Segment::Param } else { Segment::Literal(s.to_owned()) })
+                .map(|s| match s {
+                    "{}" => Segment::Param,
+                    "{?}" => Segment::MaybeEmpty,
+                    _ => Segment::Literal(s.to_owned()),
+                })
                 .collect();
             t.push(Route { method, segments, handler, auth, rate_limited });
         }
@@ -98,6 +104,42 @@ fn table() -> Vec<Route> {
     add(CLIENT, Put, "devices/{}", client::devices::update, Token, false);
     add(CLIENT, Delete, "devices/{}", client::devices::delete, Token, true);
     add(CLIENT, Post, "delete_devices", client::devices::delete_many, Token, true);
+    // Rooms and membership.
+    add(CLIENT, Post, "createRoom", client::rooms::create_room, Token, true);
+    add(CLIENT, Post, "join/{}", client::membership::join_by_id_or_alias, Token, true);
+    add(CLIENT, Post, "knock/{}", client::membership::knock, Token, true);
+    add(CLIENT, Post, "rooms/{}/join", client::membership::join, Token, true);
+    add(CLIENT, Post, "rooms/{}/invite", client::membership::invite, Token, true);
+    add(CLIENT, Post, "rooms/{}/leave", client::membership::leave, Token, true);
+    add(CLIENT, Post, "rooms/{}/forget", client::membership::forget, Token, false);
+    add(CLIENT, Post, "rooms/{}/kick", client::membership::kick, Token, true);
+    add(CLIENT, Post, "rooms/{}/ban", client::membership::ban, Token, true);
+    add(CLIENT, Post, "rooms/{}/unban", client::membership::unban, Token, true);
+    add(CLIENT, Get, "joined_rooms", client::membership::joined_rooms, Token, false);
+    // Events and state.
+    add(CLIENT, Put, "rooms/{}/send/{}/{}", client::message::send, Token, true);
+    add(CLIENT_LEGACY, Post, "rooms/{}/send/{}", client::message::send_legacy, Token, true);
+    add(CLIENT, Put, "rooms/{}/state/{}/{?}", client::message::put_state, Token, true);
+    add(CLIENT, Put, "rooms/{}/state/{}", client::message::put_state, Token, true);
+    add(CLIENT, Get, "rooms/{}/state", client::message::get_state_all, Token, false);
+    add(CLIENT, Get, "rooms/{}/state/{}/{?}", client::message::get_state, Token, false);
+    add(CLIENT, Get, "rooms/{}/state/{}", client::message::get_state, Token, false);
+    add(CLIENT, Put, "rooms/{}/redact/{}/{}", client::message::redact, Token, true);
+    add(CLIENT, Get, "rooms/{}/event/{}", client::message::get_event, Token, false);
+    add(CLIENT, Get, "rooms/{}/members", client::message::members, Token, false);
+    add(CLIENT, Get, "rooms/{}/joined_members", client::message::joined_members, Token, false);
+    add(CLIENT, Get, "rooms/{}/context/{}", client::message::context, Token, false);
+    add(CLIENT, Get, "rooms/{}/messages", client::message::messages, Token, false);
+    add(CLIENT_V1, Get, "rooms/{}/timestamp_to_event", client::message::timestamp_to_event, Token, false);
+    // Aliases and the room directory.
+    add(CLIENT, Put, "directory/room/{}", client::directory::put_alias, Token, false);
+    add(CLIENT, Get, "directory/room/{}", client::directory::get_alias, AuthReq::Optional, false);
+    add(CLIENT, Delete, "directory/room/{}", client::directory::delete_alias, Token, false);
+    add(CLIENT, Get, "rooms/{}/aliases", client::directory::room_aliases, Token, false);
+    add(CLIENT, Get, "publicRooms", client::directory::public_rooms, AuthReq::Optional, false);
+    add(CLIENT, Post, "publicRooms", client::directory::public_rooms_filtered, Token, false);
+    add(CLIENT, Get, "directory/list/room/{}", client::directory::get_visibility, AuthReq::Optional, false);
+    add(CLIENT, Put, "directory/list/room/{}", client::directory::set_visibility, Token, false);
     t
 }
 
@@ -118,6 +160,7 @@ pub fn find(method: Method, path: &str) -> Result<(&'static Route, Vec<String>)>
         let matches = route.segments.iter().zip(&parts).all(|(seg, part)| match seg {
             Segment::Literal(l) => l == part,
             Segment::Param => !part.is_empty(),
+            Segment::MaybeEmpty => true,
         });
         if !matches {
             continue;
@@ -130,7 +173,7 @@ pub fn find(method: Method, path: &str) -> Result<(&'static Route, Vec<String>)>
             .segments
             .iter()
             .zip(&parts)
-            .filter(|(seg, _)| matches!(seg, Segment::Param))
+            .filter(|(seg, _)| matches!(seg, Segment::Param | Segment::MaybeEmpty))
             .map(|(_, part)| super::percent_decode(part, false))
             .collect();
         return Ok((route, params));

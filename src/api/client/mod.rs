@@ -3,6 +3,10 @@
 
 pub mod account;
 pub mod devices;
+pub mod directory;
 pub mod login;
+pub mod membership;
+pub mod message;
 pub mod register;
+pub mod rooms;
 pub mod versions;

@@ -1,0 +1,419 @@
+//! The room service: how a local event enters a room. It selects the auth
+//! events from the room's current state, builds and signs the PDU
+//! (`core::event`), checks it against the room version's authorization rules
+//! (`core::auth`), and stores it with its state changes, all inside the
+//! caller's write transaction. Also: room creation, reading state at any
+//! event, and turning stored events into the client format.
+//!
+//! **Architecture Invariant:** nothing here knows HTTP; every check that
+//! protects the room happens here, so each endpoint that adds an event gets
+//! the same rules.
+
+pub mod create;
+pub mod format;
+pub mod token;
+pub mod visibility;
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::core::auth;
+use crate::core::event::{self, EventError, PduTemplate};
+use crate::core::power_levels::{Creators, PowerLevels};
+use crate::core::room_version::{self, RoomVersion};
+use crate::crypto::canonical;
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::events::{self, StoredEvent};
+use crate::storage::rooms::{self, Room};
+use crate::storage::{self, state};
+
+/// Most `prev_events` a local event cites.
+const PREV_EVENTS_MAX: usize = 10;
+
+/// A local event to add to a room.
+pub struct NewEvent<'a> {
+    pub kind: &'a str,
+    pub state_key: Option<&'a str>,
+    pub content: Value,
+    /// For `m.room.redaction`: the event redacted.
+    pub redacts: Option<&'a str>,
+    /// The sending device and its transaction ID, for idempotent sends.
+    pub txn: Option<(&'a str, &'a str)>,
+}
+
+/// Where an event landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub event_id: String,
+    pub pos: i64,
+}
+
+/// A room and its version's rules.
+pub fn room_and_version(conn: &Connection, room_id: &str) -> Result<(Room, &'static RoomVersion)> {
+    let room = rooms::get(conn, room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    let version = room_version::get(&room.version)
+        .ok_or_else(|| Error::internal(format!("room {room_id} has unknown version {}", room.version)))?;
+    Ok((room, version))
+}
+
+/// Parses a stored PDU.
+pub fn pdu_json(e: &StoredEvent) -> Result<Value> {
+    serde_json::from_str(&e.pdu).map_err(|err| Error::internal(format!("stored PDU {}: {err}", e.event_id)))
+}
+
+/// The PDU of an event by ID, if stored.
+pub fn load_pdu(conn: &Connection, event_id: &str) -> Result<Option<Value>> {
+    events::get(conn, event_id)?.map(|e| pdu_json(&e)).transpose()
+}
+
+/// The current state event of `(kind, state_key)` in a room, as a PDU.
+pub fn current_state_event(
+    conn: &Connection,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+) -> Result<Option<Value>> {
+    match state::current_entry(conn, room_id, kind, state_key)? {
+        Some(id) => load_pdu(conn, &id),
+        None => Ok(None),
+    }
+}
+
+/// The room's power levels and creators as they are now.
+pub fn current_power(
+    conn: &Connection,
+    room_id: &str,
+    version: &RoomVersion,
+) -> Result<(PowerLevels, Creators)> {
+    let create = current_state_event(conn, room_id, "m.room.create", "")?
+        .ok_or_else(|| Error::internal(format!("room {room_id} has no create event")))?;
+    let creators = Creators::from_create(version, &create);
+    let pl = current_state_event(conn, room_id, "m.room.power_levels", "")?;
+    let levels = PowerLevels::from_event(version, pl.as_ref())
+        .map_err(|e| Error::internal(format!("stored power levels of {room_id}: {e}")))?;
+    Ok((levels, creators))
+}
+
+fn event_error(e: EventError) -> Error {
+    match e {
+        EventError::TooLarge(n) => Error::new(
+            ErrorKind::TooLarge,
+            format!("The event would be {n} bytes; at most {} are allowed", event::PDU_MAX_BYTES),
+        ),
+        EventError::Canonical(c) => Error::bad_json(format!("Event content is not valid: {c}")),
+        other => Error::invalid_param(format!("Invalid event: {other}")),
+    }
+}
+
+/// Adds a local event to a room: auth events, PDU, authorization, storage,
+/// state. An event refused by the rules is a 403 and stores nothing.
+pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: NewEvent) -> Result<Appended> {
+    if let Some((device, txn_id)) = new.txn {
+        if let Some(event_id) = events::by_txn(conn, sender, device, txn_id)? {
+            let pos = events::get(conn, &event_id)?.map_or(0, |e| e.pos);
+            return Ok(Appended { event_id, pos });
+        }
+    }
+    if !new.content.is_object() {
+        return Err(Error::bad_json("Event content must be a JSON object"));
+    }
+    let (room, version) = room_and_version(conn, room_id)?;
+    if new.kind == "m.room.canonical_alias" && new.state_key == Some("") {
+        check_canonical_alias(app, conn, room_id, &new.content)?;
+    }
+    // The auth state: what the rules look at, and what the event cites.
+    let selected = auth::auth_types_for_event(version, new.kind, new.state_key, sender, &new.content);
+    let mut auth_state: HashMap<(String, String), Value> = HashMap::new();
+    let mut auth_events = Vec::new();
+    for (kind, key) in selected.iter().chain(std::iter::once(&("m.room.create".to_owned(), String::new()))) {
+        if auth_state.contains_key(&(kind.clone(), key.clone())) {
+            continue;
+        }
+        if let Some(id) = state::current_entry(conn, room_id, kind, key)? {
+            let pdu =
+                load_pdu(conn, &id)?.ok_or_else(|| Error::internal(format!("state event {id} missing")))?;
+            if selected.iter().any(|(k, s)| k == kind && s == key) {
+                auth_events.push(id);
+            }
+            auth_state.insert((kind.clone(), key.clone()), pdu);
+        }
+    }
+    let mut prev_events = events::extremities(conn, room_id)?;
+    prev_events.truncate(PREV_EVENTS_MAX);
+    let template = PduTemplate {
+        room_id: Some(room_id.to_owned()),
+        sender: sender.to_owned(),
+        kind: new.kind.to_owned(),
+        state_key: new.state_key.map(str::to_owned),
+        content: new.content,
+        redacts: new.redacts.map(str::to_owned),
+        prev_events,
+        auth_events,
+        depth: (room.depth + 1) as u64,
+        origin_server_ts: storage::now_ms(),
+    };
+    let (event_id, pdu) =
+        event::build_pdu(version, &app.server_key, &app.config.server_name, template).map_err(event_error)?;
+    auth::check(version, &pdu, &auth_state).map_err(|e| Error::forbidden(e.reason))?;
+    if new.kind == "m.room.redaction" {
+        if let Some(target) = new.redacts {
+            check_redaction(conn, room_id, version, sender, target)?;
+        }
+    }
+    let pos = persist(conn, &room, &event_id, &pdu, new.txn)?;
+    if new.kind == "m.room.redaction" {
+        if let Some(target) = new.redacts {
+            apply_redaction(conn, version, room_id, target, &event_id)?;
+        }
+    }
+    Ok(Appended { event_id, pos })
+}
+
+/// `m.room.canonical_alias` may only name valid aliases, and aliases of
+/// this server must point at this room.
+fn check_canonical_alias(app: &App, conn: &Connection, room_id: &str, content: &Value) -> Result<()> {
+    let bad = |m: String| Error::new(ErrorKind::BadAlias, m);
+    let mut aliases: Vec<&Value> = content.get("alias").into_iter().filter(|v| !v.is_null()).collect();
+    match content.get("alt_aliases") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => aliases.extend(list),
+        Some(_) => return Err(bad("alt_aliases must be a list of aliases".into())),
+    }
+    for alias in aliases {
+        let Some(alias) = alias.as_str() else { return Err(bad("Aliases must be strings".into())) };
+        let Some((_, server)) = crate::core::ids::parse_room_alias(alias) else {
+            return Err(bad(format!("{alias} is not a valid room alias")));
+        };
+        if server == app.config.server_name {
+            match rooms::get_alias(conn, alias)? {
+                Some((target, _)) if target == room_id => {}
+                _ => return Err(bad(format!("{alias} does not point to this room"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Clients may redact their own events, or others' with the redact level.
+fn check_redaction(
+    conn: &Connection,
+    room_id: &str,
+    version: &RoomVersion,
+    sender: &str,
+    target: &str,
+) -> Result<()> {
+    let Some(original) = events::get(conn, target)?.filter(|e| e.room_id == room_id) else {
+        return Err(Error::not_found("No such event in this room"));
+    };
+    if original.sender == sender {
+        return Ok(());
+    }
+    let (levels, creators) = current_power(conn, room_id, version)?;
+    if levels.user_level(sender, &creators).at_least(levels.redact()) {
+        Ok(())
+    } else {
+        Err(Error::forbidden(format!(
+            "You may only redact your own events: redacting others' needs power level {}",
+            levels.redact()
+        )))
+    }
+}
+
+/// Replaces the target's stored PDU with its redacted form.
+fn apply_redaction(
+    conn: &Connection,
+    version: &RoomVersion,
+    room_id: &str,
+    target: &str,
+    by: &str,
+) -> Result<()> {
+    let Some(original) = events::get(conn, target)?.filter(|e| e.room_id == room_id) else {
+        return Ok(());
+    };
+    let redacted = crate::core::redaction::redact(version, &pdu_json(&original)?);
+    let text = canonical::to_canonical(&redacted).map_err(|e| Error::internal(format!("redacting: {e}")))?;
+    events::set_redacted(conn, target, &text, by)
+}
+
+/// Stores an authorised event: its row, the room's new state group (for a
+/// state event), current state, membership, head and forward extremity.
+pub(crate) fn persist(
+    conn: &Connection,
+    room: &Room,
+    event_id: &str,
+    pdu: &Value,
+    txn: Option<(&str, &str)>,
+) -> Result<i64> {
+    let pos = events::next_pos(conn)?;
+    let kind = pdu.get("type").and_then(Value::as_str).unwrap_or_default();
+    let sender = pdu.get("sender").and_then(Value::as_str).unwrap_or_default();
+    let state_key = pdu.get("state_key").and_then(Value::as_str);
+    let depth = pdu.get("depth").and_then(Value::as_i64).unwrap_or(room.depth + 1);
+    let mut group = room.state_group;
+    if let Some(key) = state_key {
+        group = state::new_delta(conn, &room.room_id, room.state_group, kind, key, event_id)?;
+        state::set_current(conn, &room.room_id, kind, key, event_id)?;
+        if kind == "m.room.member" {
+            let membership = pdu.pointer("/content/membership").and_then(Value::as_str).unwrap_or("leave");
+            state::set_membership(conn, key, &room.room_id, membership, event_id, pos)?;
+        }
+    }
+    let text = canonical::to_canonical(pdu).map_err(|e| Error::internal(format!("storing PDU: {e}")))?;
+    events::insert(
+        conn,
+        &StoredEvent {
+            pos,
+            event_id: event_id.to_owned(),
+            room_id: room.room_id.clone(),
+            kind: kind.to_owned(),
+            state_key: state_key.map(str::to_owned),
+            sender: sender.to_owned(),
+            origin_ts: pdu.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0),
+            depth,
+            state_before: room.state_group,
+            pdu: text,
+            redacted_by: None,
+            txn_device: txn.map(|(d, _)| d.to_owned()),
+            txn_id: txn.map(|(_, t)| t.to_owned()),
+        },
+    )?;
+    rooms::set_head(conn, &room.room_id, group, depth)?;
+    events::set_sole_extremity(conn, &room.room_id, event_id)?;
+    Ok(pos)
+}
+
+/// The state before an event, as `(type, state_key) → event ID`.
+pub fn state_before(conn: &Connection, e: &StoredEvent) -> Result<state::StateMap> {
+    state::group_state(conn, e.state_before)
+}
+
+/// The state after an event: the state before it plus itself if it is a
+/// state event.
+pub fn state_after(conn: &Connection, e: &StoredEvent) -> Result<state::StateMap> {
+    let mut s = state::group_state(conn, e.state_before)?;
+    if let Some(key) = &e.state_key {
+        s.insert((e.kind.clone(), key.clone()), e.event_id.clone());
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::create::{create_room, CreateRoom, Preset};
+    use super::*;
+    use crate::config::Config;
+    use serde_json::json;
+
+    fn app(name: &str) -> App {
+        let dir = std::env::temp_dir().join(format!(
+            "hearth-rooms-{name}-{}-{}",
+            std::process::id(),
+            storage::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = Config { database: dir.join("t.db"), ..Config::default() };
+        App::open(config).unwrap()
+    }
+
+    fn request(version: &'static RoomVersion, preset: Preset) -> CreateRoom {
+        CreateRoom {
+            version,
+            preset,
+            name: Some("Family".into()),
+            topic: None,
+            invite: vec![],
+            is_direct: false,
+            initial_state: vec![],
+            power_level_content_override: None,
+            creation_content: Default::default(),
+            alias: None,
+            publish: false,
+        }
+    }
+
+    fn message(body: &str) -> NewEvent<'_> {
+        NewEvent {
+            kind: "m.room.message",
+            state_key: None,
+            content: json!({ "msgtype": "m.text", "body": body }),
+            redacts: None,
+            txn: None,
+        }
+    }
+
+    #[test]
+    fn rooms_of_each_version_accept_members_and_refuse_strangers() {
+        let app = app("versions");
+        for version in room_version::SUPPORTED {
+            let alice = "@alice:localhost";
+            let room_id =
+                app.db.write(|c| create_room(&app, c, alice, request(version, Preset::PrivateChat))).unwrap();
+            assert_eq!(version.room_id_from_create, !room_id.contains(':'), "{room_id}");
+            let sent = app.db.write(|c| append(&app, c, &room_id, alice, message("hi"))).unwrap();
+            assert!(sent.event_id.starts_with('$'));
+            let stranger = app.db.write(|c| append(&app, c, &room_id, "@eve:localhost", message("x")));
+            assert_eq!(stranger.unwrap_err().errcode(), "M_FORBIDDEN");
+            // A private room refuses a join without an invite.
+            let join = NewEvent {
+                kind: "m.room.member",
+                state_key: Some("@bob:localhost"),
+                content: json!({ "membership": "join" }),
+                redacts: None,
+                txn: None,
+            };
+            assert!(app.db.write(|c| append(&app, c, &room_id, "@bob:localhost", join)).is_err());
+            app.db
+                .read(|c| {
+                    let state = state::current_state(c, &room_id)?;
+                    assert!(state.contains_key(&("m.room.name".to_owned(), String::new())));
+                    assert_eq!(state::membership(c, alice, &room_id)?.as_deref(), Some("join"));
+                    let e = events::get(c, &sent.event_id)?.unwrap();
+                    let v = format::client_event(c, &e, None, storage::now_ms())?;
+                    assert_eq!(v["content"]["body"], "hi");
+                    assert_eq!(v["room_id"], room_id.as_str());
+                    Ok(())
+                })
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn transaction_ids_make_sends_idempotent_and_redaction_strips_content() {
+        let app = app("txn");
+        let alice = "@alice:localhost";
+        let room_id = app
+            .db
+            .write(|c| create_room(&app, c, alice, request(room_version::DEFAULT, Preset::PublicChat)))
+            .unwrap();
+        let send = || NewEvent { txn: Some(("DEV", "t1")), ..message("once") };
+        let a = app.db.write(|c| append(&app, c, &room_id, alice, send())).unwrap();
+        let b = app.db.write(|c| append(&app, c, &room_id, alice, send())).unwrap();
+        assert_eq!(a, b);
+        let redaction = NewEvent {
+            kind: "m.room.redaction",
+            state_key: None,
+            content: json!({ "redacts": a.event_id, "reason": "oops" }),
+            redacts: Some(&a.event_id),
+            txn: None,
+        };
+        let r = app.db.write(|c| append(&app, c, &room_id, alice, redaction)).unwrap();
+        app.db
+            .read(|c| {
+                let e = events::get(c, &a.event_id)?.unwrap();
+                let v = format::client_event(
+                    c,
+                    &e,
+                    Some(format::Viewer { user_id: alice, device_id: "DEV" }),
+                    0,
+                )?;
+                assert_eq!(v["content"], json!({}));
+                assert_eq!(v["unsigned"]["redacted_because"]["event_id"], r.event_id.as_str());
+                assert_eq!(v["unsigned"]["transaction_id"], "t1");
+                Ok(())
+            })
+            .unwrap();
+    }
+}

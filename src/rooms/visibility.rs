@@ -1,0 +1,105 @@
+//! Who may see which events: the spec's history visibility rules
+//! (`world_readable`, `shared`, `invited`, `joined`), applied on every read
+//! path.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::rooms::load_pdu;
+use crate::storage::events::StoredEvent;
+use crate::storage::state;
+
+/// Answers visibility questions for one user in one room, remembering the
+/// state lookups already made (events of a page share state groups).
+pub struct Visibility<'a> {
+    conn: &'a Connection,
+    user_id: &'a str,
+    room_id: &'a str,
+    /// state group → (history_visibility, the user's membership).
+    at_group: HashMap<i64, (String, Option<String>)>,
+    /// Whether the user joined after a given position (for `shared`).
+    joined_after: HashMap<i64, bool>,
+}
+
+impl<'a> Visibility<'a> {
+    pub fn new(conn: &'a Connection, user_id: &'a str, room_id: &'a str) -> Visibility<'a> {
+        Visibility { conn, user_id, room_id, at_group: HashMap::new(), joined_after: HashMap::new() }
+    }
+
+    fn content_field(&self, event_id: Option<String>, field: &str) -> Result<Option<String>> {
+        let Some(id) = event_id else { return Ok(None) };
+        Ok(load_pdu(self.conn, &id)?
+            .and_then(|p| p.pointer(&format!("/content/{field}")).and_then(Value::as_str).map(str::to_owned)))
+    }
+
+    fn state_at(&mut self, group: i64) -> Result<(String, Option<String>)> {
+        if let Some(v) = self.at_group.get(&group) {
+            return Ok(v.clone());
+        }
+        let hv_id = state::group_entry(self.conn, group, "m.room.history_visibility", "")?;
+        let hv = self.content_field(hv_id, "history_visibility")?.unwrap_or_else(|| "shared".into());
+        let member_id = state::group_entry(self.conn, group, "m.room.member", self.user_id)?;
+        let membership = self.content_field(member_id, "membership")?;
+        self.at_group.insert(group, (hv.clone(), membership.clone()));
+        Ok((hv, membership))
+    }
+
+    /// True if the user joined the room at some point after `pos`.
+    fn joined_since(&mut self, pos: i64) -> Result<bool> {
+        if let Some(v) = self.joined_after.get(&pos) {
+            return Ok(*v);
+        }
+        let found = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM events WHERE room_id = ?1 AND type = 'm.room.member' AND state_key = ?2
+                 AND pos > ?3 AND json_extract(pdu, '$.content.membership') = 'join' LIMIT 1",
+            )?
+            .query_row(params![self.room_id, self.user_id, pos], |_| Ok(()))
+            .optional()?
+            .is_some();
+        self.joined_after.insert(pos, found);
+        Ok(found)
+    }
+
+    /// May the user see this event?
+    pub fn can_see(&mut self, e: &StoredEvent) -> Result<bool> {
+        let (hv, mut membership) = self.state_at(e.state_before)?;
+        // A user's own membership event counts at its own value: people
+        // see their join, and the invite that was sent to them.
+        if e.kind == "m.room.member" && e.state_key.as_deref() == Some(self.user_id) {
+            let pdu = load_pdu(self.conn, &e.event_id)?;
+            membership =
+                pdu.and_then(|p| p.pointer("/content/membership").and_then(Value::as_str).map(str::to_owned));
+        }
+        Ok(match hv.as_str() {
+            "world_readable" => true,
+            _ if membership.as_deref() == Some("join") => true,
+            "shared" => self.joined_since(e.pos)?,
+            "invited" => membership.as_deref() == Some("invite") || self.joined_since(e.pos)?,
+            _ => false,
+        })
+    }
+
+    /// Keeps only the events the user may see.
+    pub fn filter(&mut self, list: Vec<StoredEvent>) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::with_capacity(list.len());
+        for e in list {
+            if self.can_see(&e)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// True if the room's current history visibility is `world_readable`.
+pub fn world_readable(conn: &Connection, room_id: &str) -> Result<bool> {
+    let id = state::current_entry(conn, room_id, "m.room.history_visibility", "")?;
+    let Some(id) = id else { return Ok(false) };
+    Ok(load_pdu(conn, &id)?.and_then(|p| p.pointer("/content/history_visibility").cloned())
+        == Some(Value::String("world_readable".into())))
+}
