@@ -43,6 +43,8 @@ pub enum ErrorKind {
     BadAlias,
     /// The initial state of a new room is not valid.
     InvalidRoomState,
+    /// 409 with `M_UNKNOWN`: the thing exists already (e.g. a room alias).
+    Conflict,
     /// A 400 the spec gives no more specific code for (e.g. an unknown UIA session).
     Unknown,
     /// User-interactive authentication must go on: 401 with the UIA body
@@ -104,6 +106,7 @@ impl Error {
             | BadAlias => 400,
             NotFound | Unrecognized => 404,
             MethodNotAllowed => 405,
+            Conflict => 409,
             TooLarge => 413,
             LimitExceeded { .. } => 429,
             Internal => 500,
@@ -135,7 +138,7 @@ impl Error {
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             InvalidRoomState => "M_INVALID_ROOM_STATE",
             Uia(_) => "M_FORBIDDEN",
-            Unknown | Internal => "M_UNKNOWN",
+            Unknown | Internal | Conflict => "M_UNKNOWN",
         }
     }
 
