@@ -17,7 +17,7 @@ use super::ids;
 use super::redaction::redact;
 use super::room_version::{Redaction, RoomVersion};
 use crate::crypto::canonical::{to_canonical_excluding, CanonicalError, MAX_SAFE_INTEGER, MIN_SAFE_INTEGER};
-use crate::crypto::sign::{content_hash, verify_json, ServerKey};
+use crate::crypto::sign::{content_hash, object_at, verify_json, ServerKey};
 use crate::crypto::{b64_decode, b64url_encode, sha256};
 
 /// The largest event, in bytes of canonical JSON with its signatures.
@@ -161,19 +161,6 @@ pub fn hash_and_sign(
     let ours = object_at(object_at(obj, "signatures"), server_name);
     ours.insert(key.key_id().to_owned(), Value::String(signature));
     Ok(())
-}
-
-/// Returns the object under `key` in `map`, creating it if absent and
-/// replacing it if it is not an object.
-fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let slot = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    match slot {
-        Value::Object(inner) => inner,
-        _ => unreachable!("the slot was just made an object"),
-    }
 }
 
 /// True if `hashes.sha256` of `event` matches its content hash.

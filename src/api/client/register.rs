@@ -76,12 +76,7 @@ pub fn register(app: &App, req: &Request) -> Result<Response> {
         }
     }
     if let Some(p) = &body.password {
-        if p.is_empty() {
-            return Err(Error::new(ErrorKind::WeakPassword, "The password must not be empty"));
-        }
-        if p.len() > password::MAX_PASSWORD_BYTES {
-            return Err(Error::invalid_param("Password too long"));
-        }
+        crate::api::client::account::check_new_password(p)?;
     }
     let device_id = match &body.device_id {
         Some(d) if ids::is_valid_device_id(d) => d.clone(),
