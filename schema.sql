@@ -169,3 +169,43 @@ CREATE TABLE room_aliases (
     created_ts    INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX room_aliases_room ON room_aliases(room_id);
+
+-- Sync filters uploaded by clients (POST /user/{userId}/filter).
+CREATE TABLE filters (
+    user_id       TEXT NOT NULL,
+    filter_id     INTEGER NOT NULL,
+    json          TEXT NOT NULL,
+    PRIMARY KEY (user_id, filter_id)
+) STRICT, WITHOUT ROWID;
+
+-- Account data, global (room_id = '') and per room; pos orders changes
+-- on the global stream.
+CREATE TABLE account_data (
+    user_id       TEXT NOT NULL,
+    room_id       TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    content       TEXT NOT NULL,
+    pos           INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id, type)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX account_data_pos ON account_data(user_id, pos);
+
+-- Read receipts: the newest per user, room, type and thread.
+CREATE TABLE receipts (
+    room_id       TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    receipt_type  TEXT NOT NULL,           -- m.read, m.read.private
+    thread_id     TEXT NOT NULL,           -- '' = unthreaded
+    event_id      TEXT NOT NULL,
+    ts            INTEGER NOT NULL,
+    pos           INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX receipts_pos ON receipts(room_id, pos);
+
+-- Profiles (display name and avatar) of local users.
+CREATE TABLE profiles (
+    user_id       TEXT PRIMARY KEY,
+    displayname   TEXT,
+    avatar_url    TEXT
+) STRICT;

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use crate::config::Config;
 use crate::crypto::sign::ServerKey;
 use crate::http::ratelimit::RateLimiter;
+use crate::hub::Hub;
 use crate::storage::{self, server_keys, Db};
 
 pub struct App {
@@ -14,6 +15,7 @@ pub struct App {
     pub db: Db,
     pub server_key: ServerKey,
     pub limiter: RateLimiter,
+    pub hub: Hub,
     pub shutdown: AtomicBool,
 }
 
@@ -23,7 +25,8 @@ impl App {
         let db = Db::open(&config.database)?;
         let server_key = load_or_create_key(&db)?;
         let limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
-        Ok(App { config, db, server_key, limiter, shutdown: AtomicBool::new(false) })
+        let hub = Hub::new(config.max_parked_requests);
+        Ok(App { config, db, server_key, limiter, hub, shutdown: AtomicBool::new(false) })
     }
 }
 

@@ -62,6 +62,14 @@ pub const MAX_BODY_BYTES_DEFAULT: usize = 1_048_576;
 pub const MAX_BODY_BYTES_MIN: usize = 1024;
 /// Largest accepted `max_body_bytes` (64 MiB).
 pub const MAX_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Default, smallest and largest `sync_timeout_max_ms`.
+pub const SYNC_TIMEOUT_MAX_MS_DEFAULT: u64 = 60_000;
+pub const SYNC_TIMEOUT_MAX_MS_MIN: u64 = 1_000;
+pub const SYNC_TIMEOUT_MAX_MS_MAX: u64 = 600_000;
+/// Default and largest `max_parked_requests`.
+pub const MAX_PARKED_REQUESTS_DEFAULT: usize = 5_000;
+pub const MAX_PARKED_REQUESTS_MAX: usize = 100_000;
+
 /// Default `access_token_lifetime_ms` (24 hours).
 pub const ACCESS_TOKEN_LIFETIME_MS_DEFAULT: u64 = 86_400_000;
 /// Smallest accepted `access_token_lifetime_ms` (one minute).
@@ -156,7 +164,8 @@ pub struct Config {
     pub rate_limit_burst: u32,
     pub max_body_bytes: usize,
     pub access_token_lifetime_ms: u64,
-    pub allow_guests: bool,
+    pub sync_timeout_max_ms: u64,
+    pub max_parked_requests: usize,
 }
 
 impl Default for Config {
@@ -181,7 +190,8 @@ impl Config {
             rate_limit_burst: RATE_LIMIT_BURST_DEFAULT,
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
             access_token_lifetime_ms: ACCESS_TOKEN_LIFETIME_MS_DEFAULT,
-            allow_guests: false,
+            sync_timeout_max_ms: SYNC_TIMEOUT_MAX_MS_DEFAULT,
+            max_parked_requests: MAX_PARKED_REQUESTS_DEFAULT,
         }
     }
 
@@ -261,7 +271,7 @@ struct Spec {
     notes: &'static [&'static str],
 }
 
-const SPEC_COUNT: usize = 13;
+const SPEC_COUNT: usize = 14;
 
 const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -382,11 +392,18 @@ const SPECS: [Spec; SPEC_COUNT] = [
         ],
     },
     Spec {
-        key: "allow_guests",
-        summary: "Allow guest access; not supported yet, so it must stay false.",
-        default: "false",
-        example: "false",
-        notes: &["Guest registration is refused; true is rejected at startup."],
+        key: "sync_timeout_max_ms",
+        summary: "Longest a long-poll (/sync, /events) may wait, in milliseconds.",
+        default: "60000",
+        example: "60000",
+        notes: &["Longer client timeouts are cut to this; 1000 to 600000."],
+    },
+    Spec {
+        key: "max_parked_requests",
+        summary: "Most long-polls parked at once; past it they are answered at once.",
+        default: "5000",
+        example: "5000",
+        notes: &["Each parked request holds its connection; 1 to 100000."],
     },
 ];
 
@@ -584,18 +601,6 @@ impl Raw<'_> {
             Raw::Toml(other) => Err(format!("expected a number, found {}", other.type_str())),
         }
     }
-
-    fn boolean(&self) -> Result<bool, String> {
-        match self {
-            Raw::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => Ok(true),
-                "false" | "0" | "no" => Ok(false),
-                _ => Err(format!("expected true, false, 1, 0, yes or no, got \"{text}\"")),
-            },
-            Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
-            Raw::Toml(other) => Err(format!("expected true or false, found {}", other.type_str())),
-        }
-    }
 }
 
 fn in_range<T: PartialOrd + fmt::Display>(value: T, min: T, max: T) -> Result<T, String> {
@@ -673,11 +678,13 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
             config.access_token_lifetime_ms =
                 in_range(value.unsigned()?, ACCESS_TOKEN_LIFETIME_MS_MIN, ACCESS_TOKEN_LIFETIME_MS_MAX)?;
         }
-        "allow_guests" => {
-            if value.boolean()? {
-                return Err("guest access is not supported yet; it must be false".to_owned());
-            }
-            config.allow_guests = false;
+        "sync_timeout_max_ms" => {
+            config.sync_timeout_max_ms =
+                in_range(value.unsigned()?, SYNC_TIMEOUT_MAX_MS_MIN, SYNC_TIMEOUT_MAX_MS_MAX)?;
+        }
+        "max_parked_requests" => {
+            let n = in_range(value.unsigned()?, 1, MAX_PARKED_REQUESTS_MAX as u64)?;
+            config.max_parked_requests = usize::try_from(n).map_err(|_| "too large".to_owned())?;
         }
         // SPECS and this match list the same keys; a test checks it.
         _ => return Err("unknown key".to_owned()),
@@ -865,7 +872,8 @@ mod tests {
         assert_eq!(config.rate_limit_burst, 10);
         assert_eq!(config.max_body_bytes, 1_048_576);
         assert_eq!(config.access_token_lifetime_ms, 86_400_000);
-        assert!(!config.allow_guests);
+        assert_eq!(config.sync_timeout_max_ms, 60_000);
+        assert_eq!(config.max_parked_requests, 5_000);
     }
 
     #[test]
@@ -919,7 +927,8 @@ mod tests {
             ("rate_limit_burst", "3"),
             ("max_body_bytes", "2048"),
             ("access_token_lifetime_ms", "60000"),
-            ("allow_guests", "no"),
+            ("sync_timeout_max_ms", "30000"),
+            ("max_parked_requests", "100"),
         ];
         assert_eq!(values.len(), KEYS.len());
         for ((key, _), (value_key, _)) in KEYS.iter().zip(values) {
@@ -942,7 +951,8 @@ mod tests {
             rate_limit_burst: 3,
             max_body_bytes: 2048,
             access_token_lifetime_ms: 60_000,
-            allow_guests: false,
+            sync_timeout_max_ms: 30_000,
+            max_parked_requests: 100,
         };
         assert_eq!(config, expected);
         // The same values given as flags give the same result.
@@ -963,7 +973,7 @@ mod tests {
     fn file_values_are_typed() {
         let config = from_file(
             "listen = \"0.0.0.0:80\"\nworkers = 3\nrate_limit_per_second = 2\n\
-             allow_guests = false\nregistration = \"closed\"\n",
+             registration = \"closed\"\n",
         )
         .expect("loads");
         assert_eq!(config.listen.port(), 80);
@@ -978,8 +988,6 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("workers"));
         let err = from_file("listen = 8008").expect_err("integer for string");
         assert_eq!(err.key.as_deref(), Some("listen"));
-        let err = from_file("allow_guests = \"no\"").expect_err("string for bool");
-        assert_eq!(err.key.as_deref(), Some("allow_guests"));
         let err = from_file("workers = -1").expect_err("negative");
         assert!(err.message.contains("negative"), "{err}");
         let err = from_file("rate_limit_per_second = \"fast\"").expect_err("string for float");
@@ -1186,14 +1194,10 @@ mod tests {
         from_flag("database", "").expect_err("empty path");
         from_flag("registration", "invite").expect_err("unknown mode");
         from_flag("log_level", "loud").expect_err("unknown level");
-        for yes in ["true", "1", "yes", "TRUE", "Yes"] {
-            let err = from_flag("allow_guests", yes).expect_err(yes);
-            assert!(err.message.contains("not supported"), "{err}");
-        }
-        for no in ["false", "0", "no", "False", "NO"] {
-            assert!(!from_flag("allow_guests", no).expect(no).allow_guests);
-        }
-        from_flag("allow_guests", "maybe").expect_err("not a bool");
+        from_flag("sync_timeout_max_ms", "999").expect_err("under min");
+        assert_eq!(from_flag("sync_timeout_max_ms", "600000").expect("max").sync_timeout_max_ms, 600_000);
+        from_flag("max_parked_requests", "0").expect_err("none");
+        from_flag("max_parked_requests", "100001").expect_err("over max");
     }
 
     #[test]

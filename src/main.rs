@@ -22,7 +22,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let env = |key: &str| std::env::var(key).ok();
+    // RUST_LOG, the convention of Rust programs, stands in for
+    // HEARTH_LOG_LEVEL when only a plain level name is given.
+    let env = |key: &str| {
+        std::env::var(key).ok().or_else(|| {
+            (key == "HEARTH_LOG_LEVEL")
+                .then(|| std::env::var("RUST_LOG").ok())
+                .flatten()
+                .filter(|v| config::LogLevel::parse(v).is_some())
+        })
+    };
     let load = || -> Result<Config, ExitCode> {
         let path = config::config_path(&inv.flags, &env);
         config::load(path.as_deref(), &inv.flags, &env).map_err(|e| {

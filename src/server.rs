@@ -58,6 +58,7 @@ pub fn run(config: Config) -> i32 {
             .spawn(move || wait_for_shutdown(&app, signals))
             .expect("spawning the signal thread");
     }
+    crate::hub::Hub::start(app.clone());
     http::serve(app.clone(), server);
     if let Err(e) = app.db.checkpoint() {
         log::warn(format_args!("final WAL checkpoint failed: {}", e.message));

@@ -259,9 +259,9 @@ fn bad_configuration_and_usage_exit_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("max_body_bytes"), "{err}");
 
-    let (code, _, err) = hearth(&["serve", "--allow-guests", "true", "--database", &db], "");
+    let (code, _, err) = hearth(&["serve", "--sync-timeout-max-ms", "5", "--database", &db], "");
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("allow_guests"), "{err}");
+    assert!(err.contains("sync_timeout_max_ms"), "{err}");
 
     let file = dir.join("bad.toml");
     std::fs::write(&file, "registraton = \"open\"\n").expect("writing");

@@ -18,6 +18,15 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub type Handler = fn(&App, &Request) -> Result<Response>;
 
+/// A long-poll handler: answers now, or hands the hub a waiter and the
+/// deadline (already clamped) at which to answer empty.
+pub type PollHandler = fn(&App, &Request) -> Result<Poll>;
+
+pub enum Poll {
+    Ready(Response),
+    Wait(Box<dyn crate::hub::Waiter>, std::time::Instant),
+}
+
 /// The authenticated requester.
 #[derive(Debug, Clone)]
 pub struct Auth {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::api::{self, Request, Response};
 use crate::app::App;
 use crate::error::{Error, ErrorKind, Result};
-use crate::log;
+use crate::{hub, log};
 use router::{AuthReq, Method};
 
 /// How often an idle worker looks at the shutdown flag.
@@ -57,19 +57,47 @@ fn worker(app: &App, server: &tiny_http::Server) {
 }
 
 fn handle(app: &App, mut rq: tiny_http::Request) {
-    let start = Instant::now();
+    let started = Instant::now();
+    hub::pending::take();
+    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut rq)));
+    let outcome = outcome.unwrap_or_else(|_| Outcome::Done(Err(Error::internal("handler panicked"))));
+    // What the request changed wakes the long-polls it concerns; only
+    // after the handler succeeded, so its writes are committed.
+    let changed = hub::pending::take();
+    if matches!(outcome, Outcome::Done(Ok(_))) && (!changed.rooms.is_empty() || !changed.users.is_empty()) {
+        app.hub.notify(changed);
+    }
+    match outcome {
+        Outcome::Done(result) => respond_since(rq, result, started),
+        Outcome::Wait(waiter, deadline) => {
+            let parked = hub::Parked { request: rq, waiter, deadline, started };
+            if let Err(mut p) = app.hub.park(parked) {
+                // The hub is full: answer now with what there is.
+                let result = p.waiter.timeout_response(app);
+                respond_since(p.request, result, p.started);
+            }
+        }
+    }
+}
+
+/// What a request comes to: an answer now, or a long-poll to park.
+enum Outcome {
+    Done(Result<Response>),
+    Wait(Box<dyn hub::Waiter>, Instant),
+}
+
+/// Writes the answer (or the error's JSON body) with the standard headers,
+/// and logs the request.
+pub fn respond_since(rq: tiny_http::Request, result: Result<Response>, started: Instant) {
     let method = rq.method().clone();
     let path = rq.url().split('?').next().unwrap_or("").to_owned();
-    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut rq)));
-    let result = outcome.unwrap_or_else(|_| Err(Error::internal("handler panicked")));
-    let (status, body, extra_close) = match result {
-        Ok(resp) => (resp.status, resp.body, false),
+    let (status, body) = match result {
+        Ok(resp) => (resp.status, resp.body),
         Err(e) => {
             if matches!(e.kind, ErrorKind::Internal) {
                 log::error(format_args!("{method} {path}: {}", e.message));
             }
-            let close = matches!(e.kind, ErrorKind::TooLarge);
-            (e.status(), Some(e.body()), close)
+            (e.status(), Some(e.body()))
         }
     };
     let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
@@ -77,15 +105,29 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
     for h in standard_headers() {
         response.add_header(h.clone());
     }
-    if extra_close {
-        response.add_header(header("Connection", "close"));
-    }
     // The access log names the path only: query strings can carry tokens.
-    log::info(format_args!("{method} {path} {status} {}ms", start.elapsed().as_millis()));
+    log::info(format_args!("{method} {path} {status} {}ms", started.elapsed().as_millis()));
     let _ = rq.respond(response);
 }
 
-fn dispatch(app: &App, rq: &mut tiny_http::Request) -> Result<Response> {
+fn dispatch(app: &App, rq: &mut tiny_http::Request) -> Outcome {
+    match prepare(app, rq) {
+        Err(e) => Outcome::Done(Err(e)),
+        Ok(None) => Outcome::Done(Ok(Response::empty(204))),
+        Ok(Some((route, req))) => match route.handler {
+            router::Kind::Plain(h) => Outcome::Done(h(app, &req)),
+            router::Kind::LongPoll(h) => match h(app, &req) {
+                Ok(api::Poll::Ready(resp)) => Outcome::Done(Ok(resp)),
+                Ok(api::Poll::Wait(waiter, deadline)) => Outcome::Wait(waiter, deadline),
+                Err(e) => Outcome::Done(Err(e)),
+            },
+        },
+    }
+}
+
+/// Routes, bounds, authenticates and rate-limits a request; `None` for a
+/// CORS pre-flight (answered by the headers alone).
+fn prepare(app: &App, rq: &mut tiny_http::Request) -> Result<Option<(&'static router::Route, Request)>> {
     let method = match rq.method() {
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Head => Method::Get,
@@ -93,7 +135,7 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request) -> Result<Response> {
         tiny_http::Method::Put => Method::Put,
         tiny_http::Method::Delete => Method::Delete,
         // CORS pre-flight: the headers every response carries are the answer.
-        tiny_http::Method::Options => return Ok(Response::empty(204)),
+        tiny_http::Method::Options => return Ok(None),
         _ => return Err(Error::new(ErrorKind::MethodNotAllowed, "Method not allowed")),
     };
     let url = rq.url().to_owned();
@@ -122,8 +164,7 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request) -> Result<Response> {
             app.limiter.check(&format!("user:{}", a.user_id))?;
         }
     }
-    let req = Request { params, query, body, remote_ip, auth };
-    (route.handler)(app, &req)
+    Ok(Some((route, Request { params, query, body, remote_ip, auth })))
 }
 
 /// Reads at most `limit` bytes of body; one byte more is `M_TOO_LARGE`.

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use crate::api::{self, client, Handler};
+use crate::api::{self, client, Handler, PollHandler};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +29,19 @@ pub enum AuthReq {
     Optional,
 }
 
+/// How a route answers.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// At once.
+    Plain(Handler),
+    /// Possibly later: a long-poll the hub may park.
+    LongPoll(PollHandler),
+}
+
 pub struct Route {
     pub method: Method,
     segments: Vec<Segment>,
-    pub handler: Handler,
+    pub handler: Kind,
     pub auth: AuthReq,
     pub rate_limited: bool,
 }
@@ -56,7 +65,7 @@ fn table() -> Vec<Route> {
     use AuthReq::{None as Open, Required as Token};
     use Method::*;
     let mut t = Vec::new();
-    let mut add = |prefixes: &[&str], method, pattern: &str, handler: Handler, auth, rate_limited| {
+    let mut add_kind = |prefixes: &[&str], method, pattern: &str, handler: Kind, auth, rate_limited| {
         for prefix in prefixes {
             let full = format!("{prefix}/{pattern}");
             let segments = full
@@ -70,6 +79,9 @@ fn table() -> Vec<Route> {
                 .collect();
             t.push(Route { method, segments, handler, auth, rate_limited });
         }
+    };
+    let mut add = |prefixes: &[&str], method, pattern: &str, handler: Handler, auth, rate_limited| {
+        add_kind(prefixes, method, pattern, Kind::Plain(handler), auth, rate_limited)
     };
     // Discovery and server facts.
     add(ROOT, Get, "_matrix/client/versions", client::versions::versions, Open, false);
@@ -131,6 +143,9 @@ fn table() -> Vec<Route> {
     add(CLIENT, Get, "rooms/{}/context/{}", client::message::context, Token, false);
     add(CLIENT, Get, "rooms/{}/messages", client::message::messages, Token, false);
     add(CLIENT_V1, Get, "rooms/{}/timestamp_to_event", client::message::timestamp_to_event, Token, false);
+    // Sync.
+    add(CLIENT, Post, "user/{}/filter", client::sync::create_filter, Token, false);
+    add(CLIENT, Get, "user/{}/filter/{}", client::sync::get_filter, Token, false);
     // Aliases and the room directory.
     add(CLIENT, Put, "directory/room/{}", client::directory::put_alias, Token, false);
     add(CLIENT, Get, "directory/room/{}", client::directory::get_alias, AuthReq::Optional, false);
@@ -140,6 +155,8 @@ fn table() -> Vec<Route> {
     add(CLIENT, Post, "publicRooms", client::directory::public_rooms_filtered, Token, false);
     add(CLIENT, Get, "directory/list/room/{}", client::directory::get_visibility, AuthReq::Optional, false);
     add(CLIENT, Put, "directory/list/room/{}", client::directory::set_visibility, Token, false);
+    // Long-polls (after the last `add`, which borrows `add_kind`).
+    add_kind(CLIENT, Get, "sync", Kind::LongPoll(client::sync::sync), Token, false);
     t
 }
 

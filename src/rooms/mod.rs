@@ -164,6 +164,10 @@ pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: Ne
         }
     }
     let pos = persist(conn, &room, &event_id, &pdu, new.txn)?;
+    // Wake the room's long-polls, and the target of a membership change
+    // (an invitee is not in the room yet).
+    let target = if new.kind == "m.room.member" { new.state_key } else { None };
+    crate::hub::pending::record(pos, &[room_id], &target.into_iter().collect::<Vec<_>>());
     if new.kind == "m.room.redaction" {
         if let Some(target) = new.redacts {
             apply_redaction(conn, version, room_id, target, &event_id)?;

@@ -103,3 +103,50 @@ pub fn world_readable(conn: &Connection, room_id: &str) -> Result<bool> {
     Ok(load_pdu(conn, &id)?.and_then(|p| p.pointer("/content/history_visibility").cloned())
         == Some(Value::String("world_readable".into())))
 }
+
+impl Visibility<'_> {
+    /// May the user see this event? The spec's rules exactly: what counts
+    /// is the state at the event; `shared` opens everything before a later
+    /// join; `invited` opens events from the invite on (not before it); and
+    /// for the user's own membership events and for history visibility
+    /// events the state before *or* after the event may allow it (so people
+    /// see their own leave, and the change that hid history from them).
+    ///
+    /// [`Visibility::can_see`] differs in two ways: under `invited` it also
+    /// opens events before the invite to anyone who joined later, and it
+    /// judges the user's own membership events by their new value only.
+    pub fn may_see(&mut self, e: &StoredEvent) -> Result<bool> {
+        let (hv_before, membership_before) = self.state_at(e.state_before)?;
+        if self.rules_allow(e.pos, &hv_before, membership_before.as_deref())? {
+            return Ok(true);
+        }
+        let own_member = e.kind == "m.room.member" && e.state_key.as_deref() == Some(self.user_id);
+        let visibility_change = e.kind == "m.room.history_visibility" && e.state_key.as_deref() == Some("");
+        if !own_member && !visibility_change {
+            return Ok(false);
+        }
+        let content = load_pdu(self.conn, &e.event_id)?.and_then(|p| p.get("content").cloned());
+        let field = |name: &str| content.as_ref().and_then(|c| c.get(name)).and_then(Value::as_str);
+        let hv_after = match visibility_change {
+            true => field("history_visibility").unwrap_or("shared").to_owned(),
+            false => hv_before,
+        };
+        let membership_after = match own_member {
+            true => field("membership").map(str::to_owned),
+            false => membership_before,
+        };
+        self.rules_allow(e.pos, &hv_after, membership_after.as_deref())
+    }
+
+    /// The numbered rules of "Server behaviour" for one state: an unknown
+    /// visibility counts as `shared`.
+    fn rules_allow(&mut self, pos: i64, hv: &str, membership: Option<&str>) -> Result<bool> {
+        Ok(match hv {
+            "world_readable" => true,
+            _ if membership == Some("join") => true,
+            "invited" => membership == Some("invite"),
+            "joined" => false,
+            _ => self.joined_since(pos)?,
+        })
+    }
+}

@@ -171,3 +171,30 @@ pub fn set_sole_extremity(conn: &Connection, room_id: &str, event_id: &str) -> R
         .execute([room_id, event_id])?;
     Ok(())
 }
+
+/// Up to `limit` events of a room in `(origin_ts, pos)` order, strictly
+/// after the key `after` going forward (ascending) or strictly before it
+/// going backward (descending). Start forward from `(ts, 0)` for "at or
+/// after ts", backward from `(ts, i64::MAX)` for "at or before ts"; continue
+/// from the last event's `(origin_ts, pos)`.
+pub fn by_ts(
+    conn: &Connection,
+    room_id: &str,
+    after: (i64, i64),
+    dir: Dir,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let sql = match dir {
+        Dir::Forward => format!(
+            "SELECT {COLUMNS} FROM events WHERE room_id = ?1 AND (origin_ts, pos) > (?2, ?3)
+             ORDER BY origin_ts ASC, pos ASC LIMIT ?4"
+        ),
+        Dir::Backward => format!(
+            "SELECT {COLUMNS} FROM events WHERE room_id = ?1 AND (origin_ts, pos) < (?2, ?3)
+             ORDER BY origin_ts DESC, pos DESC LIMIT ?4"
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![room_id, after.0, after.1, limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

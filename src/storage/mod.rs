@@ -13,8 +13,10 @@
 //! **Architecture Invariant:** storage knows nothing of HTTP or JSON wire
 //! shapes; callers use typed functions.
 
+pub mod account_data;
 pub mod devices;
 pub mod events;
+pub mod receipts;
 pub mod reg_tokens;
 pub mod rooms;
 pub mod schema;

@@ -98,3 +98,13 @@ pub fn aliases_of(conn: &Connection, room_id: &str) -> Result<Vec<String>> {
     let rows = stmt.query_map([room_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Rooms in the public directory with their creation time, in the order of
+/// [`published`]: `(created_ts, room_id)` is the key directory pagination
+/// tokens name, so a page boundary survives rooms joining or leaving the list.
+pub fn published_keys(conn: &Connection) -> Result<Vec<(i64, String)>> {
+    let mut stmt = conn
+        .prepare("SELECT created_ts, room_id FROM rooms WHERE published = 1 ORDER BY created_ts, room_id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,45 +1,318 @@
-//! Membership: join, knock, invite, leave, forget, kick, ban, unban, joined rooms.
+//! Membership: join, knock, invite, leave, forget, kick, ban, unban, joined
+//! rooms. Each change is one `m.room.member` event through
+//! `rooms::append`, so the room version's authorization rules decide what
+//! is allowed; this file only picks sender, target and content, resolves
+//! aliases, and adds the checks the endpoints promise beyond the rules
+//! (`/kick` needs a target in the room, `/unban` a banned one).
+//!
+//! Only rooms this server knows can be joined: without federation, a room
+//! or alias of another server is a 404.
 
-use crate::api::{Request, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{Auth, Request, Response};
 use crate::app::App;
+use crate::core::ids;
 use crate::error::{Error, ErrorKind, Result};
+use crate::rooms::{self, NewEvent};
+use crate::storage::{self, state, users};
 
-pub fn join_by_id_or_alias(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+const JOIN: &str = "join";
+const INVITE: &str = "invite";
+const LEAVE: &str = "leave";
+const BAN: &str = "ban";
+const KNOCK: &str = "knock";
+
+/// The body of `/join`, `/knock` and `/leave`: all they take is a reason.
+/// (`third_party_signed` is not supported and ignored.)
+#[derive(Deserialize)]
+struct ReasonBody {
+    reason: Option<String>,
 }
 
-pub fn knock(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// The body of `/invite`, `/kick`, `/ban` and `/unban`.
+#[derive(Deserialize)]
+struct TargetBody {
+    user_id: Option<String>,
+    reason: Option<String>,
 }
 
-pub fn join(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+impl TargetBody {
+    fn user_id(&self) -> Result<&str> {
+        let user = self.user_id.as_deref().ok_or_else(|| Error::missing_param("user_id is required"))?;
+        if ids::parse_user_id(user).is_none() {
+            return Err(Error::invalid_param(format!("{user:?} is not a valid user ID")));
+        }
+        Ok(user)
+    }
 }
 
-pub fn invite(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// The `{roomId}` path parameter, if it is a room ID at all.
+fn room_id_param(req: &Request) -> Result<&str> {
+    let room_id = req.param(0);
+    if ids::is_valid_room_id(room_id) {
+        Ok(room_id)
+    } else {
+        Err(Error::invalid_param(format!("{room_id:?} is not a valid room ID")))
+    }
 }
 
-pub fn leave(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+fn unknown_room() -> Error {
+    Error::not_found("No such room on this server")
 }
 
-pub fn forget(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// The room must exist here.
+fn known_room(conn: &rusqlite::Connection, room_id: &str) -> Result<()> {
+    match storage::rooms::get(conn, room_id)? {
+        Some(_) => Ok(()),
+        None => Err(unknown_room()),
+    }
 }
 
-pub fn kick(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// A room ID or alias from the path, resolved to a room this server has.
+fn resolve(app: &App, conn: &rusqlite::Connection, id_or_alias: &str) -> Result<String> {
+    if id_or_alias.starts_with('!') {
+        if !ids::is_valid_room_id(id_or_alias) {
+            return Err(Error::invalid_param(format!("{id_or_alias:?} is not a valid room ID")));
+        }
+        known_room(conn, id_or_alias)?;
+        return Ok(id_or_alias.to_owned());
+    }
+    if !id_or_alias.starts_with('#') {
+        return Err(Error::invalid_param(format!("{id_or_alias:?} is neither a room ID nor a room alias")));
+    }
+    let Some((_, server)) = ids::parse_room_alias(id_or_alias) else {
+        return Err(Error::invalid_param(format!("{id_or_alias:?} is not a valid room alias")));
+    };
+    if server != app.config.server_name {
+        return Err(Error::not_found(format!(
+            "{id_or_alias} belongs to another server, and federation is not available yet"
+        )));
+    }
+    match storage::rooms::get_alias(conn, id_or_alias)? {
+        Some((room_id, _)) => {
+            known_room(conn, &room_id)?;
+            Ok(room_id)
+        }
+        None => Err(Error::not_found(format!("The room alias {id_or_alias} does not exist"))),
+    }
 }
 
-pub fn ban(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// Appends `sender`'s `m.room.member` event for `target`.
+fn append_member(
+    app: &App,
+    conn: &rusqlite::Connection,
+    room_id: &str,
+    sender: &str,
+    target: &str,
+    membership: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    let mut content = json!({ "membership": membership });
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    let new = NewEvent { kind: "m.room.member", state_key: Some(target), content, redacts: None, txn: None };
+    rooms::append(app, conn, room_id, sender, new).map(|_| ())
 }
 
-pub fn unban(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// Joins `who` to a resolved room. Joining a room one is in already
+/// changes nothing and succeeds, so a retried join is harmless.
+fn join_room(
+    app: &App,
+    conn: &rusqlite::Connection,
+    who: &Auth,
+    room_id: &str,
+    body: &ReasonBody,
+) -> Result<()> {
+    if state::membership(conn, &who.user_id, room_id)?.as_deref() == Some(JOIN) {
+        return Ok(());
+    }
+    append_member(app, conn, room_id, &who.user_id, &who.user_id, JOIN, body.reason.as_deref())
 }
 
-pub fn joined_rooms(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// POST /_matrix/client/v3/join/{roomIdOrAlias}
+pub fn join_by_id_or_alias(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let body: ReasonBody = req.json_or_empty()?;
+    // `via` and `server_name` name servers to join through: only this one
+    // exists until federation does.
+    let room_id = app.db.write(|conn| {
+        let room_id = resolve(app, conn, req.param(0))?;
+        join_room(app, conn, who, &room_id, &body)?;
+        Ok(room_id)
+    })?;
+    Response::ok(json!({ "room_id": room_id }))
+}
+
+/// POST /_matrix/client/v3/rooms/{roomId}/join
+pub fn join(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_id_param(req)?;
+    let body: ReasonBody = req.json_or_empty()?;
+    app.db.write(|conn| {
+        known_room(conn, room_id)?;
+        join_room(app, conn, who, room_id, &body)
+    })?;
+    Response::ok(json!({ "room_id": room_id }))
+}
+
+/// POST /_matrix/client/v3/knock/{roomIdOrAlias}
+pub fn knock(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let body: ReasonBody = req.json_or_empty()?;
+    let room_id = app.db.write(|conn| {
+        let room_id = resolve(app, conn, req.param(0))?;
+        // Knocking again while a knock is pending changes nothing.
+        if state::membership(conn, &who.user_id, &room_id)?.as_deref() != Some(KNOCK) {
+            append_member(app, conn, &room_id, &who.user_id, &who.user_id, KNOCK, body.reason.as_deref())?;
+        }
+        Ok(room_id)
+    })?;
+    Response::ok(json!({ "room_id": room_id }))
+}
+
+/// POST /_matrix/client/v3/rooms/{roomId}/invite
+pub fn invite(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_id_param(req)?;
+    let body: TargetBody = req.json()?;
+    let target = body.user_id()?;
+    let server = app.config.server_name.as_str();
+    if ids::parse_user_id(target).is_some_and(|(_, s)| s != server) {
+        return Err(Error::forbidden(format!(
+            "Cannot invite {target}: federation is not available yet, only users of {server} can be invited"
+        )));
+    }
+    app.db.write(|conn| {
+        known_room(conn, room_id)?;
+        match users::get(conn, target)? {
+            None => return Err(Error::not_found(format!("Cannot invite {target}: no such user"))),
+            Some(u) if u.deactivated => {
+                return Err(Error::forbidden(format!("Cannot invite {target}: the account is deactivated")))
+            }
+            Some(_) => {}
+        }
+        // The spec: 200 when the user "was already invited", if the sender
+        // could have invited them; no second invite event is needed.
+        if state::membership(conn, target, room_id)?.as_deref() == Some(INVITE)
+            && may_invite(conn, room_id, &who.user_id)?
+        {
+            return Ok(());
+        }
+        append_member(app, conn, room_id, &who.user_id, target, INVITE, body.reason.as_deref())
+    })?;
+    Response::ok(json!({}))
+}
+
+/// True if `user` is in the room with the power to invite, as the
+/// authorization rules would judge an invite.
+fn may_invite(conn: &rusqlite::Connection, room_id: &str, user: &str) -> Result<bool> {
+    if state::membership(conn, user, room_id)?.as_deref() != Some(JOIN) {
+        return Ok(false);
+    }
+    let (_, version) = rooms::room_and_version(conn, room_id)?;
+    let (levels, creators) = rooms::current_power(conn, room_id, version)?;
+    Ok(levels.user_level(user, &creators).at_least(levels.invite()))
+}
+
+/// POST /_matrix/client/v3/rooms/{roomId}/leave
+///
+/// Leaves a joined room, rejects an invite or retracts a knock. Leaving a
+/// room one has already left succeeds and changes nothing.
+pub fn leave(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_id_param(req)?;
+    let body: ReasonBody = req.json_or_empty()?;
+    app.db.write(|conn| {
+        known_room(conn, room_id)?;
+        if state::membership(conn, &who.user_id, room_id)?.as_deref() == Some(LEAVE) {
+            return Ok(());
+        }
+        append_member(app, conn, room_id, &who.user_id, &who.user_id, LEAVE, body.reason.as_deref())
+    })?;
+    Response::ok(json!({}))
+}
+
+/// POST /_matrix/client/v3/rooms/{roomId}/forget
+///
+/// Only a room one has left (or been banned from) can be forgotten: while
+/// joined, invited or knocking it is 400 `M_UNKNOWN`, as the spec's
+/// example; a room one was never in is 404.
+pub fn forget(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_id_param(req)?;
+    app.db.write(|conn| match state::membership(conn, &who.user_id, room_id)?.as_deref() {
+        None => Err(Error::not_found("You have never been in this room")),
+        Some(LEAVE | BAN) => {
+            state::forget(conn, &who.user_id, room_id)?;
+            Ok(())
+        }
+        Some(m) => Err(Error::new(
+            ErrorKind::Unknown,
+            format!("Your membership of {room_id} is {m}: leave the room before forgetting it"),
+        )),
+    })?;
+    Response::ok(json!({}))
+}
+
+/// POST /_matrix/client/v3/rooms/{roomId}/kick
+///
+/// The target must be in the room, invited or knocking (a kick then
+/// rescinds the invite or refuses the knock); a banned user is unbanned
+/// with `/unban`, not kicked.
+pub fn kick(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_id_param(req)?;
+    let body: TargetBody = req.json()?;
+    let target = body.user_id()?;
+    app.db.write(|conn| {
+        known_room(conn, room_id)?;
+        match state::membership(conn, target, room_id)?.as_deref() {
+            Some(JOIN | INVITE | KNOCK) => {}
+            Some(BAN) => return Err(Error::forbidden(format!("{target} is banned: use /unban"))),
+            _ => return Err(Error::forbidden(format!("{target} is not in the room"))),
+        }
+        append_member(app, conn, room_id, &who.user_id, target, LEAVE, body.reason.as_deref())
+    })?;
+    Response::ok(json!({}))
+}
+
+/// POST /_matrix/client/v3/rooms/{roomId}/ban
+pub fn ban(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_id_param(req)?;
+    let body: TargetBody = req.json()?;
+    let target = body.user_id()?;
+    app.db.write(|conn| {
+        known_room(conn, room_id)?;
+        append_member(app, conn, room_id, &who.user_id, target, BAN, body.reason.as_deref())
+    })?;
+    Response::ok(json!({}))
+}
+
+/// POST /_matrix/client/v3/rooms/{roomId}/unban
+///
+/// Only a banned user can be unbanned: an unban must never kick.
+pub fn unban(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_id_param(req)?;
+    let body: TargetBody = req.json()?;
+    let target = body.user_id()?;
+    app.db.write(|conn| {
+        known_room(conn, room_id)?;
+        if state::membership(conn, target, room_id)?.as_deref() != Some(BAN) {
+            return Err(Error::forbidden(format!("{target} is not banned from the room")));
+        }
+        append_member(app, conn, room_id, &who.user_id, target, LEAVE, body.reason.as_deref())
+    })?;
+    Response::ok(json!({}))
+}
+
+/// GET /_matrix/client/v3/joined_rooms
+pub fn joined_rooms(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let rooms = app.db.read(|conn| state::rooms_of_user(conn, &who.user_id, JOIN))?;
+    Response::ok(json!({ "joined_rooms": rooms.into_iter().map(Value::String).collect::<Vec<_>>() }))
 }

@@ -1,53 +1,759 @@
-//! Sending and reading events and state.
+//! Sending and reading room events and state: `/send`, `/state`,
+//! `/redact`, `/event`, `/members`, `/joined_members`, `/context`,
+//! `/messages`, `/timestamp_to_event`.
+//!
+//! Every write goes through `rooms::append` (auth rules, size limits,
+//! transaction IDs). Every read applies history visibility to each event it
+//! returns (`Visibility::may_see`); state reads show members the current
+//! state, a user who left the state as it was when they left, and anyone
+//! the current state of a `world_readable` room.
+//!
+//! Pagination tokens (`rooms::token`): a plain `s{p}` (what `/messages`,
+//! `/context` and sync's `prev_batch` hand out) stands at event position
+//! `p` and excludes it both ways: backwards from it come the events at
+//! positions `< p`, forwards those `> p`. A sync token `s{p}_…`
+//! (`next_batch`) means "everything through `p`": backwards from it come
+//! the events `<= p`. So a backward page whose oldest event is `e` ends at
+//! `s{e.pos}`, and paging forward from there resumes after `e`.
 
-use crate::api::{Request, Response};
+use std::collections::HashSet;
+
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::api::client::filter::RoomEventFilter;
+use crate::api::{Auth, Request, Response};
 use crate::app::App;
-use crate::error::{Error, ErrorKind, Result};
+use crate::core::ids;
+use crate::error::{Error, Result};
+use crate::rooms::format::{self, Viewer};
+use crate::rooms::visibility::{self, Visibility};
+use crate::rooms::{self, token, NewEvent};
+use crate::storage::events::{self, Dir, StoredEvent};
+use crate::storage::state::{self, StateMap};
+use crate::storage::{self, rooms as room_store};
 
-pub fn send(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// Events per `/messages` page unless the client asks otherwise.
+const MESSAGES_LIMIT_DEFAULT: usize = 10;
+/// Context events unless the client asks otherwise.
+const CONTEXT_LIMIT_DEFAULT: usize = 10;
+/// Most events one `/messages` page or `/context` answer holds.
+const EVENTS_LIMIT_MAX: usize = 1000;
+/// Most events one read looks at to fill a page (filters and history
+/// visibility may hide many); past this the page ends early, with a token
+/// to go on from.
+const SCAN_MAX: usize = 5000;
+/// Most events read from storage in one step of a scan.
+const SCAN_BATCH_MAX: usize = 500;
+/// Most events `/timestamp_to_event` looks at for one the user may see.
+const TS_SCAN_MAX: usize = 1000;
+/// Events read per step by `/timestamp_to_event`.
+const TS_SCAN_BATCH: usize = 100;
+/// Longest client transaction ID.
+const TXN_ID_MAX_BYTES: usize = 255;
+/// Most membership changes followed back to find when a user left.
+const MEMBERSHIP_HOPS_MAX: usize = 64;
+/// The memberships `/members` can filter on.
+const MEMBERSHIPS: &[&str] = &["join", "invite", "knock", "leave", "ban"];
+
+// ---------------------------------------------------------------- sending
+
+/// PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}
+///
+/// `m.room.redaction` is a redaction of `content.redacts` (moved to the top
+/// level in rooms before v11), as the spec requires. Other types, state
+/// types included, are sent as they are, without a state key.
+pub fn send(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let txn_id = req.param(2);
+    if txn_id.len() > TXN_ID_MAX_BYTES {
+        return Err(Error::invalid_param(format!(
+            "Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes"
+        )));
+    }
+    send_event(app, req, who, Some(txn_id))
 }
 
-pub fn send_legacy(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// POST /_matrix/client/api/v1/rooms/{roomId}/send/{eventType}
+///
+/// The original specification's send, without a transaction ID: each call
+/// makes a new event.
+pub fn send_legacy(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    send_event(app, req, who, None)
 }
 
-pub fn put_state(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+fn send_event(app: &App, req: &Request, who: &Auth, txn_id: Option<&str>) -> Result<Response> {
+    let room_id = room_param(req)?;
+    let kind = event_type_param(req)?;
+    let mut content = object_body(req)?;
+    let mut redacts = None;
+    if kind == "m.room.redaction" {
+        let Some(Value::String(target)) = content.remove("redacts") else {
+            return Err(Error::bad_json("An m.room.redaction needs content.redacts: the event ID to redact"));
+        };
+        if !ids::is_valid_event_id(&target) {
+            return Err(Error::invalid_param("content.redacts is not a valid event ID"));
+        }
+        redacts = Some(target);
+    }
+    let appended = app.db.write(|conn| {
+        rooms::append(
+            app,
+            conn,
+            room_id,
+            &who.user_id,
+            NewEvent {
+                kind,
+                state_key: None,
+                content: Value::Object(content),
+                redacts: redacts.as_deref(),
+                txn: txn_id.map(|t| (who.device_id.as_str(), t)),
+            },
+        )
+    })?;
+    Response::ok(json!({ "event_id": appended.event_id }))
 }
 
-pub fn get_state_all(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
+/// (and without the state key, which is then empty).
+pub fn put_state(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    let kind = event_type_param(req)?;
+    let state_key = req.param(2);
+    let content = object_body(req)?;
+    let appended = app.db.write(|conn| {
+        rooms::append(
+            app,
+            conn,
+            room_id,
+            &who.user_id,
+            NewEvent {
+                kind,
+                state_key: Some(state_key),
+                content: Value::Object(content),
+                redacts: None,
+                txn: None,
+            },
+        )
+    })?;
+    Response::ok(json!({ "event_id": appended.event_id }))
 }
 
-pub fn get_state(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+#[derive(Deserialize)]
+struct RedactBody {
+    reason: Option<String>,
 }
 
-pub fn redact(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
+///
+/// The room service checks that the sender redacts their own event or has
+/// the redact power level, and applies the room version's algorithm.
+pub fn redact(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    let target = event_id_param(req, 1)?;
+    let txn_id = req.param(2);
+    if txn_id.len() > TXN_ID_MAX_BYTES {
+        return Err(Error::invalid_param(format!(
+            "Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes"
+        )));
+    }
+    let body: RedactBody = req.json_or_empty()?;
+    let mut content = Map::new();
+    if let Some(reason) = body.reason {
+        content.insert("reason".into(), Value::String(reason));
+    }
+    let appended = app.db.write(|conn| {
+        rooms::append(
+            app,
+            conn,
+            room_id,
+            &who.user_id,
+            NewEvent {
+                kind: "m.room.redaction",
+                state_key: None,
+                content: Value::Object(content),
+                redacts: Some(target),
+                txn: Some((who.device_id.as_str(), txn_id)),
+            },
+        )
+    })?;
+    Response::ok(json!({ "event_id": appended.event_id }))
 }
 
-pub fn get_event(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+// ------------------------------------------------------------------ state
+
+/// GET /_matrix/client/v3/rooms/{roomId}/state
+pub fn get_state_all(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    app.db.read(|conn| {
+        let view = state_view(conn, room_id, &who.user_id)?;
+        let map = match &view {
+            StateView::Current => state::current_state(conn, room_id)?,
+            StateView::LeftAt(left) => rooms::state_after(conn, left)?,
+        };
+        let mut list = load_all(conn, map.values())?;
+        list.sort_by_key(|e| e.pos);
+        let out = format::client_events(conn, &list, Some(viewer(who)), storage::now_ms())?;
+        Response::ok(Value::Array(out))
+    })
 }
 
-pub fn members(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
+/// (and without the state key): the content, or with `?format=event` the
+/// whole client-format event.
+pub fn get_state(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    let kind = event_type_param(req)?;
+    let state_key = req.param(2);
+    let whole_event = match req.query("format") {
+        None | Some("content") => false,
+        Some("event") => true,
+        Some(_) => return Err(Error::invalid_param("format must be 'content' or 'event'")),
+    };
+    app.db.read(|conn| {
+        let view = state_view(conn, room_id, &who.user_id)?;
+        let id = match &view {
+            StateView::Current => state::current_entry(conn, room_id, kind, state_key)?,
+            StateView::LeftAt(left) => {
+                if left.kind == kind && left.state_key.as_deref() == Some(state_key) {
+                    Some(left.event_id.clone())
+                } else {
+                    state::group_entry(conn, left.state_before, kind, state_key)?
+                }
+            }
+        };
+        let not_found = || Error::not_found("The room has no state with this type and key");
+        let e = events::get(conn, &id.ok_or_else(not_found)?)?.ok_or_else(not_found)?;
+        if whole_event {
+            return Response::ok(format::client_event(conn, &e, Some(viewer(who)), storage::now_ms())?);
+        }
+        Response::ok(rooms::pdu_json(&e)?.get("content").cloned().unwrap_or_else(|| json!({})))
+    })
 }
 
-pub fn joined_members(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// GET /_matrix/client/v3/rooms/{roomId}/members?at&membership&not_membership
+pub fn members(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    let at = req.query("at").map(Point::parse).transpose()?;
+    let want = membership_query(req, "membership")?;
+    let not = membership_query(req, "not_membership")?;
+    app.db.read(|conn| {
+        let view = state_view(conn, room_id, &who.user_id)?;
+        let map = match (&view, at.map(Point::backward_from)) {
+            (StateView::Current, None) => state::current_state(conn, room_id)?,
+            (StateView::Current, Some(before)) => state_before_pos(conn, room_id, before)?,
+            (StateView::LeftAt(left), Some(before)) if before <= left.pos => {
+                state_before_pos(conn, room_id, before)?
+            }
+            (StateView::LeftAt(left), _) => rooms::state_after(conn, left)?,
+        };
+        let ids = map.iter().filter(|((kind, _), _)| kind == "m.room.member").map(|(_, id)| id);
+        let mut list = Vec::new();
+        for e in load_all(conn, ids)? {
+            let membership = content_str(&e, "membership")?.unwrap_or_default();
+            let passes = match (want, not) {
+                (None, None) => true,
+                (Some(w), None) => membership == w,
+                (None, Some(n)) => membership != n,
+                // The spec makes the two an "or".
+                (Some(w), Some(n)) => membership == w || membership != n,
+            };
+            if passes {
+                list.push(e);
+            }
+        }
+        list.sort_by(|a, b| a.state_key.cmp(&b.state_key));
+        let chunk = format::client_events(conn, &list, Some(viewer(who)), storage::now_ms())?;
+        Response::ok(json!({ "chunk": chunk }))
+    })
 }
 
-pub fn context(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// GET /_matrix/client/v3/rooms/{roomId}/joined_members: only for members.
+pub fn joined_members(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    app.db.read(|conn| {
+        if state::membership(conn, &who.user_id, room_id)?.as_deref() != Some("join") {
+            return Err(not_a_member());
+        }
+        let mut joined = Map::new();
+        for user_id in state::members(conn, room_id, "join")? {
+            let mut profile = Map::new();
+            if let Some(id) = state::current_entry(conn, room_id, "m.room.member", &user_id)? {
+                if let Some(e) = events::get(conn, &id)? {
+                    if let Some(name) = content_str(&e, "displayname")? {
+                        profile.insert("display_name".into(), Value::String(name));
+                    }
+                    if let Some(url) = content_str(&e, "avatar_url")? {
+                        profile.insert("avatar_url".into(), Value::String(url));
+                    }
+                }
+            }
+            joined.insert(user_id, Value::Object(profile));
+        }
+        Response::ok(json!({ "joined": joined }))
+    })
 }
 
-pub fn messages(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+// ----------------------------------------------------------------- events
+
+/// GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}: an event the
+/// user may not see is as absent as one that does not exist.
+pub fn get_event(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    let event_id = event_id_param(req, 1)?;
+    app.db.read(|conn| {
+        let e = visible_event(conn, room_id, event_id, &who.user_id)?;
+        Response::ok(format::client_event(conn, &e, Some(viewer(who)), storage::now_ms())?)
+    })
 }
 
-pub fn timestamp_to_event(_app: &App, _req: &Request) -> Result<Response> {
-    Err(Error::new(ErrorKind::Unrecognized, "not built yet"))
+/// GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}?limit&filter
+///
+/// `limit` is shared: half before the event (rounded down), the rest after.
+/// The filter applies to the events around the event and to `state`, not to
+/// the event itself.
+pub fn context(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    let event_id = event_id_param(req, 1)?;
+    let filter = RoomEventFilter::from_query(req.query("filter"))?;
+    let limit = limit_query(req)?.unwrap_or(CONTEXT_LIMIT_DEFAULT);
+    app.db.read(|conn| {
+        check_may_read(conn, room_id, &who.user_id)?;
+        let target = visible_event(conn, room_id, event_id, &who.user_id)?;
+        let room_allowed = filter.allows_room(room_id);
+        let mut vis = Visibility::new(conn, &who.user_id, room_id);
+        let mut keep = |e: &StoredEvent| -> Result<bool> {
+            Ok(room_allowed && vis.may_see(e)? && passes(&filter, e)?)
+        };
+        let before_limit = limit / 2;
+        let before = scan(conn, room_id, target.pos, None, Dir::Backward, before_limit, &mut keep)?;
+        let after = scan(conn, room_id, target.pos, None, Dir::Forward, limit - before_limit, &mut keep)?;
+        let start = token::at(before.last.unwrap_or(target.pos));
+        let end = token::at(after.last.unwrap_or(target.pos));
+
+        let last = after.events.last().unwrap_or(&target);
+        let state_map = rooms::state_after(conn, last)?;
+        let senders: HashSet<&str> = before
+            .events
+            .iter()
+            .chain(&after.events)
+            .chain(std::iter::once(&target))
+            .map(|e| e.sender.as_str())
+            .collect();
+        let mut state_events = Vec::new();
+        for e in load_all(conn, state_map.values())? {
+            let is_member = e.kind == "m.room.member";
+            if filter.lazy_load_members
+                && is_member
+                && !e.state_key.as_deref().is_some_and(|k| senders.contains(k))
+            {
+                continue;
+            }
+            if room_allowed && passes(&filter, &e)? {
+                state_events.push(e);
+            }
+        }
+        state_events.sort_by_key(|e| e.pos);
+
+        let now = storage::now_ms();
+        let v = Some(viewer(who));
+        Response::ok(json!({
+            "start": start,
+            "end": end,
+            "event": format::client_event(conn, &target, v, now)?,
+            "events_before": format::client_events(conn, &before.events, v, now)?,
+            "events_after": format::client_events(conn, &after.events, v, now)?,
+            "state": format::client_events(conn, &state_events, v, now)?,
+        }))
+    })
+}
+
+/// GET /_matrix/client/v3/rooms/{roomId}/messages?dir&from&to&limit&filter
+///
+/// `from` defaults to the newest point going backwards and the oldest going
+/// forwards; sync tokens are accepted (their `s{pos}` part). `end` is
+/// omitted once the range has no more events. With `lazy_load_members`,
+/// `state` holds the senders' member events as of their events.
+pub fn messages(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    let dir = dir_query(req)?;
+    let from = req.query("from").map(Point::parse).transpose()?;
+    let to = req.query("to").map(Point::parse).transpose()?;
+    let filter = RoomEventFilter::from_query(req.query("filter"))?;
+    let limit = limit_query(req)?.or(filter.limit).unwrap_or(MESSAGES_LIMIT_DEFAULT).min(EVENTS_LIMIT_MAX);
+    app.db.read(|conn| {
+        check_may_read(conn, room_id, &who.user_id)?;
+        // Without `from`: just past the newest event, or before the first.
+        let from = match (from, dir) {
+            (Some(point), _) => point,
+            (None, Dir::Backward) => Point { pos: events::current_pos(conn)?.saturating_add(1), through: false },
+            (None, Dir::Forward) => Point { pos: 0, through: false },
+        };
+        let start = req.query("from").map_or_else(|| token::at(from.pos), str::to_owned);
+        let (cursor, bound) = match dir {
+            Dir::Backward => (from.backward_from(), to.map(Point::backward_to)),
+            Dir::Forward => (from.forward_from(), to.map(Point::forward_to)),
+        };
+        let page = if filter.allows_room(room_id) {
+            let mut vis = Visibility::new(conn, &who.user_id, room_id);
+            let mut keep = |e: &StoredEvent| -> Result<bool> { Ok(vis.may_see(e)? && passes(&filter, e)?) };
+            scan(conn, room_id, cursor, bound, dir, limit, &mut keep)?
+        } else {
+            Scan { events: Vec::new(), last: None, exhausted: true }
+        };
+        let now = storage::now_ms();
+        let v = Some(viewer(who));
+        let mut out = json!({
+            "start": start,
+            "chunk": format::client_events(conn, &page.events, v, now)?,
+        });
+        if !page.exhausted {
+            out["end"] = json!(page.last.map_or(start, token::at));
+        }
+        if filter.lazy_load_members {
+            out["state"] = json!(format::client_events(conn, &sender_members(conn, &page.events)?, v, now)?);
+        }
+        Response::ok(out)
+    })
+}
+
+/// GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event?ts&dir: the
+/// nearest event the user may see at or after (`f`) or at or before (`b`)
+/// the timestamp.
+pub fn timestamp_to_event(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = room_param(req)?;
+    let ts: i64 = req
+        .query("ts")
+        .ok_or_else(|| Error::missing_param("ts is required"))?
+        .parse()
+        .map_err(|_| Error::invalid_param("ts must be an integer timestamp in milliseconds"))?;
+    let dir = dir_query(req)?;
+    app.db.read(|conn| {
+        check_may_read(conn, room_id, &who.user_id)?;
+        let mut vis = Visibility::new(conn, &who.user_id, room_id);
+        let mut key = match dir {
+            Dir::Forward => (ts, 0),
+            Dir::Backward => (ts, i64::MAX),
+        };
+        let mut scanned = 0;
+        while scanned < TS_SCAN_MAX {
+            let want = TS_SCAN_BATCH.min(TS_SCAN_MAX - scanned);
+            let batch = events::by_ts(conn, room_id, key, dir, want)?;
+            let got = batch.len();
+            for e in batch {
+                scanned += 1;
+                key = (e.origin_ts, e.pos);
+                if vis.may_see(&e)? {
+                    return Response::ok(json!({ "event_id": e.event_id, "origin_server_ts": e.origin_ts }));
+                }
+            }
+            if got < want {
+                break;
+            }
+        }
+        let way = if dir == Dir::Forward { "forward" } else { "backward" };
+        Err(Error::not_found(format!("No event found from {ts} in the {way} direction")))
+    })
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn viewer(who: &Auth) -> Viewer<'_> {
+    Viewer { user_id: &who.user_id, device_id: &who.device_id }
+}
+
+fn not_a_member() -> Error {
+    Error::forbidden("You are not a member of this room")
+}
+
+fn room_param(req: &Request) -> Result<&str> {
+    let room_id = req.param(0);
+    if !ids::is_valid_room_id(room_id) {
+        return Err(Error::invalid_param("Invalid room ID"));
+    }
+    Ok(room_id)
+}
+
+fn event_type_param(req: &Request) -> Result<&str> {
+    let kind = req.param(1);
+    if !ids::is_valid_event_type(kind) {
+        return Err(Error::invalid_param("Invalid event type"));
+    }
+    Ok(kind)
+}
+
+fn event_id_param(req: &Request, i: usize) -> Result<&str> {
+    let event_id = req.param(i);
+    if !ids::is_valid_event_id(event_id) {
+        return Err(Error::invalid_param("Invalid event ID"));
+    }
+    Ok(event_id)
+}
+
+/// The body as event content: not JSON is `M_NOT_JSON`, not an object
+/// `M_BAD_JSON`.
+fn object_body(req: &Request) -> Result<Map<String, Value>> {
+    match req.json_value()? {
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::bad_json("The event content must be a JSON object")),
+    }
+}
+
+/// A pagination token as the module doc reads it.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    pos: i64,
+    /// A sync token: everything through `pos`, rather than the point at
+    /// event `pos` that excludes it.
+    through: bool,
+}
+
+impl Point {
+    fn parse(text: &str) -> Result<Point> {
+        let pos = token::parse(text).ok_or_else(|| Error::invalid_param("Invalid pagination token"))?;
+        Ok(Point { pos, through: text.contains('_') })
+    }
+
+    /// The exclusive storage bound for reading backwards from the point.
+    fn backward_from(self) -> i64 {
+        if self.through {
+            self.pos.saturating_add(1)
+        } else {
+            self.pos
+        }
+    }
+
+    /// The exclusive storage bound for reading forwards from the point.
+    fn forward_from(self) -> i64 {
+        self.pos
+    }
+
+    /// The exclusive storage bound for reading backwards down to the point.
+    fn backward_to(self) -> i64 {
+        self.pos
+    }
+
+    /// The exclusive storage bound for reading forwards up to the point.
+    fn forward_to(self) -> i64 {
+        self.backward_from()
+    }
+}
+
+fn dir_query(req: &Request) -> Result<Dir> {
+    match req.query("dir") {
+        Some("b") => Ok(Dir::Backward),
+        Some("f") => Ok(Dir::Forward),
+        Some(_) => Err(Error::invalid_param("dir must be 'b' or 'f'")),
+        None => Err(Error::missing_param("dir is required")),
+    }
+}
+
+/// `limit` from the query, clamped to [`EVENTS_LIMIT_MAX`].
+fn limit_query(req: &Request) -> Result<Option<usize>> {
+    let Some(text) = req.query("limit") else { return Ok(None) };
+    let n: i64 = text.parse().map_err(|_| Error::invalid_param("limit must be an integer"))?;
+    if n < 0 {
+        return Err(Error::invalid_param("limit must not be negative"));
+    }
+    Ok(Some(usize::try_from(n).unwrap_or(EVENTS_LIMIT_MAX).min(EVENTS_LIMIT_MAX)))
+}
+
+fn membership_query<'r>(req: &'r Request, key: &str) -> Result<Option<&'r str>> {
+    match req.query(key) {
+        None => Ok(None),
+        Some(m) if MEMBERSHIPS.contains(&m) => Ok(Some(m)),
+        Some(_) => Err(Error::invalid_param(format!("{key} must be one of {}", MEMBERSHIPS.join(", ")))),
+    }
+}
+
+/// A string field of an event's content.
+fn content_str(e: &StoredEvent, field: &str) -> Result<Option<String>> {
+    Ok(rooms::pdu_json(e)?.get("content").and_then(|c| c.get(field)).and_then(Value::as_str).map(str::to_owned))
+}
+
+fn load_all<'i>(conn: &Connection, ids: impl IntoIterator<Item = &'i String>) -> Result<Vec<StoredEvent>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let e = events::get(conn, id)?.ok_or_else(|| Error::internal(format!("state event {id} missing")))?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// True if the event passes the filter's type, sender and URL tests.
+fn passes(filter: &RoomEventFilter, e: &StoredEvent) -> Result<bool> {
+    let content = match filter.needs_content() {
+        true => rooms::pdu_json(e)?.get("content").cloned(),
+        false => None,
+    };
+    Ok(filter.allows_event(&e.kind, &e.sender, content.as_ref()))
+}
+
+/// May the user read this room's timeline at all? Anyone with a membership
+/// (history visibility then decides per event), and anyone while the room
+/// is world-readable. An unknown room is refused the same way.
+fn check_may_read(conn: &Connection, room_id: &str, user_id: &str) -> Result<()> {
+    if room_store::get(conn, room_id)?.is_none() {
+        return Err(not_a_member());
+    }
+    if state::membership(conn, user_id, room_id)?.is_some() || visibility::world_readable(conn, room_id)? {
+        Ok(())
+    } else {
+        Err(not_a_member())
+    }
+}
+
+/// An event of this room the user may see, else 404.
+fn visible_event(conn: &Connection, room_id: &str, event_id: &str, user_id: &str) -> Result<StoredEvent> {
+    let not_found = || Error::not_found("Event not found");
+    let e = events::get(conn, event_id)?.filter(|e| e.room_id == room_id).ok_or_else(not_found)?;
+    if Visibility::new(conn, user_id, room_id).may_see(&e)? {
+        Ok(e)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// Which state of a room a user may read.
+enum StateView {
+    /// The current state: for members, and for anyone in a world-readable
+    /// room.
+    Current,
+    /// The state right after this event: the one that ended the user's
+    /// last stay (leave, kick or ban).
+    LeftAt(StoredEvent),
+}
+
+fn state_view(conn: &Connection, room_id: &str, user_id: &str) -> Result<StateView> {
+    if room_store::get(conn, room_id)?.is_none() {
+        return Err(not_a_member());
+    }
+    if state::membership(conn, user_id, room_id)?.as_deref() == Some("join")
+        || visibility::world_readable(conn, room_id)?
+    {
+        return Ok(StateView::Current);
+    }
+    match left_event(conn, room_id, user_id)? {
+        Some(e) => Ok(StateView::LeftAt(e)),
+        None => Err(Error::forbidden("You are not a member of this room and never were")),
+    }
+}
+
+/// The membership event that ended the user's last time joined, following
+/// the user's membership changes back; `None` if they never joined (an
+/// invite rejected, say).
+fn left_event(conn: &Connection, room_id: &str, user_id: &str) -> Result<Option<StoredEvent>> {
+    let mut next = state::current_entry(conn, room_id, "m.room.member", user_id)?;
+    let mut later: Option<StoredEvent> = None;
+    for _ in 0..MEMBERSHIP_HOPS_MAX {
+        let Some(id) = next else { return Ok(None) };
+        let Some(e) = events::get(conn, &id)? else { return Ok(None) };
+        if content_str(&e, "membership")?.as_deref() == Some("join") {
+            return Ok(later);
+        }
+        next = state::group_entry(conn, e.state_before, "m.room.member", user_id)?;
+        later = Some(e);
+    }
+    Ok(None)
+}
+
+/// The room's state after its last event before stream position `before`
+/// (empty before the room began).
+fn state_before_pos(conn: &Connection, room_id: &str, before: i64) -> Result<StateMap> {
+    match events::room_events(conn, room_id, before, None, Dir::Backward, 1)?.first() {
+        Some(e) => rooms::state_after(conn, e),
+        None => Ok(StateMap::new()),
+    }
+}
+
+/// For lazy loading: each sender's member event as of their first event
+/// in `list` (the event itself when it is their own membership change).
+fn sender_members(conn: &Connection, list: &[StoredEvent]) -> Result<Vec<StoredEvent>> {
+    let mut senders = HashSet::new();
+    let mut out: Vec<StoredEvent> = Vec::new();
+    for e in list {
+        if !senders.insert(e.sender.as_str()) {
+            continue;
+        }
+        let member = if e.kind == "m.room.member" && e.state_key.as_deref() == Some(e.sender.as_str()) {
+            Some(e.clone())
+        } else {
+            match state::group_entry(conn, e.state_before, "m.room.member", &e.sender)? {
+                Some(id) => events::get(conn, &id)?,
+                None => None,
+            }
+        };
+        if let Some(m) = member {
+            if !out.iter().any(|o| o.event_id == m.event_id) {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The events a scan kept, and where it stopped.
+struct Scan {
+    events: Vec<StoredEvent>,
+    /// Position of the last event looked at, kept or not.
+    last: Option<i64>,
+    /// True when the range holds no events past `last`.
+    exhausted: bool,
+}
+
+/// Walks a room's events from the exclusive storage position `cursor` in
+/// `dir` (stopping at the exclusive `bound`), keeping those `keep` accepts,
+/// until `limit` are kept, the range ends, or [`SCAN_MAX`] were looked at.
+/// Each step reads one more event than still wanted, so a page that ends
+/// exactly at the end of the range knows it did.
+fn scan(
+    conn: &Connection,
+    room_id: &str,
+    mut cursor: i64,
+    bound: Option<i64>,
+    dir: Dir,
+    limit: usize,
+    keep: &mut dyn FnMut(&StoredEvent) -> Result<bool>,
+) -> Result<Scan> {
+    let mut out = Scan { events: Vec::new(), last: None, exhausted: false };
+    let mut scanned = 0;
+    let mut step = 0;
+    while out.events.len() < limit && scanned < SCAN_MAX {
+        // Grow the steps while filters hide events, so a sparse match does
+        // not cost one query per event.
+        let want = (limit - out.events.len() + 1).max(step * 2).min(SCAN_BATCH_MAX).min(SCAN_MAX - scanned);
+        step = want;
+        let batch = events::room_events(conn, room_id, cursor, bound, dir, want)?;
+        let got = batch.len();
+        let mut used = 0;
+        for e in batch {
+            if out.events.len() == limit {
+                break;
+            }
+            used += 1;
+            scanned += 1;
+            cursor = e.pos;
+            out.last = Some(e.pos);
+            if keep(&e)? {
+                out.events.push(e);
+            }
+        }
+        if got < want && used == got {
+            out.exhausted = true;
+            break;
+        }
+    }
+    Ok(out)
 }

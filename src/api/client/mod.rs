@@ -4,9 +4,11 @@
 pub mod account;
 pub mod devices;
 pub mod directory;
+pub mod filter;
 pub mod login;
 pub mod membership;
 pub mod message;
 pub mod register;
 pub mod rooms;
+pub mod sync;
 pub mod versions;

@@ -1,0 +1,97 @@
+//! Per-user data: `filters`, `account_data`.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::Result;
+
+/// Most filters one user keeps; the oldest go first past this.
+pub const FILTERS_PER_USER_MAX: i64 = 100;
+
+/// Stores a filter and returns its ID.
+pub fn add_filter(conn: &Connection, user_id: &str, json: &str) -> Result<i64> {
+    let id: i64 = conn.query_row(
+        "SELECT coalesce(max(filter_id), -1) + 1 FROM filters WHERE user_id = ?1",
+        [user_id],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO filters (user_id, filter_id, json) VALUES (?1, ?2, ?3)",
+        params![user_id, id, json],
+    )?;
+    conn.execute(
+        "DELETE FROM filters WHERE user_id = ?1 AND filter_id <= ?2",
+        params![user_id, id - FILTERS_PER_USER_MAX],
+    )?;
+    Ok(id)
+}
+
+pub fn filter(conn: &Connection, user_id: &str, filter_id: i64) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT json FROM filters WHERE user_id = ?1 AND filter_id = ?2")?
+        .query_row(params![user_id, filter_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Sets account data (`room_id` = "" for global data) at stream position `pos`.
+pub fn put(
+    conn: &Connection,
+    user_id: &str,
+    room_id: &str,
+    kind: &str,
+    content: &str,
+    pos: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO account_data (user_id, room_id, type, content, pos) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, pos = excluded.pos",
+    )?
+    .execute(params![user_id, room_id, kind, content, pos])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, user_id: &str, room_id: &str, kind: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3")?
+        .query_row(params![user_id, room_id, kind], |r| r.get(0))
+        .optional()?)
+}
+
+/// Account data changed after `since` (all of it for `since` = 0), up to
+/// `upto`: `(room_id, type, content)`.
+pub fn changed(
+    conn: &Connection,
+    user_id: &str,
+    since: i64,
+    upto: i64,
+) -> Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT room_id, type, content FROM account_data WHERE user_id = ?1 AND pos > ?2 AND pos <= ?3
+         ORDER BY pos",
+    )?;
+    let rows = stmt.query_map(params![user_id, since, upto], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_conn;
+
+    #[test]
+    fn filters_and_account_data() {
+        let c = test_conn();
+        assert_eq!(add_filter(&c, "@a:x", "{}").unwrap(), 0);
+        assert_eq!(add_filter(&c, "@a:x", "{\"x\":1}").unwrap(), 1);
+        assert_eq!(filter(&c, "@a:x", 1).unwrap().as_deref(), Some("{\"x\":1}"));
+        assert_eq!(filter(&c, "@b:x", 1).unwrap(), None);
+        put(&c, "@a:x", "", "m.direct", "{}", 5).unwrap();
+        put(&c, "@a:x", "!r", "m.tag", "{\"tags\":{}}", 6).unwrap();
+        put(&c, "@a:x", "", "m.direct", "{\"a\":1}", 7).unwrap();
+        assert_eq!(changed(&c, "@a:x", 0, 10).unwrap().len(), 2);
+        assert_eq!(
+            changed(&c, "@a:x", 6, 10).unwrap(),
+            vec![("".into(), "m.direct".into(), "{\"a\":1}".into())]
+        );
+        assert_eq!(changed(&c, "@a:x", 0, 6).unwrap().len(), 1);
+    }
+}

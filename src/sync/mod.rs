@@ -1,0 +1,613 @@
+//! Computing a `/sync` answer from storage: everything a user may see that
+//! changed between the `since` token and now, within one read snapshot.
+//!
+//! Everything persistent is ordered by the global stream position, so an
+//! incremental sync is "rows with `since < pos <= now`" for the user's rooms
+//! and data, and `next_batch` names `now`. Because the whole computation
+//! reads one snapshot and every bound uses the same `now`, an event that
+//! commits meanwhile falls into the next sync, never between two.
+//!
+//! Ephemeral data that lives in memory (typing) has its own serial, the
+//! second part of the token.
+
+use std::collections::HashSet;
+
+use rusqlite::Connection;
+use serde_json::{json, Map, Value};
+
+use crate::api::client::filter::RoomEventFilter;
+use crate::app::App;
+use crate::error::Result;
+use crate::rooms::format::{client_event, Viewer};
+use crate::rooms::visibility::Visibility;
+use crate::rooms::{load_pdu, pdu_json, token};
+use crate::storage::events::{self, Dir, StoredEvent};
+use crate::storage::{self, account_data, receipts, state};
+
+/// Timeline events per room when the filter does not say.
+pub const TIMELINE_LIMIT_DEFAULT: usize = 10;
+/// Most timeline events per room a filter may ask for.
+pub const TIMELINE_LIMIT_MAX: usize = 100;
+/// Events examined per room to fill a filtered timeline.
+const TIMELINE_SCAN_MAX: usize = 1000;
+/// Members named in a room summary's `m.heroes`.
+const HEROES_MAX: usize = 5;
+/// State event types shown with an invite or a knock (stripped state).
+const STRIPPED_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+/// A sync token: the stream position and the ephemeral serial it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    pub pos: i64,
+    pub ephemeral: u64,
+}
+
+impl Since {
+    pub fn format(&self) -> String {
+        format!("{}_{}", token::at(self.pos), self.ephemeral)
+    }
+
+    /// Parses `s{pos}_{ephemeral}` (a plain `s{pos}` token from `/messages`
+    /// counts as ephemeral 0).
+    pub fn parse(s: &str) -> Option<Since> {
+        let pos = token::parse(s)?;
+        let ephemeral = match s.split('_').nth(1) {
+            None => 0,
+            Some(e) => e.parse().ok()?,
+        };
+        Some(Since { pos, ephemeral })
+    }
+}
+
+/// The parts of a sync filter that are honoured.
+#[derive(Debug, Clone, Default)]
+pub struct SyncFilter {
+    pub rooms: Option<Vec<String>>,
+    pub not_rooms: Vec<String>,
+    pub timeline: RoomEventFilter,
+    pub state: RoomEventFilter,
+    pub ephemeral: RoomEventFilter,
+    pub room_account_data: RoomEventFilter,
+    pub account_data: RoomEventFilter,
+    pub presence: RoomEventFilter,
+    pub include_leave: bool,
+    /// `event_fields`: dotted paths of the fields to keep in each event.
+    pub event_fields: Option<Vec<String>>,
+    /// `event_format: federation` asks for the PDUs as stored.
+    pub federation_format: bool,
+}
+
+impl SyncFilter {
+    fn allows_room(&self, room_id: &str) -> bool {
+        !self.not_rooms.iter().any(|r| r == room_id)
+            && self.rooms.as_ref().is_none_or(|list| list.iter().any(|r| r == room_id))
+    }
+}
+
+pub struct Request<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub since: Option<Since>,
+    pub full_state: bool,
+    pub filter: &'a SyncFilter,
+}
+
+/// A computed sync answer.
+pub struct Answer {
+    pub body: Value,
+    /// True if there is nothing new (an incremental sync may wait).
+    pub empty: bool,
+    pub next: Since,
+    /// The rooms the user is joined to: their events wake a waiting sync.
+    pub joined: HashSet<String>,
+}
+
+/// Computes the sync answer inside one read transaction.
+pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
+    let now_pos = events::current_pos(conn)?;
+    let now_eph = app.hub.current_ephemeral();
+    let next = Since { pos: now_pos, ephemeral: now_eph };
+    let from = req.since.map_or(0, |s| s.pos);
+    let now = storage::now_ms();
+    let viewer = Viewer { user_id: req.user_id, device_id: req.device_id };
+    let ctx = Ctx { conn, req, viewer, now, from, upto: now_pos };
+
+    let mut joined_out = Map::new();
+    let mut joined = HashSet::new();
+    for room_id in state::rooms_of_user(conn, req.user_id, "join")? {
+        joined.insert(room_id.clone());
+        if !req.filter.allows_room(&room_id) {
+            continue;
+        }
+        if let Some(room) = ctx.joined_room(&room_id)? {
+            joined_out.insert(room_id, room);
+        }
+    }
+    let mut invite_out = Map::new();
+    let mut leave_out = Map::new();
+    let mut knock_out = Map::new();
+    for (room_id, membership, event_id, pos) in memberships_changed(conn, req.user_id, from, now_pos)? {
+        if !req.filter.allows_room(&room_id) {
+            continue;
+        }
+        match membership.as_str() {
+            "invite" => {
+                let events = ctx.stripped_state(&room_id, &event_id)?;
+                invite_out.insert(room_id, json!({ "invite_state": { "events": events } }));
+            }
+            "knock" => {
+                let events = ctx.stripped_state(&room_id, &event_id)?;
+                knock_out.insert(room_id, json!({ "knock_state": { "events": events } }));
+            }
+            "leave" | "ban" if req.since.is_some() || req.filter.include_leave => {
+                leave_out.insert(room_id.clone(), ctx.left_room(&room_id, pos)?);
+            }
+            _ => {}
+        }
+    }
+    let mut global_data = Vec::new();
+    for (room_id, kind, content) in account_data::changed(conn, req.user_id, from, now_pos)? {
+        if room_id.is_empty() && req.filter.account_data.allows_event(&kind, req.user_id, None) {
+            let content: Value = serde_json::from_str(&content).unwrap_or_else(|_| json!({}));
+            global_data.push(json!({ "type": kind, "content": content }));
+        }
+    }
+    let empty = joined_out.is_empty()
+        && invite_out.is_empty()
+        && leave_out.is_empty()
+        && knock_out.is_empty()
+        && global_data.is_empty();
+    let body = json!({
+        "next_batch": next.format(),
+        "rooms": { "join": joined_out, "invite": invite_out, "leave": leave_out, "knock": knock_out },
+        "account_data": { "events": global_data },
+        "presence": { "events": [] },
+        "to_device": { "events": [] },
+        "device_lists": { "changed": [], "left": [] },
+        "device_one_time_keys_count": {},
+        "device_unused_fallback_key_types": [],
+    });
+    Ok(Answer { body, empty, next, joined })
+}
+
+/// Membership rows of the user that changed in `(from, upto]` (all current
+/// ones for an initial sync), excluding forgotten rooms.
+fn memberships_changed(
+    conn: &Connection,
+    user_id: &str,
+    from: i64,
+    upto: i64,
+) -> Result<Vec<(String, String, String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT room_id, membership, event_id, pos FROM memberships
+         WHERE user_id = ?1 AND pos > ?2 AND pos <= ?3 AND forgotten = 0 AND membership != 'join'
+         ORDER BY pos",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![user_id, from, upto], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+struct Ctx<'a> {
+    conn: &'a Connection,
+    req: &'a Request<'a>,
+    viewer: Viewer<'a>,
+    now: i64,
+    from: i64,
+    upto: i64,
+}
+
+impl Ctx<'_> {
+    /// The newest events of a room in `(from, before)`, filtered, oldest
+    /// first, and whether more were left out.
+    fn timeline(&self, room_id: &str, before: i64) -> Result<(Vec<StoredEvent>, bool)> {
+        let filter = &self.req.filter.timeline;
+        let limit = filter.limit.unwrap_or(TIMELINE_LIMIT_DEFAULT).clamp(1, TIMELINE_LIMIT_MAX);
+        let mut visibility = Visibility::new(self.conn, self.req.user_id, room_id);
+        let mut picked = Vec::new();
+        let mut cursor = before;
+        let mut scanned = 0;
+        let mut limited = false;
+        'scan: loop {
+            let page =
+                events::room_events(self.conn, room_id, cursor, Some(self.from), Dir::Backward, limit + 1)?;
+            if page.is_empty() {
+                break;
+            }
+            for e in page {
+                cursor = e.pos;
+                scanned += 1;
+                let content = if filter.needs_content() { Some(pdu_json(&e)?) } else { None };
+                let content = content.as_ref().and_then(|p| p.get("content"));
+                if filter.allows_event(&e.kind, &e.sender, content) && visibility.can_see(&e)? {
+                    if picked.len() == limit {
+                        limited = true;
+                        break 'scan;
+                    }
+                    picked.push(e);
+                }
+                if scanned >= TIMELINE_SCAN_MAX {
+                    limited = true;
+                    break 'scan;
+                }
+            }
+        }
+        picked.reverse();
+        Ok((picked, limited))
+    }
+
+    fn format(&self, e: &StoredEvent) -> Result<Value> {
+        let mut v = if self.req.filter.federation_format {
+            pdu_json(e)?
+        } else {
+            let mut v = client_event(self.conn, e, Some(self.viewer), self.now)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("room_id");
+            }
+            v
+        };
+        if let Some(fields) = &self.req.filter.event_fields {
+            v = keep_fields(&v, fields);
+        }
+        Ok(v)
+    }
+
+    /// The state map at `pos` in a room: after its newest event at or before it.
+    fn state_at(&self, room_id: &str, pos: i64) -> Result<state::StateMap> {
+        let last = events::room_events(self.conn, room_id, pos + 1, None, Dir::Backward, 1)?;
+        match last.first() {
+            Some(e) => crate::rooms::state_after(self.conn, e),
+            None => Ok(state::StateMap::new()),
+        }
+    }
+
+    /// State events from a map, filtered by the state filter (and lazy
+    /// loading: members only for `senders`), skipping `skip`.
+    fn state_events(
+        &self,
+        map: &state::StateMap,
+        senders: &HashSet<String>,
+        skip: &HashSet<String>,
+    ) -> Result<Vec<Value>> {
+        let filter = &self.req.filter.state;
+        let mut ids: Vec<&String> = map
+            .iter()
+            .filter(|((kind, key), id)| {
+                !skip.contains(*id)
+                    && filter.allows_event(kind, "", None)
+                    && (kind != "m.room.member" || !filter.lazy_load_members || senders.contains(key))
+            })
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(e) = events::get(self.conn, id)? {
+                if filter.senders.is_some() || !filter.not_senders.is_empty() {
+                    if !filter.allows_event(&e.kind, &e.sender, None) {
+                        continue;
+                    }
+                }
+                out.push(self.format(&e)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn joined_room(&self, room_id: &str) -> Result<Option<Value>> {
+        let since = self.req.since;
+        let member_pos = self
+            .conn
+            .prepare_cached("SELECT pos FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
+            .query_row([self.req.user_id, room_id], |r| r.get::<_, i64>(0))?;
+        let newly_joined = since.is_some_and(|s| member_pos > s.pos);
+        let full = since.is_none() || newly_joined || self.req.full_state;
+        let (timeline, limited) = self.timeline(room_id, self.upto + 1)?;
+        let timeline_ids: HashSet<String> = timeline.iter().map(|e| e.event_id.clone()).collect();
+        let mut senders: HashSet<String> = timeline.iter().map(|e| e.sender.clone()).collect();
+        senders.insert(self.req.user_id.to_owned());
+        let start_state = match timeline.first() {
+            Some(first) => crate::rooms::state_before(self.conn, first)?,
+            None => state::current_state(self.conn, room_id)?,
+        };
+        let state = if full {
+            self.state_events(&start_state, &senders, &timeline_ids)?
+        } else if limited {
+            // The state that changed in the gap between `since` and the timeline.
+            let before = self.state_at(room_id, self.from)?;
+            let changed: state::StateMap =
+                start_state.into_iter().filter(|(k, id)| before.get(k) != Some(id)).collect();
+            let mut all = senders.clone();
+            all.extend(changed.keys().filter(|(k, _)| k == "m.room.member").map(|(_, s)| s.clone()));
+            self.state_events(&changed, &all, &timeline_ids)?
+        } else if self.req.filter.state.lazy_load_members {
+            // Members of the timeline's senders whose events are not in it.
+            let members: state::StateMap = start_state
+                .into_iter()
+                .filter(|((k, s), _)| k == "m.room.member" && senders.contains(s))
+                .collect();
+            self.state_events(&members, &senders, &timeline_ids)?
+        } else {
+            Vec::new()
+        };
+        let ephemeral = self.ephemeral(room_id)?;
+        let mut room_data = Vec::new();
+        for (r, kind, content) in account_data::changed(self.conn, self.req.user_id, self.from, self.upto)? {
+            if r == room_id && self.req.filter.room_account_data.allows_event(&kind, self.req.user_id, None) {
+                let content: Value = serde_json::from_str(&content).unwrap_or_else(|_| json!({}));
+                room_data.push(json!({ "type": kind, "content": content }));
+            }
+        }
+        if !full && timeline.is_empty() && state.is_empty() && ephemeral.is_empty() && room_data.is_empty() {
+            return Ok(None);
+        }
+        let members_changed = full || timeline.iter().any(|e| e.kind == "m.room.member");
+        let prev_batch = timeline.first().map_or_else(|| token::at(self.upto + 1), |e| token::at(e.pos));
+        let mut timeline_json = Vec::with_capacity(timeline.len());
+        for e in &timeline {
+            timeline_json.push(self.format(e)?);
+        }
+        let mut room = json!({
+            "timeline": { "events": timeline_json, "limited": limited, "prev_batch": prev_batch },
+            "state": { "events": state },
+            "ephemeral": { "events": ephemeral },
+            "account_data": { "events": room_data },
+            "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
+        });
+        if members_changed {
+            room["summary"] = self.summary(room_id)?;
+        }
+        Ok(Some(room))
+    }
+
+    /// Receipts (and, when built, typing) that changed since the token.
+    fn ephemeral(&self, room_id: &str) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        if !self.req.filter.ephemeral.allows_room(room_id) {
+            return Ok(out);
+        }
+        let changed = receipts::changed(self.conn, room_id, self.from, self.upto)?;
+        let mut content = Map::new();
+        for r in changed {
+            // Private receipts are shown to their owner only.
+            if r.receipt_type == "m.read.private" && r.user_id != self.req.user_id {
+                continue;
+            }
+            let mut entry = json!({ "ts": r.ts });
+            if !r.thread_id.is_empty() {
+                entry["thread_id"] = json!(r.thread_id);
+            }
+            let by_event = content.entry(r.event_id).or_insert_with(|| json!({}));
+            by_event[&r.receipt_type][&r.user_id] = entry;
+        }
+        if !content.is_empty() && self.req.filter.ephemeral.allows_event("m.receipt", "", None) {
+            out.push(json!({ "type": "m.receipt", "content": content }));
+        }
+        Ok(out)
+    }
+
+    fn summary(&self, room_id: &str) -> Result<Value> {
+        let joined = state::members(self.conn, room_id, "join")?;
+        let invited = state::members(self.conn, room_id, "invite")?;
+        let heroes: Vec<&String> = joined
+            .iter()
+            .chain(invited.iter())
+            .filter(|u| u.as_str() != self.req.user_id)
+            .take(HEROES_MAX)
+            .collect();
+        Ok(json!({
+            "m.heroes": heroes,
+            "m.joined_member_count": joined.len(),
+            "m.invited_member_count": invited.len(),
+        }))
+    }
+
+    /// The stripped state shown with an invite or knock, plus the
+    /// membership event itself.
+    fn stripped_state(&self, room_id: &str, membership_event: &str) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for kind in STRIPPED_STATE_TYPES {
+            if let Some(id) = state::current_entry(self.conn, room_id, kind, "")? {
+                if let Some(pdu) = load_pdu(self.conn, &id)? {
+                    out.push(stripped(&pdu));
+                }
+            }
+        }
+        if let Some(pdu) = load_pdu(self.conn, membership_event)? {
+            out.push(stripped(&pdu));
+        }
+        Ok(out)
+    }
+
+    /// A room the user left or was banned from since the token: the events
+    /// up to their leaving.
+    fn left_room(&self, room_id: &str, leave_pos: i64) -> Result<Value> {
+        let (timeline, limited) = self.timeline(room_id, leave_pos + 1)?;
+        let prev_batch = timeline.first().map_or_else(|| token::at(leave_pos + 1), |e| token::at(e.pos));
+        let mut events_json = Vec::with_capacity(timeline.len());
+        for e in &timeline {
+            events_json.push(self.format(e)?);
+        }
+        Ok(json!({
+            "timeline": { "events": events_json, "limited": limited, "prev_batch": prev_batch },
+            "state": { "events": [] },
+            "account_data": { "events": [] },
+        }))
+    }
+}
+
+/// The stripped form of a state event: type, state_key, content, sender.
+fn stripped(pdu: &Value) -> Value {
+    json!({
+        "type": pdu.get("type"),
+        "state_key": pdu.get("state_key"),
+        "content": pdu.get("content"),
+        "sender": pdu.get("sender"),
+    })
+}
+
+/// Keeps only the listed dotted field paths of an event (`event_fields`).
+fn keep_fields(event: &Value, fields: &[String]) -> Value {
+    let mut out = json!({});
+    for path in fields {
+        // A backslash escapes a dot inside a field name.
+        let mut parts = Vec::new();
+        let mut cur = String::new();
+        let mut chars = path.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                }
+                '.' => parts.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        parts.push(cur);
+        let mut src = event;
+        let mut found = true;
+        for p in &parts {
+            match src.get(p) {
+                Some(v) => src = v,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found {
+            continue;
+        }
+        let mut dst = &mut out;
+        for (i, p) in parts.iter().enumerate() {
+            if i + 1 == parts.len() {
+                dst[p.as_str()] = src.clone();
+            } else {
+                if !dst.get(p.as_str()).is_some_and(Value::is_object) {
+                    dst[p.as_str()] = json!({});
+                }
+                dst = &mut dst[p.as_str()];
+            }
+        }
+    }
+    out
+}
+
+/// The rooms a user is joined to (for the waiter's wake-up set).
+pub fn joined_rooms(conn: &Connection, user_id: &str) -> Result<HashSet<String>> {
+    Ok(state::rooms_of_user(conn, user_id, "join")?.into_iter().collect())
+}
+
+/// Parses a sync filter object.
+pub fn parse_filter(v: &Value) -> Result<SyncFilter> {
+    use crate::error::Error;
+    let Value::Object(obj) = v else { return Err(Error::bad_json("The filter must be a JSON object")) };
+    let sub = |o: &Map<String, Value>, key: &str| -> Result<RoomEventFilter> {
+        match o.get(key) {
+            None | Some(Value::Null) => Ok(RoomEventFilter::default()),
+            Some(f) => RoomEventFilter::parse(f),
+        }
+    };
+    let room = match obj.get("room") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(r)) => r.clone(),
+        Some(_) => return Err(Error::bad_json("filter.room must be an object")),
+    };
+    let room_lists = RoomEventFilter::parse(&Value::Object(
+        room.iter()
+            .filter(|(k, _)| *k == "rooms" || *k == "not_rooms")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ))?;
+    let include_leave = match room.get("include_leave") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(Error::bad_json("filter.room.include_leave must be a boolean")),
+    };
+    let event_fields = match obj.get("event_fields") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .map(|f| {
+                    f.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| Error::bad_json("event_fields must be strings"))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        Some(_) => return Err(Error::bad_json("event_fields must be a list of strings")),
+    };
+    let federation_format = match obj.get("event_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "client" => false,
+        Some(Value::String(s)) if s == "federation" => true,
+        Some(_) => return Err(Error::bad_json("event_format must be client or federation")),
+    };
+    let mut state_filter = sub(&room, "state")?;
+    // Lazy loading is asked for in the state filter (or, by some clients,
+    // the timeline filter).
+    let timeline = sub(&room, "timeline")?;
+    if timeline.lazy_load_members {
+        state_filter.lazy_load_members = true;
+    }
+    Ok(SyncFilter {
+        rooms: room_lists.rooms,
+        not_rooms: room_lists.not_rooms,
+        timeline,
+        state: state_filter,
+        ephemeral: sub(&room, "ephemeral")?,
+        room_account_data: sub(&room, "account_data")?,
+        account_data: sub(obj, "account_data")?,
+        presence: sub(obj, "presence")?,
+        include_leave,
+        event_fields,
+        federation_format,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let t = Since { pos: 42, ephemeral: 7 };
+        assert_eq!(Since::parse(&t.format()), Some(t));
+        assert_eq!(Since::parse("s5"), Some(Since { pos: 5, ephemeral: 0 }));
+        assert_eq!(Since::parse("s5_x"), None);
+        assert_eq!(Since::parse("garbage"), None);
+    }
+
+    #[test]
+    fn event_fields_keep_only_named_paths() {
+        let e = json!({ "type": "m.room.message", "content": { "body": "hi", "msgtype": "m.text" }, "sender": "@a:x" });
+        let kept = keep_fields(&e, &["type".into(), "content.body".into(), "missing.x".into()]);
+        assert_eq!(kept, json!({ "type": "m.room.message", "content": { "body": "hi" } }));
+    }
+
+    #[test]
+    fn filters_parse_and_refuse_bad_shapes() {
+        let f = parse_filter(&json!({
+            "room": { "timeline": { "limit": 5 }, "state": { "lazy_load_members": true }, "rooms": ["!a:x"], "include_leave": true },
+            "event_fields": ["type"],
+        }))
+        .unwrap();
+        assert_eq!(f.timeline.limit, Some(5));
+        assert!(f.state.lazy_load_members && f.include_leave);
+        assert!(f.allows_room("!a:x") && !f.allows_room("!b:x"));
+        assert!(parse_filter(&json!({ "room": 3 })).is_err());
+        assert!(parse_filter(&json!({ "event_format": "xml" })).is_err());
+        assert!(parse_filter(&json!([])).is_err());
+    }
+}
