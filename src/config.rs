@@ -166,6 +166,10 @@ pub struct Config {
     pub access_token_lifetime_ms: u64,
     pub sync_timeout_max_ms: u64,
     pub max_parked_requests: usize,
+    pub presence: bool,
+    pub turn_uris: Vec<String>,
+    pub turn_shared_secret: Option<String>,
+    pub turn_user_lifetime_ms: u64,
 }
 
 impl Default for Config {
@@ -192,6 +196,10 @@ impl Config {
             access_token_lifetime_ms: ACCESS_TOKEN_LIFETIME_MS_DEFAULT,
             sync_timeout_max_ms: SYNC_TIMEOUT_MAX_MS_DEFAULT,
             max_parked_requests: MAX_PARKED_REQUESTS_DEFAULT,
+            presence: true,
+            turn_uris: Vec::new(),
+            turn_shared_secret: None,
+            turn_user_lifetime_ms: 86_400_000,
         }
     }
 
@@ -271,7 +279,7 @@ struct Spec {
     notes: &'static [&'static str],
 }
 
-const SPEC_COUNT: usize = 14;
+const SPEC_COUNT: usize = 18;
 
 const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -404,6 +412,34 @@ const SPECS: [Spec; SPEC_COUNT] = [
         default: "5000",
         example: "5000",
         notes: &["Each parked request holds its connection; 1 to 100000."],
+    },
+    Spec {
+        key: "presence",
+        summary: "Track and share presence (online, unavailable, offline).",
+        default: "true",
+        example: "true",
+        notes: &["false saves work on small hosts: everyone then appears offline."],
+    },
+    Spec {
+        key: "turn_uris",
+        summary: "TURN server URIs handed to clients for calls, comma-separated.",
+        default: "unset (no TURN server)",
+        example: "\"turn:turn.example.org:3478?transport=udp,turn:turn.example.org:3478?transport=tcp\"",
+        notes: &["Used with turn_shared_secret; /voip/turnServer answers {} without them."],
+    },
+    Spec {
+        key: "turn_shared_secret",
+        summary: "Secret shared with the TURN server for time-limited credentials.",
+        default: "unset",
+        example: "\"a long random string\"",
+        notes: &["The TURN server's static-auth-secret (coturn: use-auth-secret)."],
+    },
+    Spec {
+        key: "turn_user_lifetime_ms",
+        summary: "How long TURN credentials stay valid, in milliseconds.",
+        default: "86400000 (24 hours)",
+        example: "86400000",
+        notes: &["60000 to 604800000 (7 days)."],
     },
 ];
 
@@ -603,6 +639,20 @@ impl Raw<'_> {
     }
 }
 
+impl Raw<'_> {
+    fn boolean(&self) -> Result<bool, String> {
+        match self {
+            Raw::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(format!("expected true, false, 1, 0, yes or no, got \"{text}\"")),
+            },
+            Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
+            Raw::Toml(other) => Err(format!("expected true or false, found {}", other.type_str())),
+        }
+    }
+}
+
 fn in_range<T: PartialOrd + fmt::Display>(value: T, min: T, max: T) -> Result<T, String> {
     if value < min || value > max {
         return Err(format!("must be between {min} and {max}, got {value}"));
@@ -681,6 +731,24 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
         "sync_timeout_max_ms" => {
             config.sync_timeout_max_ms =
                 in_range(value.unsigned()?, SYNC_TIMEOUT_MAX_MS_MIN, SYNC_TIMEOUT_MAX_MS_MAX)?;
+        }
+        "presence" => config.presence = value.boolean()?,
+        "turn_uris" => {
+            let uris = value.string()?;
+            config.turn_uris =
+                uris.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+            if let Some(bad) =
+                config.turn_uris.iter().find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+            {
+                return Err(format!("{bad:?} is not a turn: or turns: URI"));
+            }
+        }
+        "turn_shared_secret" => {
+            let secret = value.string()?;
+            config.turn_shared_secret = if secret.is_empty() { None } else { Some(secret) };
+        }
+        "turn_user_lifetime_ms" => {
+            config.turn_user_lifetime_ms = in_range(value.unsigned()?, 60_000, 7 * 86_400_000)?;
         }
         "max_parked_requests" => {
             let n = in_range(value.unsigned()?, 1, MAX_PARKED_REQUESTS_MAX as u64)?;
@@ -929,6 +997,10 @@ mod tests {
             ("access_token_lifetime_ms", "60000"),
             ("sync_timeout_max_ms", "30000"),
             ("max_parked_requests", "100"),
+            ("presence", "no"),
+            ("turn_uris", "turn:t.example.org:3478"),
+            ("turn_shared_secret", "s3cret"),
+            ("turn_user_lifetime_ms", "60000"),
         ];
         assert_eq!(values.len(), KEYS.len());
         for ((key, _), (value_key, _)) in KEYS.iter().zip(values) {
@@ -953,6 +1025,10 @@ mod tests {
             access_token_lifetime_ms: 60_000,
             sync_timeout_max_ms: 30_000,
             max_parked_requests: 100,
+            presence: false,
+            turn_uris: vec!["turn:t.example.org:3478".to_owned()],
+            turn_shared_secret: Some("s3cret".to_owned()),
+            turn_user_lifetime_ms: 60_000,
         };
         assert_eq!(config, expected);
         // The same values given as flags give the same result.
@@ -1198,6 +1274,14 @@ mod tests {
         assert_eq!(from_flag("sync_timeout_max_ms", "600000").expect("max").sync_timeout_max_ms, 600_000);
         from_flag("max_parked_requests", "0").expect_err("none");
         from_flag("max_parked_requests", "100001").expect_err("over max");
+        for yes in ["true", "1", "yes", "TRUE"] {
+            assert!(from_flag("presence", yes).expect(yes).presence);
+        }
+        for no in ["false", "0", "no", "False"] {
+            assert!(!from_flag("presence", no).expect(no).presence);
+        }
+        from_flag("presence", "maybe").expect_err("not a bool");
+        from_flag("turn_uris", "http://x").expect_err("not turn");
     }
 
     #[test]
@@ -1311,6 +1395,11 @@ mod tests {
         let mut expected = Config::defaults(2);
         expected.public_baseurl = Some("https://matrix.example.org".to_owned());
         expected.well_known_server = Some("matrix.example.org:443".to_owned());
+        expected.turn_uris = vec![
+            "turn:turn.example.org:3478?transport=udp".to_owned(),
+            "turn:turn.example.org:3478?transport=tcp".to_owned(),
+        ];
+        expected.turn_shared_secret = Some("a long random string".to_owned());
         assert_eq!(config, expected);
         // The commented example is itself valid and sets nothing.
         assert_eq!(from_file(&text).expect("comments only"), Config::defaults(2));
