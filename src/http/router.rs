@@ -155,7 +155,36 @@ fn table() -> Vec<Route> {
     add(CLIENT, Post, "publicRooms", client::directory::public_rooms_filtered, Token, false);
     add(CLIENT, Get, "directory/list/room/{}", client::directory::get_visibility, AuthReq::Optional, false);
     add(CLIENT, Put, "directory/list/room/{}", client::directory::set_visibility, Token, false);
+    // Profiles and the user directory.
+    add(CLIENT_LEGACY, Get, "profile/{}", client::profile::get_profile, AuthReq::Optional, false);
+    add(CLIENT_LEGACY, Get, "profile/{}/displayname", client::profile::get_displayname, AuthReq::Optional, false);
+    add(CLIENT_LEGACY, Put, "profile/{}/displayname", client::profile::set_displayname, Token, true);
+    add(CLIENT_LEGACY, Get, "profile/{}/avatar_url", client::profile::get_avatar_url, AuthReq::Optional, false);
+    add(CLIENT_LEGACY, Put, "profile/{}/avatar_url", client::profile::set_avatar_url, Token, true);
+    add(CLIENT, Post, "user_directory/search", client::profile::user_directory_search, Token, false);
+    // Account data and tags.
+    add(CLIENT, Get, "user/{}/account_data/{}", client::account_data::get_global, Token, false);
+    add(CLIENT, Put, "user/{}/account_data/{}", client::account_data::put_global, Token, false);
+    add(CLIENT, Get, "user/{}/rooms/{}/account_data/{}", client::account_data::get_room, Token, false);
+    add(CLIENT, Put, "user/{}/rooms/{}/account_data/{}", client::account_data::put_room, Token, false);
+    add(CLIENT, Get, "user/{}/rooms/{}/tags", client::account_data::get_tags, Token, false);
+    add(CLIENT, Put, "user/{}/rooms/{}/tags/{}", client::account_data::put_tag, Token, false);
+    add(CLIENT, Delete, "user/{}/rooms/{}/tags/{}", client::account_data::delete_tag, Token, false);
+    add(CLIENT, Get, "voip/turnServer", client::voip::turn_server, Token, false);
+    // Typing, receipts, presence.
+    add(CLIENT, Put, "rooms/{}/typing/{}", client::ephemeral::typing, Token, false);
+    add(CLIENT, Post, "rooms/{}/receipt/{}/{}", client::ephemeral::receipt, Token, false);
+    add(CLIENT, Post, "rooms/{}/read_markers", client::ephemeral::read_markers, Token, false);
+    add(CLIENT_LEGACY, Get, "presence/{}/status", client::ephemeral::get_presence, Token, false);
+    add(CLIENT_LEGACY, Put, "presence/{}/status", client::ephemeral::set_presence, Token, false);
+    add(CLIENT_LEGACY, Get, "presence/list/{}", client::ephemeral::get_presence_list, Token, false);
+    add(CLIENT_LEGACY, Post, "presence/list/{}", client::ephemeral::update_presence_list, Token, false);
+    // The original specification's v1 surface.
+    add(CLIENT_LEGACY, Get, "initialSync", client::legacy::initial_sync, Token, false);
+    add(CLIENT_LEGACY, Get, "rooms/{}/initialSync", client::legacy::room_initial_sync, Token, false);
+    add(CLIENT_LEGACY, Get, "events/{}", client::legacy::get_event, Token, false);
     // Long-polls (after the last `add`, which borrows `add_kind`).
+    add_kind(CLIENT_LEGACY, Get, "events", Kind::LongPoll(client::legacy::events), Token, false);
     add_kind(CLIENT, Get, "sync", Kind::LongPoll(client::sync::sync), Token, false);
     t
 }

@@ -120,6 +120,10 @@ pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: Ne
     if !new.content.is_object() {
         return Err(Error::bad_json("Event content must be a JSON object"));
     }
+    let mut new = new;
+    if new.kind == "m.room.member" {
+        add_profile(conn, &mut new)?;
+    }
     let (room, version) = room_and_version(conn, room_id)?;
     if new.kind == "m.room.canonical_alias" && new.state_key == Some("") {
         check_canonical_alias(app, conn, room_id, &new.content)?;
@@ -174,6 +178,25 @@ pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: Ne
         }
     }
     Ok(Appended { event_id, pos })
+}
+
+/// A local user's join (or invite, or knock) carries their display name and
+/// avatar, as clients show members by them, unless the sender set them.
+fn add_profile(conn: &Connection, new: &mut NewEvent) -> Result<()> {
+    let Some(target) = new.state_key else { return Ok(()) };
+    let membership = new.content.get("membership").and_then(Value::as_str);
+    if !matches!(membership, Some("join" | "invite" | "knock")) {
+        return Ok(());
+    }
+    let Some(profile) = crate::storage::profiles::get(conn, target)? else { return Ok(()) };
+    let Some(obj) = new.content.as_object_mut() else { return Ok(()) };
+    if let Some(name) = profile.displayname {
+        obj.entry("displayname").or_insert(Value::String(name));
+    }
+    if let Some(url) = profile.avatar_url {
+        obj.entry("avatar_url").or_insert(Value::String(url));
+    }
+    Ok(())
 }
 
 /// `m.room.canonical_alias` may only name valid aliases, and aliases of

@@ -2,13 +2,18 @@
 //! names its route.
 
 pub mod account;
+pub mod account_data;
 pub mod devices;
 pub mod directory;
+pub mod ephemeral;
 pub mod filter;
+pub mod legacy;
 pub mod login;
 pub mod membership;
 pub mod message;
+pub mod profile;
 pub mod register;
 pub mod rooms;
 pub mod sync;
 pub mod versions;
+pub mod voip;
