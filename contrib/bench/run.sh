@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs one of the benchmarks against a fresh release build of Hearth on
+# loopback (open registration, rate limits raised), then stops the server.
+#
+#   contrib/bench/run.sh send      [send.py options]    message sends, 8 senders
+#   contrib/bench/run.sh sync      [sync.py options]    wake latency, parked polls, initial sync
+#   contrib/bench/run.sh mxbench   [mxbench options]    ../shared/bench/mxbench.py, if present
+#
+# Prints the benchmark's JSON line(s); the server log is kept in $DATA/server.log
+# when KEEP=1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+what=${1:?usage: run.sh send|sync|mxbench [options]}
+shift
+PORT=${PORT:-18448}
+cargo build --release --quiet
+DATA=$(mktemp -d)
+cleanup() {
+  kill -TERM "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$DATA"
+}
+trap cleanup EXIT
+# Parked long-polls each hold a connection; allow plenty of descriptors.
+ulimit -n 8192 2>/dev/null || true
+HEARTH_RATE_LIMIT_PER_SECOND=100000 HEARTH_RATE_LIMIT_BURST=100000 \
+  target/release/hearth serve --listen "127.0.0.1:$PORT" --database "$DATA/hearth.db" \
+  --registration open --log-level warn 2>"$DATA/server.log" &
+PID=$!
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$PORT/_matrix/client/versions" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+BASE="http://127.0.0.1:$PORT"
+case "$what" in
+  send) python3 contrib/bench/send.py --base-url "$BASE" "$@" ;;
+  sync) python3 contrib/bench/sync.py --base-url "$BASE" --pid "$PID" "$@" ;;
+  mxbench) python3 "${MXBENCH:-../shared/bench/mxbench.py}" --base-url "$BASE" --pid "$PID" \
+             --data-dir "$DATA" --label hearth --json-out "${OUT:-/tmp/hearth-mxbench.json}" "$@" ;;
+  *) echo "unknown benchmark: $what" >&2; exit 2 ;;
+esac
