@@ -178,17 +178,18 @@ impl Hub {
         self.parked.load(Ordering::Relaxed) < self.max_parked
     }
 
-    /// Parks a long-poll. If the hub is full or gone, the request comes back.
-    pub fn park(&self, p: Parked) -> std::result::Result<(), Parked> {
+    /// Parks a long-poll. If the hub is full or gone, the request comes back
+    /// (boxed: it is large) for the caller to answer at once.
+    pub fn park(&self, p: Parked) -> std::result::Result<(), Box<Parked>> {
         if !self.has_room() {
-            return Err(p);
+            return Err(Box::new(p));
         }
         self.parked.fetch_add(1, Ordering::Relaxed);
         match self.inbox.try_send(Msg::Park(p)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(Msg::Park(p)) | TrySendError::Disconnected(Msg::Park(p))) => {
                 self.parked.fetch_sub(1, Ordering::Relaxed);
-                Err(p)
+                Err(Box::new(p))
             }
             Err(_) => Ok(()),
         }

@@ -292,10 +292,9 @@ impl Ctx<'_> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(e) = events::get(self.conn, id)? {
-                if filter.senders.is_some() || !filter.not_senders.is_empty() {
-                    if !filter.allows_event(&e.kind, &e.sender, None) {
-                        continue;
-                    }
+                let by_sender = filter.senders.is_some() || !filter.not_senders.is_empty();
+                if by_sender && !filter.allows_event(&e.kind, &e.sender, None) {
+                    continue;
                 }
                 out.push(self.format(&e)?);
             }

@@ -110,7 +110,7 @@ impl Waiter for SyncWaiter {
     }
     fn poll(&mut self, app: &App) -> Result<Option<Response>> {
         let answer = self.compute(app)?;
-        Ok((!answer.empty).then(|| Response { status: 200, body: Some(answer.body) }))
+        Ok((!answer.empty).then_some(Response { status: 200, body: Some(answer.body) }))
     }
     fn timeout_response(&mut self, app: &App) -> Result<Response> {
         let answer = self.compute(app)?;
