@@ -78,6 +78,15 @@ impl std::io::Write for Connection {
     }
 }
 impl Connection {
+    /// Hearth patch: sends small writes at once. A response larger than the
+    /// write buffer goes out in two segments; with Nagle's algorithm the
+    /// second waited for the client's delayed ACK (~40 ms per long-poll wake).
+    pub(crate) fn set_nodelay(&self) {
+        if let Self::Tcp(s) = self {
+            s.set_nodelay(true).ok();
+        }
+    }
+
     /// Hearth patch: bounds how long a read may wait.
     pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
         match self {

@@ -322,6 +322,7 @@ impl Server {
                             continue;
                         }
                         sock.set_read_timeout(Some(READ_TIMEOUT)).ok();
+                        sock.set_nodelay();
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
