@@ -101,6 +101,7 @@ def main():
     p.add_argument("--base-url", default="http://127.0.0.1:8008")
     p.add_argument("--pid", type=int, help="server PID, for RSS")
     p.add_argument("--wake-trials", type=int, default=100)
+    p.add_argument("--park-delay", type=float, default=0.2, help="s to let a sync park before the send")
     p.add_argument("--parked", type=int, default=1000)
     p.add_argument("--probes", type=int, default=50)
     p.add_argument("--rooms", type=int, default=100)
@@ -129,7 +130,7 @@ def main():
 
         th = threading.Thread(target=park)
         th.start()
-        time.sleep(0.02)
+        time.sleep(a.park_delay)
         send(c, ta, room_q, f"wake{run}{i}", f"wake {i}")
         sent = time.perf_counter()
         th.join(60)

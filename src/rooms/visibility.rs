@@ -64,36 +64,6 @@ impl<'a> Visibility<'a> {
         self.joined_after.insert(pos, found);
         Ok(found)
     }
-
-    /// May the user see this event?
-    pub fn can_see(&mut self, e: &StoredEvent) -> Result<bool> {
-        let (hv, mut membership) = self.state_at(e.state_before)?;
-        // A user's own membership event counts at its own value: people
-        // see their join, and the invite that was sent to them.
-        if e.kind == "m.room.member" && e.state_key.as_deref() == Some(self.user_id) {
-            let pdu = load_pdu(self.conn, &e.event_id)?;
-            membership =
-                pdu.and_then(|p| p.pointer("/content/membership").and_then(Value::as_str).map(str::to_owned));
-        }
-        Ok(match hv.as_str() {
-            "world_readable" => true,
-            _ if membership.as_deref() == Some("join") => true,
-            "shared" => self.joined_since(e.pos)?,
-            "invited" => membership.as_deref() == Some("invite") || self.joined_since(e.pos)?,
-            _ => false,
-        })
-    }
-
-    /// Keeps only the events the user may see.
-    pub fn filter(&mut self, list: Vec<StoredEvent>) -> Result<Vec<StoredEvent>> {
-        let mut out = Vec::with_capacity(list.len());
-        for e in list {
-            if self.can_see(&e)? {
-                out.push(e);
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// True if the room's current history visibility is `world_readable`.
@@ -111,10 +81,6 @@ impl Visibility<'_> {
     /// for the user's own membership events and for history visibility
     /// events the state before *or* after the event may allow it (so people
     /// see their own leave, and the change that hid history from them).
-    ///
-    /// [`Visibility::can_see`] differs in two ways: under `invited` it also
-    /// opens events before the invite to anyone who joined later, and it
-    /// judges the user's own membership events by their new value only.
     pub fn may_see(&mut self, e: &StoredEvent) -> Result<bool> {
         let (hv_before, membership_before) = self.state_at(e.state_before)?;
         if self.rules_allow(e.pos, &hv_before, membership_before.as_deref())? {

@@ -16,6 +16,7 @@
 pub mod account_data;
 pub mod devices;
 pub mod events;
+pub mod presence_list;
 pub mod profiles;
 pub mod receipts;
 pub mod reg_tokens;

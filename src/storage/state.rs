@@ -187,6 +187,23 @@ pub fn forget(conn: &Connection, user_id: &str, room_id: &str) -> Result<bool> {
     )? == 1)
 }
 
+/// A user's memberships that changed after stream position `since` (all of
+/// them for 0), forgotten rooms left out, oldest change first:
+/// `(room_id, membership, event_id, pos)`.
+pub fn memberships_after(
+    conn: &Connection,
+    user_id: &str,
+    since: i64,
+) -> Result<Vec<(String, String, String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT room_id, membership, event_id, pos FROM memberships
+         WHERE user_id = ?1 AND pos > ?2 AND forgotten = 0 ORDER BY pos",
+    )?;
+    let rows =
+        stmt.query_map(params![user_id, since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

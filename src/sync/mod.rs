@@ -228,7 +228,7 @@ impl Ctx<'_> {
                 scanned += 1;
                 let content = if filter.needs_content() { Some(pdu_json(&e)?) } else { None };
                 let content = content.as_ref().and_then(|p| p.get("content"));
-                if filter.allows_event(&e.kind, &e.sender, content) && visibility.can_see(&e)? {
+                if filter.allows_event(&e.kind, &e.sender, content) && visibility.may_see(&e)? {
                     if picked.len() == limit {
                         limited = true;
                         break 'scan;

@@ -68,9 +68,7 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let txn_id = req.param(2);
     if txn_id.len() > TXN_ID_MAX_BYTES {
-        return Err(Error::invalid_param(format!(
-            "Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes"
-        )));
+        return Err(Error::invalid_param(format!("Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes")));
     }
     send_event(app, req, who, Some(txn_id))
 }
@@ -157,9 +155,7 @@ pub fn redact(app: &App, req: &Request) -> Result<Response> {
     let target = event_id_param(req, 1)?;
     let txn_id = req.param(2);
     if txn_id.len() > TXN_ID_MAX_BYTES {
-        return Err(Error::invalid_param(format!(
-            "Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes"
-        )));
+        return Err(Error::invalid_param(format!("Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes")));
     }
     let body: RedactBody = req.json_or_empty()?;
     let mut content = Map::new();
@@ -332,9 +328,8 @@ pub fn context(app: &App, req: &Request) -> Result<Response> {
         let target = visible_event(conn, room_id, event_id, &who.user_id)?;
         let room_allowed = filter.allows_room(room_id);
         let mut vis = Visibility::new(conn, &who.user_id, room_id);
-        let mut keep = |e: &StoredEvent| -> Result<bool> {
-            Ok(room_allowed && vis.may_see(e)? && passes(&filter, e)?)
-        };
+        let mut keep =
+            |e: &StoredEvent| -> Result<bool> { Ok(room_allowed && vis.may_see(e)? && passes(&filter, e)?) };
         let before_limit = limit / 2;
         let before = scan(conn, room_id, target.pos, None, Dir::Backward, before_limit, &mut keep)?;
         let after = scan(conn, room_id, target.pos, None, Dir::Forward, limit - before_limit, &mut keep)?;
@@ -350,16 +345,15 @@ pub fn context(app: &App, req: &Request) -> Result<Response> {
             .chain(std::iter::once(&target))
             .map(|e| e.sender.as_str())
             .collect();
+        // Lazy loading keeps only the senders' member events: skip the
+        // others before loading them.
+        let wanted = state_map.iter().filter(|((kind, key), _)| {
+            room_allowed
+                && !(filter.lazy_load_members && kind == "m.room.member" && !senders.contains(key.as_str()))
+        });
         let mut state_events = Vec::new();
-        for e in load_all(conn, state_map.values())? {
-            let is_member = e.kind == "m.room.member";
-            if filter.lazy_load_members
-                && is_member
-                && !e.state_key.as_deref().is_some_and(|k| senders.contains(k))
-            {
-                continue;
-            }
-            if room_allowed && passes(&filter, &e)? {
+        for e in load_all(conn, wanted.map(|(_, id)| id))? {
+            if passes(&filter, &e)? {
                 state_events.push(e);
             }
         }
@@ -397,7 +391,9 @@ pub fn messages(app: &App, req: &Request) -> Result<Response> {
         // Without `from`: just past the newest event, or before the first.
         let from = match (from, dir) {
             (Some(point), _) => point,
-            (None, Dir::Backward) => Point { pos: events::current_pos(conn)?.saturating_add(1), through: false },
+            (None, Dir::Backward) => {
+                Point { pos: events::current_pos(conn)?.saturating_add(1), through: false }
+            }
             (None, Dir::Forward) => Point { pos: 0, through: false },
         };
         let start = req.query("from").map_or_else(|| token::at(from.pos), str::to_owned);
@@ -580,7 +576,11 @@ fn membership_query<'r>(req: &'r Request, key: &str) -> Result<Option<&'r str>> 
 
 /// A string field of an event's content.
 fn content_str(e: &StoredEvent, field: &str) -> Result<Option<String>> {
-    Ok(rooms::pdu_json(e)?.get("content").and_then(|c| c.get(field)).and_then(Value::as_str).map(str::to_owned))
+    Ok(rooms::pdu_json(e)?
+        .get("content")
+        .and_then(|c| c.get(field))
+        .and_then(Value::as_str)
+        .map(str::to_owned))
 }
 
 fn load_all<'i>(conn: &Connection, ids: impl IntoIterator<Item = &'i String>) -> Result<Vec<StoredEvent>> {
@@ -633,7 +633,7 @@ enum StateView {
     Current,
     /// The state right after this event: the one that ended the user's
     /// last stay (leave, kick or ban).
-    LeftAt(StoredEvent),
+    LeftAt(Box<StoredEvent>),
 }
 
 fn state_view(conn: &Connection, room_id: &str, user_id: &str) -> Result<StateView> {
@@ -646,7 +646,7 @@ fn state_view(conn: &Connection, room_id: &str, user_id: &str) -> Result<StateVi
         return Ok(StateView::Current);
     }
     match left_event(conn, room_id, user_id)? {
-        Some(e) => Ok(StateView::LeftAt(e)),
+        Some(e) => Ok(StateView::LeftAt(Box::new(e))),
         None => Err(Error::forbidden("You are not a member of this room and never were")),
     }
 }
