@@ -81,3 +81,81 @@ pub fn directory_candidates(conn: &Connection, searcher: &str, max: usize) -> Re
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{events, rooms, state, test_conn, users};
+
+    /// A room whose current state holds one event of `kind` with `content`.
+    fn room_with(c: &Connection, room_id: &str, pos: i64, kind: &str, content: &str) {
+        let room = rooms::Room {
+            room_id: room_id.into(),
+            version: "11".into(),
+            creator: "@a:x".into(),
+            created_ts: 0,
+            state_group: 0,
+            depth: 1,
+            published: false,
+        };
+        rooms::create(c, &room).unwrap();
+        let event_id = format!("$e{pos}");
+        let e = events::StoredEvent {
+            pos,
+            event_id: event_id.clone(),
+            room_id: room_id.into(),
+            kind: kind.into(),
+            state_key: Some(String::new()),
+            sender: "@a:x".into(),
+            origin_ts: 0,
+            depth: 1,
+            state_before: 0,
+            pdu: format!("{{\"type\":\"{kind}\",\"content\":{content}}}"),
+            redacted_by: None,
+            txn_device: None,
+            txn_id: None,
+        };
+        events::insert(c, &e).unwrap();
+        state::set_current(c, room_id, kind, "", &event_id).unwrap();
+    }
+
+    #[test]
+    fn directory_candidates_are_room_mates_and_members_of_open_rooms() {
+        let c = test_conn();
+        room_with(&c, "!private:x", 1, "m.room.join_rules", r#"{"join_rule":"invite"}"#);
+        room_with(&c, "!public:x", 2, "m.room.join_rules", r#"{"join_rule":"public"}"#);
+        room_with(
+            &c,
+            "!readable:x",
+            3,
+            "m.room.history_visibility",
+            r#"{"history_visibility":"world_readable"}"#,
+        );
+        room_with(&c, "!hidden:x", 4, "m.room.join_rules", r#"{"join_rule":"knock"}"#);
+        for (user, room, membership) in [
+            ("@me:x", "!private:x", "join"),
+            ("@mate:x", "!private:x", "join"),
+            ("@invited:x", "!private:x", "invite"),
+            ("@pub:x", "!public:x", "join"),
+            ("@reader:x", "!readable:x", "join"),
+            ("@hidden:x", "!hidden:x", "join"),
+            ("@gone:x", "!public:x", "join"),
+        ] {
+            state::set_membership(&c, user, room, membership, "$m", 1).unwrap();
+        }
+        users::create(&c, "@gone:x", None, false, 0).unwrap();
+        users::deactivate(&c, "@gone:x").unwrap();
+        set_displayname(&c, "@mate:x", Some("Mate")).unwrap();
+        let ids = |max| -> Vec<String> {
+            directory_candidates(&c, "@me:x", max).unwrap().into_iter().map(|e| e.user_id).collect()
+        };
+        assert_eq!(ids(100), ["@mate:x", "@me:x", "@pub:x", "@reader:x"]);
+        assert_eq!(ids(2), ["@mate:x", "@me:x"]);
+        let mate = &directory_candidates(&c, "@me:x", 1).unwrap()[0];
+        assert_eq!(mate.profile.displayname.as_deref(), Some("Mate"));
+        // A stranger sees only the open rooms.
+        let seen: Vec<String> =
+            directory_candidates(&c, "@stranger:x", 100).unwrap().into_iter().map(|e| e.user_id).collect();
+        assert_eq!(seen, ["@pub:x", "@reader:x"]);
+    }
+}
