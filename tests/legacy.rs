@@ -1,0 +1,420 @@
+//! The original specification's v1 surface over HTTP: `/initialSync`,
+//! `/rooms/{roomId}/initialSync`, the `/events` long-poll (waking, timing
+//! out, previews, many parked at once) and `/events/{eventId}`.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{assert_error, Server, V3};
+use serde_json::{json, Value};
+
+const PW: &str = "legacy-test-password";
+/// The original specification's prefix.
+const V1: &str = "/_matrix/client/api/v1";
+
+struct User {
+    id: String,
+    token: String,
+}
+
+fn user(s: &Server, name: &str) -> User {
+    let (id, token, _) = s.register(name, PW);
+    User { id, token }
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn room_path(room: &str, rest: &str) -> String {
+    format!("{V3}/rooms/{}/{rest}", enc(room))
+}
+
+#[track_caller]
+fn create(s: &Server, who: &User, body: Value) -> String {
+    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(&who.token), body);
+    assert_eq!(status, 200, "createRoom: {reply}");
+    reply["room_id"].as_str().expect("room_id").to_owned()
+}
+
+#[track_caller]
+fn join(s: &Server, who: &User, room: &str) {
+    let (status, body) = s.post(&room_path(room, "join"), Some(&who.token), json!({}));
+    assert_eq!(status, 200, "join: {body}");
+}
+
+#[track_caller]
+fn act(s: &Server, who: &User, room: &str, action: &str, body: Value) {
+    let (status, reply) = s.post(&room_path(room, action), Some(&who.token), body);
+    assert_eq!(status, 200, "{action}: {reply}");
+}
+
+#[track_caller]
+fn send(s: &Server, who: &User, room: &str, body: &str) -> String {
+    let txn = format!("txn-{}", enc(body));
+    let path = room_path(room, &format!("send/m.room.message/{txn}"));
+    let (status, reply) = s.put(&path, Some(&who.token), json!({ "msgtype": "m.text", "body": body }));
+    assert_eq!(status, 200, "send: {reply}");
+    reply["event_id"].as_str().expect("event_id").to_owned()
+}
+
+/// GET with a 200 expected.
+#[track_caller]
+fn get_ok(s: &Server, who: &User, path: &str) -> Value {
+    let (status, body) = s.get(path, Some(&who.token));
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+/// The room entry of an `/initialSync` answer.
+#[track_caller]
+fn room_of<'a>(sync: &'a Value, room: &str) -> &'a Value {
+    sync["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .find(|r| r["room_id"] == room)
+        .unwrap_or_else(|| panic!("{room} missing from {sync}"))
+}
+
+fn has_room(sync: &Value, room: &str) -> bool {
+    sync["rooms"].as_array().expect("rooms").iter().any(|r| r["room_id"] == room)
+}
+
+/// The `body` of each message event of a list, in order.
+fn bodies(list: &Value) -> Vec<String> {
+    list.as_array()
+        .expect("list")
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn state_types(list: &Value) -> Vec<String> {
+    list.as_array().expect("state").iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+/// The `end` token of an `/initialSync`.
+fn end_token(s: &Server, who: &User) -> String {
+    get_ok(s, who, &format!("{V3}/initialSync?limit=0"))["end"].as_str().expect("end").to_owned()
+}
+
+fn events_path(query: &str) -> String {
+    format!("{V3}/events?{query}")
+}
+
+#[test]
+fn initial_sync_lists_rooms_with_messages_state_and_account_data() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let bob = user(&s, "bob");
+    let room = create(&s, &alice, json!({ "preset": "public_chat", "name": "Hall" }));
+    send(&s, &alice, &room, "one");
+    send(&s, &alice, &room, "two");
+    let (status, body) = s.put(
+        &format!("{V3}/user/{}/account_data/org.example.conf", enc(&alice.id)),
+        Some(&alice.token),
+        json!({ "k": "v" }),
+    );
+    assert_eq!(status, 200, "account data: {body}");
+
+    for prefix in [V1, V3, "/_matrix/client/r0"] {
+        let sync = get_ok(&s, &alice, &format!("{prefix}/initialSync"));
+        assert!(sync["end"].is_string(), "{sync}");
+        assert_eq!(sync["presence"], json!([]));
+        let data = sync["account_data"].as_array().expect("account_data");
+        assert!(data.iter().any(|d| d["type"] == "org.example.conf" && d["content"]["k"] == "v"), "{sync}");
+        let info = room_of(&sync, &room);
+        assert_eq!(info["membership"], "join");
+        assert_eq!(info["visibility"], "private");
+        assert_eq!(bodies(&info["messages"]["chunk"]), ["one", "two"]);
+        let first = &info["messages"]["chunk"][0];
+        assert_eq!(first["room_id"], room.as_str());
+        assert_eq!(first["sender"], alice.id.as_str());
+        assert!(info["messages"]["start"].is_string() && info["messages"]["end"].is_string(), "{info}");
+        let types = state_types(&info["state"]);
+        for t in ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules", "m.room.name"]
+        {
+            assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
+        }
+        assert!(info["state"].as_array().unwrap().iter().all(|e| e["room_id"] == room.as_str()));
+    }
+
+    // A room published in the directory is public.
+    let listed = create(&s, &alice, json!({ "preset": "public_chat", "visibility": "public" }));
+    let sync = get_ok(&s, &alice, &format!("{V3}/initialSync"));
+    assert_eq!(room_of(&sync, &listed)["visibility"], "public");
+
+    // `limit` bounds the messages; the start token pages back with /messages.
+    let sync = get_ok(&s, &alice, &format!("{V1}/initialSync?limit=1"));
+    let info = room_of(&sync, &room);
+    assert_eq!(bodies(&info["messages"]["chunk"]), ["two"]);
+    let start = info["messages"]["start"].as_str().unwrap();
+    let earlier = get_ok(&s, &alice, &room_path(&room, &format!("messages?dir=b&limit=1&from={start}")));
+    assert_eq!(bodies(&earlier["chunk"]), ["one"]);
+    assert_error(&s.get(&format!("{V3}/initialSync?limit=x"), Some(&alice.token)), 400, "M_INVALID_PARAM");
+    assert_error(
+        &s.get(&format!("{V3}/initialSync?archived=maybe"), Some(&alice.token)),
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    // An invite shows with its event; a room left only with archived=true.
+    let private = create(&s, &alice, json!({ "preset": "private_chat" }));
+    act(&s, &alice, &private, "invite", json!({ "user_id": bob.id }));
+    join(&s, &bob, &room);
+    send(&s, &alice, &room, "three");
+    act(&s, &bob, &room, "leave", json!({}));
+    send(&s, &alice, &room, "after bob left");
+    let sync = get_ok(&s, &bob, &format!("{V3}/initialSync"));
+    let invited = room_of(&sync, &private);
+    assert_eq!(invited["membership"], "invite");
+    assert_eq!(invited["invite"]["content"]["membership"], "invite");
+    assert_eq!(invited["invite"]["state_key"], bob.id.as_str());
+    assert!(!has_room(&sync, &room), "{sync}");
+    let sync = get_ok(&s, &bob, &format!("{V3}/initialSync?archived=true"));
+    let left = room_of(&sync, &room);
+    assert_eq!(left["membership"], "leave");
+    let chunk = &left["messages"]["chunk"];
+    assert!(bodies(chunk).contains(&"three".to_owned()), "{chunk}");
+    assert!(!bodies(chunk).contains(&"after bob left".to_owned()), "{chunk}");
+    assert_eq!(chunk.as_array().unwrap().last().unwrap()["content"]["membership"], "leave");
+}
+
+#[test]
+fn events_long_poll_wakes_with_the_new_event() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let bob = user(&s, "bob");
+    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    join(&s, &bob, &room);
+    let from = end_token(&s, &bob);
+
+    let (answer, sent) = std::thread::scope(|scope| {
+        let waiting =
+            scope.spawn(|| s.get(&events_path(&format!("from={from}&timeout=10000")), Some(&bob.token)));
+        // Give the request time to arrive and park; it returns with the
+        // event whichever comes first.
+        std::thread::sleep(Duration::from_millis(300));
+        let sent = send(&s, &alice, &room, "wake up");
+        (waiting.join().expect("the waiting request"), sent)
+    });
+    let (status, body) = answer;
+    assert_eq!(status, 200, "{body}");
+    let chunk = body["chunk"].as_array().expect("chunk");
+    assert_eq!(chunk.len(), 1, "{body}");
+    assert_eq!(chunk[0]["event_id"], sent.as_str());
+    assert_eq!(chunk[0]["room_id"], room.as_str());
+    assert_eq!(chunk[0]["type"], "m.room.message");
+    assert_eq!(chunk[0]["content"]["body"], "wake up");
+    assert_eq!(body["start"], from.as_str());
+    let end = body["end"].as_str().expect("end");
+    assert_ne!(end, from);
+
+    // Nothing after `end`: an empty chunk at once.
+    let next = get_ok(&s, &bob, &events_path(&format!("from={end}&timeout=0")));
+    assert_eq!(next["chunk"], json!([]), "{next}");
+    assert_eq!(next["end"], end);
+
+    // The same through the original prefix, and several events in order.
+    send(&s, &alice, &room, "a");
+    send(&s, &bob, &room, "b");
+    let more = get_ok(&s, &bob, &format!("{V1}/events?from={end}&timeout=5000"));
+    assert_eq!(bodies(&more["chunk"]), ["a", "b"]);
+    // The token is a sync token: /sync continues from it.
+    let end2 = more["end"].as_str().unwrap();
+    let sync = get_ok(&s, &bob, &format!("{V3}/sync?since={end2}&timeout=0"));
+    assert!(sync["rooms"]["join"].get(&room).is_none(), "{sync}");
+}
+
+#[test]
+fn events_time_out_empty_and_validate_tokens() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    send(&s, &alice, &room, "before");
+    let from = end_token(&s, &alice);
+    let body = get_ok(&s, &alice, &events_path(&format!("from={from}&timeout=300")));
+    assert_eq!(body["chunk"], json!([]), "{body}");
+    assert_eq!(body["start"], from.as_str());
+    assert_eq!(body["end"], from.as_str());
+
+    // Without `from`: the stream starts now, answered at once.
+    let now = get_ok(&s, &alice, &events_path(""));
+    assert_eq!(now["chunk"], json!([]), "{now}");
+    assert_eq!(now["end"], from.as_str());
+
+    // An older token brings what happened since, the user's join included.
+    let all = get_ok(&s, &alice, &events_path("from=s0_0"));
+    assert!(bodies(&all["chunk"]).contains(&"before".to_owned()), "{all}");
+    assert!(all["chunk"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.member"), "{all}");
+
+    assert_error(&s.get(&events_path("from=garbage"), Some(&alice.token)), 400, "M_INVALID_PARAM");
+    assert_error(
+        &s.get(&events_path(&format!("from={from}&timeout=x")), Some(&alice.token)),
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(&s.get(&events_path(""), None), 401, "M_MISSING_TOKEN");
+}
+
+#[test]
+fn events_chunks_are_bounded_and_continue() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    let mut from = end_token(&s, &alice);
+    let total = 130;
+    for i in 0..total {
+        send(&s, &alice, &room, &format!("m{i}"));
+    }
+    let mut got = Vec::new();
+    let mut answers = 0;
+    loop {
+        let body = get_ok(&s, &alice, &events_path(&format!("from={from}")));
+        let n = body["chunk"].as_array().unwrap().len();
+        assert!(n <= 100, "{n} events in one answer");
+        if n == 0 {
+            break;
+        }
+        answers += 1;
+        got.extend(bodies(&body["chunk"]));
+        from = body["end"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(answers, 2);
+    let want: Vec<String> = (0..total).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn room_initial_sync_for_members_previews_and_strangers() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let carol = user(&s, "carol");
+    let private = create(&s, &alice, json!({ "preset": "private_chat", "topic": "secret" }));
+    send(&s, &alice, &private, "hidden");
+    for prefix in [V1, V3] {
+        let path = format!("{prefix}/rooms/{}/initialSync", enc(&private));
+        let info = get_ok(&s, &alice, &path);
+        assert_eq!(info["room_id"], private.as_str());
+        assert_eq!(info["membership"], "join");
+        assert_eq!(info["visibility"], "private");
+        assert_eq!(info["presence"], json!([]));
+        assert!(info["account_data"].is_array(), "{info}");
+        assert_eq!(bodies(&info["messages"]["chunk"]), ["hidden"]);
+        assert!(info["messages"]["end"].is_string(), "{info}");
+        assert!(state_types(&info["state"]).contains(&"m.room.topic".to_owned()), "{info}");
+        assert_error(&s.get(&path, Some(&carol.token)), 403, "M_FORBIDDEN");
+    }
+    let unknown = format!("{V3}/rooms/{}/initialSync", enc("!nope:localhost"));
+    assert_error(&s.get(&unknown, Some(&carol.token)), 403, "M_FORBIDDEN");
+
+    // A world-readable room can be previewed, and followed with /events.
+    let open = create(
+        &s,
+        &alice,
+        json!({
+            "preset": "public_chat",
+            "initial_state": [{
+                "type": "m.room.history_visibility", "state_key": "",
+                "content": { "history_visibility": "world_readable" },
+            }],
+        }),
+    );
+    send(&s, &alice, &open, "for all");
+    let info = get_ok(&s, &carol, &format!("{V3}/rooms/{}/initialSync", enc(&open)));
+    assert_eq!(info["membership"], "leave");
+    assert_eq!(bodies(&info["messages"]["chunk"]), ["for all"]);
+    let end = info["messages"]["end"].as_str().unwrap().to_owned();
+    send(&s, &alice, &open, "later");
+    send(&s, &alice, &private, "not for carol");
+    let peek = get_ok(&s, &carol, &events_path(&format!("from={end}&room_id={}&timeout=5000", enc(&open))));
+    assert_eq!(bodies(&peek["chunk"]), ["later"]);
+    assert!(peek["chunk"].as_array().unwrap().iter().all(|e| e["room_id"] == open.as_str()), "{peek}");
+    assert_error(
+        &s.get(&events_path(&format!("from={end}&room_id={}", enc(&private))), Some(&carol.token)),
+        403,
+        "M_FORBIDDEN",
+    );
+    // Carol is in no room: her own stream has nothing.
+    let own = get_ok(&s, &carol, &events_path(&format!("from={end}")));
+    assert_eq!(own["chunk"], json!([]), "{own}");
+
+    // A member who left sees the room as it was when they left.
+    join(&s, &carol, &open);
+    act(&s, &carol, &open, "leave", json!({}));
+    act(&s, &alice, &private, "invite", json!({ "user_id": carol.id }));
+    join(&s, &carol, &private);
+    send(&s, &alice, &private, "while carol is here");
+    act(&s, &carol, &private, "leave", json!({}));
+    send(&s, &alice, &private, "after carol left");
+    let info = get_ok(&s, &carol, &format!("{V3}/rooms/{}/initialSync", enc(&private)));
+    assert_eq!(info["membership"], "leave");
+    let seen = bodies(&info["messages"]["chunk"]);
+    assert!(seen.contains(&"while carol is here".to_owned()), "{seen:?}");
+    assert!(!seen.contains(&"after carol left".to_owned()), "{seen:?}");
+}
+
+#[test]
+fn single_event_visible_or_not_found() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let carol = user(&s, "carol");
+    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    let id = send(&s, &alice, &room, "mine");
+    for prefix in [V1, V3] {
+        let path = format!("{prefix}/events/{}", enc(&id));
+        let e = get_ok(&s, &alice, &path);
+        assert_eq!(e["event_id"], id.as_str());
+        assert_eq!(e["room_id"], room.as_str());
+        assert_eq!(e["content"]["body"], "mine");
+        assert_error(&s.get(&path, Some(&carol.token)), 404, "M_NOT_FOUND");
+    }
+    let missing = format!("{V3}/events/{}", enc("$nothing-here"));
+    assert_error(&s.get(&missing, Some(&alice.token)), 404, "M_NOT_FOUND");
+}
+
+#[test]
+fn parked_event_streams_leave_workers_free() {
+    const PARKED: usize = 20;
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let bob = user(&s, "bob");
+    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    join(&s, &bob, &room);
+    let from = end_token(&s, &bob);
+    let answered = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let waiters: Vec<_> = (0..PARKED)
+            .map(|_| {
+                scope.spawn(|| {
+                    let reply = s.get(&events_path(&format!("from={from}&timeout=30000")), Some(&bob.token));
+                    answered.fetch_add(1, Ordering::SeqCst);
+                    reply
+                })
+            })
+            .collect();
+        // Let the requests arrive and park (far more than the workers).
+        std::thread::sleep(Duration::from_millis(1000));
+        let (status, versions) = s.get("/_matrix/client/versions", None);
+        assert_eq!(status, 200, "{versions}");
+        assert!(versions["versions"].is_array(), "{versions}");
+        assert_eq!(answered.load(Ordering::SeqCst), 0, "a parked /events answered before any event");
+        // One message wakes them all.
+        let sent = send(&s, &alice, &room, "for everyone");
+        for w in waiters {
+            let (status, body) = w.join().expect("a waiting request");
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["chunk"][0]["event_id"], sent.as_str(), "{body}");
+        }
+    });
+}
