@@ -189,6 +189,7 @@ CREATE TABLE account_data (
     PRIMARY KEY (user_id, room_id, type)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX account_data_pos ON account_data(user_id, pos);
+CREATE INDEX account_data_room_pos ON account_data(pos) WHERE room_id != '';
 
 -- Read receipts: the newest per user, room, type and thread.
 CREATE TABLE receipts (
@@ -201,7 +202,7 @@ CREATE TABLE receipts (
     pos           INTEGER NOT NULL,
     PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX receipts_pos ON receipts(room_id, pos);
+CREATE INDEX receipts_pos ON receipts(pos);
 
 -- Profiles (display name and avatar) of local users.
 CREATE TABLE profiles (
@@ -209,3 +210,14 @@ CREATE TABLE profiles (
     displayname   TEXT,
     avatar_url    TEXT
 ) STRICT;
+
+-- Presence lists (the original specification): `owner` follows `target`'s
+-- presence; `accepted` = 1 once `target` agreed, which is automatic when
+-- `target` follows `owner` too (the reverse subscription).
+CREATE TABLE presence_list (
+    owner         TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    accepted      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, target)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX presence_list_target ON presence_list(target, accepted);

@@ -16,6 +16,8 @@ pub struct App {
     pub server_key: ServerKey,
     pub limiter: RateLimiter,
     pub hub: Hub,
+    /// Typing notices and presence (in memory).
+    pub ephemeral: crate::ephemeral::Ephemeral,
     pub shutdown: AtomicBool,
 }
 
@@ -26,7 +28,8 @@ impl App {
         let server_key = load_or_create_key(&db)?;
         let limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
         let hub = Hub::new(config.max_parked_requests);
-        Ok(App { config, db, server_key, limiter, hub, shutdown: AtomicBool::new(false) })
+        let ephemeral = crate::ephemeral::Ephemeral::new(config.presence);
+        Ok(App { config, db, server_key, limiter, hub, ephemeral, shutdown: AtomicBool::new(false) })
     }
 }
 

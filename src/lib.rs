@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod crypto;
+pub mod ephemeral;
 pub mod error;
 pub mod http;
 pub mod hub;

@@ -157,9 +157,23 @@ fn table() -> Vec<Route> {
     add(CLIENT, Put, "directory/list/room/{}", client::directory::set_visibility, Token, false);
     // Profiles and the user directory.
     add(CLIENT_LEGACY, Get, "profile/{}", client::profile::get_profile, AuthReq::Optional, false);
-    add(CLIENT_LEGACY, Get, "profile/{}/displayname", client::profile::get_displayname, AuthReq::Optional, false);
+    add(
+        CLIENT_LEGACY,
+        Get,
+        "profile/{}/displayname",
+        client::profile::get_displayname,
+        AuthReq::Optional,
+        false,
+    );
     add(CLIENT_LEGACY, Put, "profile/{}/displayname", client::profile::set_displayname, Token, true);
-    add(CLIENT_LEGACY, Get, "profile/{}/avatar_url", client::profile::get_avatar_url, AuthReq::Optional, false);
+    add(
+        CLIENT_LEGACY,
+        Get,
+        "profile/{}/avatar_url",
+        client::profile::get_avatar_url,
+        AuthReq::Optional,
+        false,
+    );
     add(CLIENT_LEGACY, Put, "profile/{}/avatar_url", client::profile::set_avatar_url, Token, true);
     add(CLIENT, Post, "user_directory/search", client::profile::user_directory_search, Token, false);
     // Account data and tags.

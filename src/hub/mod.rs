@@ -35,6 +35,8 @@ use crate::log;
 const INBOX_CAPACITY: usize = 4096;
 /// Responder threads that recompute and answer woken long-polls.
 const RESPONDERS: usize = 2;
+/// How often expired typing and decayed presence are looked for.
+const TICK: Duration = Duration::from_secs(1);
 /// Jobs queued for the responders before the hub answers cheaply itself.
 const RESPONDER_QUEUE: usize = 4096;
 
@@ -149,6 +151,20 @@ impl Hub {
                 .name(format!("hub-responder-{i}"))
                 .spawn(move || responder(&app, &jobs, &back))
                 .expect("spawning a hub responder thread");
+        }
+        // Typing runs out and presence decays with the clock, not with a
+        // request: a tick announces those changes to parked syncs.
+        {
+            let app = app.clone();
+            std::thread::Builder::new()
+                .name("hub-tick".into())
+                .spawn(move || loop {
+                    std::thread::sleep(TICK);
+                    if let Err(e) = app.db.read(|c| crate::ephemeral::refresh(&app, c)) {
+                        log::warn(format_args!("expiring typing and presence failed: {}", e.message));
+                    }
+                })
+                .expect("spawning the hub tick thread");
         }
         let parked = app.hub.parked.clone();
         std::thread::Builder::new()

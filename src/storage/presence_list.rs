@@ -19,8 +19,8 @@ pub struct Entry {
 
 /// The owner's list, by target.
 pub fn list(conn: &Connection, owner: &str) -> Result<Vec<Entry>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT target, accepted FROM presence_list WHERE owner = ?1 ORDER BY target")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT target, accepted FROM presence_list WHERE owner = ?1 ORDER BY target")?;
     let rows = stmt.query_map([owner], |r| Ok(Entry { target: r.get(0)?, accepted: r.get(1)? }))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

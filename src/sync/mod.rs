@@ -112,13 +112,15 @@ pub struct Answer {
 
 /// Computes the sync answer inside one read transaction.
 pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
+    // Expired typing and decayed presence take a serial before it is read.
+    crate::ephemeral::refresh(app, conn)?;
     let now_pos = events::current_pos(conn)?;
     let now_eph = app.hub.current_ephemeral();
     let next = Since { pos: now_pos, ephemeral: now_eph };
     let from = req.since.map_or(0, |s| s.pos);
     let now = storage::now_ms();
     let viewer = Viewer { user_id: req.user_id, device_id: req.device_id };
-    let ctx = Ctx { conn, req, viewer, now, from, upto: now_pos };
+    let ctx = Ctx { app, conn, req, viewer, now, from, upto: now_pos };
 
     let joined: HashSet<String> = state::rooms_of_user(conn, req.user_id, "join")?.into_iter().collect();
     let full = req.since.is_none() || req.full_state;
@@ -128,7 +130,13 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
         return Ok(Answer { body: empty_body(&next), empty: true, next, joined });
     }
     // Only rooms where something happened need looking at.
-    let active: HashSet<String> = if full { joined.clone() } else { changed_rooms(conn, from, now_pos)? };
+    let mut active: HashSet<String> = if full { joined.clone() } else { changed_rooms(conn, from, now_pos)? };
+    let eph_since = req.since.map(|s| s.ephemeral);
+    for room_id in &joined {
+        if !active.contains(room_id) && app.ephemeral.typing_event(room_id, eph_since, now).is_some() {
+            active.insert(room_id.clone());
+        }
+    }
     let mut joined_out = Map::new();
     let mut rooms: Vec<&String> = joined.iter().filter(|r| active.contains(*r)).collect();
     rooms.sort();
@@ -169,14 +177,24 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
             global_data.push(json!({ "type": kind, "content": content }));
         }
     }
-    let empty = joined_out.is_empty()
+    let presence: Vec<Value> = crate::ephemeral::presence_events_for(app, conn, req.user_id, eph_since)?
+        .into_iter()
+        .filter(|e| {
+            let sender = e.get("sender").and_then(Value::as_str).unwrap_or("");
+            req.filter.presence.allows_event("m.presence", sender, None)
+        })
+        .collect();
+    let empty = presence.is_empty()
+        && joined_out.is_empty()
         && invite_out.is_empty()
         && leave_out.is_empty()
         && knock_out.is_empty()
         && global_data.is_empty();
     let mut body = empty_body(&next);
-    body["rooms"] = json!({ "join": joined_out, "invite": invite_out, "leave": leave_out, "knock": knock_out });
+    body["rooms"] =
+        json!({ "join": joined_out, "invite": invite_out, "leave": leave_out, "knock": knock_out });
     body["account_data"] = json!({ "events": global_data });
+    body["presence"] = json!({ "events": presence });
     Ok(Answer { body, empty, next, joined })
 }
 
@@ -233,6 +251,7 @@ fn memberships_changed(
 }
 
 struct Ctx<'a> {
+    app: &'a App,
     conn: &'a Connection,
     req: &'a Request<'a>,
     viewer: Viewer<'a>,
@@ -405,7 +424,7 @@ impl Ctx<'_> {
         Ok(Some(room))
     }
 
-    /// Receipts (and, when built, typing) that changed since the token.
+    /// Receipts and typing that changed since the token.
     fn ephemeral(&self, room_id: &str) -> Result<Vec<Value>> {
         let mut out = Vec::new();
         if !self.req.filter.ephemeral.allows_room(room_id) {
@@ -427,6 +446,12 @@ impl Ctx<'_> {
         }
         if !content.is_empty() && self.req.filter.ephemeral.allows_event("m.receipt", "", None) {
             out.push(json!({ "type": "m.receipt", "content": content }));
+        }
+        let since = self.req.since.map(|s| s.ephemeral);
+        if let Some(typing) = self.app.ephemeral.typing_event(room_id, since, self.now) {
+            if self.req.filter.ephemeral.allows_event("m.typing", "", None) {
+                out.push(typing);
+            }
         }
         Ok(out)
     }

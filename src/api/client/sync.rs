@@ -55,6 +55,9 @@ pub fn sync(app: &App, req: &Request) -> Result<Poll> {
         Some(_) => return Err(Error::invalid_param("full_state must be true or false")),
     };
     let filter = load_filter(app, &who.user_id, req.query("filter"))?;
+    let presence = crate::ephemeral::PresenceState::parse(req.query("set_presence").unwrap_or("online"))
+        .ok_or_else(|| Error::invalid_param("set_presence must be online, unavailable or offline"))?;
+    app.db.read(|c| crate::ephemeral::mark_sync(app, c, &who.user_id, presence))?;
     let mut waiter = SyncWaiter {
         user_id: who.user_id.clone(),
         device_id: who.device_id.clone(),
