@@ -72,6 +72,7 @@ fn initial_sync_shows_rooms_and_incremental_sync_only_what_is_new() {
     let own = timeline.iter().find(|e| e["content"]["body"] == "hello").unwrap();
     assert_eq!(own["sender"], alice.as_str());
     assert_eq!(own["unsigned"]["transaction_id"], "t1", "the sending device sees its txn id");
+    assert_eq!(own["unsigned"]["membership"], "join", "the viewer's membership at the event");
 
     let token = first["next_batch"].as_str().unwrap();
     let nothing = sync(&s, &a, &format!("?since={token}"));

@@ -51,6 +51,11 @@ pub fn client_event(conn: &Connection, e: &StoredEvent, viewer: Option<Viewer>, 
             unsigned.insert("transaction_id".into(), json!(txn));
         }
     }
+    if let Some(v) = viewer {
+        if let Some(m) = membership_at(conn, e, &pdu, v.user_id)? {
+            unsigned.insert("membership".into(), json!(m));
+        }
+    }
     if let Some(key) = &e.state_key {
         if let Some(prev_id) = state::group_entry(conn, e.state_before, &e.kind, key)? {
             if let Some(prev) = events::get(conn, &prev_id)? {
@@ -73,6 +78,42 @@ pub fn client_event(conn: &Connection, e: &StoredEvent, viewer: Option<Viewer>, 
     }
     out.insert("unsigned".into(), Value::Object(unsigned));
     Ok(Value::Object(out))
+}
+
+/// Memberships looked up per state group, kept per thread. State groups
+/// never change, so entries never go stale; the map is cleared when full.
+const MEMBERSHIP_CACHE_MAX: usize = 4096;
+
+thread_local! {
+    static MEMBERSHIP_CACHE: std::cell::RefCell<std::collections::HashMap<(i64, String), Option<String>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The viewer's membership at the time of an event (`unsigned.membership`):
+/// after it for their own membership events, else as it stood before it.
+fn membership_at(conn: &Connection, e: &StoredEvent, pdu: &Value, user_id: &str) -> Result<Option<String>> {
+    if e.kind == "m.room.member" && e.state_key.as_deref() == Some(user_id) {
+        return Ok(pdu.pointer("/content/membership").and_then(Value::as_str).map(str::to_owned));
+    }
+    let key = (e.state_before, user_id.to_owned());
+    if let Some(hit) = MEMBERSHIP_CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let membership = match state::group_entry(conn, e.state_before, "m.room.member", user_id)? {
+        Some(id) => events::get(conn, &id)?
+            .map(|m| pdu_json(&m))
+            .transpose()?
+            .and_then(|p| p.pointer("/content/membership").and_then(Value::as_str).map(str::to_owned)),
+        None => None,
+    };
+    MEMBERSHIP_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= MEMBERSHIP_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(key, membership.clone());
+    });
+    Ok(membership)
 }
 
 /// Formats a list of events.
