@@ -6,24 +6,10 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{assert_error, Server, V3};
+use common::{assert_error, enc, Server, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "directory-test-password";
-
-/// Percent-encodes everything but unreserved characters, for path
-/// segments and query values.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 fn alias_path(alias: &str) -> String {
     format!("{V3}/directory/room/{}", enc(alias))

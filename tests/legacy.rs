@@ -7,35 +7,15 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{assert_error, Server, V3};
+use common::{assert_error, enc, room_path, Server, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "legacy-test-password";
 /// The original specification's prefix.
 const V1: &str = "/_matrix/client/api/v1";
 
-struct User {
-    id: String,
-    token: String,
-}
-
 fn user(s: &Server, name: &str) -> User {
-    let (id, token, _) = s.register(name, PW);
-    User { id, token }
-}
-
-/// Percent-encodes everything but unreserved characters.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn room_path(room: &str, rest: &str) -> String {
-    format!("{V3}/rooms/{}/{rest}", enc(room))
+    s.user(name, PW)
 }
 
 #[track_caller]

@@ -4,19 +4,13 @@
 
 mod common;
 
-use common::{assert_error, Server, V3};
+use common::{assert_error, enc, Server, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "membership-test-password";
 
-struct User {
-    id: String,
-    token: String,
-}
-
 fn user(s: &Server, name: &str) -> User {
-    let (id, token, _) = s.register(name, PW);
-    User { id, token }
+    s.user(name, PW)
 }
 
 /// Creates a room and returns its ID.
@@ -27,22 +21,9 @@ fn create(s: &Server, who: &User, body: Value) -> String {
     reply["room_id"].as_str().expect("room_id").to_owned()
 }
 
-/// Percent-encodes what may not appear raw in a path segment.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!:@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `POST /rooms/{roomId}/{action}`.
 fn act(s: &Server, who: &User, room_id: &str, action: &str, body: Value) -> (u16, Value) {
-    s.post(&format!("{V3}/rooms/{}/{action}", encode(room_id)), Some(&who.token), body)
+    s.post(&format!("{V3}/rooms/{}/{action}", enc(room_id)), Some(&who.token), body)
 }
 
 /// `POST /rooms/{roomId}/{action}` on `target`, which must succeed.
@@ -57,11 +38,11 @@ fn join(s: &Server, who: &User, room_id: &str) -> (u16, Value) {
 }
 
 fn join_any(s: &Server, who: &User, room_id_or_alias: &str) -> (u16, Value) {
-    s.post(&format!("{V3}/join/{}", encode(room_id_or_alias)), Some(&who.token), json!({}))
+    s.post(&format!("{V3}/join/{}", enc(room_id_or_alias)), Some(&who.token), json!({}))
 }
 
 fn knock(s: &Server, who: &User, room_id_or_alias: &str, body: Value) -> (u16, Value) {
-    s.post(&format!("{V3}/knock/{}", encode(room_id_or_alias)), Some(&who.token), body)
+    s.post(&format!("{V3}/knock/{}", enc(room_id_or_alias)), Some(&who.token), body)
 }
 
 #[track_caller]
@@ -87,7 +68,7 @@ fn joined(s: &Server, who: &User) -> Vec<String> {
 /// The `m.room.member` content of `target` as `viewer` sees it.
 #[track_caller]
 fn member(s: &Server, viewer: &User, room_id: &str, target: &User) -> Value {
-    let path = format!("{V3}/rooms/{}/state/m.room.member/{}", encode(room_id), encode(&target.id));
+    let path = format!("{V3}/rooms/{}/state/m.room.member/{}", enc(room_id), enc(&target.id));
     let (status, body) = s.get(&path, Some(&viewer.token));
     assert_eq!(status, 200, "GET {path}: {body}");
     body
@@ -139,7 +120,7 @@ fn join_by_alias_and_unknown_rooms() {
     let (status, body) = join_any(&s, &bob, "#hall:localhost");
     assert_eq!((status, body), (200, json!({ "room_id": room })));
     // `via` and `server_name` name servers to join through; ignored here.
-    let path = format!("{V3}/join/{}?via=localhost&server_name=localhost", encode("#hall:localhost"));
+    let path = format!("{V3}/join/{}?via=localhost&server_name=localhost", enc("#hall:localhost"));
     assert_eq!(s.post(&path, Some(&bob.token), json!({})).0, 200);
 
     assert_error(&join_any(&s, &bob, "#nowhere:localhost"), 404, "M_NOT_FOUND");
@@ -478,11 +459,11 @@ fn nobody_joins_on_behalf_of_another() {
     let alice = user(&s, "alice");
     let bob = user(&s, "bob");
     let room = public_room(&s, &alice);
-    let path = format!("{V3}/rooms/{room}/state/m.room.member/{}", encode(&bob.id));
+    let path = format!("{V3}/rooms/{room}/state/m.room.member/{}", enc(&bob.id));
     assert_error(&s.put(&path, Some(&alice.token), json!({ "membership": "join" })), 403, "M_FORBIDDEN");
     assert!(joined(&s, &bob).is_empty());
     // Setting one's own membership through the state API follows the same rules.
-    let own = format!("{V3}/rooms/{room}/state/m.room.member/{}", encode(&bob.id));
+    let own = format!("{V3}/rooms/{room}/state/m.room.member/{}", enc(&bob.id));
     let (status, body) = s.put(&own, Some(&bob.token), json!({ "membership": "join" }));
     assert_eq!(status, 200, "{body}");
     assert_eq!(joined(&s, &bob), [room]);
@@ -523,8 +504,8 @@ fn bad_input() {
             "M_INVALID_PARAM",
         );
     }
-    assert_error(&raw(&format!("/join/{}", encode(&room)), b"not json"), 400, "M_NOT_JSON");
-    assert_error(&raw(&format!("/knock/{}", encode(&room)), b"not json"), 400, "M_NOT_JSON");
+    assert_error(&raw(&format!("/join/{}", enc(&room)), b"not json"), 400, "M_NOT_JSON");
+    assert_error(&raw(&format!("/knock/{}", enc(&room)), b"not json"), 400, "M_NOT_JSON");
     assert_error(&s.post(&format!("{V3}/rooms/{room}/join"), None, json!({})), 401, "M_MISSING_TOKEN");
     // The server is unharmed.
     assert_eq!(joined(&s, &alice), [room]);

@@ -5,31 +5,13 @@
 
 mod common;
 
-use common::{assert_error, Server, V3};
+use common::{assert_error, enc, Server, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "profile-test-password";
 
-struct User {
-    id: String,
-    token: String,
-}
-
 fn user(s: &Server, name: &str) -> User {
-    let (id, token, _) = s.register(name, PW);
-    User { id, token }
-}
-
-/// Percent-encodes what may not appear raw in a path segment.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'@' | b'!' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    s.user(name, PW)
 }
 
 fn profile_path(user_id: &str, field: &str) -> String {

@@ -4,19 +4,13 @@
 
 mod common;
 
-use common::{assert_error, Server, V3};
+use common::{assert_error, enc, Server, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "rooms-test-password";
 
-struct User {
-    id: String,
-    token: String,
-}
-
 fn user(s: &Server, name: &str) -> User {
-    let (id, token, _) = s.register(name, PW);
-    User { id, token }
+    s.user(name, PW)
 }
 
 fn create_room(s: &Server, who: &User, body: Value) -> (u16, Value) {
@@ -32,7 +26,7 @@ fn create(s: &Server, who: &User, body: Value) -> String {
 }
 
 fn join(s: &Server, who: &User, room_id_or_alias: &str) -> (u16, Value) {
-    s.post(&format!("{V3}/join/{}", encode(room_id_or_alias)), Some(&who.token), json!({}))
+    s.post(&format!("{V3}/join/{}", enc(room_id_or_alias)), Some(&who.token), json!({}))
 }
 
 /// The rooms `who` is joined to, sorted.
@@ -52,23 +46,10 @@ fn joined(s: &Server, who: &User) -> Vec<String> {
 /// The content of a state event, read with `GET /rooms/{id}/state/...`.
 #[track_caller]
 fn state(s: &Server, who: &User, room_id: &str, kind: &str, key: &str) -> Value {
-    let path = format!("{V3}/rooms/{}/state/{kind}/{}", encode(room_id), encode(key));
+    let path = format!("{V3}/rooms/{}/state/{kind}/{}", enc(room_id), enc(key));
     let (status, body) = s.get(&path, Some(&who.token));
     assert_eq!(status, 200, "GET {path}: {body}");
     body
-}
-
-/// Percent-encodes what may not appear raw in a path segment.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!:@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[test]
@@ -165,7 +146,7 @@ fn aliases() {
     // The alias leads to the room.
     let (status, body) = join(&s, &bob, "#family:localhost");
     assert_eq!((status, &body["room_id"]), (200, &json!(room)), "{body}");
-    let (status, body) = s.get(&format!("{V3}/directory/room/{}", encode("#family:localhost")), None);
+    let (status, body) = s.get(&format!("{V3}/directory/room/{}", enc("#family:localhost")), None);
     assert_eq!((status, &body["room_id"]), (200, &json!(room)), "{body}");
 
     // A taken alias refuses the whole request: no second room appears.

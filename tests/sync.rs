@@ -4,17 +4,8 @@
 
 mod common;
 
-use common::{assert_error, Server, V3};
+use common::{assert_error, enc, Server, V3};
 use serde_json::{json, Value};
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn create_room(s: &Server, token: &str, body: Value) -> String {
     let (status, r) = s.post(&format!("{V3}/createRoom"), Some(token), body);

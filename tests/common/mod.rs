@@ -432,3 +432,32 @@ pub fn hearth_env(args: &[&str], envs: &[(&str, &str)], stdin: &str) -> (i32, St
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A registered user: their ID and access token.
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+impl Server {
+    /// Registers `name` with `password` and returns the user.
+    pub fn user(&self, name: &str, password: &str) -> User {
+        let (id, token, _) = self.register(name, password);
+        User { id, token }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for path segments.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/_matrix/client/v3/rooms/{room}/{rest}` with the room ID encoded.
+pub fn room_path(room: &str, rest: &str) -> String {
+    format!("{V3}/rooms/{}/{rest}", enc(room))
+}
