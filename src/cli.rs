@@ -3,7 +3,7 @@
 //! and owns every help text.
 //!
 //! The command line is a contract packagers rely on:
-//! `hearth [serve] [OPTIONS]`, the `user`, `token`, `backup` and `config`
+//! `hearth [serve] [OPTIONS]`, the `user`, `token`, `backup`, `media` and `config`
 //! admin commands, `help`, `--help` and `--version`. Every config key of
 //! `config::KEYS` is an option, `--<key-with-dashes> VALUE` or
 //! `--<key-with-dashes>=VALUE`, accepted by every command.
@@ -35,6 +35,8 @@ pub const TOKEN_EXPIRES_IN_DAYS_MIN: u32 = 1;
 pub const TOKEN_EXPIRES_IN_DAYS_MAX: u32 = 3650;
 /// Longest registration token, as the Matrix specification bounds it.
 pub const TOKEN_LEN_MAX: usize = 64;
+/// Largest `media purge --older-than` (about a century).
+pub const MEDIA_PURGE_DAYS_MAX: u32 = 36_500;
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +73,16 @@ pub enum Command {
     },
     Backup {
         path: PathBuf,
+    },
+    /// Media (issue 6): counts and sizes.
+    MediaStats,
+    /// Removes media older than `older_than_days` (remote only: cached
+    /// copies of other servers' media), then unreferenced content; without
+    /// an age, only lapsed `/create` IDs, abandoned uploads and unreferenced
+    /// content.
+    MediaPurge {
+        older_than_days: Option<u32>,
+        remote_only: bool,
     },
 }
 
@@ -115,9 +127,9 @@ struct CommandSpec {
 }
 
 /// Options that take no value.
-const SWITCHES: &[&str] = &["password-stdin", "admin"];
+const SWITCHES: &[&str] = &["password-stdin", "admin", "remote-only"];
 /// Command options that take a value.
-const VALUE_OPTIONS: &[&str] = &["uses", "expires-in", "token"];
+const VALUE_OPTIONS: &[&str] = &["uses", "expires-in", "token", "older-than"];
 
 const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -202,6 +214,26 @@ NAME is the localpart of the user ID: alice for @alice:SERVER_NAME.",
 Uses SQLite's online backup, so the server may keep running meanwhile.",
     },
     CommandSpec {
+        path: &["media", "stats"],
+        args: &[],
+        options: &[],
+        summary: "Show how much media is stored (uploads, distinct contents, thumbnails).",
+        details: "",
+    },
+    CommandSpec {
+        path: &["media", "purge"],
+        args: &[],
+        options: &["older-than", "remote-only"],
+        summary: "Delete media older than DAYS days, and what nothing uses any more.",
+        details: "  --older-than DAYS  Media uploaded (or, for remote media, cached) more
+                     than DAYS days ago, 0 to 36500, is deleted with its
+                     thumbnails. Without it no media is deleted.
+  --remote-only      Delete only cached copies of other servers' media.
+Unused IDs from /create that expired, abandoned uploads and stored bytes
+that nothing uses any more are removed too. Freed space is reused by the
+database file.",
+    },
+    CommandSpec {
         path: &["config", "example"],
         args: &[],
         options: &[],
@@ -212,7 +244,7 @@ The same text ships as contrib/hearth.toml.",
 ];
 
 /// Command words that only group subcommands.
-const GROUPS: &[&str] = &["user", "token", "config"];
+const GROUPS: &[&str] = &["user", "token", "config", "media"];
 
 fn usage_line(spec: &CommandSpec) -> String {
     let mut line = format!("hearth {}", spec.path.join(" "));
@@ -248,6 +280,10 @@ fn value_name(option: &str) -> Option<&'static str> {
         "rate-limit-per-second" => "RATE",
         "rate-limit-burst" => "N",
         "max-body-bytes" => "BYTES",
+        "max-upload-bytes" => "BYTES",
+        "media-quota-bytes" => "BYTES",
+        "unauthenticated-media-before-ms" => "MS",
+        "older-than" => "DAYS",
         "access-token-lifetime-ms" => "MS",
         "sync-timeout-max-ms" => "MS",
         "max-parked-requests" => "N",
@@ -255,6 +291,16 @@ fn value_name(option: &str) -> Option<&'static str> {
         "turn-uris" => "URIS",
         "turn-shared-secret" => "SECRET",
         "turn-user-lifetime-ms" => "MS",
+        "tls-listen" => "ADDR:PORT",
+        "tls-cert" => "FILE",
+        "tls-key" => "FILE",
+        "trusted-proxies" => "ADDRS",
+        "acme-enabled" => "BOOL",
+        "acme-domains" => "NAMES",
+        "acme-email" => "EMAIL",
+        "acme-directory" => "URL",
+        "acme-http01-listen" => "ADDR:PORT",
+        "acme-ca-file" => "FILE",
         "uses" => "N",
         "expires-in" => "DAYS",
         "token" => "TOKEN",
@@ -380,7 +426,7 @@ fn find_command(words: &[&str]) -> Option<&'static CommandSpec> {
 
 fn unknown_command(word: &str) -> UsageError {
     UsageError(format!(
-        "unknown command \"{word}\"; commands are serve, user, token, backup, config and help"
+        "unknown command \"{word}\"; commands are serve, user, token, backup, media, config and help"
     ))
 }
 
@@ -594,6 +640,11 @@ fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
         ["token", "list"] => Command::TokenList,
         ["token", "revoke"] => Command::TokenRevoke { token: registration_token(args[0])? },
         ["backup"] => Command::Backup { path: PathBuf::from(args[0]) },
+        ["media", "stats"] => Command::MediaStats,
+        ["media", "purge"] => Command::MediaPurge {
+            older_than_days: number(scan, "older-than", 0, MEDIA_PURGE_DAYS_MAX)?,
+            remote_only: switch("remote-only"),
+        },
         ["config", "example"] => Command::ConfigExample,
         // COMMANDS and this match list the same paths; a test checks it.
         _ => return Err(unknown_command(first)),

@@ -62,6 +62,11 @@ pub const MAX_BODY_BYTES_DEFAULT: usize = 1_048_576;
 pub const MAX_BODY_BYTES_MIN: usize = 1024;
 /// Largest accepted `max_body_bytes` (64 MiB).
 pub const MAX_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Default `max_upload_bytes` (50 MiB).
+pub const MAX_UPLOAD_BYTES_DEFAULT: u64 = 50 * 1024 * 1024;
+/// Smallest and largest accepted `max_upload_bytes` (1 KiB to 4 GiB).
+pub const MAX_UPLOAD_BYTES_MIN: u64 = 1024;
+pub const MAX_UPLOAD_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 /// Default, smallest and largest `sync_timeout_max_ms`.
 pub const SYNC_TIMEOUT_MAX_MS_DEFAULT: u64 = 60_000;
 pub const SYNC_TIMEOUT_MAX_MS_MIN: u64 = 1_000;
@@ -163,6 +168,12 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     pub rate_limit_burst: u32,
     pub max_body_bytes: usize,
+    /// Media (issue 6): largest upload; per-user total (0: none); media
+    /// uploaded before this time (ms) stays on the unauthenticated
+    /// endpoints (0: none does).
+    pub max_upload_bytes: u64,
+    pub media_quota_bytes: u64,
+    pub unauthenticated_media_before_ms: u64,
     pub access_token_lifetime_ms: u64,
     pub sync_timeout_max_ms: u64,
     pub max_parked_requests: usize,
@@ -170,6 +181,92 @@ pub struct Config {
     pub turn_uris: Vec<String>,
     pub turn_shared_secret: Option<String>,
     pub turn_user_lifetime_ms: u64,
+    /// HTTPS (issue 8): where the TLS relay listens, and the PEM files it
+    /// serves unless ACME provides the certificate.
+    pub tls_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub acme_enabled: bool,
+    /// Empty: the host of `server_name`.
+    pub acme_domains: Vec<String>,
+    pub acme_email: Option<String>,
+    pub acme_directory: String,
+    pub acme_http01_listen: Option<SocketAddr>,
+    pub acme_ca_file: Option<PathBuf>,
+}
+
+/// An address block, `10.0.0.0/8` or one address (`::1` = `::1/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(text: &str) -> Option<IpNet> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.trim().parse().ok()?;
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= bits)?,
+            None => bits,
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` lies in this block; an IPv4-mapped IPv6 address counts
+    /// as its IPv4 address.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map(V4).unwrap_or(V6(v6)),
+            v4 => v4,
+        };
+        let mask = |bits: u32, width: u32| if bits == 0 { 0 } else { u128::MAX << (width - bits) };
+        match (self.addr, ip) {
+            (V4(net), V4(ip)) => {
+                let m = mask(u32::from(self.prefix), 32) as u32;
+                u32::from(net) & m == u32::from(ip) & m
+            }
+            (V6(net), V6(ip)) => {
+                let m = mask(u32::from(self.prefix), 128);
+                u128::from(net) & m == u128::from(ip) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Let's Encrypt's production ACME directory, the default `acme_directory`.
+pub const ACME_DIRECTORY_LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (`acme_directory = "staging"`).
+pub const ACME_DIRECTORY_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// Tables of the config file whose keys are read as `TABLE_KEY`
+/// (`[tls] listen = …` is `tls_listen`).
+const SECTIONS: &[&str] = &["tls", "acme"];
+
+impl Config {
+    /// The names the ACME certificate is for: `acme_domains`, or else the
+    /// host of `server_name`.
+    pub fn acme_names(&self) -> Vec<String> {
+        if !self.acme_domains.is_empty() {
+            return self.acme_domains.clone();
+        }
+        let host = split_host_port(&self.server_name).map(|(h, _)| h).unwrap_or(&self.server_name);
+        vec![host.to_owned()]
+    }
 }
 
 impl Default for Config {
@@ -193,6 +290,9 @@ impl Config {
             rate_limit_per_second: RATE_LIMIT_PER_SECOND_DEFAULT,
             rate_limit_burst: RATE_LIMIT_BURST_DEFAULT,
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+            max_upload_bytes: MAX_UPLOAD_BYTES_DEFAULT,
+            media_quota_bytes: 0,
+            unauthenticated_media_before_ms: 0,
             access_token_lifetime_ms: ACCESS_TOKEN_LIFETIME_MS_DEFAULT,
             sync_timeout_max_ms: SYNC_TIMEOUT_MAX_MS_DEFAULT,
             max_parked_requests: MAX_PARKED_REQUESTS_DEFAULT,
@@ -200,6 +300,16 @@ impl Config {
             turn_uris: Vec::new(),
             turn_shared_secret: None,
             turn_user_lifetime_ms: 86_400_000,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
+            acme_enabled: false,
+            acme_domains: Vec::new(),
+            acme_email: None,
+            acme_directory: ACME_DIRECTORY_LETSENCRYPT.to_owned(),
+            acme_http01_listen: None,
+            acme_ca_file: None,
         }
     }
 
@@ -279,7 +389,7 @@ struct Spec {
     notes: &'static [&'static str],
 }
 
-const SPEC_COUNT: usize = 18;
+const SPEC_COUNT: usize = 31;
 
 const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -389,6 +499,37 @@ const SPECS: [Spec; SPEC_COUNT] = [
         notes: &["Larger requests are refused with M_TOO_LARGE."],
     },
     Spec {
+        key: "max_upload_bytes",
+        summary: "Largest media upload accepted, in bytes (1024 to 4294967296).",
+        default: "52428800 (50 MiB)",
+        example: "52428800",
+        notes: &[
+            "Larger uploads are refused with M_TOO_LARGE; clients learn the limit",
+            "from /media/config. Uploads stream into the database in chunks, so",
+            "the limit bounds disk use, not memory.",
+        ],
+    },
+    Spec {
+        key: "media_quota_bytes",
+        summary: "Total bytes of media each user may upload; 0 means no quota.",
+        default: "0 (no quota)",
+        example: "0",
+        notes: &["An upload past the quota is refused with M_FORBIDDEN."],
+    },
+    Spec {
+        key: "unauthenticated_media_before_ms",
+        summary: "Media uploaded before this time stays on the deprecated unauthenticated endpoints.",
+        default: "0 (all media needs authentication)",
+        example: "0",
+        notes: &[
+            "Milliseconds since the Unix epoch: the spec's \"freeze\" of",
+            "/_matrix/media/v3/download and /thumbnail. Media uploaded at or after",
+            "it is served only by the authenticated /_matrix/client/v1/media",
+            "endpoints. Set it to the time of your upgrade to keep older links",
+            "working for clients that lack authenticated media.",
+        ],
+    },
+    Spec {
         key: "access_token_lifetime_ms",
         summary: "Lifetime of access tokens issued with a refresh token, in milliseconds.",
         default: "86400000 (24 hours)",
@@ -440,6 +581,94 @@ const SPECS: [Spec; SPEC_COUNT] = [
         default: "86400000 (24 hours)",
         example: "86400000",
         notes: &["60000 to 604800000 (7 days)."],
+    },
+    Spec {
+        key: "tls_listen",
+        summary: "IP address and port for HTTPS (clients and federation), e.g. [::]:8448.",
+        default: "unset (no HTTPS)",
+        example: "\"[::]:8448\"",
+        notes: &[
+            "Needs tls_cert and tls_key, or acme_enabled. The plain HTTP `listen`",
+            "stays available for loopback and reverse proxies. In the file this",
+            "may also be written as `listen` in a [tls] table (likewise the",
+            "other tls_ and acme_ keys).",
+        ],
+    },
+    Spec {
+        key: "tls_cert",
+        summary: "PEM file of the certificate chain served on tls_listen.",
+        default: "unset",
+        example: "\"/etc/hearth/fullchain.pem\"",
+        notes: &["Re-read when it changes and on SIGHUP, without a restart."],
+    },
+    Spec {
+        key: "tls_key",
+        summary: "PEM file of the private key of tls_cert (PKCS#8, PKCS#1 or SEC1).",
+        default: "unset",
+        example: "\"/etc/hearth/privkey.pem\"",
+        notes: &["Re-read together with tls_cert."],
+    },
+    Spec {
+        key: "trusted_proxies",
+        summary: "Reverse proxies whose X-Forwarded-For names the client, comma-separated.",
+        default: "unset (X-Forwarded-For is ignored)",
+        example: "\"127.0.0.1,::1\"",
+        notes: &[
+            "Addresses or blocks such as 10.0.0.0/8. Used for rate limits; a",
+            "header from any other peer is ignored. Connections that Hearth's own",
+            "HTTPS listener relays always count as their real client.",
+        ],
+    },
+    Spec {
+        key: "acme_enabled",
+        summary: "Obtain and renew the HTTPS certificate by ACME (Let's Encrypt).",
+        default: "false",
+        example: "false",
+        notes: &[
+            "Needs tls_listen; replaces tls_cert and tls_key. The account key and",
+            "certificate are kept in the database; renewal starts at 2/3 of the",
+            "certificate's lifetime and failures are retried with backoff while",
+            "the old certificate keeps serving.",
+        ],
+    },
+    Spec {
+        key: "acme_domains",
+        summary: "Names the certificate is for, comma-separated.",
+        default: "unset (the host of server_name)",
+        example: "\"example.org,matrix.example.org\"",
+        notes: &[],
+    },
+    Spec {
+        key: "acme_email",
+        summary: "Contact address given to the ACME server (expiry warnings).",
+        default: "unset",
+        example: "\"admin@example.org\"",
+        notes: &[],
+    },
+    Spec {
+        key: "acme_directory",
+        summary: "ACME directory URL; \"letsencrypt\" or \"staging\" name Let's Encrypt's.",
+        default: "letsencrypt (production)",
+        example: "\"letsencrypt\"",
+        notes: &["Try \"staging\" first: production has strict rate limits."],
+    },
+    Spec {
+        key: "acme_http01_listen",
+        summary: "Where to answer HTTP-01 challenges, e.g. [::]:80.",
+        default: "unset (TLS-ALPN-01 on tls_listen)",
+        example: "\"[::]:80\"",
+        notes: &[
+            "The ACME server checks port 80 (HTTP-01) or port 443 (TLS-ALPN-01) of",
+            "each name: with neither bound directly, forward one of them here.",
+            "Other requests to this port are redirected to https://.",
+        ],
+    },
+    Spec {
+        key: "acme_ca_file",
+        summary: "Extra PEM root certificates trusted for the ACME directory.",
+        default: "unset (the built-in web roots)",
+        example: "\"/etc/hearth/acme-ca.pem\"",
+        notes: &["For a private or test ACME server such as pebble."],
     },
 ];
 
@@ -537,7 +766,30 @@ fn load_text(
         apply(&mut config, spec.key, &value)
             .map_err(|message| ConfigError::for_key(spec.key, format!("{message} (from {origin})")))?;
     }
+    check_tls(&config)?;
     Ok(config)
+}
+
+/// The TLS and ACME keys that only make sense together.
+fn check_tls(config: &Config) -> Result<(), ConfigError> {
+    let files = match (&config.tls_cert, &config.tls_key) {
+        (Some(_), Some(_)) => true,
+        (None, None) => false,
+        (Some(_), None) => return Err(ConfigError::for_key("tls_key", "tls_cert needs tls_key".to_owned())),
+        (None, Some(_)) => return Err(ConfigError::for_key("tls_cert", "tls_key needs tls_cert".to_owned())),
+    };
+    if config.acme_enabled && files {
+        let why = "acme_enabled provides the certificate: unset tls_cert and tls_key, or acme_enabled";
+        return Err(ConfigError::for_key("acme_enabled", why.to_owned()));
+    }
+    if config.acme_enabled && config.tls_listen.is_none() {
+        return Err(ConfigError::for_key("acme_enabled", "needs tls_listen".to_owned()));
+    }
+    if config.tls_listen.is_some() && !files && !config.acme_enabled {
+        let why = "needs tls_cert and tls_key, or acme_enabled = true";
+        return Err(ConfigError::for_key("tls_listen", why.to_owned()));
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> Result<String, ConfigError> {
@@ -556,6 +808,7 @@ fn parse_file(name: &str, text: &str) -> Result<toml::Table, ConfigError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         ConfigError::general(format!("config file {} is not valid TOML: {}", name, e.to_string().trim_end()))
     })?;
+    let table = flatten_sections(name, table)?;
     for key in table.keys() {
         if spec(key).is_none() {
             return Err(ConfigError::for_key(
@@ -565,6 +818,27 @@ fn parse_file(name: &str, text: &str) -> Result<toml::Table, ConfigError> {
         }
     }
     Ok(table)
+}
+
+/// Rewrites `[tls] listen = …` as `tls_listen = …` (for each of
+/// `SECTIONS`); a key given in both forms is an error.
+fn flatten_sections(name: &str, table: toml::Table) -> Result<toml::Table, ConfigError> {
+    let mut flat = toml::Table::new();
+    for (key, value) in table {
+        let entries: Vec<(String, toml::Value)> = match value {
+            toml::Value::Table(sub) if SECTIONS.contains(&key.as_str()) => {
+                sub.into_iter().map(|(k, v)| (format!("{key}_{k}"), v)).collect()
+            }
+            other => vec![(key, other)],
+        };
+        for (key, value) in entries {
+            if flat.contains_key(&key) {
+                return Err(ConfigError::for_key(&key, format!("set twice in config file {name}")));
+            }
+            flat.insert(key, value);
+        }
+    }
+    Ok(flat)
 }
 
 /// Suggests the known key closest to a misspelt one, as text to append to an
@@ -724,6 +998,14 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
             let n = in_range(value.unsigned()?, MAX_BODY_BYTES_MIN as u64, MAX_BODY_BYTES_MAX as u64)?;
             config.max_body_bytes = usize::try_from(n).map_err(|_| "too large".to_owned())?;
         }
+        "max_upload_bytes" => {
+            config.max_upload_bytes =
+                in_range(value.unsigned()?, MAX_UPLOAD_BYTES_MIN, MAX_UPLOAD_BYTES_MAX)?;
+        }
+        "media_quota_bytes" => config.media_quota_bytes = value.unsigned()?,
+        "unauthenticated_media_before_ms" => {
+            config.unauthenticated_media_before_ms = in_range(value.unsigned()?, 0, i64::MAX as u64)?;
+        }
         "access_token_lifetime_ms" => {
             config.access_token_lifetime_ms =
                 in_range(value.unsigned()?, ACCESS_TOKEN_LIFETIME_MS_MIN, ACCESS_TOKEN_LIFETIME_MS_MAX)?;
@@ -753,6 +1035,74 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
         "max_parked_requests" => {
             let n = in_range(value.unsigned()?, 1, MAX_PARKED_REQUESTS_MAX as u64)?;
             config.max_parked_requests = usize::try_from(n).map_err(|_| "too large".to_owned())?;
+        }
+        "tls_listen" | "acme_http01_listen" => {
+            let text = value.string()?;
+            let addr = if text.trim().is_empty() {
+                None
+            } else {
+                Some(text.trim().parse().map_err(|_| {
+                    format!("expected IP:PORT such as [::]:8448 or 0.0.0.0:443, got \"{text}\"")
+                })?)
+            };
+            if key == "tls_listen" {
+                config.tls_listen = addr;
+            } else {
+                config.acme_http01_listen = addr;
+            }
+        }
+        "tls_cert" | "tls_key" | "acme_ca_file" => {
+            let path = value.string()?;
+            let path = (!path.is_empty()).then(|| PathBuf::from(path));
+            match key {
+                "tls_cert" => config.tls_cert = path,
+                "tls_key" => config.tls_key = path,
+                _ => config.acme_ca_file = path,
+            }
+        }
+        "trusted_proxies" => {
+            let text = value.string()?;
+            config.trusted_proxies = text
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    IpNet::parse(p).ok_or_else(|| format!("{p:?} is not an IP address or ADDR/PREFIX block"))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        "acme_enabled" => config.acme_enabled = value.boolean()?,
+        "acme_domains" => {
+            let text = value.string()?;
+            let names: Vec<String> =
+                text.split(',').map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned).collect();
+            for name in &names {
+                if name.contains(':') || name.starts_with('[') {
+                    return Err(format!("{name:?}: a domain name without a port"));
+                }
+                validate_host(name)?;
+            }
+            config.acme_domains = names;
+        }
+        "acme_email" => {
+            let email = value.string()?;
+            if !email.is_empty() && (!email.contains('@') || email.contains(char::is_whitespace)) {
+                return Err(format!("{email:?} is not an email address"));
+            }
+            config.acme_email = (!email.is_empty()).then_some(email);
+        }
+        "acme_directory" => {
+            let text = value.string()?;
+            config.acme_directory = match text.trim() {
+                "" | "letsencrypt" => ACME_DIRECTORY_LETSENCRYPT.to_owned(),
+                "staging" | "letsencrypt-staging" => ACME_DIRECTORY_STAGING.to_owned(),
+                url if url.starts_with("https://") => validate_base_url(url)
+                    .map(|_| url.to_owned())
+                    .map_err(|_| format!("{url:?} is not a valid https:// URL"))?,
+                other => {
+                    return Err(format!("expected an https:// URL, letsencrypt or staging, got \"{other}\""))
+                }
+            };
         }
         // SPECS and this match list the same keys; a test checks it.
         _ => return Err("unknown key".to_owned()),
@@ -994,6 +1344,9 @@ mod tests {
             ("rate_limit_per_second", "2.5"),
             ("rate_limit_burst", "3"),
             ("max_body_bytes", "2048"),
+            ("max_upload_bytes", "4096"),
+            ("media_quota_bytes", "100000"),
+            ("unauthenticated_media_before_ms", "1700000000000"),
             ("access_token_lifetime_ms", "60000"),
             ("sync_timeout_max_ms", "30000"),
             ("max_parked_requests", "100"),
@@ -1001,6 +1354,16 @@ mod tests {
             ("turn_uris", "turn:t.example.org:3478"),
             ("turn_shared_secret", "s3cret"),
             ("turn_user_lifetime_ms", "60000"),
+            ("tls_listen", "[::]:8448"),
+            ("tls_cert", "/c.pem"),
+            ("tls_key", "/k.pem"),
+            ("trusted_proxies", "127.0.0.1, 10.0.0.0/8"),
+            ("acme_enabled", "no"),
+            ("acme_domains", "example.org,m.example.org"),
+            ("acme_email", "a@example.org"),
+            ("acme_directory", "staging"),
+            ("acme_http01_listen", "0.0.0.0:80"),
+            ("acme_ca_file", "/ca.pem"),
         ];
         assert_eq!(values.len(), KEYS.len());
         for ((key, _), (value_key, _)) in KEYS.iter().zip(values) {
@@ -1022,6 +1385,9 @@ mod tests {
             rate_limit_per_second: 2.5,
             rate_limit_burst: 3,
             max_body_bytes: 2048,
+            max_upload_bytes: 4096,
+            media_quota_bytes: 100_000,
+            unauthenticated_media_before_ms: 1_700_000_000_000,
             access_token_lifetime_ms: 60_000,
             sync_timeout_max_ms: 30_000,
             max_parked_requests: 100,
@@ -1029,6 +1395,19 @@ mod tests {
             turn_uris: vec!["turn:t.example.org:3478".to_owned()],
             turn_shared_secret: Some("s3cret".to_owned()),
             turn_user_lifetime_ms: 60_000,
+            tls_listen: Some("[::]:8448".parse().expect("valid address")),
+            tls_cert: Some(PathBuf::from("/c.pem")),
+            tls_key: Some(PathBuf::from("/k.pem")),
+            trusted_proxies: vec![
+                IpNet::parse("127.0.0.1").expect("ip"),
+                IpNet::parse("10.0.0.0/8").expect("block"),
+            ],
+            acme_enabled: false,
+            acme_domains: vec!["example.org".to_owned(), "m.example.org".to_owned()],
+            acme_email: Some("a@example.org".to_owned()),
+            acme_directory: ACME_DIRECTORY_STAGING.to_owned(),
+            acme_http01_listen: Some("0.0.0.0:80".parse().expect("valid address")),
+            acme_ca_file: Some(PathBuf::from("/ca.pem")),
         };
         assert_eq!(config, expected);
         // The same values given as flags give the same result.
@@ -1349,7 +1728,8 @@ mod tests {
             assert!(seen.insert(*key), "duplicate key {key}");
             assert!(!summary.is_empty() && !summary.contains('\n'), "{key}");
             assert!(default_text(key).is_some(), "{key}");
-            assert!(key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{key}");
+            // Digits only as in the protocol name `acme_http01_listen`.
+            assert!(key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{key}");
             // Every key is understood by `apply`, with its example value.
             let spec = spec(key).expect("spec for key");
             let value: toml::Table =
@@ -1400,8 +1780,60 @@ mod tests {
             "turn:turn.example.org:3478?transport=tcp".to_owned(),
         ];
         expected.turn_shared_secret = Some("a long random string".to_owned());
+        expected.tls_listen = Some("[::]:8448".parse().expect("valid address"));
+        expected.tls_cert = Some(PathBuf::from("/etc/hearth/fullchain.pem"));
+        expected.tls_key = Some(PathBuf::from("/etc/hearth/privkey.pem"));
+        expected.trusted_proxies =
+            vec![IpNet::parse("127.0.0.1").expect("ip"), IpNet::parse("::1").expect("ip")];
+        expected.acme_domains = vec!["example.org".to_owned(), "matrix.example.org".to_owned()];
+        expected.acme_email = Some("admin@example.org".to_owned());
+        expected.acme_http01_listen = Some("[::]:80".parse().expect("valid address"));
+        expected.acme_ca_file = Some(PathBuf::from("/etc/hearth/acme-ca.pem"));
         assert_eq!(config, expected);
         // The commented example is itself valid and sets nothing.
         assert_eq!(from_file(&text).expect("comments only"), Config::defaults(2));
+    }
+
+    #[test]
+    fn tls_sections_and_combinations() {
+        let config = from_file("[tls]\nlisten = \"127.0.0.1:8448\"\ncert = \"/c\"\nkey = \"/k\"\n")
+            .expect("dotted form");
+        assert_eq!(config.tls_listen, Some("127.0.0.1:8448".parse().expect("addr")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("/k")));
+        let both = from_file("tls_cert = \"/a\"\ntls_key = \"/k\"\n[tls]\ncert = \"/c\"\n");
+        assert_eq!(both.expect_err("twice").key.as_deref(), Some("tls_cert"));
+        let unknown = from_file("[tls]\nlisten_on = \"x\"\n").expect_err("unknown");
+        assert_eq!(unknown.key.as_deref(), Some("tls_listen_on"));
+        let config =
+            from_file("[acme]\nenabled = true\ndomains = \"a.example\"\n[tls]\nlisten = \"[::]:443\"\n")
+                .expect("acme");
+        assert!(config.acme_enabled);
+        assert_eq!(config.acme_names(), ["a.example"]);
+        assert_eq!(Config::defaults(2).acme_names(), ["localhost"]);
+        assert_eq!(
+            from_flag("tls_listen", "[::]:8448").expect_err("no cert").key.as_deref(),
+            Some("tls_listen")
+        );
+        assert_eq!(
+            from_flag("acme_enabled", "true").expect_err("no listen").key.as_deref(),
+            Some("acme_enabled")
+        );
+        assert_eq!(from_flag("tls_cert", "/c").expect_err("no key").key.as_deref(), Some("tls_key"));
+        assert!(from_flag("acme_directory", "http://insecure.example/dir").is_err());
+        assert!(from_flag("acme_domains", "example.org:443").is_err());
+        assert!(from_flag("trusted_proxies", "10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn ip_blocks() {
+        let net = IpNet::parse("10.1.0.0/16").expect("block");
+        assert!(net.contains("10.1.200.3".parse().expect("ip")));
+        assert!(!net.contains("10.2.0.1".parse().expect("ip")));
+        assert!(net.contains("::ffff:10.1.0.9".parse().expect("mapped")));
+        let one = IpNet::parse("::1").expect("ip");
+        assert!(one.contains("::1".parse().expect("ip")) && !one.contains("::2".parse().expect("ip")));
+        assert!(IpNet::parse("0.0.0.0/0").expect("all").contains("192.0.2.1".parse().expect("ip")));
+        assert_eq!(IpNet::parse("fe80::/10").expect("v6").to_string(), "fe80::/10");
+        assert!(IpNet::parse("nope").is_none());
     }
 }

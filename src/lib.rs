@@ -1,6 +1,7 @@
 //! Hearth: a Matrix homeserver for small hosts that keeps everything in one
 //! SQLite file. See ARCHITECTURE.md for the map.
 
+pub mod acme;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -12,7 +13,10 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod log;
+pub mod media;
+pub mod push;
 pub mod rooms;
 pub mod server;
 pub mod storage;
 pub mod sync;
+pub mod tls;

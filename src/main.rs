@@ -11,7 +11,7 @@ use hearth::cli::{self, Command};
 use hearth::config::{self, Config};
 use hearth::core::ids;
 use hearth::crypto::{password, token};
-use hearth::storage::{self, devices, reg_tokens, users, Db};
+use hearth::storage::{self, devices, media, reg_tokens, users, Db};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -189,6 +189,29 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
                 return Err(format!("no token {token}"));
             }
             println!("revoked {token}");
+        }
+        Command::MediaStats => {
+            let s = db.read(|tx| media::stats(tx, &cfg.server_name)).map_err(|e| e.message.to_string())?;
+            println!("local media      {}", s.local_media);
+            println!("remote media     {}", s.remote_media);
+            println!("media bytes      {}", s.media_bytes);
+            println!("awaiting upload  {}", s.pending);
+            println!("stored contents  {} ({} bytes, thumbnails included)", s.contents, s.stored_bytes);
+            println!("thumbnails       {} ({} bytes)", s.thumbnails, s.thumbnail_bytes);
+            println!("partial uploads  {} ({} bytes)", s.staged, s.staged_bytes);
+        }
+        Command::MediaPurge { older_than_days, remote_only } => {
+            let before = older_than_days.map_or(i64::MIN, |d| now - i64::from(d) * DAY_MS);
+            let purged = db
+                .write(|tx| {
+                    media::discard_stale_staging(tx, now - media::STAGED_STALE_MS)?;
+                    media::purge(tx, before, &cfg.server_name, remote_only, now)
+                })
+                .map_err(|e| e.message.to_string())?;
+            println!(
+                "purged {} media, {} stored contents, {} bytes",
+                purged.media, purged.contents, purged.bytes_freed
+            );
         }
         _ => unreachable!("serve, help, version and config example are handled in main"),
     }

@@ -44,6 +44,14 @@ pub fn run(config: Config) -> i32 {
         }
     };
     let bound = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| listen.to_string());
+    // HTTPS (issue 8): TLS relayed to the plain listener, certificate from
+    // files or ACME; bound before "serving" is logged.
+    if app.config.tls_listen.is_some() {
+        if let Err(e) = crate::tls::start_https(&app, app.config.listen) {
+            log::error(format_args!("{e}"));
+            return 1;
+        }
+    }
     log::info(format_args!(
         "hearth {} serving {} on http://{bound} (database {}, {} workers)",
         env!("CARGO_PKG_VERSION"),
@@ -99,6 +107,9 @@ fn block_shutdown_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        // SIGHUP reloads the TLS certificate (and prompts ACME) instead of
+        // ending the process.
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -108,6 +119,12 @@ fn wait_for_shutdown(app: &App, signals: libc::sigset_t) {
     let mut sig: libc::c_int = 0;
     // SAFETY: `signals` is an initialised set and `sig` a valid out pointer.
     unsafe { libc::sigwait(&signals, &mut sig) };
+    while sig == libc::SIGHUP {
+        log::info(format_args!("SIGHUP received: reloading the TLS certificate"));
+        crate::tls::request_reload();
+        // SAFETY: as above.
+        unsafe { libc::sigwait(&signals, &mut sig) };
+    }
     log::info(format_args!("signal {sig} received: finishing in-flight requests"));
     app.shutdown.store(true, Ordering::SeqCst);
     // If requests do not finish in time, leave anyway: every acknowledged

@@ -179,8 +179,11 @@ fn body_limit() {
 
 #[test]
 fn rate_limit() {
-    let s =
-        Server::start_with(&[], &[("HEARTH_RATE_LIMIT_PER_SECOND", "0.1"), ("HEARTH_RATE_LIMIT_BURST", "3")]);
+    // The test client stands in for a reverse proxy on loopback.
+    let s = Server::start_with(
+        &["--trusted-proxies", "127.0.0.1"],
+        &[("HEARTH_RATE_LIMIT_PER_SECOND", "0.1"), ("HEARTH_RATE_LIMIT_BURST", "3")],
+    );
     let login = || {
         s.raw(
             "POST",

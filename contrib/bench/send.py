@@ -7,6 +7,7 @@ keep-alive connection, all at once. Prints throughput and latency
 percentiles, and checks that /messages returns every message exactly once.
 
     contrib/bench/send.py --base-url http://127.0.0.1:8008 --senders 8 --messages 4000
+    contrib/bench/send.py ... --members 100   # 100 more local users in the room
 
 Every loop is bounded in count and time; it talks only to --base-url.
 Start Hearth for it with open registration and the rate limits raised:
@@ -77,6 +78,8 @@ def main():
     p.add_argument("--warmup", type=int, default=200, help="unmeasured messages sent first")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     p.add_argument("--max-seconds", type=float, default=300.0, help="limit for the whole send phase")
+    p.add_argument("--members", type=int, default=0,
+                   help="extra local users who join the room and only listen (push rules run for each)")
     a = p.parse_args()
 
     run = uuid.uuid4().hex[:8]
@@ -85,6 +88,9 @@ def main():
     room = must(*setup.req("POST", API + "/createRoom", {"preset": "public_chat"}, tokens[0]), "createRoom")["room_id"]
     room_q = urllib.parse.quote(room)
     for t in tokens[1:]:
+        must(*setup.req("POST", f"{API}/rooms/{room_q}/join", {}, t), "join")
+    for i in range(a.members):
+        t = register(setup, f"bench{run}m{i}")
         must(*setup.req("POST", f"{API}/rooms/{room_q}/join", {}, t), "join")
 
     for i in range(a.warmup):
@@ -149,6 +155,7 @@ def main():
 
     result = {
         "senders": a.senders,
+        "members": a.senders + a.members,
         "messages": sent,
         "wall_s": round(wall, 3),
         "msgs_per_s": round(sent / wall, 1),

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod client;
 pub mod keys;
+pub mod media;
 pub mod uia;
 
 use std::net::IpAddr;
@@ -101,5 +102,114 @@ impl Response {
     }
     pub fn empty(status: u16) -> Response {
         Response { status, body: None }
+    }
+}
+
+/// A handler that answers with bytes rather than JSON (media downloads).
+/// Its answer may borrow the `App`, e.g. to stream from the database.
+pub type RawHandler = for<'a> fn(&'a App, &Request) -> Result<RawResponse<'a>>;
+
+/// A handler that reads its (large) body itself, as it arrives: `Request`'s
+/// `body` is empty and `UploadBody` gives the bytes (media uploads).
+pub type UploadHandler = fn(&App, &Request, &mut UploadBody<'_>) -> Result<Response>;
+
+/// A binary answer: status, `Content-Type`, further headers, the bytes.
+/// The HTTP layer adds the CORS headers, and `Cache-Control: no-store`
+/// unless `headers` set one.
+pub struct RawResponse<'a> {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: RawBody<'a>,
+}
+
+pub enum RawBody<'a> {
+    Bytes(Vec<u8>),
+    /// `len` bytes read from `reader` while they are sent, so a large body
+    /// is never in memory whole.
+    Stream {
+        reader: Box<dyn std::io::Read + 'a>,
+        len: u64,
+    },
+}
+
+impl RawResponse<'_> {
+    /// A JSON error with an `errcode` that `ErrorKind` does not carry
+    /// (media's `M_NOT_YET_UPLOADED`, `M_CANNOT_OVERWRITE_MEDIA`).
+    pub fn error(status: u16, errcode: &str, message: &str) -> RawResponse<'static> {
+        let body = serde_json::json!({ "errcode": errcode, "error": message });
+        RawResponse {
+            status,
+            content_type: "application/json".to_owned(),
+            headers: Vec::new(),
+            body: RawBody::Bytes(serde_json::to_vec(&body).unwrap_or_default()),
+        }
+    }
+}
+
+/// A request body read as it arrives, at most `limit` bytes: one byte
+/// more is `M_TOO_LARGE` (and the HTTP layer reads off the rest).
+pub struct UploadBody<'a> {
+    reader: &'a mut dyn std::io::Read,
+    limit: u64,
+    read: u64,
+    declared: Option<u64>,
+    content_type: Option<String>,
+    done: bool,
+}
+
+impl<'a> UploadBody<'a> {
+    pub fn new(
+        reader: &'a mut dyn std::io::Read,
+        limit: u64,
+        declared: Option<u64>,
+        content_type: Option<String>,
+    ) -> UploadBody<'a> {
+        UploadBody { reader, limit, read: 0, declared, content_type, done: false }
+    }
+
+    /// The `Content-Type` header, if given.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+
+    /// The `Content-Length`, if given (absent for a chunked body).
+    pub fn declared_len(&self) -> Option<u64> {
+        self.declared
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// True once the whole body has been read.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn too_large(&self) -> Error {
+        Error::new(ErrorKind::TooLarge, format!("The upload is over {} bytes", self.limit))
+    }
+
+    /// Fills `buf` as far as the body goes; fewer bytes than `buf.len()`
+    /// means the body ended. Past `limit` it is `M_TOO_LARGE`.
+    pub fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if self.declared.is_some_and(|n| n > self.limit) {
+            return Err(self.too_large());
+        }
+        let mut n = 0;
+        while n < buf.len() && !self.done {
+            match self.reader.read(&mut buf[n..]) {
+                Ok(0) => self.done = true,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(Error::new(ErrorKind::Unknown, "Could not read the request body")),
+            }
+        }
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(self.too_large());
+        }
+        Ok(n)
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::api::{self, Request, Response};
+use crate::api::{self, RawBody, RawResponse, Request, Response, UploadBody};
 use crate::app::App;
 use crate::error::{Error, ErrorKind, Result};
 use crate::{hub, log};
@@ -64,11 +64,14 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
     // What the request changed wakes the long-polls it concerns; only
     // after the handler succeeded, so its writes are committed.
     let changed = hub::pending::take();
-    if matches!(outcome, Outcome::Done(Ok(_))) && (!changed.rooms.is_empty() || !changed.users.is_empty()) {
+    let succeeded = matches!(outcome, Outcome::Done(Ok(_)) | Outcome::Raw(Ok(_)));
+    if succeeded && (!changed.rooms.is_empty() || !changed.users.is_empty()) {
         app.hub.notify(changed);
     }
     match outcome {
         Outcome::Done(result) => respond_since(rq, result, started),
+        Outcome::Raw(Ok(raw)) => respond_raw(rq, raw, started),
+        Outcome::Raw(Err(e)) => respond_since(rq, Err(e), started),
         Outcome::Wait(waiter, deadline) => {
             let parked = hub::Parked { request: rq, waiter, deadline, started };
             if let Err(mut p) = app.hub.park(parked) {
@@ -80,9 +83,11 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
     }
 }
 
-/// What a request comes to: an answer now, or a long-poll to park.
-enum Outcome {
+/// What a request comes to: an answer now (JSON, or bytes that may stream
+/// from the database), or a long-poll to park.
+enum Outcome<'a> {
     Done(Result<Response>),
+    Raw(Result<RawResponse<'a>>),
     Wait(Box<dyn hub::Waiter>, Instant),
 }
 
@@ -102,7 +107,7 @@ pub fn respond_since(rq: tiny_http::Request, result: Result<Response>, started: 
     };
     let bytes = body.map(|b| serde_json::to_vec(&b).unwrap_or_default()).unwrap_or_default();
     let mut response = tiny_http::Response::from_data(bytes).with_status_code(status);
-    for h in standard_headers() {
+    for h in json_headers().iter().chain(standard_headers()) {
         response.add_header(h.clone());
     }
     // The access log names the path only: query strings can carry tokens.
@@ -110,12 +115,65 @@ pub fn respond_since(rq: tiny_http::Request, result: Result<Response>, started: 
     let _ = rq.respond(response);
 }
 
-fn dispatch(app: &App, rq: &mut tiny_http::Request) -> Outcome {
+/// Writes a binary answer with the standard headers and its own, streaming
+/// its body, and logs the request. A header value that is not valid is
+/// left out rather than sent.
+fn respond_raw(rq: tiny_http::Request, raw: RawResponse<'_>, started: Instant) {
+    let method = rq.method().clone();
+    let path = rq.url().split('?').next().unwrap_or("").to_owned();
+    let mut headers: Vec<tiny_http::Header> = standard_headers().to_vec();
+    let own = std::iter::once(("Content-Type", raw.content_type.as_str()))
+        .chain(raw.headers.iter().map(|(k, v)| (*k, v.as_str())));
+    headers.extend(own.filter_map(|(k, v)| tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).ok()));
+    if !raw.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("Cache-Control")) {
+        headers.push(no_store_header().clone());
+    }
+    let status = raw.status;
+    let (reader, len): (Box<dyn std::io::Read + '_>, u64) = match raw.body {
+        RawBody::Bytes(b) => {
+            let len = b.len() as u64;
+            (Box::new(std::io::Cursor::new(b)), len)
+        }
+        RawBody::Stream { reader, len } => (reader, len),
+    };
+    let response = tiny_http::Response::new(
+        tiny_http::StatusCode(status),
+        headers,
+        reader,
+        Some(usize::try_from(len).unwrap_or(usize::MAX)),
+        None,
+    )
+    // A known length is sent as Content-Length (clients show progress).
+    .with_chunked_threshold(usize::MAX);
+    log::info(format_args!("{method} {path} {status} {}ms", started.elapsed().as_millis()));
+    // The body is read while it is written: a failing read (or a panic in
+    // it) ends this response only, never the worker.
+    let _ = catch_unwind(AssertUnwindSafe(|| rq.respond(response)));
+}
+
+fn dispatch<'a>(app: &'a App, rq: &mut tiny_http::Request) -> Outcome<'a> {
     match prepare(app, rq) {
         Err(e) => Outcome::Done(Err(e)),
         Ok(None) => Outcome::Done(Ok(Response::empty(204))),
         Ok(Some((route, req))) => match route.handler {
             router::Kind::Plain(h) => Outcome::Done(h(app, &req)),
+            router::Kind::Raw(h) => Outcome::Raw(h(app, &req)),
+            router::Kind::Upload(h) => {
+                let declared = rq.body_length().map(|n| n as u64);
+                let content_type = rq
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Content-Type"))
+                    .map(|h| h.value.as_str().to_owned());
+                let limit = app.config.max_upload_bytes;
+                let mut body = UploadBody::new(rq.as_reader(), limit, declared, content_type);
+                let result = h(app, &req, &mut body);
+                if !body.is_done() {
+                    drop(body);
+                    discard_body(rq);
+                }
+                Outcome::Done(result)
+            }
             router::Kind::LongPoll(h) => match h(app, &req) {
                 Ok(api::Poll::Ready(resp)) => Outcome::Done(Ok(resp)),
                 Ok(api::Poll::Wait(waiter, deadline)) => Outcome::Wait(waiter, deadline),
@@ -142,14 +200,35 @@ fn prepare(app: &App, rq: &mut tiny_http::Request) -> Result<Option<(&'static ro
     let (raw_path, raw_query) = url.split_once('?').unwrap_or((&url, ""));
     let (route, params) = router::find(method, raw_path)?;
     let query = parse_query(raw_query);
-    let remote_ip = client_ip(rq);
+    if matches!(route.handler, router::Kind::Upload(_)) {
+        // The handler reads an upload itself, after the checks below; one
+        // they refuse is read off here so the connection stays in step.
+        let checked = check(app, rq, route, &query);
+        if checked.is_err() {
+            discard_body(rq);
+        }
+        let (remote_ip, auth) = checked?;
+        return Ok(Some((route, Request { params, query, body: Vec::new(), remote_ip, auth })));
+    }
     // DELETE carries a body too: `DELETE /devices/{deviceId}` sends its UIA `auth` in it.
     let body = if matches!(method, Method::Post | Method::Put | Method::Delete) {
         read_body(rq, app.config.max_body_bytes)?
     } else {
         Vec::new()
     };
-    let token = access_token(rq, &query)?;
+    let (remote_ip, auth) = check(app, rq, route, &query)?;
+    Ok(Some((route, Request { params, query, body, remote_ip, auth })))
+}
+
+/// Authenticates and rate-limits a routed request.
+fn check(
+    app: &App,
+    rq: &tiny_http::Request,
+    route: &router::Route,
+    query: &[(String, String)],
+) -> Result<(IpAddr, Option<api::Auth>)> {
+    let remote_ip = client_ip(&app.config.trusted_proxies, rq);
+    let token = access_token(rq, query)?;
     let auth = match (route.auth, token) {
         (AuthReq::None, _) => None,
         (AuthReq::Required, None) => return Err(Error::new(ErrorKind::MissingToken, "Missing access token")),
@@ -164,7 +243,14 @@ fn prepare(app: &App, rq: &mut tiny_http::Request) -> Result<Option<(&'static ro
             app.limiter.check(&format!("user:{}", a.user_id))?;
         }
     }
-    Ok(Some((route, Request { params, query, body, remote_ip, auth })))
+    Ok((remote_ip, auth))
+}
+
+/// Reads off (in constant memory) what is left of a request body that will
+/// not be used: tiny_http does not skip the rest of a chunked body, which
+/// would otherwise be parsed as the next request.
+fn discard_body(rq: &mut tiny_http::Request) {
+    let _ = std::io::copy(rq.as_reader(), &mut std::io::sink());
 }
 
 /// Reads at most `limit` bytes of body; one byte more is `M_TOO_LARGE`.
@@ -214,19 +300,34 @@ fn access_token(rq: &tiny_http::Request, query: &[(String, String)]) -> Result<O
     }
 }
 
-/// The client's address. Behind a reverse proxy on the same host the peer
-/// is loopback; then the proxy's `X-Forwarded-For` (its last entry, the one
-/// the proxy itself added) names the client. A remote peer cannot set it.
-fn client_ip(rq: &tiny_http::Request) -> IpAddr {
-    let peer = rq.remote_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    if !peer.is_loopback() {
+/// The client's address. A connection relayed by Hearth's own TLS listener
+/// is its real client (`tls::real_peer`). Behind a reverse proxy listed in
+/// `trusted_proxies`, `X-Forwarded-For` names the client: its rightmost
+/// entry that is not itself a trusted proxy (entries further left were
+/// written by the client and prove nothing). From any other peer the
+/// header is ignored.
+fn client_ip(trusted: &[crate::config::IpNet], rq: &tiny_http::Request) -> IpAddr {
+    let Some(addr) = rq.remote_addr() else { return IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) };
+    if let Some(real) = crate::tls::real_peer(*addr) {
+        return real.ip();
+    }
+    let peer = addr.ip();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
         return peer;
     }
-    rq.headers()
-        .iter()
-        .find(|h| h.field.equiv("X-Forwarded-For"))
-        .and_then(|h| h.value.as_str().rsplit(',').next().and_then(|ip| ip.trim().parse().ok()))
-        .unwrap_or(peer)
+    let mut entries = Vec::new();
+    for h in rq.headers().iter().filter(|h| h.field.equiv("X-Forwarded-For")) {
+        for entry in h.value.as_str().split(',') {
+            match entry.trim().parse::<IpAddr>() {
+                Ok(ip) => entries.push(ip),
+                // A garbled header proves nothing: the proxy is the client.
+                Err(_) => return peer,
+            }
+        }
+    }
+    // Every entry a trusted proxy: the leftmost is as far as it goes.
+    entries.iter().rev().find(|ip| !is_trusted(**ip)).or(entries.first()).copied().unwrap_or(peer)
 }
 
 /// Splits a query string into decoded pairs.
@@ -272,18 +373,28 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
+/// The headers of a JSON answer, besides the standard ones.
+fn json_headers() -> &'static [tiny_http::Header] {
+    static HEADERS: std::sync::OnceLock<Vec<tiny_http::Header>> = std::sync::OnceLock::new();
+    HEADERS.get_or_init(|| vec![header("Content-Type", "application/json"), no_store_header().clone()])
+}
+
+fn no_store_header() -> &'static tiny_http::Header {
+    static HEADER: std::sync::OnceLock<tiny_http::Header> = std::sync::OnceLock::new();
+    HEADER.get_or_init(|| header("Cache-Control", "no-cache, no-store, must-revalidate"))
+}
+
+/// The headers every answer carries (CORS).
 fn standard_headers() -> &'static [tiny_http::Header] {
     static HEADERS: std::sync::OnceLock<Vec<tiny_http::Header>> = std::sync::OnceLock::new();
     HEADERS.get_or_init(|| {
         vec![
-            header("Content-Type", "application/json"),
             header("Access-Control-Allow-Origin", "*"),
             header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
             header("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date"),
             // Lets a hosted web client reach a server on the user's own
             // machine or network (Private Network Access pre-flights).
             header("Access-Control-Allow-Private-Network", "true"),
-            header("Cache-Control", "no-cache, no-store, must-revalidate"),
         ]
     })
 }

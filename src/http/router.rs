@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use crate::api::{self, client, Handler, PollHandler};
+use crate::api::{self, client, Handler, PollHandler, RawHandler, UploadHandler};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,10 @@ pub enum Kind {
     Plain(Handler),
     /// Possibly later: a long-poll the hub may park.
     LongPoll(PollHandler),
+    /// At once, with bytes rather than JSON (media downloads).
+    Raw(RawHandler),
+    /// At once, reading its own body as it arrives (media uploads).
+    Upload(UploadHandler),
 }
 
 pub struct Route {
@@ -197,6 +201,67 @@ fn table() -> Vec<Route> {
     add(CLIENT_LEGACY, Get, "initialSync", client::legacy::initial_sync, Token, false);
     add(CLIENT_LEGACY, Get, "rooms/{}/initialSync", client::legacy::room_initial_sync, Token, false);
     add(CLIENT_LEGACY, Get, "events/{}", client::legacy::get_event, Token, false);
+    // Media (issue 6): uploads read their body as it arrives; downloads
+    // answer bytes. Legacy unauthenticated media under /_matrix/media.
+    {
+        use crate::api::media;
+        const MEDIA: &[&str] = &["_matrix/media/v3", "_matrix/media/r0"];
+        const MEDIA_V1: &[&str] = &["_matrix/media/v1"];
+        const CLIENT_MEDIA: &[&str] = &["_matrix/client/v1/media"];
+        let (up, raw) = (Kind::Upload, Kind::Raw);
+        add_kind(MEDIA, Post, "upload", up(media::upload), Token, false);
+        add_kind(MEDIA, Put, "upload/{}/{}", up(media::upload_to), Token, false);
+        add_kind(MEDIA_V1, Post, "create", Kind::Plain(media::create), Token, true);
+        add_kind(CLIENT_MEDIA, Get, "config", Kind::Plain(media::config), Token, false);
+        add_kind(CLIENT_MEDIA, Get, "download/{}/{}", raw(media::download), Token, false);
+        add_kind(CLIENT_MEDIA, Get, "download/{}/{}/{}", raw(media::download), Token, false);
+        add_kind(CLIENT_MEDIA, Get, "thumbnail/{}/{}", raw(media::thumbnail), Token, false);
+        add_kind(MEDIA, Get, "config", Kind::Plain(media::config), Token, false);
+        add_kind(MEDIA, Get, "download/{}/{}", raw(media::legacy_download), Open, false);
+        add_kind(MEDIA, Get, "download/{}/{}/{}", raw(media::legacy_download), Open, false);
+        add_kind(MEDIA, Get, "thumbnail/{}/{}", raw(media::legacy_thumbnail), Open, false);
+    }
+    // End-to-end encryption (issue 5): keys, cross-signing, to-device,
+    // key backup. Dehydrated devices are not served (M_UNRECOGNIZED).
+    {
+        use client::{key_backup as kb, keys, to_device};
+        let p = Kind::Plain;
+        add_kind(CLIENT, Post, "keys/upload", p(keys::upload), Token, false);
+        add_kind(CLIENT, Post, "keys/query", p(keys::query), Token, false);
+        add_kind(CLIENT, Post, "keys/claim", p(keys::claim), Token, false);
+        add_kind(CLIENT, Get, "keys/changes", p(keys::changes), Token, false);
+        add_kind(CLIENT, Post, "keys/device_signing/upload", p(keys::device_signing_upload), Token, true);
+        add_kind(CLIENT, Post, "keys/signatures/upload", p(keys::signatures_upload), Token, false);
+        add_kind(CLIENT, Put, "sendToDevice/{}/{}", p(to_device::send), Token, true);
+        add_kind(CLIENT, Post, "room_keys/version", p(kb::create_version), Token, false);
+        add_kind(CLIENT, Get, "room_keys/version", p(kb::get_current_version), Token, false);
+        add_kind(CLIENT, Get, "room_keys/version/{}", p(kb::get_version), Token, false);
+        add_kind(CLIENT, Put, "room_keys/version/{}", p(kb::update_version), Token, false);
+        add_kind(CLIENT, Delete, "room_keys/version/{}", p(kb::delete_version), Token, false);
+        for pattern in ["room_keys/keys", "room_keys/keys/{}", "room_keys/keys/{}/{}"] {
+            add_kind(CLIENT, Put, pattern, p(kb::put_keys), Token, false);
+            add_kind(CLIENT, Get, pattern, p(kb::get_keys), Token, false);
+            add_kind(CLIENT, Delete, pattern, p(kb::delete_keys), Token, false);
+        }
+    }
+    // Push rules, pushers, notifications (issue 7).
+    {
+        use client::push;
+        let p = Kind::Plain;
+        add_kind(CLIENT, Get, "pushrules", p(push::get_all), Token, false);
+        add_kind(CLIENT, Get, "pushrules/{?}", p(push::get_scope), Token, false);
+        add_kind(CLIENT, Get, "pushrules/global/{?}", p(push::get_kind), Token, false);
+        add_kind(CLIENT, Get, "pushrules/global/{}/{}", p(push::get_rule), Token, false);
+        add_kind(CLIENT, Put, "pushrules/global/{}/{}", p(push::put_rule), Token, false);
+        add_kind(CLIENT, Delete, "pushrules/global/{}/{}", p(push::delete_rule), Token, false);
+        add_kind(CLIENT, Get, "pushrules/global/{}/{}/enabled", p(push::get_enabled), Token, false);
+        add_kind(CLIENT, Put, "pushrules/global/{}/{}/enabled", p(push::put_enabled), Token, false);
+        add_kind(CLIENT, Get, "pushrules/global/{}/{}/actions", p(push::get_actions), Token, false);
+        add_kind(CLIENT, Put, "pushrules/global/{}/{}/actions", p(push::put_actions), Token, false);
+        add_kind(CLIENT, Get, "pushers", p(push::get_pushers), Token, false);
+        add_kind(CLIENT, Post, "pushers/set", p(push::set_pusher), Token, true);
+        add_kind(CLIENT, Get, "notifications", p(push::notifications), Token, false);
+    }
     // Long-polls (after the last `add`, which borrows `add_kind`).
     add_kind(CLIENT_LEGACY, Get, "events", Kind::LongPoll(client::legacy::events), Token, false);
     add_kind(CLIENT, Get, "sync", Kind::LongPoll(client::sync::sync), Token, false);

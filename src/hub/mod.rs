@@ -124,6 +124,8 @@ pub struct Hub {
     max_parked: usize,
     /// Filled in when the threads start; the hub needs the `App` to answer.
     start: Mutex<Option<(Receiver<Msg>, SyncSender<Msg>)>>,
+    /// The push outbox's senders, woken after each commit (issue 7).
+    pub push: crate::push::sender::Queue,
 }
 
 impl Hub {
@@ -135,6 +137,7 @@ impl Hub {
             ephemeral: AtomicU64::new(0),
             max_parked,
             start: Mutex::new(Some((rx, tx))),
+            push: crate::push::sender::Queue::new(),
         }
     }
 
@@ -166,6 +169,7 @@ impl Hub {
                 })
                 .expect("spawning the hub tick thread");
         }
+        crate::push::sender::start(app.clone());
         let parked = app.hub.parked.clone();
         std::thread::Builder::new()
             .name("hub".into())
@@ -175,6 +179,10 @@ impl Hub {
 
     /// Tells the hub something changed (after the change committed).
     pub fn notify(&self, n: Notify) {
+        if n.pos > 0 {
+            // The commit may have queued pushes (issue 7).
+            self.push.poke();
+        }
         // A full inbox means the hub is far behind; waiting here keeps the
         // wake-up (and bounds memory) at the cost of this request's latency.
         let _ = self.inbox.send(Msg::Notify(n));

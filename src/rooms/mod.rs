@@ -168,6 +168,9 @@ pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: Ne
         }
     }
     let pos = persist(conn, &room, &event_id, &pdu, new.txn)?;
+    // Push rules for the room's local members: notifications and queued
+    // pushes, in this transaction (issue 7).
+    crate::push::on_event(&app.config.server_name, conn, room_id, version, pos, &event_id, &pdu)?;
     // Wake the room's long-polls, and the target of a membership change
     // (an invitee is not in the room yet).
     let target = if new.kind == "m.room.member" { new.state_key } else { None };

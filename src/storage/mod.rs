@@ -14,10 +14,15 @@
 //! shapes; callers use typed functions.
 
 pub mod account_data;
+pub mod acme;
 pub mod devices;
+pub mod e2ee;
 pub mod events;
+pub mod key_backup;
+pub mod media;
 pub mod presence_list;
 pub mod profiles;
+pub mod push;
 pub mod receipts;
 pub mod reg_tokens;
 pub mod rooms;

@@ -10,6 +10,8 @@
 //! Ephemeral data that lives in memory (typing) has its own serial, the
 //! second part of the token.
 
+pub mod e2ee;
+
 use std::collections::HashSet;
 
 use rusqlite::Connection;
@@ -127,7 +129,11 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
     if !full && req.since == Some(next) {
         // Nothing at all happened since the token: the common case of a
         // client polling an idle server costs two index lookups.
-        return Ok(Answer { body: empty_body(&next), empty: true, next, joined });
+        let mut body = empty_body(&next);
+        let (counts, fallback) = e2ee::counts(conn, req.user_id, req.device_id)?;
+        body["device_one_time_keys_count"] = counts;
+        body["device_unused_fallback_key_types"] = json!(fallback);
+        return Ok(Answer { body, empty: true, next, joined });
     }
     // Only rooms where something happened need looking at.
     let mut active: HashSet<String> = if full { joined.clone() } else { changed_rooms(conn, from, now_pos)? };
@@ -177,6 +183,14 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
             global_data.push(json!({ "type": kind, "content": content }));
         }
     }
+    // An initial sync always carries the push rules (the defaults until the
+    // user first changes one), as clients expect them there.
+    if req.since.is_none() && !global_data.iter().any(|e| e["type"] == "m.push_rules") {
+        let rules = crate::push::rules::ruleset_json(&crate::push::ruleset_of(conn, req.user_id)?);
+        if req.filter.account_data.allows_event("m.push_rules", req.user_id, None) {
+            global_data.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
+        }
+    }
     let presence: Vec<Value> = crate::ephemeral::presence_events_for(app, conn, req.user_id, eph_since)?
         .into_iter()
         .filter(|e| {
@@ -184,7 +198,9 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
             req.filter.presence.allows_event("m.presence", sender, None)
         })
         .collect();
+    let e2ee_parts = e2ee::compute(conn, req.user_id, req.device_id, req.since.map(|s| s.pos), now_pos)?;
     let empty = presence.is_empty()
+        && e2ee_parts.is_empty()
         && joined_out.is_empty()
         && invite_out.is_empty()
         && leave_out.is_empty()
@@ -195,6 +211,7 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
         json!({ "join": joined_out, "invite": invite_out, "leave": leave_out, "knock": knock_out });
     body["account_data"] = json!({ "events": global_data });
     body["presence"] = json!({ "events": presence });
+    e2ee_parts.fill(&mut body);
     Ok(Answer { body, empty, next, joined })
 }
 
@@ -411,13 +428,35 @@ impl Ctx<'_> {
         for e in &timeline {
             timeline_json.push(self.format(e)?);
         }
+        // Unread counts from push rule evaluation, reset by the user's receipts.
+        let (unread, by_thread) = if self.req.filter.timeline.unread_thread_notifications {
+            let mut main = json!({ "highlight_count": 0, "notification_count": 0 });
+            let mut threads = Map::new();
+            for (thread, n, h) in
+                crate::storage::push::unread_counts_by_thread(self.conn, self.req.user_id, room_id)?
+            {
+                let counts = json!({ "highlight_count": h, "notification_count": n });
+                if thread == "main" {
+                    main = counts;
+                } else {
+                    threads.insert(thread, counts);
+                }
+            }
+            (main, Some(threads))
+        } else {
+            let (n, h) = crate::storage::push::unread_counts(self.conn, self.req.user_id, room_id)?;
+            (json!({ "highlight_count": h, "notification_count": n }), None)
+        };
         let mut room = json!({
             "timeline": { "events": timeline_json, "limited": limited, "prev_batch": prev_batch },
             "state": { "events": state },
             "ephemeral": { "events": ephemeral },
             "account_data": { "events": room_data },
-            "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
+            "unread_notifications": unread,
         });
+        if let Some(threads) = by_thread {
+            room["unread_thread_notifications"] = Value::Object(threads);
+        }
         if members_changed {
             room["summary"] = self.summary(room_id)?;
         }

@@ -188,6 +188,14 @@ impl Server {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
     }
 
+    /// Sends `signal` to the running server (e.g. SIGHUP), leaving it running.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("server running");
+        // SAFETY: kill(2) with a pid we spawned and have not yet reaped.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

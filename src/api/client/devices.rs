@@ -90,7 +90,9 @@ pub fn delete(app: &App, req: &Request) -> Result<Response> {
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     app.db.write(|tx| {
         passed.finish(tx)?;
-        devices::delete(tx, &who.user_id, device_id)
+        devices::delete(tx, &who.user_id, device_id)?;
+        // Its keys went with it (a device-list change): wake room peers.
+        crate::api::client::keys::devices_removed(tx, &who.user_id)
     })?;
     Response::ok(json!({}))
 }
@@ -115,7 +117,7 @@ pub fn delete_many(app: &App, req: &Request) -> Result<Response> {
         for d in &body.devices {
             devices::delete(tx, &who.user_id, d)?;
         }
-        Ok(())
+        crate::api::client::keys::devices_removed(tx, &who.user_id)
     })?;
     Response::ok(json!({}))
 }

@@ -58,6 +58,10 @@ pub fn sync(app: &App, req: &Request) -> Result<Poll> {
     let presence = crate::ephemeral::PresenceState::parse(req.query("set_presence").unwrap_or("online"))
         .ok_or_else(|| Error::invalid_param("set_presence must be online, unavailable or offline"))?;
     app.db.read(|c| crate::ephemeral::mark_sync(app, c, &who.user_id, presence))?;
+    // The client has what the previous answer (up to `since`) carried.
+    if let Some(s) = since {
+        sync::e2ee::acknowledge_to_device(app, &who.user_id, &who.device_id, s.pos)?;
+    }
     let mut waiter = SyncWaiter {
         user_id: who.user_id.clone(),
         device_id: who.device_id.clone(),

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds static (musl) release binaries of hearth for small hardware.
+#
+#   contrib/build-static.sh [TARGET...]
+#
+# TARGET defaults to both x86_64-unknown-linux-musl and
+# aarch64-unknown-linux-musl. Output: target/static/TARGET/release/hearth
+# (override the directory with CARGO_TARGET_DIR).
+#
+# Needs (Debian): `rustup target add TARGET`, musl-tools (musl-gcc, for the
+# bundled SQLite and ring on x86-64) and gcc-aarch64-linux-gnu (compiles
+# the C parts and links for aarch64; Rust's musl targets bring their own
+# libc, so the glibc cross compiler is only a compiler and linker driver).
+# .ci/run installs all of it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+fi
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/static}"
+
+need() {
+    command -v "$1" >/dev/null || { echo "build-static: $1 not found ($2)" >&2; exit 1; }
+}
+
+for target in "${targets[@]}"; do
+    case "$target" in
+        x86_64-unknown-linux-musl)
+            need musl-gcc "apt-get install musl-tools"
+            export CC_x86_64_unknown_linux_musl=musl-gcc
+            ;;
+        aarch64-unknown-linux-musl)
+            need aarch64-linux-gnu-gcc "apt-get install gcc-aarch64-linux-gnu"
+            export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
+            export AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
+            export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
+            # glibc's headers rename open/pread/fcntl… to their *64 forms
+            # when SQLite asks for large-file support; musl has no such
+            # symbols. On a 64-bit target off_t is 64 bits anyway.
+            export CFLAGS_aarch64_unknown_linux_musl="-DSQLITE_DISABLE_LFS"
+            ;;
+        *)
+            echo "build-static: unknown target $target" >&2
+            exit 2
+            ;;
+    esac
+    if ! rustup target list --installed | grep -qx "$target"; then
+        echo "build-static: run 'rustup target add $target' first" >&2
+        exit 1
+    fi
+    cargo build --release --locked --target "$target" --bin hearth
+    bin="$CARGO_TARGET_DIR/$target/release/hearth"
+    echo "build-static: $bin $(stat -c %s "$bin") bytes"
+done

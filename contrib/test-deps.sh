@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond the Rust toolchain, if missing:
+# pebble (tests/acme.rs), qemu-user-static, musl-tools and
+# gcc-aarch64-linux-gnu plus the rustup musl targets (tests/static_qemu.rs
+# via contrib/build-static.sh). Quick when everything is already there; a
+# failed install makes those tests fail, not skip. Needs root for apt-get.
+set -uo pipefail
+missing=()
+command -v pebble >/dev/null || missing+=(pebble)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+        || echo "warning: could not install ${missing[*]}; the tests that need them will fail"
+fi
+installed_targets=$(rustup target list --installed)
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+    grep -qx "$target" <<<"$installed_targets" || rustup target add "$target" \
+        || echo "warning: could not add the rustup target $target"
+done
+exit 0
