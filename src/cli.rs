@@ -287,6 +287,7 @@ fn value_name(option: &str) -> Option<&'static str> {
         "access-token-lifetime-ms" => "MS",
         "sync-timeout-max-ms" => "MS",
         "max-parked-requests" => "N",
+        "max-connections" => "N",
         "presence" => "BOOL",
         "turn-uris" => "URIS",
         "turn-shared-secret" => "SECRET",

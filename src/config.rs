@@ -72,7 +72,10 @@ pub const SYNC_TIMEOUT_MAX_MS_DEFAULT: u64 = 60_000;
 pub const SYNC_TIMEOUT_MAX_MS_MIN: u64 = 1_000;
 pub const SYNC_TIMEOUT_MAX_MS_MAX: u64 = 600_000;
 /// Default and largest `max_parked_requests`.
-pub const MAX_PARKED_REQUESTS_DEFAULT: usize = 5_000;
+pub const MAX_PARKED_REQUESTS_DEFAULT: usize = 1_500;
+/// Default and largest `max_connections`.
+pub const MAX_CONNECTIONS_DEFAULT: usize = 2_048;
+pub const MAX_CONNECTIONS_MAX: usize = 100_000;
 pub const MAX_PARKED_REQUESTS_MAX: usize = 100_000;
 
 /// Default `access_token_lifetime_ms` (24 hours).
@@ -177,6 +180,7 @@ pub struct Config {
     pub access_token_lifetime_ms: u64,
     pub sync_timeout_max_ms: u64,
     pub max_parked_requests: usize,
+    pub max_connections: usize,
     pub presence: bool,
     pub turn_uris: Vec<String>,
     pub turn_shared_secret: Option<String>,
@@ -296,6 +300,7 @@ impl Config {
             access_token_lifetime_ms: ACCESS_TOKEN_LIFETIME_MS_DEFAULT,
             sync_timeout_max_ms: SYNC_TIMEOUT_MAX_MS_DEFAULT,
             max_parked_requests: MAX_PARKED_REQUESTS_DEFAULT,
+            max_connections: MAX_CONNECTIONS_DEFAULT,
             presence: true,
             turn_uris: Vec::new(),
             turn_shared_secret: None,
@@ -389,7 +394,7 @@ struct Spec {
     notes: &'static [&'static str],
 }
 
-const SPEC_COUNT: usize = 31;
+const SPEC_COUNT: usize = 32;
 
 const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -550,9 +555,19 @@ const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
         key: "max_parked_requests",
         summary: "Most long-polls parked at once; past it they are answered at once.",
-        default: "5000",
-        example: "5000",
+        default: "1500",
+        example: "1500",
         notes: &["Each parked request holds its connection; 1 to 100000."],
+    },
+    Spec {
+        key: "max_connections",
+        summary: "Most HTTP connections open at once; more are refused at accept.",
+        default: "2048",
+        example: "2048",
+        notes: &[
+            "Each open connection holds a thread (about 25 KiB of memory);",
+            "keep it above max_parked_requests. 16 to 100000.",
+        ],
     },
     Spec {
         key: "presence",
@@ -1032,6 +1047,10 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
         "turn_user_lifetime_ms" => {
             config.turn_user_lifetime_ms = in_range(value.unsigned()?, 60_000, 7 * 86_400_000)?;
         }
+        "max_connections" => {
+            let n = in_range(value.unsigned()?, 16, MAX_CONNECTIONS_MAX as u64)?;
+            config.max_connections = usize::try_from(n).map_err(|_| "too large".to_owned())?;
+        }
         "max_parked_requests" => {
             let n = in_range(value.unsigned()?, 1, MAX_PARKED_REQUESTS_MAX as u64)?;
             config.max_parked_requests = usize::try_from(n).map_err(|_| "too large".to_owned())?;
@@ -1291,7 +1310,8 @@ mod tests {
         assert_eq!(config.max_body_bytes, 1_048_576);
         assert_eq!(config.access_token_lifetime_ms, 86_400_000);
         assert_eq!(config.sync_timeout_max_ms, 60_000);
-        assert_eq!(config.max_parked_requests, 5_000);
+        assert_eq!(config.max_parked_requests, 1_500);
+        assert_eq!(config.max_connections, 2_048);
     }
 
     #[test]
@@ -1350,6 +1370,7 @@ mod tests {
             ("access_token_lifetime_ms", "60000"),
             ("sync_timeout_max_ms", "30000"),
             ("max_parked_requests", "100"),
+            ("max_connections", "200"),
             ("presence", "no"),
             ("turn_uris", "turn:t.example.org:3478"),
             ("turn_shared_secret", "s3cret"),
@@ -1391,6 +1412,7 @@ mod tests {
             access_token_lifetime_ms: 60_000,
             sync_timeout_max_ms: 30_000,
             max_parked_requests: 100,
+            max_connections: 200,
             presence: false,
             turn_uris: vec!["turn:t.example.org:3478".to_owned()],
             turn_shared_secret: Some("s3cret".to_owned()),

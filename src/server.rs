@@ -24,6 +24,7 @@ pub fn run(config: Config) -> i32 {
     }
     let mut config = config;
     let listen = config.listen;
+    tiny_http::CONNECTIONS_MAX.store(config.max_connections, std::sync::atomic::Ordering::Relaxed);
     let server = match tiny_http::Server::http(listen) {
         Ok(s) => Arc::new(s),
         Err(e) => {

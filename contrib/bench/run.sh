@@ -24,6 +24,7 @@ trap cleanup EXIT
 # Parked long-polls each hold a connection; allow plenty of descriptors.
 ulimit -n 8192 2>/dev/null || true
 HEARTH_RATE_LIMIT_PER_SECOND=100000 HEARTH_RATE_LIMIT_BURST=100000 \
+  HEARTH_MAX_CONNECTIONS=${HEARTH_MAX_CONNECTIONS:-4096} HEARTH_MAX_PARKED_REQUESTS=${HEARTH_MAX_PARKED_REQUESTS:-3000} \
   target/release/hearth serve --listen "127.0.0.1:$PORT" --database "$DATA/hearth.db" \
   --registration open --log-level warn 2>"$DATA/server.log" &
 PID=$!

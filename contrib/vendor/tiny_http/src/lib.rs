@@ -128,8 +128,9 @@ mod ssl;
 mod test;
 mod util;
 
-/// Hearth patch: most connections open at once.
-pub const CONNECTIONS_MAX: usize = 1024;
+/// Hearth patch: most connections open at once (each holds a thread); the
+/// embedding server sets it before starting (default 1024).
+pub static CONNECTIONS_MAX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1024);
 /// Hearth patch: a connection that sends nothing for this long is closed.
 pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -316,7 +317,7 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
-                        if open_connections.load(Relaxed) >= CONNECTIONS_MAX {
+                        if open_connections.load(Relaxed) >= CONNECTIONS_MAX.load(Relaxed) {
                             log::warn!("connection limit reached; refusing a connection");
                             drop(sock);
                             continue;
