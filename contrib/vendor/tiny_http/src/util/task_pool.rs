@@ -69,11 +69,16 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
-        } else {
+        // Hearth patch: each queued task needs its own idle thread. Upstream
+        // queued a task whenever any thread was idle, so two connections
+        // arriving together could both be handed to one idle thread: the
+        // second then waited until some other connection closed (seconds,
+        // or indefinitely with keep-alive clients).
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) > queue.len() {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
+        } else {
+            self.add_thread(Some(code));
         }
     }
 
