@@ -151,6 +151,7 @@ CREATE TABLE memberships (
     event_id      TEXT NOT NULL,
     pos           INTEGER NOT NULL,
     forgotten     INTEGER NOT NULL DEFAULT 0,
+    displayname   TEXT,                    -- from the member event, for push rules
     PRIMARY KEY (user_id, room_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX memberships_room ON memberships(room_id, membership);

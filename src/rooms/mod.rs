@@ -289,6 +289,8 @@ pub(crate) fn persist(
         if kind == "m.room.member" {
             let membership = pdu.pointer("/content/membership").and_then(Value::as_str).unwrap_or("leave");
             state::set_membership(conn, key, &room.room_id, membership, event_id, pos)?;
+            let name = pdu.pointer("/content/displayname").and_then(Value::as_str);
+            state::set_member_name(conn, key, &room.room_id, name)?;
         }
     }
     let text = canonical::to_canonical(pdu).map_err(|e| Error::internal(format!("storing PDU: {e}")))?;

@@ -227,9 +227,7 @@ pub fn delete_pushers_of_others(conn: &Connection, user_id: &str, app_id: &str, 
 /// The joined members of a room with their display names there.
 pub fn joined_with_names(conn: &Connection, room_id: &str) -> Result<Vec<(String, Option<String>)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT m.user_id, json_extract(e.pdu, '$.content.displayname') FROM memberships m
-         JOIN events e ON e.event_id = m.event_id
-         WHERE m.room_id = ?1 AND m.membership = 'join'",
+        "SELECT user_id, displayname FROM memberships WHERE room_id = ?1 AND membership = 'join'",
     )?;
     let rows = stmt.query_map([room_id], |r| {
         let name = match r.get::<_, rusqlite::types::Value>(1)? {

@@ -151,6 +151,14 @@ pub fn set_membership(
     Ok(())
 }
 
+/// Records the display name a member event carries (read by push rule
+/// evaluation on every message, so it must not need the event's JSON).
+pub fn set_member_name(conn: &Connection, user_id: &str, room_id: &str, name: Option<&str>) -> Result<()> {
+    conn.prepare_cached("UPDATE memberships SET displayname = ?3 WHERE user_id = ?1 AND room_id = ?2")?
+        .execute(params![user_id, room_id, name])?;
+    Ok(())
+}
+
 /// A user's current membership of a room, if any.
 pub fn membership(conn: &Connection, user_id: &str, room_id: &str) -> Result<Option<String>> {
     Ok(conn
