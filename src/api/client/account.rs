@@ -47,6 +47,7 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
         passed.finish(tx)?;
         if body.logout_devices.unwrap_or(true) {
             devices::delete_all_except(tx, &who.user_id, Some(&who.device_id))?;
+            crate::api::client::keys::devices_removed(tx, &who.user_id)?;
         }
         Ok(())
     })?;
@@ -66,7 +67,9 @@ pub fn deactivate(app: &App, req: &Request) -> Result<Response> {
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     app.db.write(|tx| {
         passed.finish(tx)?;
-        users::deactivate(tx, &who.user_id)
+        let done = users::deactivate(tx, &who.user_id)?;
+        crate::api::client::keys::devices_removed(tx, &who.user_id)?;
+        Ok(done)
     })?;
     crate::log::info(format_args!("deactivated {}", who.user_id));
     Response::ok(json!({ "id_server_unbind_result": "no-support" }))

@@ -156,14 +156,21 @@ pub fn refresh(app: &App, req: &Request) -> Result<Response> {
 /// POST /_matrix/client/v3/logout: ends this session and deletes its device.
 pub fn logout(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    app.db.write(|tx| devices::delete(tx, &who.user_id, &who.device_id))?;
+    app.db.write(|tx| {
+        devices::delete(tx, &who.user_id, &who.device_id)?;
+        // Its keys went with it: room peers' device lists change.
+        crate::api::client::keys::devices_removed(tx, &who.user_id)
+    })?;
     Response::ok(json!({}))
 }
 
 /// POST /_matrix/client/v3/logout/all: every device of the user goes.
 pub fn logout_all(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    app.db.write(|tx| devices::delete_all_except(tx, &who.user_id, None))?;
+    app.db.write(|tx| {
+        devices::delete_all_except(tx, &who.user_id, None)?;
+        crate::api::client::keys::devices_removed(tx, &who.user_id)
+    })?;
     Response::ok(json!({}))
 }
 
