@@ -17,7 +17,6 @@ Start Hearth for it with open registration and the rate limits raised:
 """
 
 import argparse
-import http.client
 import json
 import statistics
 import sys
@@ -26,33 +25,8 @@ import time
 import urllib.parse
 import uuid
 
-API = "/_matrix/client/v3"
-
-
-class Conn:
-    def __init__(self, base, timeout):
-        u = urllib.parse.urlsplit(base)
-        self.host, self.port = u.hostname, u.port or 80
-        self.timeout = timeout
-        self.c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-
-    def req(self, method, path, body=None, token=None):
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        data = json.dumps(body).encode() if body is not None else None
-        for attempt in range(2):
-            try:
-                self.c.request(method, path, body=data, headers=headers)
-                r = self.c.getresponse()
-                raw = r.read()
-                return r.status, (json.loads(raw) if raw else {})
-            except (http.client.HTTPException, OSError):
-                self.c.close()
-                self.c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-                if attempt:
-                    raise
-        raise RuntimeError("unreachable")
+import benchlib
+from benchlib import API, Conn
 
 
 def must(status, body, what, want=200):
@@ -62,12 +36,7 @@ def must(status, body, what, want=200):
 
 
 def register(conn, name):
-    body = {"username": name, "password": "bench-password-" + name}
-    status, r = conn.req("POST", API + "/register", body)
-    if status == 401:
-        body["auth"] = {"type": "m.login.dummy", "session": r.get("session")}
-        status, r = conn.req("POST", API + "/register", body)
-    return must(status, r, "register " + name)["access_token"]
+    return benchlib.register(conn, name, "bench-password-" + name)
 
 
 def main():

@@ -21,7 +21,6 @@ Every loop is bounded in count and time; it talks only to --base-url.
 """
 
 import argparse
-import http.client
 import json
 import statistics
 import sys
@@ -30,33 +29,9 @@ import time
 import urllib.parse
 import uuid
 
-API = "/_matrix/client/v3"
+import benchlib
+from benchlib import API, Conn
 WAKE_FILTER = urllib.parse.quote(json.dumps({"room": {"timeline": {"limit": 10}}}))
-
-
-class Conn:
-    def __init__(self, base, timeout=60.0):
-        u = urllib.parse.urlsplit(base)
-        self.host, self.port, self.timeout = u.hostname, u.port or 80, timeout
-        self.c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-
-    def req(self, method, path, body=None, token=None):
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        data = json.dumps(body).encode() if body is not None else None
-        for attempt in range(2):
-            try:
-                self.c.request(method, path, body=data, headers=headers)
-                r = self.c.getresponse()
-                raw = r.read()
-                return r.status, (json.loads(raw) if raw else {})
-            except (http.client.HTTPException, OSError):
-                self.c.close()
-                self.c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-                if attempt:
-                    raise
-        raise RuntimeError("unreachable")
 
 
 def must(result, what):
@@ -67,12 +42,7 @@ def must(result, what):
 
 
 def register(conn, name):
-    body = {"username": name, "password": "bench-" + name}
-    status, r = conn.req("POST", API + "/register", body)
-    if status == 401:
-        body["auth"] = {"type": "m.login.dummy", "session": r.get("session")}
-        status, r = conn.req("POST", API + "/register", body)
-    return must((status, r), "register " + name)["access_token"]
+    return benchlib.register(conn, name, "bench-" + name)
 
 
 def pct(values, q):

@@ -115,6 +115,22 @@ pub fn wake_device_list_watchers(conn: &Connection, user_id: &str, pos: i64) -> 
     Ok(())
 }
 
+/// True if `user_id` is a user of this server. A user of another server is
+/// unreachable until federation exists: their server goes into `failures`.
+fn local_or_failure(user_id: &str, server_name: &str, failures: &mut Map<String, Value>) -> bool {
+    match ids::parse_user_id(user_id) {
+        Some((_, server)) if server == server_name => true,
+        Some((_, server)) => {
+            failures.insert(
+                server.to_owned(),
+                json!({ "errcode": "M_UNKNOWN", "error": "Federation is not available" }),
+            );
+            false
+        }
+        None => false,
+    }
+}
+
 /// After devices were deleted: wakes whoever may see the change.
 pub fn devices_removed(conn: &Connection, user_id: &str) -> Result<()> {
     let pos = events::current_pos(conn)?;
@@ -369,17 +385,8 @@ pub fn query(app: &App, req: &Request) -> Result<Response> {
         let mut self_signing_keys = Map::new();
         let mut user_signing_keys = Map::new();
         for (user_id, wanted) in &body.device_keys {
-            match ids::parse_user_id(user_id) {
-                Some((_, server)) if server == server_name => {}
-                Some((_, server)) => {
-                    // Federation is not built yet: other servers are unreachable.
-                    failures.insert(
-                        server.to_owned(),
-                        json!({ "errcode": "M_UNKNOWN", "error": "Federation is not available" }),
-                    );
-                    continue;
-                }
-                None => continue,
+            if !local_or_failure(user_id, server_name, &mut failures) {
+                continue;
             }
             let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
             let mut devices = Map::new();
@@ -443,16 +450,8 @@ pub fn claim(app: &App, req: &Request) -> Result<Response> {
         let mut failures = Map::new();
         let mut claimed = Map::new();
         for (user_id, devices) in &body.one_time_keys {
-            match ids::parse_user_id(user_id) {
-                Some((_, server)) if server == server_name => {}
-                Some((_, server)) => {
-                    failures.insert(
-                        server.to_owned(),
-                        json!({ "errcode": "M_UNKNOWN", "error": "Federation is not available" }),
-                    );
-                    continue;
-                }
-                None => continue,
+            if !local_or_failure(user_id, server_name, &mut failures) {
+                continue;
             }
             let mut user_out = Map::new();
             for (device_id, algorithm) in devices {
