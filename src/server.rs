@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use crate::app::App;
 use crate::config::{Config, Registration};
+use crate::http::reactor::Listener;
 use crate::{http, log};
 
 /// In-flight requests get this long after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Open files kept for everything but client connections: the database
+/// and its WAL (on each connection), outbound requests, logs.
+const FILES_RESERVED: u64 = 256;
 
 /// Runs the server until a shutdown signal; returns the process exit code.
 pub fn run(config: Config) -> i32 {
@@ -24,9 +28,8 @@ pub fn run(config: Config) -> i32 {
     }
     let mut config = config;
     let listen = config.listen;
-    tiny_http::CONNECTIONS_MAX.store(config.max_connections, std::sync::atomic::Ordering::Relaxed);
-    let server = match tiny_http::Server::http(listen) {
-        Ok(s) => Arc::new(s),
+    let plain = match std::net::TcpListener::bind(listen) {
+        Ok(s) => s,
         Err(e) => {
             log::error(format_args!("cannot listen on {listen}: {e}"));
             return 1;
@@ -34,7 +37,7 @@ pub fn run(config: Config) -> i32 {
     };
     // With port 0 the system picks the port; what clients are told
     // (`base_url`) must name the one actually bound.
-    if let Some(bound) = server.server_addr().to_ip() {
+    if let Ok(bound) = plain.local_addr() {
         config.listen = bound;
     }
     let app = match App::open(config) {
@@ -44,15 +47,35 @@ pub fn run(config: Config) -> i32 {
             return 1;
         }
     };
-    let bound = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| listen.to_string());
-    // HTTPS (issue 8): TLS relayed to the plain listener, certificate from
-    // files or ACME; bound before "serving" is logged.
+    let bound = app.config.listen;
+    let mut listeners = vec![Listener { sock: plain, tls: None }];
+    // HTTPS (issue 8): the TLS listener, certificate from files or ACME;
+    // bound before "serving" is logged.
     if app.config.tls_listen.is_some() {
-        if let Err(e) = crate::tls::start_https(&app, app.config.listen) {
-            log::error(format_args!("{e}"));
-            return 1;
+        match crate::tls::start_https(&app) {
+            Ok((sock, tls)) => listeners.push(Listener { sock, tls: Some(tls) }),
+            Err(e) => {
+                log::error(format_args!("{e}"));
+                return 1;
+            }
         }
     }
+    let files = raise_open_files_limit();
+    let connections = app.config.max_connections.min(files.saturating_sub(FILES_RESERVED) as usize);
+    if connections < app.config.max_connections {
+        log::warn(format_args!(
+            "max_connections {} is above what {files} open files allow: serving at most {connections} connections",
+            app.config.max_connections
+        ));
+    }
+    let front = match http::reactor::Front::start(listeners, connections) {
+        Ok(f) => f,
+        Err(e) => {
+            log::error(format_args!("cannot start the connection reactor: {e}"));
+            return 1;
+        }
+    };
+    log::info(format_args!("open files limit {files}: at most {connections} connections"));
     log::info(format_args!(
         "hearth {} serving {} on http://{bound} (database {}, {} workers)",
         env!("CARGO_PKG_VERSION"),
@@ -68,12 +91,32 @@ pub fn run(config: Config) -> i32 {
             .expect("spawning the signal thread");
     }
     crate::hub::Hub::start(app.clone());
-    http::serve(app.clone(), server);
+    http::serve(app.clone(), front);
     if let Err(e) = app.db.checkpoint() {
         log::warn(format_args!("final WAL checkpoint failed: {}", e.message));
     }
     log::info(format_args!("shut down cleanly"));
     0
+}
+
+/// Raises the soft open-files limit to the hard one (each connection is a
+/// descriptor; the usual soft default of 1024 would cap connections far
+/// below what the reactor holds) and returns the limit in force.
+fn raise_open_files_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit read and write the plain struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur as u64
+    }
 }
 
 /// Keeps glibc's malloc from holding on to freed memory. By default glibc

@@ -1,12 +1,19 @@
-//! The HTTP edge: a fixed pool of worker threads calling `recv()` on one
-//! `tiny_http::Server`, bounded body reading, routing, authentication, rate
-//! limits, CORS, the access log, and the panic net.
+//! The HTTP edge: the connection reactor (`reactor.rs`: every socket, plain
+//! and TLS, on one thread; request heads parsed within limits by
+//! `head.rs`; a connection lent to a worker per request by `conn.rs`), a
+//! fixed pool of worker threads taking complete requests from it, bounded
+//! body reading, routing, authentication, rate limits, CORS, the access
+//! log, and the panic net.
 //!
-//! Only this module touches tiny_http. Handlers in `api/` see an
+//! Only this module touches tiny_http (whose `Request` and `Response` carry
+//! a request and its answer). Handlers in `api/` see an
 //! [`api::Request`] and return an [`api::Response`] or an [`Error`]; the JSON
 //! error body is made here.
 
+pub mod conn;
+pub mod head;
 pub mod ratelimit;
+pub mod reactor;
 pub mod router;
 
 use std::io::Read;
@@ -25,16 +32,19 @@ use router::{AuthReq, Method};
 /// How often an idle worker looks at the shutdown flag.
 const RECV_POLL: Duration = Duration::from_millis(250);
 
+/// What every answer names itself as (`Server`).
+pub const SERVER_NAME: &str = concat!("Hearth/", env!("CARGO_PKG_VERSION"));
+
 /// Runs the worker pool until `app.shutdown` is set, then returns once every
 /// worker has finished its in-flight request.
-pub fn serve(app: Arc<App>, server: Arc<tiny_http::Server>) {
+pub fn serve(app: Arc<App>, front: Arc<reactor::Front>) {
     let workers: Vec<_> = (0..app.config.workers)
         .map(|i| {
             let app = app.clone();
-            let server = server.clone();
+            let front = front.clone();
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn(move || worker(&app, &server))
+                .spawn(move || worker(&app, &front))
                 .expect("spawning an HTTP worker thread")
         })
         .collect();
@@ -43,15 +53,10 @@ pub fn serve(app: Arc<App>, server: Arc<tiny_http::Server>) {
     }
 }
 
-fn worker(app: &App, server: &tiny_http::Server) {
+fn worker(app: &App, front: &reactor::Front) {
     while !app.shutdown.load(Ordering::Relaxed) {
-        match server.recv_timeout(RECV_POLL) {
-            Ok(Some(rq)) => handle(app, rq),
-            Ok(None) => {}
-            Err(e) => {
-                log::error(format_args!("accept failed: {e}"));
-                std::thread::sleep(RECV_POLL);
-            }
+        if let Some(rq) = front.recv_timeout(RECV_POLL) {
+            handle(app, rq);
         }
     }
 }
@@ -300,17 +305,13 @@ fn access_token(rq: &tiny_http::Request, query: &[(String, String)]) -> Result<O
     }
 }
 
-/// The client's address. A connection relayed by Hearth's own TLS listener
-/// is its real client (`tls::real_peer`). Behind a reverse proxy listed in
+/// The client's address: the connection's peer. Behind a reverse proxy listed in
 /// `trusted_proxies`, `X-Forwarded-For` names the client: its rightmost
 /// entry that is not itself a trusted proxy (entries further left were
 /// written by the client and prove nothing). From any other peer the
 /// header is ignored.
 fn client_ip(trusted: &[crate::config::IpNet], rq: &tiny_http::Request) -> IpAddr {
     let Some(addr) = rq.remote_addr() else { return IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) };
-    if let Some(real) = crate::tls::real_peer(*addr) {
-        return real.ip();
-    }
     let peer = addr.ip();
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(peer) {
@@ -384,11 +385,12 @@ fn no_store_header() -> &'static tiny_http::Header {
     HEADER.get_or_init(|| header("Cache-Control", "no-cache, no-store, must-revalidate"))
 }
 
-/// The headers every answer carries (CORS).
+/// The headers every answer carries (`Server`, CORS).
 fn standard_headers() -> &'static [tiny_http::Header] {
     static HEADERS: std::sync::OnceLock<Vec<tiny_http::Header>> = std::sync::OnceLock::new();
     HEADERS.get_or_init(|| {
         vec![
+            header("Server", SERVER_NAME),
             header("Access-Control-Allow-Origin", "*"),
             header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
             header("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date"),

@@ -1,28 +1,20 @@
 //! HTTPS: Hearth's own TLS listener (rustls 0.23, `ring` provider).
 //!
-//! tiny_http stays a plain HTTP/1.1 server. The acceptor threads here
-//! terminate TLS and relay the plaintext to the plain listener over a
-//! loopback (or local) TCP connection, one per client connection
-//! (`relay.rs`). Which relay-side address belongs to which real client is
-//! recorded while the connection lives (`real_peer`), so `http/` sees the
-//! real client for rate limits and logs.
-//!
-//! The certificate in force is one `ServerConfig` behind a lock, swapped
-//! whole when the PEM files change, on SIGHUP, or when ACME installs a new
-//! one; a connection keeps the configuration it started with. TLS-ALPN-01
-//! challenge certificates (ACME) are served to a ClientHello that asks for
-//! `acme-tls/1`.
-//!
-//! Bounds: `Limits` (connections, handshake time, idle time).
+//! TLS connections live on the HTTP connection reactor beside plain ones
+//! (`http::reactor`): it reads the ClientHello, asks [`Tls::config_for`]
+//! which configuration answers it, and runs rustls without blocking. This
+//! module holds the certificates: the one in force is one `ServerConfig`
+//! behind a lock, swapped whole when the PEM files change, on SIGHUP, or
+//! when ACME installs a new one; a connection keeps the configuration it
+//! started with. TLS-ALPN-01 challenge certificates (ACME) are served to a
+//! ClientHello that asks for `acme-tls/1`.
 //!
 //! `start_https` wires it up from the configuration: certificate files
 //! (watched), or ACME (`acme::start`, which installs what it obtains).
 //! This module does not know tiny_http, the database or the ACME protocol.
 
-mod relay;
-
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
@@ -36,16 +28,8 @@ use rustls::ServerConfig;
 
 use crate::log;
 
-pub use relay::{start, Limits};
-
-/// Open TLS connections at most (each also holds one plain connection of
-/// tiny_http's 1024).
-pub const CONNECTIONS_MAX: usize = 512;
 /// From accept to a finished TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A relayed connection may be silent this much longer than the longest
-/// long-poll before it is closed.
-pub const IDLE_MARGIN: Duration = Duration::from_secs(30);
 
 /// The ALPN protocol of TLS-ALPN-01 (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -110,6 +94,15 @@ impl Tls {
         lock(&self.challenges).remove(&name.to_ascii_lowercase());
     }
 
+    /// The configuration that answers this ClientHello, and whether it is
+    /// a TLS-ALPN-01 validation (which needs the handshake only). `None`:
+    /// nothing to serve (no certificate yet, or no challenge for the name).
+    pub fn config_for(&self, hello: &ClientHello<'_>) -> Option<(Arc<ServerConfig>, bool)> {
+        let acme = hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        let config = if acme { hello.server_name().and_then(|name| self.challenge(name)) } else { self.current() };
+        config.map(|c| (c, acme))
+    }
+
     fn current(&self) -> Option<Arc<ServerConfig>> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -163,11 +156,11 @@ pub fn parse_pem(
     Ok((chain, key))
 }
 
-/// Starts HTTPS on `tls_listen` as configured, relaying to the plain
-/// listener bound at `plain`; returns the bound TLS address. Errors (a port
-/// in use, unreadable certificate files, ACME misconfiguration) stop the
+/// Binds `tls_listen` and loads its certificate as configured (files,
+/// watched; or ACME); the caller serves the listener. Errors (a port in
+/// use, unreadable certificate files, ACME misconfiguration) stop the
 /// server from starting.
-pub fn start_https(app: &Arc<crate::app::App>, plain: SocketAddr) -> Result<SocketAddr, String> {
+pub fn start_https(app: &Arc<crate::app::App>) -> Result<(TcpListener, Arc<Tls>), String> {
     let config = &app.config;
     let addr = config.tls_listen.ok_or("tls_listen is not set")?;
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} for HTTPS: {e}"))?;
@@ -181,25 +174,8 @@ pub fn start_https(app: &Arc<crate::app::App>, plain: SocketAddr) -> Result<Sock
         _ if config.acme_enabled => crate::acme::start(app.clone(), tls.clone())?,
         _ => return Err("tls_listen needs tls_cert and tls_key, or acme_enabled".to_owned()),
     }
-    // A wildcard listener is reached on loopback of its family.
-    let upstream = match plain.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, plain.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, plain.port()))
-        }
-        _ => plain,
-    };
-    let idle = Duration::from_millis(config.sync_timeout_max_ms) + IDLE_MARGIN;
-    start(
-        listener,
-        upstream,
-        tls,
-        Limits { connections: CONNECTIONS_MAX, handshake: HANDSHAKE_TIMEOUT, idle },
-    );
-    log::info(format_args!("tls: listening on https://{bound}, relaying to http://{upstream}"));
-    Ok(bound)
+    log::info(format_args!("tls: listening on https://{bound}"));
+    Ok((listener, tls))
 }
 
 /// Loads the certificate files once; an error names the file.
@@ -282,17 +258,6 @@ pub fn wait_reload(seen: &mut u64, timeout: Duration) -> bool {
     let signalled = *guard != *seen;
     *seen = *guard;
     signalled
-}
-
-/// The real client of a connection that the TLS relay opened to the plain
-/// listener from `relay_side` (the address tiny_http sees as the peer).
-pub fn real_peer(relay_side: SocketAddr) -> Option<SocketAddr> {
-    lock(peers()).get(&relay_side).copied()
-}
-
-fn peers() -> &'static Mutex<HashMap<SocketAddr, SocketAddr>> {
-    static PEERS: OnceLock<Mutex<HashMap<SocketAddr, SocketAddr>>> = OnceLock::new();
-    PEERS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

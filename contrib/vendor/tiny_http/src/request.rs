@@ -74,6 +74,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // Hearth patch 7: set by the embedding server's connection reactor when
+    // the client has closed its side (a parked long-poll whose client left).
+    peer_gone: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -238,6 +242,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        peer_gone: None,
     })
 }
 
@@ -467,6 +472,21 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
+    }
+
+    /// Hearth patch 7: attaches the flag that tells whether the client has
+    /// gone away.
+    pub fn with_peer_gone(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.peer_gone = Some(flag);
+        self
+    }
+
+    /// Hearth patch 7: true once the client is known to have closed its
+    /// side of the connection.
+    pub fn peer_gone(&self) -> bool {
+        self.peer_gone
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {

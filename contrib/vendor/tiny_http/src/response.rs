@@ -353,13 +353,8 @@ where
             self.headers.insert(0, build_date_header());
         }
 
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
+        // Hearth patch 6: no `Server: tiny-http (Rust)` of its own; the
+        // embedding server names itself.
 
         // handling upgrade
         if let Some(upgrade) = upgrade {

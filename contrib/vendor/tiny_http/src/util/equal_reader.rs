@@ -67,7 +67,14 @@ where
         // Hearth patch: discard the unread rest of the body through a fixed
         // buffer. Upstream allocated a buffer of the whole declared length
         // here, so one request declaring a huge Content-Length aborted the
-        // process.
+        // process. Hearth patch 5: at most `DRAIN_BYTES_MAX` are read off;
+        // a longer rest is left for the embedding server, which closes the
+        // connection (reading megabytes from a client whose request was
+        // refused would hold a worker for nothing).
+        const DRAIN_BYTES_MAX: usize = 256 * 1024;
+        if self.size > DRAIN_BYTES_MAX {
+            return;
+        }
         let mut remaining_to_read = self.size;
         let mut buf = [0u8; 8192];
 
