@@ -74,7 +74,7 @@ pub const SYNC_TIMEOUT_MAX_MS_MAX: u64 = 600_000;
 /// Default and largest `max_parked_requests`.
 pub const MAX_PARKED_REQUESTS_DEFAULT: usize = 1_500;
 /// Default and largest `max_connections`.
-pub const MAX_CONNECTIONS_DEFAULT: usize = 2_048;
+pub const MAX_CONNECTIONS_DEFAULT: usize = 16_384;
 pub const MAX_CONNECTIONS_MAX: usize = 100_000;
 pub const MAX_PARKED_REQUESTS_MAX: usize = 100_000;
 
@@ -561,12 +561,12 @@ const SPECS: [Spec; SPEC_COUNT] = [
     },
     Spec {
         key: "max_connections",
-        summary: "Most HTTP connections open at once; more are refused at accept.",
-        default: "2048",
-        example: "2048",
+        summary: "Most client connections open at once; more get a 503 and are closed.",
+        default: "16384",
+        example: "16384",
         notes: &[
-            "Each open connection holds a thread (about 25 KiB of memory);",
-            "keep it above max_parked_requests. 16 to 100000.",
+            "An idle connection costs a descriptor and well under 1 KiB; capped",
+            "by the open-files limit. Keep it above max_parked_requests. 16 to 100000.",
         ],
     },
     Spec {
@@ -1311,7 +1311,7 @@ mod tests {
         assert_eq!(config.access_token_lifetime_ms, 86_400_000);
         assert_eq!(config.sync_timeout_max_ms, 60_000);
         assert_eq!(config.max_parked_requests, 1_500);
-        assert_eq!(config.max_connections, 2_048);
+        assert_eq!(config.max_connections, 16_384);
     }
 
     #[test]

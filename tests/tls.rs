@@ -1,5 +1,5 @@
 //! HTTPS through Hearth's own TLS listener: `/versions` over TLS, the real
-//! client address behind the relay (log and rate limits), certificate
+//! client address (log and rate limits), certificate
 //! reload on SIGHUP and on file change, and `X-Forwarded-For` honoured only
 //! from configured trusted proxies.
 
@@ -136,7 +136,7 @@ fn versions_over_https_with_the_real_peer_and_reload() {
     let (local, answer) = get_versions(&trust_first, port).expect("https works");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"versions\""), "{answer}");
-    // The log names the real client, not the relay's loopback connection.
+    // The log names the real client.
     wait_for("the connection log line", || s.log_text().contains(&format!("tls: {local} connected")));
     // Plain HTTP keeps working beside HTTPS.
     assert_eq!(s.get("/_matrix/client/versions", None).0, 200);

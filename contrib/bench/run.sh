@@ -4,8 +4,11 @@
 #
 #   contrib/bench/run.sh send      [send.py options]    message sends, 8 senders
 #   contrib/bench/run.sh sync      [sync.py options]    wake latency, parked polls, initial sync
+#   contrib/bench/run.sh flood     [flood.py options]   idle + slowloris flood, latency, RSS, wake
 #   contrib/bench/run.sh mxbench   [mxbench options]    ../shared/bench/mxbench.py, if present
 #
+# HEARTH_BIN names another binary to measure (e.g. an older build) instead
+# of building this checkout.
 # Prints the benchmark's JSON line(s); the server log is kept in $DATA/server.log
 # when KEEP=1.
 set -euo pipefail
@@ -13,7 +16,8 @@ cd "$(dirname "$0")/../.."
 what=${1:?usage: run.sh send|sync|mxbench [options]}
 shift
 PORT=${PORT:-18448}
-cargo build --release --quiet
+BIN=${HEARTH_BIN:-target/release/hearth}
+[ -n "${HEARTH_BIN:-}" ] || cargo build --release --quiet
 DATA=$(mktemp -d)
 cleanup() {
   kill -TERM "$PID" 2>/dev/null || true
@@ -21,11 +25,12 @@ cleanup() {
   [ "${KEEP:-0}" = 1 ] || rm -rf "$DATA"
 }
 trap cleanup EXIT
-# Parked long-polls each hold a connection; allow plenty of descriptors.
-ulimit -n 8192 2>/dev/null || true
+# Parked long-polls and floods each hold a connection; allow as many
+# descriptors as the system lets us.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 HEARTH_RATE_LIMIT_PER_SECOND=100000 HEARTH_RATE_LIMIT_BURST=100000 \
-  HEARTH_MAX_CONNECTIONS=${HEARTH_MAX_CONNECTIONS:-4096} HEARTH_MAX_PARKED_REQUESTS=${HEARTH_MAX_PARKED_REQUESTS:-3000} \
-  target/release/hearth serve --listen "127.0.0.1:$PORT" --database "$DATA/hearth.db" \
+  HEARTH_MAX_CONNECTIONS=${HEARTH_MAX_CONNECTIONS:-16384} HEARTH_MAX_PARKED_REQUESTS=${HEARTH_MAX_PARKED_REQUESTS:-3000} \
+  "$BIN" serve --listen "127.0.0.1:$PORT" --database "$DATA/hearth.db" \
   --registration open --log-level warn 2>"$DATA/server.log" &
 PID=$!
 for _ in $(seq 100); do
@@ -36,6 +41,7 @@ BASE="http://127.0.0.1:$PORT"
 case "$what" in
   send) python3 contrib/bench/send.py --base-url "$BASE" "$@" ;;
   sync) python3 contrib/bench/sync.py --base-url "$BASE" --pid "$PID" "$@" ;;
+  flood) python3 contrib/bench/flood.py --base-url "$BASE" --pid "$PID" "$@" ;;
   mxbench) python3 "${MXBENCH:-../shared/bench/mxbench.py}" --base-url "$BASE" --pid "$PID" \
              --data-dir "$DATA" --label hearth --json-out "${OUT:-/tmp/hearth-mxbench.json}" "$@" ;;
   *) echo "unknown benchmark: $what" >&2; exit 2 ;;

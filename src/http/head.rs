@@ -222,7 +222,8 @@ pub fn parse(head: &[u8]) -> Result<Head, Refusal> {
 fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), Refusal> {
     let line = std::str::from_utf8(line).map_err(|_| MALFORMED)?;
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(MALFORMED);
     };
@@ -296,14 +297,16 @@ mod tests {
         // Fewer than HEADERS_MAX lines, each within its limit, too much in all.
         assert_eq!(scan_all(&big).unwrap_err(), HEAD_TOO_LARGE);
         // Exactly at the limits is fine.
-        let at = [b"GET /".as_slice(), &vec![b'a'; REQUEST_LINE_BYTES_MAX - 14], b" HTTP/1.1\r\n\r\n"].concat();
+        let at =
+            [b"GET /".as_slice(), &vec![b'a'; REQUEST_LINE_BYTES_MAX - 14], b" HTTP/1.1\r\n\r\n"].concat();
         assert!(matches!(scan_all(&at), Ok(Some(_))));
     }
 
     #[test]
     fn parses_and_frames() {
-        let h = parse(b"POST /x?y=1 HTTP/1.1\r\nContent-Length: 12\r\nUser-Agent: caf\xc3\xa9\r\nA:  b \r\n\r\n")
-            .expect("valid");
+        let h =
+            parse(b"POST /x?y=1 HTTP/1.1\r\nContent-Length: 12\r\nUser-Agent: caf\xc3\xa9\r\nA:  b \r\n\r\n")
+                .expect("valid");
         assert_eq!(h.method, Method::Post);
         assert_eq!(h.target, "/x?y=1");
         assert_eq!(h.body, Body::Length(12));
@@ -316,7 +319,8 @@ mod tests {
         assert!(h.keep_alive);
         let h = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").expect("valid");
         assert!(!h.keep_alive);
-        let h = parse(b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n").expect("ok");
+        let h = parse(b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+            .expect("ok");
         assert_eq!(h.body, Body::Chunked);
         assert!(h.expects_continue);
     }

@@ -172,12 +172,9 @@ fn dispatch<'a>(app: &'a App, rq: &mut tiny_http::Request) -> Outcome<'a> {
                     .map(|h| h.value.as_str().to_owned());
                 let limit = app.config.max_upload_bytes;
                 let mut body = UploadBody::new(rq.as_reader(), limit, declared, content_type);
-                let result = h(app, &req, &mut body);
-                if !body.is_done() {
-                    drop(body);
-                    discard_body(rq);
-                }
-                Outcome::Done(result)
+                // A body the handler left unread closes the connection
+                // after the answer (`conn::Lease`): nothing is read off here.
+                Outcome::Done(h(app, &req, &mut body))
             }
             router::Kind::LongPoll(h) => match h(app, &req) {
                 Ok(api::Poll::Ready(resp)) => Outcome::Done(Ok(resp)),
@@ -206,13 +203,10 @@ fn prepare(app: &App, rq: &mut tiny_http::Request) -> Result<Option<(&'static ro
     let (route, params) = router::find(method, raw_path)?;
     let query = parse_query(raw_query);
     if matches!(route.handler, router::Kind::Upload(_)) {
-        // The handler reads an upload itself, after the checks below; one
-        // they refuse is read off here so the connection stays in step.
-        let checked = check(app, rq, route, &query);
-        if checked.is_err() {
-            discard_body(rq);
-        }
-        let (remote_ip, auth) = checked?;
+        // The handler reads an upload itself, after the checks below; the
+        // body of one they refuse is not read (the connection closes after
+        // the answer unless it was small: `conn::Lease`).
+        let (remote_ip, auth) = check(app, rq, route, &query)?;
         return Ok(Some((route, Request { params, query, body: Vec::new(), remote_ip, auth })));
     }
     // DELETE carries a body too: `DELETE /devices/{deviceId}` sends its UIA `auth` in it.
@@ -251,13 +245,6 @@ fn check(
     Ok((remote_ip, auth))
 }
 
-/// Reads off (in constant memory) what is left of a request body that will
-/// not be used: tiny_http does not skip the rest of a chunked body, which
-/// would otherwise be parsed as the next request.
-fn discard_body(rq: &mut tiny_http::Request) {
-    let _ = std::io::copy(rq.as_reader(), &mut std::io::sink());
-}
-
 /// Reads at most `limit` bytes of body; one byte more is `M_TOO_LARGE`.
 fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>> {
     let too_large = || Error::new(ErrorKind::TooLarge, format!("Request body is over {limit} bytes"));
@@ -270,10 +257,8 @@ fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>> {
         .read_to_end(&mut body)
         .map_err(|_| Error::bad_json("Could not read the request body"))?;
     if body.len() > limit {
-        // tiny_http neither skips the unread rest of a chunked body nor lets a
-        // response close the connection, so the rest would be parsed as the
-        // next request. Read it off (in constant memory) to stay in step.
-        let _ = std::io::copy(rq.as_reader(), &mut std::io::sink());
+        // The rest is not read: a chunked body's connection closes after
+        // the answer (`conn::Lease`).
         return Err(too_large());
     }
     Ok(body)

@@ -38,7 +38,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::server::Acceptor;
 
-use super::conn::{self, BodyFloor, BodyLeft, BodyReader, Lease, ResponseWriter, ReturnPath, Returned, Transport};
+use super::conn::{
+    self, BodyFloor, BodyLeft, BodyReader, Lease, ResponseWriter, ReturnPath, Returned, Transport,
+};
 use super::head::{self, Body, Head, Refusal, Scan};
 use crate::log;
 use crate::tls::Tls;
@@ -309,7 +311,12 @@ impl Reactor {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
                     self.accept_failed.hit(|n| format!("accept failed ({n} times): {e}; retrying shortly"));
                     self.accept_paused = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
@@ -342,7 +349,8 @@ impl Reactor {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        let interest = if tls.is_some() { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        let interest =
+            if tls.is_some() { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
         if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), Token(CONN_BASE + idx), interest) {
             self.free.push(idx);
             return Err(e);
@@ -378,7 +386,7 @@ impl Reactor {
         let Some(mut slot) = self.slots[idx].take() else { return };
         let state = std::mem::replace(&mut slot.state, State::Out { gone: Arc::default() });
         let next = match state {
-            State::Hello { sock, acceptor, since } => match self.hello(sock, acceptor, since) {
+            State::Hello { sock, acceptor, since } => match self.hello(sock, acceptor, since, slot.peer) {
                 Some(State::Reading(r)) => self.read(idx, slot.peer, r),
                 Some(other) => {
                     slot.state = other;
@@ -434,7 +442,13 @@ impl Reactor {
 
     /// Reads the ClientHello; `Reading` once a configuration is chosen,
     /// `Hello` while more is needed, `None` to close.
-    fn hello(&mut self, mut sock: TcpStream, mut acceptor: Box<Acceptor>, since: Instant) -> Option<State> {
+    fn hello(
+        &mut self,
+        mut sock: TcpStream,
+        mut acceptor: Box<Acceptor>,
+        since: Instant,
+        peer: SocketAddr,
+    ) -> Option<State> {
         loop {
             match acceptor.read_tls(&mut sock) {
                 Ok(0) => return None,
@@ -457,7 +471,9 @@ impl Reactor {
                             return None;
                         }
                     };
-                    let mut r = Reading::new(Transport { sock, tls: Some(Box::new(conn)) }, Vec::new(), since);
+                    log::debug(format_args!("tls: {peer} connected"));
+                    let mut r =
+                        Reading::new(Transport { sock, tls: Some(Box::new(conn)) }, Vec::new(), since);
                     r.acme = acme;
                     return Some(State::Reading(Box::new(r)));
                 }
@@ -565,8 +581,15 @@ impl Reactor {
             Some(len) => {
                 let body = buf[n..n + len].to_vec();
                 let rest = buf.split_off(n + len);
-                let lease =
-                    Lease::new(idx, transport, rest, h.keep_alive, BodyLeft::Bytes(0), self.back.clone(), gone.clone());
+                let lease = Lease::new(
+                    idx,
+                    transport,
+                    rest,
+                    h.keep_alive,
+                    BodyLeft::Bytes(0),
+                    self.back.clone(),
+                    gone.clone(),
+                );
                 (Box::new(Cursor::new(body)), lease)
             }
             None => {
@@ -576,13 +599,23 @@ impl Reactor {
                     Body::None => BodyLeft::Bytes(0),
                     Body::Chunked => BodyLeft::Unknown,
                 };
-                let lease = Lease::new(idx, transport, rest, h.keep_alive, left, self.back.clone(), gone.clone());
+                let lease =
+                    Lease::new(idx, transport, rest, h.keep_alive, left, self.back.clone(), gone.clone());
                 let floor = BodyFloor::new(Instant::now());
                 (Box::new(BodyReader::new(lease.clone(), floor)), lease)
             }
         };
         let writer = ResponseWriter::new(lease);
-        let built = tiny_http::new_request(secure, h.method, h.target, h.version, h.headers, Some(peer), reader, writer);
+        let built = tiny_http::new_request(
+            secure,
+            h.method,
+            h.target,
+            h.version,
+            h.headers,
+            Some(peer),
+            reader,
+            writer,
+        );
         match built {
             Ok(rq) => {
                 self.queued.fetch_add(1, Ordering::Relaxed);
@@ -610,9 +643,25 @@ impl Reactor {
                 continue;
             }
             let fd = slot.fd;
-            if !ret.keep_alive || ret.transport.sock.set_nonblocking(true).is_err() {
+            if ret.transport.sock.set_nonblocking(true).is_err() {
                 self.release(idx, fd);
                 drop(ret);
+                continue;
+            }
+            if !ret.keep_alive {
+                // The client may still be sending (a body left unread):
+                // read it off for a moment, so it sees the answer rather
+                // than a reset.
+                let mut sock = ret.transport.sock;
+                if let Some(mut tls) = ret.transport.tls {
+                    tls.send_close_notify();
+                    let _ = flush_tls(&mut tls, &mut sock);
+                }
+                let _ = sock.shutdown(Shutdown::Write);
+                if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                    slot.state = State::Lingering { sock, until: Instant::now() + LINGER, drained: 0 };
+                }
+                self.progress(idx);
                 continue;
             }
             self.buffered += ret.pending.len();
@@ -669,7 +718,8 @@ impl Reactor {
     }
 }
 
-const TIMED_OUT: Refusal = Refusal { status: 408, errcode: "M_UNKNOWN", message: "The request took too long to arrive" };
+const TIMED_OUT: Refusal =
+    Refusal { status: 408, errcode: "M_UNKNOWN", message: "The request took too long to arrive" };
 const OVERLOADED: Refusal =
     Refusal { status: 503, errcode: "M_LIMIT_EXCEEDED", message: "The server is busy; try again shortly" };
 
@@ -729,7 +779,8 @@ fn error_answer(refusal: Refusal) -> Vec<u8> {
         _ => body.to_string(),
     };
     let reason = tiny_http::StatusCode(refusal.status).default_reason_phrase();
-    let retry = if refusal.status == 503 { format!("Retry-After: {RETRY_AFTER_SECS}\r\n") } else { String::new() };
+    let retry =
+        if refusal.status == 503 { format!("Retry-After: {RETRY_AFTER_SECS}\r\n") } else { String::new() };
     format!(
         "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\
          Server: {}\r\nAccess-Control-Allow-Origin: *\r\n{retry}\r\n{body}",

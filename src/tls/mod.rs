@@ -99,7 +99,8 @@ impl Tls {
     /// nothing to serve (no certificate yet, or no challenge for the name).
     pub fn config_for(&self, hello: &ClientHello<'_>) -> Option<(Arc<ServerConfig>, bool)> {
         let acme = hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
-        let config = if acme { hello.server_name().and_then(|name| self.challenge(name)) } else { self.current() };
+        let config =
+            if acme { hello.server_name().and_then(|name| self.challenge(name)) } else { self.current() };
         config.map(|c| (c, acme))
     }
 

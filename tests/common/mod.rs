@@ -188,6 +188,11 @@ impl Server {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
     }
 
+    /// The running server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// Sends `signal` to the running server (e.g. SIGHUP), leaving it running.
     pub fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("server running");
