@@ -229,3 +229,76 @@ fn tls_without_certificate_is_a_config_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("tls_listen"), "{err}");
 }
+
+fn threads_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Threads")
+}
+
+/// Issue 11: TLS connections live on the connection reactor: hundreds of
+/// idle ones (plain and TLS, some mid-handshake) add no thread, and a TLS
+/// connection carries several requests.
+#[test]
+fn idle_connections_cost_no_threads_and_tls_keeps_alive() {
+    let dir = common::TempDir::new();
+    let pair = self_signed();
+    write_pair(dir.path(), &pair);
+    let cert = dir.join("cert.pem").display().to_string();
+    let key = dir.join("key.pem").display().to_string();
+    let s = Server::start_with(&["--tls-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key], &[]);
+    let port = tls_port(&s);
+    let config = client_config(&pair.0);
+    // Every thread the server starts lazily is running once it has served.
+    get_versions(&config, port).expect("https works");
+    assert_eq!(s.get("/_matrix/client/versions", None).0, 200);
+    let before = threads_of(s.pid());
+    let plain: Vec<TcpStream> =
+        (0..200).map(|_| TcpStream::connect(("127.0.0.1", s.port)).expect("plain")).collect();
+    let raw_tls: Vec<TcpStream> =
+        (0..100).map(|_| TcpStream::connect(("127.0.0.1", port)).expect("tls")).collect();
+    // Handshaken TLS connections, idle after one request each.
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut open_tls = Vec::new();
+    for _ in 0..50 {
+        let sock = TcpStream::connect(("127.0.0.1", port)).expect("tls");
+        sock.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let conn = rustls::ClientConnection::new(config.clone(), name.clone()).expect("client");
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        tls.write_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+        let answer = read_one(&mut tls);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        open_tls.push(tls);
+    }
+    // Each TLS connection carries another request.
+    for tls in &mut open_tls {
+        tls.write_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+        assert!(read_one(tls).starts_with("HTTP/1.1 200"));
+    }
+    assert_eq!(s.get("/_matrix/client/versions", None).0, 200);
+    let during = threads_of(s.pid());
+    assert_eq!(during, before, "threads grew with 350 open connections");
+    drop((plain, raw_tls, open_tls));
+}
+
+/// Reads one HTTP answer with a Content-Length from a TLS stream.
+fn read_one(tls: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte).expect("answer head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    let mut body = vec![0u8; len];
+    tls.read_exact(&mut body).expect("answer body");
+    head + &String::from_utf8_lossy(&body)
+}

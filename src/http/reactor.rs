@@ -75,6 +75,10 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 const EVENTS_CAPACITY: usize = 1024;
 /// One read from a socket.
 const SCRATCH_BYTES: usize = 16 * 1024;
+/// Connections the kernel queues for `accept` (the standard library's
+/// 128 drops SYNs in a burst of new connections; the kernel caps it at
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: libc::c_int = 1024;
 
 const WAKER: Token = Token(usize::MAX);
 /// Tokens below this are listeners; a connection's token is this plus its
@@ -100,6 +104,9 @@ impl Front {
     pub fn start(listeners: Vec<Listener>, connections: usize) -> io::Result<Arc<Front>> {
         let poll = Poll::new()?;
         for (i, l) in listeners.iter().enumerate() {
+            // SAFETY: listen(2) on a socket we own that is already
+            // listening only changes its backlog.
+            unsafe { libc::listen(l.sock.as_raw_fd(), LISTEN_BACKLOG) };
             l.sock.set_nonblocking(true)?;
             poll.registry().register(&mut SourceFd(&l.sock.as_raw_fd()), Token(i), Interest::READABLE)?;
         }
