@@ -308,3 +308,32 @@ fn a_huge_header_costs_no_memory() {
     let after = rss_kib(pid);
     assert!(after < before + 8 * 1024, "RSS grew from {before} KiB to {after} KiB");
 }
+
+#[test]
+fn a_parked_sync_whose_client_left_is_let_go() {
+    let s = Server::start();
+    let (_, token, _) = s.register("leaver", "leaver-password");
+    let (status, first) = s.get("/_matrix/client/v3/sync", Some(&token));
+    assert_eq!(status, 200);
+    let since = first["next_batch"].as_str().expect("next_batch").to_owned();
+    let mut c = connect(&s);
+    c.write_all(
+        format!(
+            "GET /_matrix/client/v3/sync?since={since}&timeout=60000 HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    // Parked: no answer yet.
+    c.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    let mut byte = [0u8; 1];
+    assert!(c.read(&mut byte).is_err(), "answered at once");
+    let parked_logs = s.log_text().matches("GET /_matrix/client/v3/sync 200").count();
+    drop(c);
+    // The hub lets it go long before its 60 s deadline.
+    let deadline = Instant::now() + ANSWER_WAIT;
+    while s.log_text().matches("GET /_matrix/client/v3/sync 200").count() == parked_logs {
+        assert!(Instant::now() < deadline, "the parked sync of a departed client was kept");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -149,8 +149,10 @@ def send_once(host, port, token, room_q, txn):
         c.close()
 
 
-def park_and_wake(host, port, token, since, room_q, sender, count, run):
+def park_and_wake(host, port, token, room_q, sender, count, run):
     """Parks `count` syncs on raw sockets; one send wakes them; seconds until all answered."""
+    _, r = Conn(f"http://{host}:{port}").req("GET", f"{API}/sync?filter={FILTER}", None, token)
+    since = r["next_batch"]
     sel = selectors.DefaultSelector()
     req = (f"GET {API}/sync?since={since}&timeout=60000&filter={FILTER} HTTP/1.1\r\n"
            f"Host: x\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
@@ -202,8 +204,6 @@ def main():
     status, r = c.req("POST", API + "/createRoom", {"preset": "public_chat"}, sender)
     room_q = urllib.parse.quote(r["room_id"])
     c.req("POST", f"{API}/rooms/{room_q}/join", {}, waiter)
-    _, r = c.req("GET", f"{API}/sync?filter={FILTER}", None, waiter)
-    since = r["next_batch"]
 
     out = {"label": a.label, "idle": a.idle, "slow": a.slow, "seconds": a.seconds}
     rss0 = rss_kib(a.pid)
@@ -237,7 +237,7 @@ def main():
         if a.idle:
             out["idle_bytes_per_conn"] = round(((rss_idle or 0) - rss0) * 1024 / a.idle)
     try:
-        out["wake"] = park_and_wake(host, port, waiter, since, room_q, sender, a.parked, run)
+        out["wake"] = park_and_wake(host, port, waiter, room_q, sender, a.parked, run)
     except OSError as e:
         out["wake"] = {"error": str(e)}
     flood.close()

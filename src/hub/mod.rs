@@ -39,6 +39,8 @@ const RESPONDERS: usize = 2;
 const TICK: Duration = Duration::from_secs(1);
 /// Jobs queued for the responders before the hub answers cheaply itself.
 const RESPONDER_QUEUE: usize = 4096;
+/// How often parked requests are looked at for clients that went away.
+const GONE_SWEEP: Duration = Duration::from_secs(1);
 
 /// What a parked long-poll waits for, and how to answer it.
 pub trait Waiter: Send {
@@ -254,8 +256,23 @@ fn run(rx: Receiver<Msg>, jobs: SyncSender<Job>, parked_count: Arc<AtomicUsize>)
         }
     };
 
+    let mut next_gone_sweep = Instant::now() + GONE_SWEEP;
     loop {
         let now = Instant::now();
+        // A client that closed its connection no longer waits: its request
+        // is answered now (the answer is lost; its connection and its place
+        // under max_parked come free) rather than at its deadline.
+        if now >= next_gone_sweep {
+            next_gone_sweep = now + GONE_SWEEP;
+            let gone: Vec<u64> =
+                waiting.iter().filter(|(_, p)| p.request.peer_gone()).map(|(id, _)| *id).collect();
+            for id in gone {
+                if let Some(p) = waiting.remove(&id) {
+                    unindex(id, &p, &mut by_user, &mut by_room, &mut deadlines);
+                    dispatch(Job::Expire(p), &parked_count);
+                }
+            }
+        }
         // Answer everything whose deadline has passed.
         while let Some((&(deadline, id), _)) = deadlines.iter().next() {
             if deadline > now {
@@ -268,10 +285,13 @@ fn run(rx: Receiver<Msg>, jobs: SyncSender<Job>, parked_count: Arc<AtomicUsize>)
                 deadlines.remove(&(deadline, id));
             }
         }
-        let wait = deadlines
+        let mut wait = deadlines
             .keys()
             .next()
             .map_or(Duration::from_secs(60), |(d, _)| d.saturating_duration_since(now));
+        if !waiting.is_empty() {
+            wait = wait.min(next_gone_sweep.saturating_duration_since(now));
+        }
         let msg = match rx.recv_timeout(wait) {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => continue,
