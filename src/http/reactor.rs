@@ -29,6 +29,7 @@ use std::collections::VecDeque;
 use std::io::{self, Cursor, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -285,7 +286,9 @@ impl Reactor {
                 continue;
             }
             for ev in events.iter() {
-                match ev.token() {
+                // A bug in handling one connection must not stop the thread
+                // that holds all of them: that connection is dropped.
+                let handled = catch_unwind(AssertUnwindSafe(|| match ev.token() {
                     WAKER => self.take_returns(),
                     Token(i) if i < CONN_BASE => self.accept(i),
                     Token(t) => {
@@ -293,6 +296,10 @@ impl Reactor {
                         let closed = ev.is_read_closed() || ev.is_error();
                         self.on_ready(idx, closed);
                     }
+                }));
+                if handled.is_err() {
+                    log::error(format_args!("connection reactor: a panic while handling {:?}", ev.token()));
+                    self.forget_broken(ev.token());
                 }
             }
             let now = Instant::now();
@@ -303,7 +310,9 @@ impl Reactor {
                 }
             }
             if now >= next_sweep {
-                self.sweep(now);
+                if catch_unwind(AssertUnwindSafe(|| self.sweep(now))).is_err() {
+                    log::error(format_args!("connection reactor: a panic while sweeping deadlines"));
+                }
                 next_sweep = now + SWEEP;
             }
         }
@@ -438,7 +447,7 @@ impl Reactor {
                 self.slots[idx] = Some(slot);
             }
             Step::Refuse(r, refusal) => {
-                self.buffered -= r.buf.len();
+                self.buffered = self.buffered.saturating_sub(r.buf.len());
                 let sock = answer_and_shut(r.transport, refusal);
                 slot.state = State::Lingering { sock, until: Instant::now() + LINGER, drained: 0 };
                 self.slots[idx] = Some(slot);
@@ -502,12 +511,12 @@ impl Reactor {
                             // TLS-ALPN-01 needs the handshake only.
                             tls.send_close_notify();
                             let _ = flush_tls(tls, &mut r.transport.sock);
-                            self.buffered -= r.buf.len();
+                            self.buffered = self.buffered.saturating_sub(r.buf.len());
                             return Step::Close;
                         }
                     }
                     Err(_) => {
-                        self.buffered -= r.buf.len();
+                        self.buffered = self.buffered.saturating_sub(r.buf.len());
                         return Step::Close;
                     }
                 }
@@ -530,7 +539,7 @@ impl Reactor {
                     }
                 }
                 Ok(false) => {
-                    self.buffered -= r.buf.len();
+                    self.buffered = self.buffered.saturating_sub(r.buf.len());
                     return Step::Close;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -538,7 +547,7 @@ impl Reactor {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.buffered -= r.buf.len();
+                    self.buffered = self.buffered.saturating_sub(r.buf.len());
                     return Step::Close;
                 }
             }
@@ -576,7 +585,7 @@ impl Reactor {
         if self.queued.load(Ordering::Relaxed) >= QUEUE_MAX {
             return Ok(Step::Refuse(r, OVERLOADED));
         }
-        self.buffered -= r.buf.len();
+        self.buffered = self.buffered.saturating_sub(r.buf.len());
         let Reading { transport, mut buf, head, .. } = *r;
         let Some((h, _)) = head else { return Ok(Step::Close) };
         if transport.sock.set_nonblocking(false).is_err() {
@@ -696,17 +705,27 @@ impl Reactor {
             let Some(mut slot) = self.slots[idx].take() else { continue };
             match std::mem::replace(&mut slot.state, State::Out { gone: Arc::default() }) {
                 State::Reading(r) if half_read => {
-                    self.buffered -= r.buf.len();
+                    self.buffered = self.buffered.saturating_sub(r.buf.len());
                     let sock = answer_and_shut(r.transport, TIMED_OUT);
                     slot.state = State::Lingering { sock, until: now + LINGER, drained: 0 };
                     self.slots[idx] = Some(slot);
                 }
                 State::Reading(r) => {
-                    self.buffered -= r.buf.len();
+                    self.buffered = self.buffered.saturating_sub(r.buf.len());
                     self.release(idx, slot.fd);
                 }
                 _ => self.release(idx, slot.fd),
             }
+        }
+    }
+
+    /// After a panic: a slot left empty mid-step (its socket already
+    /// dropped by the unwinding) is counted free again.
+    fn forget_broken(&mut self, token: Token) {
+        let Some(idx) = token.0.checked_sub(CONN_BASE) else { return };
+        if idx < self.slots.len() && self.slots[idx].is_none() && !self.free.contains(&idx) {
+            self.free.push(idx);
+            self.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
