@@ -154,3 +154,41 @@ fn cors_headers_on_every_response() {
     }
     assert!(r.text.is_empty(), "a 204 has no body: {:?}", r.text);
 }
+
+/// Issue 12: the unstable flags clients gate on, each for a built feature.
+/// Adding or dropping one is a decision: change this list with the feature.
+#[test]
+fn unstable_features_are_pinned() {
+    let s = Server::start();
+    let (status, body) = s.get("/_matrix/client/versions", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["unstable_features"],
+        serde_json::json!({
+            "org.matrix.e2e_cross_signing": true,
+            "org.matrix.msc2432": true,
+            "org.matrix.msc2285.stable": true,
+            "org.matrix.msc3771": true,
+            "org.matrix.msc3773": true,
+            "org.matrix.msc3827.stable": true,
+        })
+    );
+}
+
+/// Issue 12: no bridged networks is an empty object, not a 404; older
+/// clients' `/unstable` cross-signing uploads are served.
+#[test]
+fn thirdparty_protocols_and_unstable_cross_signing_routes() {
+    let s = Server::start();
+    let (_, token, _) = s.register("disco", "disco-password");
+    let (status, body) = s.get(&format!("{V3}/thirdparty/protocols"), Some(&token));
+    assert_eq!((status, body), (200, serde_json::json!({})));
+    assert_error(&s.get(&format!("{V3}/thirdparty/protocols"), None), 401, "M_MISSING_TOKEN");
+    // Same handler as /v3: an empty upload is a clear 400, not a 404.
+    let got = s.post("/_matrix/client/unstable/keys/signatures/upload", Some(&token), serde_json::json!({}));
+    assert_eq!(got.0, 200, "{}", got.1);
+    let got =
+        s.post("/_matrix/client/unstable/keys/device_signing/upload", Some(&token), serde_json::json!({}));
+    assert_ne!(got.0, 404, "{}", got.1);
+    assert!(got.1["errcode"].is_string() || got.0 == 200, "{}", got.1);
+}

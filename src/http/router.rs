@@ -63,6 +63,9 @@ const CLIENT: &[&str] = &["_matrix/client/v3", "_matrix/client/r0"];
 const CLIENT_LEGACY: &[&str] = &["_matrix/client/v3", "_matrix/client/r0", "_matrix/client/api/v1"];
 /// Endpoints the spec versions as v1.
 const CLIENT_V1: &[&str] = &["_matrix/client/v1"];
+/// Endpoints older clients still call under `/unstable` (cross-signing
+/// uploads from before they were stable), besides the current prefixes.
+const CLIENT_UNSTABLE: &[&str] = &["_matrix/client/v3", "_matrix/client/r0", "_matrix/client/unstable"];
 const ROOT: &[&str] = &[""];
 
 fn table() -> Vec<Route> {
@@ -92,6 +95,7 @@ fn table() -> Vec<Route> {
     add(ROOT, Get, ".well-known/matrix/client", client::versions::well_known_client, Open, false);
     add(ROOT, Get, ".well-known/matrix/server", client::versions::well_known_server, Open, false);
     add(CLIENT, Get, "capabilities", client::versions::capabilities, Token, false);
+    add(CLIENT, Get, "thirdparty/protocols", client::versions::thirdparty_protocols, Token, false);
     add(ROOT, Get, "_matrix/key/v2/server", api::keys::server_key, Open, false);
     add(ROOT, Get, "_matrix/key/v2/server/{}", api::keys::server_key, Open, false);
     // Sessions.
@@ -230,8 +234,15 @@ fn table() -> Vec<Route> {
         add_kind(CLIENT, Post, "keys/query", p(keys::query), Token, false);
         add_kind(CLIENT, Post, "keys/claim", p(keys::claim), Token, false);
         add_kind(CLIENT, Get, "keys/changes", p(keys::changes), Token, false);
-        add_kind(CLIENT, Post, "keys/device_signing/upload", p(keys::device_signing_upload), Token, true);
-        add_kind(CLIENT, Post, "keys/signatures/upload", p(keys::signatures_upload), Token, false);
+        add_kind(
+            CLIENT_UNSTABLE,
+            Post,
+            "keys/device_signing/upload",
+            p(keys::device_signing_upload),
+            Token,
+            true,
+        );
+        add_kind(CLIENT_UNSTABLE, Post, "keys/signatures/upload", p(keys::signatures_upload), Token, false);
         add_kind(CLIENT, Put, "sendToDevice/{}/{}", p(to_device::send), Token, true);
         add_kind(CLIENT, Post, "room_keys/version", p(kb::create_version), Token, false);
         add_kind(CLIENT, Get, "room_keys/version", p(kb::get_current_version), Token, false);

@@ -16,9 +16,35 @@ pub const SPEC_VERSIONS: &[&str] = &[
     "v1.16", "v1.17", "v1.18", "v1.19",
 ];
 
+/// The unstable feature flags clients gate on, each for a feature built
+/// here (a flag for something missing would make clients call what is not
+/// there). Pinned by `tests/discovery.rs`.
+pub const UNSTABLE_FEATURES: &[(&str, bool)] = &[
+    // Cross-signing: without it Element never sets cross-signing up.
+    ("org.matrix.e2e_cross_signing", true),
+    // GET /rooms/{roomId}/aliases.
+    ("org.matrix.msc2432", true),
+    // Private read receipts (m.read.private).
+    ("org.matrix.msc2285.stable", true),
+    // Threaded read receipts (thread_id).
+    ("org.matrix.msc3771", true),
+    // Per-thread notification counts (unread_thread_notifications).
+    ("org.matrix.msc3773", true),
+    // room_types in the public room directory filter.
+    ("org.matrix.msc3827.stable", true),
+];
+
 /// GET /_matrix/client/versions
 pub fn versions(_app: &App, _req: &Request) -> Result<Response> {
-    Response::ok(json!({ "versions": SPEC_VERSIONS, "unstable_features": {} }))
+    let unstable: serde_json::Map<String, serde_json::Value> =
+        UNSTABLE_FEATURES.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    Response::ok(json!({ "versions": SPEC_VERSIONS, "unstable_features": unstable }))
+}
+
+/// GET /_matrix/client/v3/thirdparty/protocols: no third-party networks are
+/// bridged here (yet), which is an empty object, not an error.
+pub fn thirdparty_protocols(_app: &App, _req: &Request) -> Result<Response> {
+    Response::ok(json!({}))
 }
 
 /// GET /.well-known/matrix/client
