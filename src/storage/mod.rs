@@ -17,6 +17,10 @@
 //! Opening a database whose schema is current writes nothing, so the
 //! server also starts on a full disk.
 //!
+//! The database and its `-wal` and `-shm` files hold the signing key seed,
+//! password hashes and tokens: they are created readable by their owner
+//! only, and looser modes found at start are tightened.
+//!
 //! **Architecture Invariant:** storage knows nothing of HTTP or JSON wire
 //! shapes; callers use typed functions.
 
@@ -39,6 +43,7 @@ pub mod state;
 pub mod uia;
 pub mod users;
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -71,6 +76,10 @@ const WAL_CHECKPOINT_BYTES: i64 = 4 * 1024 * 1024;
 /// `max_page_count`, which then fails writes with `SQLITE_FULL`), so a
 /// test can fill "the disk" without filling one. Not a configuration key.
 pub const TEST_MAX_PAGE_COUNT_ENV: &str = "HEARTH_TEST_MAX_PAGE_COUNT";
+/// Owner read and write only: the database holds secrets.
+const DB_FILE_MODE: u32 = 0o600;
+/// Files beside the database that SQLite keeps in WAL mode.
+const WAL_SUFFIXES: [&str; 2] = ["-wal", "-shm"];
 
 pub struct Db {
     path: PathBuf,
@@ -126,9 +135,26 @@ pub fn now_ms() -> i64 {
 impl Db {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date. Fails if the file was written by a newer Hearth.
+    ///
+    /// Creates the file (and so its `-wal` and `-shm`, which SQLite gives
+    /// the database file's mode) readable by the owner only, and tightens
+    /// the mode of existing ones. A database whose schema is current is
+    /// opened without writing to it.
     pub fn open(path: &Path) -> Result<Db, String> {
-        let mut conn = open_connection(path, false).map_err(|e| format!("{}: {e}", path.display()))?;
+        let shown = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        create_private(path).map_err(|e| shown(&e))?;
+        for file in
+            std::iter::once(path.to_path_buf()).chain(WAL_SUFFIXES.iter().map(|s| with_suffix(path, s)))
+        {
+            tighten_mode(&file);
+        }
+        let mut conn = open_connection(path, false).map_err(|e| shown(&e))?;
         schema::migrate(&mut conn)?;
+        // SQLite created the -wal and -shm with the database's mode; check
+        // anyway, as that is SQLite's behaviour rather than its promise.
+        for file in WAL_SUFFIXES.iter().map(|s| with_suffix(path, s)) {
+            tighten_mode(&file);
+        }
         Ok(Db {
             path: path.to_path_buf(),
             writer: Mutex::new(Writer { conn, open: None }),
@@ -352,6 +378,9 @@ pub fn backup_file(src: &Path, dest: &Path) -> Result<(), String> {
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
+    // The copy holds the same secrets as the database: owner only, from
+    // its creation on (the rename keeps the mode).
+    create_private(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let result = (|| -> Result<(), rusqlite::Error> {
         let mut target = Connection::open(&tmp)?;
         {
@@ -421,6 +450,49 @@ fn classify(conn: &Connection, e: rusqlite::Error) -> Error {
         }
     }
     Error::from(e)
+}
+
+/// Creates `path` empty with mode 0600 unless it exists. An empty file is
+/// a valid empty SQLite database, and SQLite gives the `-wal`, `-shm` and
+/// journal files it creates the database file's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(DB_FILE_MODE).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes group and other permissions from an existing `path`, logging
+/// it. A missing file is fine; a failure (say, an admin command run by
+/// another user than the file's owner) is logged, not fatal.
+fn tighten_mode(path: &Path) {
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => return log::warn(format_args!("{}: cannot check its mode: {e}", path.display())),
+    };
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let tight = mode & !0o077;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(tight)) {
+        Ok(()) => log::warn(format_args!(
+            "{}: was readable by others (mode {mode:04o}); now {tight:04o}: it holds keys and password hashes",
+            path.display()
+        )),
+        Err(e) => log::warn(format_args!(
+            "{}: is readable by others (mode {mode:04o}) and could not be tightened: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// `path` with `suffix` appended to its file name (`hearth.db-wal`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Runs `f` inside a savepoint of the open transaction: its changes are
@@ -629,6 +701,30 @@ mod tests {
         assert_eq!(kept, stored, "reads go on, and every acknowledged write is there");
         db.write(|c| Ok(c.execute("DELETE FROM blobs", [])?)).unwrap();
         db.write(|c| Ok(c.execute("INSERT INTO blobs (b) VALUES (?1)", [&blob])?)).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn database_files_and_backups_are_private_and_loose_modes_are_tightened() {
+        let (db, dir) = temp_db("modes");
+        let path = dir.join("t.db");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for p in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        let copy = dir.join("copy.db");
+        db.backup_to(&copy).unwrap();
+        assert_eq!(mode(&copy), 0o600);
+        drop(db);
+        for p in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let _reopened = Db::open(&path).unwrap();
+        for p in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
