@@ -34,20 +34,29 @@ impl App {
 }
 
 /// The signing key is made once, on first start, and kept in the database:
-/// other servers pin it, so it must survive restarts and restores.
+/// other servers pin it, so it must survive restarts and restores. Loading
+/// an existing key only reads (the server starts on a full disk); the write
+/// that creates one checks again, in case another process made it first.
 fn load_or_create_key(db: &Db) -> Result<ServerKey, String> {
+    let shown = |e: crate::error::Error| format!("loading the signing key: {}", e.message);
+    if let Some(stored) = db.read(|tx| server_keys::current(tx)).map_err(shown)? {
+        return key_from(stored).map_err(shown);
+    }
     let fresh = ServerKey::generate().map_err(|e| format!("no randomness for the signing key: {e}"))?;
     db.write(|tx| match server_keys::current(tx)? {
-        Some((key_id, seed)) => {
-            let seed: [u8; 32] = seed
-                .try_into()
-                .map_err(|_| crate::error::Error::internal("stored signing key seed is not 32 bytes"))?;
-            Ok(ServerKey::from_seed(&key_id, &seed))
-        }
+        Some(stored) => key_from(stored),
         None => {
             server_keys::insert(tx, fresh.key_id(), &fresh.seed(), storage::now_ms())?;
             Ok(fresh)
         }
     })
-    .map_err(|e| format!("loading the signing key: {}", e.message))
+    .map_err(shown)
+}
+
+/// The key from its stored ID and seed.
+fn key_from((key_id, seed): (String, Vec<u8>)) -> crate::error::Result<ServerKey> {
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| crate::error::Error::internal("stored signing key seed is not 32 bytes"))?;
+    Ok(ServerKey::from_seed(&key_id, &seed))
 }

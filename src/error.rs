@@ -50,6 +50,11 @@ pub enum ErrorKind {
     /// User-interactive authentication must go on: 401 with the UIA body
     /// (flows, params, session, completed) merged into the error.
     Uia(Box<serde_json::Value>),
+    /// The database cannot grow: the disk (or the database's size cap) is
+    /// full. 503 with `M_UNKNOWN`: the spec's `M_RESOURCE_LIMIT_EXCEEDED`
+    /// must carry an `admin_contact`, which Hearth has no way to know.
+    /// Reads keep working; writes succeed again once space is freed.
+    StorageFull,
     /// A server-side failure. The message is logged, never sent.
     Internal,
 }
@@ -61,6 +66,9 @@ pub struct Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a client is told when a write fails for want of space.
+pub const STORAGE_FULL_MESSAGE: &str = "server storage is full";
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Error {
@@ -84,6 +92,18 @@ impl Error {
     /// A failure of the server itself; `detail` goes to the log only.
     pub fn internal(detail: impl Into<Cow<'static, str>>) -> Error {
         Error::new(ErrorKind::Internal, detail)
+    }
+    /// The database cannot grow (see [`ErrorKind::StorageFull`]).
+    pub fn storage_full() -> Error {
+        Error::new(ErrorKind::StorageFull, STORAGE_FULL_MESSAGE)
+    }
+
+    /// True for a failure of the server itself (a database error, full
+    /// storage) rather than a refusal of the request: such an error must
+    /// abort the request's transaction, never be logged and skipped, as
+    /// the statement that failed may have left the others half done.
+    pub fn is_server_failure(&self) -> bool {
+        matches!(self.kind, ErrorKind::Internal | ErrorKind::StorageFull)
     }
 
     pub fn status(&self) -> u16 {
@@ -110,6 +130,7 @@ impl Error {
             TooLarge => 413,
             LimitExceeded { .. } => 429,
             Internal => 500,
+            StorageFull => 503,
         }
     }
 
@@ -138,7 +159,7 @@ impl Error {
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             InvalidRoomState => "M_INVALID_ROOM_STATE",
             Uia(_) => "M_FORBIDDEN",
-            Unknown | Internal | Conflict => "M_UNKNOWN",
+            Unknown | Internal | Conflict | StorageFull => "M_UNKNOWN",
         }
     }
 
@@ -182,7 +203,14 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl From<rusqlite::Error> for Error {
+    /// `SQLITE_FULL` (the disk is full, or the database reached its page
+    /// cap) is [`ErrorKind::StorageFull`]; every other database error is
+    /// internal. (`storage` also recognises an I/O error caused by
+    /// `ENOSPC`, which needs the connection to tell.)
     fn from(e: rusqlite::Error) -> Error {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return Error::storage_full();
+        }
         Error::internal(format!("database: {e}"))
     }
 }
@@ -197,6 +225,25 @@ mod tests {
         assert_eq!(e.status(), 500);
         assert_eq!(e.body()["errcode"], "M_UNKNOWN");
         assert!(!e.body().to_string().contains("secrets"));
+    }
+
+    #[test]
+    fn a_full_disk_is_a_503_that_says_so() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let e = Error::from(full);
+        assert_eq!((e.status(), e.errcode()), (503, "M_UNKNOWN"));
+        assert_eq!(
+            e.body(),
+            serde_json::json!({ "errcode": "M_UNKNOWN", "error": "server storage is full" })
+        );
+        let other = Error::from(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            None,
+        ));
+        assert_eq!(other.kind, ErrorKind::Internal);
     }
 
     #[test]

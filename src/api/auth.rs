@@ -33,7 +33,14 @@ pub fn authenticate(app: &App, access_token: &str, ip: &IpAddr) -> Result<Auth> 
     }
     if owner.last_seen_ts.is_none_or(|t| now - t >= LAST_SEEN_RESOLUTION_MS) {
         let ip = ip.to_string();
-        app.db.write(|tx| devices::touch(tx, &owner.user_id, &owner.device_id, now, &ip))?;
+        // `last_seen` is advisory: a request that only reads must not fail
+        // because it cannot be written (a full disk; the storage layer
+        // logs that once).
+        match app.db.write(|tx| devices::touch(tx, &owner.user_id, &owner.device_id, now, &ip)) {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::StorageFull => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(Auth {
         user_id: owner.user_id,

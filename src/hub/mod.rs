@@ -312,6 +312,11 @@ fn run(rx: Receiver<Msg>, jobs: SyncSender<Job>, parked_count: Arc<AtomicUsize>)
                     by_room.entry(room.clone()).or_default().insert(id);
                 }
                 deadlines.insert((p.deadline, id), ());
+                log::debug(format_args!(
+                    "long-poll of {} parked ({} parked)",
+                    p.waiter.user_id(),
+                    parked_count.load(Ordering::Relaxed)
+                ));
                 waiting.insert(id, p);
             }
             Msg::Notify(n) => {

@@ -10,6 +10,17 @@
 //! is on disk (one fsync of the WAL per write transaction) and survives a
 //! process kill or a power cut.
 //!
+//! A full disk: a write that cannot get space fails with
+//! [`ErrorKind::StorageFull`] (every write of its batch fails with it, and
+//! the writer connection is left ready for the next), reads go on, and
+//! writes succeed again as soon as space is freed, without a restart.
+//! Opening a database whose schema is current writes nothing, so the
+//! server also starts on a full disk.
+//!
+//! The database and its `-wal` and `-shm` files hold the signing key seed,
+//! password hashes and tokens: they are created readable by their owner
+//! only, and looser modes found at start are tightened.
+//!
 //! **Architecture Invariant:** storage knows nothing of HTTP or JSON wire
 //! shapes; callers use typed functions.
 
@@ -32,16 +43,17 @@ pub mod state;
 pub mod uia;
 pub mod users;
 
-use std::collections::VecDeque;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::log;
 
 /// How long a connection waits for a lock held by another process (the
 /// admin command line writes while the server runs).
@@ -50,6 +62,24 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READERS_MAX: usize = 4;
 /// Page cache per connection, in KiB (SQLite's negative cache_size form).
 const CACHE_KIB: i64 = 2048;
+/// Size past which the WAL is checkpointed and, once the checkpoint let it
+/// start over, cut back to. SQLite's own `wal_autocheckpoint` (a PASSIVE
+/// checkpoint after the commit that takes the WAL past this many bytes)
+/// and `journal_size_limit` (truncate the WAL to this size when it
+/// restarts) do it without ever waiting: an explicit TRUNCATE or RESTART
+/// checkpoint would wait for readers with the writer held, stalling every
+/// write behind a long read. Truncating matters on a full disk: a WAL that
+/// grew during a burst (or while a reader pinned it) gives its space back
+/// to the database and the rest of the system.
+const WAL_CHECKPOINT_BYTES: i64 = 4 * 1024 * 1024;
+/// For tests only: caps the database at this many pages (SQLite's
+/// `max_page_count`, which then fails writes with `SQLITE_FULL`), so a
+/// test can fill "the disk" without filling one. Not a configuration key.
+pub const TEST_MAX_PAGE_COUNT_ENV: &str = "HEARTH_TEST_MAX_PAGE_COUNT";
+/// Owner read and write only: the database holds secrets.
+const DB_FILE_MODE: u32 = 0o600;
+/// Files beside the database that SQLite keeps in WAL mode.
+const WAL_SUFFIXES: [&str; 2] = ["-wal", "-shm"];
 
 pub struct Db {
     path: PathBuf,
@@ -57,10 +87,13 @@ pub struct Db {
     /// Threads about to take the writer: while there are any, a finished
     /// write leaves the transaction open for them (group commit).
     writers_waiting: AtomicUsize,
-    /// Outcome of the newest finished batch, and a wake-up for the writes
-    /// that wait for their batch to be committed.
-    committed: Mutex<Committed>,
+    /// Guards the setting of batch outcomes, so that writes waiting for
+    /// their batch (on `batch_done`) never miss the wake-up.
+    batch_end: Mutex<()>,
     batch_done: Condvar,
+    /// Whether the newest write failed for want of space (logged when it
+    /// changes, not per request).
+    full: AtomicBool,
     readers: Mutex<Readers>,
     reader_free: Condvar,
 }
@@ -68,21 +101,19 @@ pub struct Db {
 /// The writer connection and the batch (transaction) it has open.
 struct Writer {
     conn: Connection,
-    /// The batch open on `conn`, if any: its number and how many writes it holds.
-    open: Option<(u64, usize)>,
-    next_batch: u64,
+    open: Option<Batch>,
 }
 
-#[derive(Default)]
-struct Committed {
-    /// The newest batch that has ended.
-    batch: u64,
-    /// Recent batches whose COMMIT failed (rare: a full or failing disk).
-    failed: VecDeque<u64>,
+/// A group commit in progress: one transaction holding several writes.
+struct Batch {
+    /// Writes run in it so far.
+    writes: usize,
+    /// Writes whose closure succeeded (kept in the transaction).
+    kept: usize,
+    /// How the batch ended, shared with the writes waiting for it: set
+    /// exactly once, when it committed or failed.
+    outcome: Arc<OnceLock<Result<()>>>,
 }
-
-/// Failed batches remembered for writers that wake late.
-const FAILED_BATCHES_KEPT: usize = 64;
 
 /// Most writes one group commit carries; bounds how long the first of them
 /// waits for its acknowledgement.
@@ -104,15 +135,33 @@ pub fn now_ms() -> i64 {
 impl Db {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date. Fails if the file was written by a newer Hearth.
+    ///
+    /// Creates the file (and so its `-wal` and `-shm`, which SQLite gives
+    /// the database file's mode) readable by the owner only, and tightens
+    /// the mode of existing ones. A database whose schema is current is
+    /// opened without writing to it.
     pub fn open(path: &Path) -> Result<Db, String> {
-        let mut conn = open_connection(path, false).map_err(|e| format!("{}: {e}", path.display()))?;
+        let shown = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        create_private(path).map_err(|e| shown(&e))?;
+        for file in
+            std::iter::once(path.to_path_buf()).chain(WAL_SUFFIXES.iter().map(|s| with_suffix(path, s)))
+        {
+            tighten_mode(&file);
+        }
+        let mut conn = open_connection(path, false).map_err(|e| shown(&e))?;
         schema::migrate(&mut conn)?;
+        // SQLite created the -wal and -shm with the database's mode; check
+        // anyway, as that is SQLite's behaviour rather than its promise.
+        for file in WAL_SUFFIXES.iter().map(|s| with_suffix(path, s)) {
+            tighten_mode(&file);
+        }
         Ok(Db {
             path: path.to_path_buf(),
-            writer: Mutex::new(Writer { conn, open: None, next_batch: 1 }),
+            writer: Mutex::new(Writer { conn, open: None }),
             writers_waiting: AtomicUsize::new(0),
-            committed: Mutex::new(Committed::default()),
+            batch_end: Mutex::new(()),
             batch_done: Condvar::new(),
+            full: AtomicBool::new(false),
             readers: Mutex::new(Readers { idle: Vec::new(), open: 0 }),
             reader_free: Condvar::new(),
         })
@@ -129,56 +178,137 @@ impl Db {
     /// changes; when no other writer is waiting (or the batch is full) the
     /// transaction commits with one fsync for the whole group. A write's
     /// result is returned only after its batch committed, so nothing is
-    /// acknowledged before it is on disk.
+    /// acknowledged before it is on disk. If the batch cannot be committed
+    /// (the disk is full, or SQLite had to undo the whole transaction),
+    /// every write in it fails with that error and the writer is left
+    /// with no transaction open, ready for the next write.
     pub fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.writers_waiting.fetch_add(1, Ordering::SeqCst);
-        let mut w = lock(&self.writer);
+        let mut guard = lock(&self.writer);
         self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
-        let (batch, writes) = match w.open {
-            Some(open) => open,
-            None => {
-                w.conn.execute_batch("BEGIN IMMEDIATE")?;
-                let batch = w.next_batch;
-                w.next_batch += 1;
-                (batch, 0)
+        let w = &mut *guard;
+        if w.open.is_none() {
+            if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE") {
+                let e = classify(&w.conn, e);
+                self.note_space(&e);
+                return Err(e);
             }
-        };
-        w.open = Some((batch, writes + 1));
+        }
+        let batch = w.open.get_or_insert_with(|| Batch { writes: 0, kept: 0, outcome: Arc::default() });
+        batch.writes += 1;
         // A panic in `f` must not leave its half-done changes in the batch,
         // nor leave the batch open with others waiting on it.
         let outcome = catch_unwind(AssertUnwindSafe(|| run_in_savepoint(&w.conn, f)));
-        if self.writers_waiting.load(Ordering::SeqCst) > 0 && writes + 1 < BATCH_WRITES_MAX {
-            // Someone is about to write: they (or the last of them) commit.
-            drop(w);
-            let mut c = lock(&self.committed);
-            while c.batch < batch {
-                c = self.batch_done.wait(c).unwrap_or_else(|p| p.into_inner());
-            }
-            let failed = c.failed.contains(&batch);
-            drop(c);
-            let result = outcome.unwrap_or_else(|panic| resume_unwind(panic));
-            return if failed { Err(Error::internal("database commit failed")) } else { result };
+        if matches!(outcome, Ok(Ok(_))) {
+            batch.kept += 1;
         }
-        let commit = w.conn.execute_batch("COMMIT");
-        if commit.is_err() {
-            let _ = w.conn.execute_batch("ROLLBACK");
+        let (writes, kept, slot) = (batch.writes, batch.kept, batch.outcome.clone());
+        if let Ok(Err(e)) = &outcome {
+            self.note_space(e);
+        }
+        if w.conn.is_autocommit() {
+            // SQLite undid the whole transaction, as it may when a statement
+            // fails with SQLITE_FULL, an I/O error or no memory: the earlier
+            // writes of the batch are gone too.
+            w.open = None;
+            let error = match &outcome {
+                Ok(Err(e)) if e.is_server_failure() => e.clone(),
+                _ => Error::internal("the database rolled back the transaction"),
+            };
+            self.end_batch(&slot, Err(error.clone()));
+            drop(guard);
+            if let Err(panic) = outcome {
+                resume_unwind(panic);
+            }
+            return Err(error);
+        }
+        if self.writers_waiting.load(Ordering::SeqCst) > 0 && writes < BATCH_WRITES_MAX {
+            // Someone is about to write: they (or the last of them) commit.
+            drop(guard);
+            let ended = self.wait_for(&slot);
+            let result = outcome.unwrap_or_else(|panic| resume_unwind(panic));
+            return result.and_then(|value| ended.map(|()| value));
         }
         w.open = None;
-        {
-            let mut c = lock(&self.committed);
-            c.batch = batch;
-            if commit.is_err() {
-                if c.failed.len() == FAILED_BATCHES_KEPT {
-                    c.failed.pop_front();
+        let commit = self.commit(w, kept);
+        self.end_batch(&slot, commit.clone());
+        drop(guard);
+        let result = outcome.unwrap_or_else(|panic| resume_unwind(panic));
+        // A write that failed by itself reports its own error: it stored
+        // nothing whether or not the batch committed.
+        result.and_then(|value| commit.map(|()| value))
+    }
+
+    /// Commits the open batch. On failure the transaction is rolled back
+    /// and, should that fail too, the connection replaced, so the writer
+    /// never stays inside a transaction nobody will finish.
+    fn commit(&self, w: &mut Writer, kept: usize) -> Result<()> {
+        let e = match w.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                if kept > 0 {
+                    self.note_room();
                 }
-                c.failed.push_back(batch);
+                return Ok(());
+            }
+            Err(e) => classify(&w.conn, e),
+        };
+        self.note_space(&e);
+        if !w.conn.is_autocommit() {
+            let _ = w.conn.execute_batch("ROLLBACK");
+        }
+        if !w.conn.is_autocommit() {
+            match open_connection(&self.path, false) {
+                // Dropping the old connection rolls its transaction back.
+                Ok(conn) => w.conn = conn,
+                Err(reopen) => log::error(format_args!(
+                    "database: a failed commit left the writer inside its transaction, \
+                     and reopening failed: {reopen}"
+                )),
             }
         }
+        Err(e)
+    }
+
+    /// Records how a batch ended and wakes the writes waiting for it.
+    fn end_batch(&self, slot: &OnceLock<Result<()>>, outcome: Result<()>) {
+        {
+            let _guard = lock(&self.batch_end);
+            let _ = slot.set(outcome);
+        }
         self.batch_done.notify_all();
-        drop(w);
-        let result = outcome.unwrap_or_else(|panic| resume_unwind(panic));
-        commit?;
-        result
+    }
+
+    /// Waits until the batch a write joined has ended; its outcome.
+    fn wait_for(&self, slot: &OnceLock<Result<()>>) -> Result<()> {
+        let mut guard = lock(&self.batch_end);
+        loop {
+            if let Some(outcome) = slot.get() {
+                return outcome.clone();
+            }
+            guard = self.batch_done.wait(guard).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Logs when writes start failing for want of space (once, not per
+    /// request: the clients are told by their 503).
+    fn note_space(&self, e: &Error) {
+        if e.kind == ErrorKind::StorageFull && !self.full.swap(true, Ordering::SeqCst) {
+            log::error(format_args!(
+                "database {}: no space left (the disk or the database's size cap is full): \
+                 writes fail with 503 until space is freed; reads go on",
+                self.path.display()
+            ));
+        }
+    }
+
+    /// Logs when writes succeed again after failing for want of space.
+    fn note_room(&self) {
+        if self.full.load(Ordering::Relaxed) && self.full.swap(false, Ordering::SeqCst) {
+            log::info(format_args!(
+                "database {}: space available again, writes succeed",
+                self.path.display()
+            ));
+        }
     }
 
     /// Runs `f` on a read connection inside a deferred transaction, so all
@@ -248,6 +378,9 @@ pub fn backup_file(src: &Path, dest: &Path) -> Result<(), String> {
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
+    // The copy holds the same secrets as the database: owner only, from
+    // its creation on (the rename keeps the mode).
+    create_private(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let result = (|| -> Result<(), rusqlite::Error> {
         let mut target = Connection::open(&tmp)?;
         {
@@ -285,12 +418,81 @@ fn open_connection(path: &Path, read_only: bool) -> rusqlite::Result<Connection>
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     if !read_only {
+        // On a database in WAL mode already this writes nothing (SQLite
+        // finds the mode in the header and leaves the file alone), so
+        // opening works on a full disk.
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        let page_bytes: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (WAL_CHECKPOINT_BYTES / page_bytes.max(1)).max(1);
+        conn.query_row(&format!("PRAGMA journal_size_limit = {WAL_CHECKPOINT_BYTES}"), [], |_| Ok(()))?;
+        conn.query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| Ok(()))?;
+        if let Some(max) = std::env::var(TEST_MAX_PAGE_COUNT_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+            conn.query_row(&format!("PRAGMA max_page_count = {max}"), [], |_| Ok(()))?;
+        }
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{CACHE_KIB};"
     ))?;
     Ok(conn)
+}
+
+/// A database error, recognising an I/O error caused by a full disk (or
+/// quota): SQLite reports a short write as `SQLITE_FULL` itself, but a
+/// failed `fsync`, `ftruncate` or WAL-index growth for want of space as
+/// `SQLITE_IOERR`, with the cause only in the connection's errno.
+fn classify(conn: &Connection, e: rusqlite::Error) -> Error {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure) {
+        // SAFETY: the handle is the open connection's own and stays valid
+        // while `conn` is borrowed; sqlite3_system_errno only reads it.
+        let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+        if errno == libc::ENOSPC || errno == libc::EDQUOT {
+            return Error::storage_full();
+        }
+    }
+    Error::from(e)
+}
+
+/// Creates `path` empty with mode 0600 unless it exists. An empty file is
+/// a valid empty SQLite database, and SQLite gives the `-wal`, `-shm` and
+/// journal files it creates the database file's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(DB_FILE_MODE).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes group and other permissions from an existing `path`, logging
+/// it. A missing file is fine; a failure (say, an admin command run by
+/// another user than the file's owner) is logged, not fatal.
+fn tighten_mode(path: &Path) {
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => return log::warn(format_args!("{}: cannot check its mode: {e}", path.display())),
+    };
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let tight = mode & !0o077;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(tight)) {
+        Ok(()) => log::warn(format_args!(
+            "{}: was readable by others (mode {mode:04o}); now {tight:04o}: it holds keys and password hashes",
+            path.display()
+        )),
+        Err(e) => log::warn(format_args!(
+            "{}: is readable by others (mode {mode:04o}) and could not be tightened: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// `path` with `suffix` appended to its file name (`hearth.db-wal`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Runs `f` inside a savepoint of the open transaction: its changes are
@@ -300,8 +502,10 @@ fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<
     struct Undo<'a>(&'a Connection, bool);
     impl Drop for Undo<'_> {
         fn drop(&mut self) {
-            if self.1 {
-                let _ = self.0.execute_batch("ROLLBACK TO request; RELEASE request");
+            // Should the savepoint not roll back, the whole transaction
+            // must: kept, the savepoint would commit this write's half.
+            if self.1 && self.0.execute_batch("ROLLBACK TO request; RELEASE request").is_err() {
+                let _ = self.0.execute_batch("ROLLBACK");
             }
         }
     }
@@ -392,6 +596,135 @@ mod tests {
         drop(db);
         let reopened = Db::open(&dir.join("t.db")).unwrap();
         assert_eq!(count(&reopened) as usize, expected);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn count(db: &Db) -> i64 {
+        db.read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)).unwrap()
+    }
+
+    /// Runs `first` and `second` as writes of one batch: `first` holds the
+    /// batch open until `second` waits for the writer, so `second` commits
+    /// for both.
+    fn one_batch(
+        db: &Arc<Db>,
+        first: impl FnOnce(&Connection) -> Result<()> + Send + 'static,
+        second: impl FnOnce(&Connection) -> Result<()> + Send + 'static,
+    ) -> (Result<()>, Result<()>) {
+        let (db1, db2) = (db.clone(), db.clone());
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let a = std::thread::spawn(move || {
+            db1.write(|c| {
+                first(c)?;
+                entered_tx.send(()).unwrap();
+                while db1.writers_waiting.load(Ordering::SeqCst) == 0 {
+                    std::thread::yield_now();
+                }
+                Ok(())
+            })
+        });
+        entered.recv().unwrap();
+        let b = std::thread::spawn(move || db2.write(second));
+        (a.join().unwrap(), b.join().unwrap())
+    }
+
+    #[test]
+    fn a_failed_commit_fails_the_whole_batch_and_the_writer_goes_on() {
+        let (db, dir) = temp_db("commit");
+        // A deferred foreign key is checked at COMMIT: a COMMIT that fails
+        // and leaves the transaction open, as a full disk can.
+        db.write(|c| {
+            Ok(c.execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (pid INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )?)
+        })
+        .unwrap();
+        let db = Arc::new(db);
+        let (a, b) = one_batch(
+            &db,
+            |c| Ok(c.execute_batch("INSERT INTO t (n) VALUES (1)")?),
+            |c| Ok(c.execute_batch("INSERT INTO child (pid) VALUES (99)")?),
+        );
+        assert!(a.is_err() && b.is_err(), "{a:?} {b:?}");
+        assert_eq!(count(&db), 0, "nothing of the failed batch is stored");
+        assert!(lock(&db.writer).conn.is_autocommit(), "the writer is left outside any transaction");
+        db.write(|c| Ok(c.execute_batch("INSERT INTO t (n) VALUES (2)")?)).unwrap();
+        assert_eq!(count(&db), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_transaction_undone_by_sqlite_fails_every_write_of_its_batch() {
+        let (db, dir) = temp_db("undone");
+        let db = Arc::new(db);
+        // SQLite may roll back the whole transaction when a statement fails
+        // with SQLITE_FULL; the second write stands in for that.
+        let (a, b) = one_batch(
+            &db,
+            |c| Ok(c.execute_batch("INSERT INTO t (n) VALUES (1)")?),
+            |c| {
+                c.execute_batch("ROLLBACK")?;
+                Err(Error::storage_full())
+            },
+        );
+        assert_eq!(a.unwrap_err().kind, ErrorKind::StorageFull, "the first write is lost too, and says why");
+        assert_eq!(b.unwrap_err().kind, ErrorKind::StorageFull);
+        db.write(|c| Ok(c.execute_batch("INSERT INTO t (n) VALUES (2)")?)).unwrap();
+        assert_eq!(count(&db), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_full_database_refuses_writes_serves_reads_and_takes_writes_once_space_is_freed() {
+        let (db, dir) = temp_db("full");
+        db.write(|c| Ok(c.execute_batch("CREATE TABLE blobs (b BLOB)")?)).unwrap();
+        {
+            let w = lock(&db.writer);
+            let pages: i64 = w.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+            w.conn.query_row(&format!("PRAGMA max_page_count = {}", pages + 16), [], |_| Ok(())).unwrap();
+        }
+        let blob = vec![7u8; 4096];
+        let mut stored = 0;
+        let refused = loop {
+            assert!(stored < 100, "the database never filled");
+            match db.write(|c| Ok(c.execute("INSERT INTO blobs (b) VALUES (?1)", [&blob])?)) {
+                Ok(_) => stored += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(refused.kind, ErrorKind::StorageFull);
+        assert_eq!(refused.status(), 503);
+        assert!(stored > 0);
+        let kept: i64 =
+            db.read(|c| Ok(c.query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(kept, stored, "reads go on, and every acknowledged write is there");
+        db.write(|c| Ok(c.execute("DELETE FROM blobs", [])?)).unwrap();
+        db.write(|c| Ok(c.execute("INSERT INTO blobs (b) VALUES (?1)", [&blob])?)).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn database_files_and_backups_are_private_and_loose_modes_are_tightened() {
+        let (db, dir) = temp_db("modes");
+        let path = dir.join("t.db");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for p in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        let copy = dir.join("copy.db");
+        db.backup_to(&copy).unwrap();
+        assert_eq!(mode(&copy), 0o600);
+        drop(db);
+        for p in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let _reopened = Db::open(&path).unwrap();
+        for p in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

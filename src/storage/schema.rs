@@ -4,6 +4,7 @@
 //! current schema; an older one runs each upgrade step in turn. Everything
 //! happens in one transaction, so a failed upgrade leaves the file as it was.
 //! A database written by a newer Hearth is refused rather than guessed at.
+//! A current database is only read: the server must start on a full disk.
 
 use rusqlite::Connection;
 
@@ -17,16 +18,25 @@ pub const VERSION: i64 = 1;
 /// `i + 2`. Empty while the first version is the only one released.
 const UPGRADES: &[&str] = &[];
 
+/// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
+/// first and opens a write transaction only when there is something to
+/// create or upgrade.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
     const _: () = assert!(UPGRADES.len() as i64 == VERSION - 1);
     let err = |e: rusqlite::Error| format!("schema migration failed: {e}");
+    let version =
+        |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(err);
+    let found = version(conn)?;
+    check_not_newer(found)?;
+    if found == VERSION {
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive).map_err(err)?;
-    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
-    if found > VERSION {
-        return Err(format!(
-            "the database has schema version {found}, but this Hearth knows only up to {VERSION}: \
-             it was written by a newer Hearth; run that version or restore a backup"
-        ));
+    // Read again under the lock: another process may have migrated meanwhile.
+    let found = version(&tx)?;
+    check_not_newer(found)?;
+    if found == VERSION {
+        return Ok(());
     }
     if found == 0 {
         let tables: i64 = tx
@@ -45,6 +55,16 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
     tx.commit().map_err(err)
 }
 
+fn check_not_newer(found: i64) -> Result<(), String> {
+    if found > VERSION {
+        return Err(format!(
+            "the database has schema version {found}, but this Hearth knows only up to {VERSION}: \
+             it was written by a newer Hearth; run that version or restore a backup"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +77,21 @@ mod tests {
         assert_eq!(v, VERSION);
         // A second run is a no-op, not a failure.
         migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_current_database_is_opened_without_writing() {
+        let dir = std::env::temp_dir().join(format!("hearth-schema-ro-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let _ = std::fs::remove_file(&path);
+        migrate(&mut Connection::open(&path).unwrap()).unwrap();
+        // A read-only connection fails any write: migrating through one
+        // proves the current schema needs none.
+        let mut ro = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        migrate(&mut ro).unwrap();
+        drop(ro);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

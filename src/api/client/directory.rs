@@ -196,7 +196,7 @@ fn drop_from_canonical_alias(
         // A database failure aborts the request; a refused event (say, the
         // event names another alias that no longer points here) stores
         // nothing, so the deletion stands on its own.
-        Err(e) if e.kind == ErrorKind::Internal => Err(e),
+        Err(e) if e.is_server_failure() => Err(e),
         Err(e) => {
             crate::log::info(format_args!("canonical alias of {room_id} left unchanged: {e}"));
             Ok(())

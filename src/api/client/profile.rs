@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{Request, Response};
 use crate::app::App;
 use crate::core::ids;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::log;
 use crate::rooms::{self, NewEvent};
 use crate::storage::{profiles, state, users};
@@ -208,7 +208,7 @@ fn update_member_events(app: &App, conn: &rusqlite::Connection, user_id: &str) -
         };
         match rooms::append(app, conn, &room_id, user_id, new) {
             Ok(_) => {}
-            Err(e) if e.kind != ErrorKind::Internal => {
+            Err(e) if !e.is_server_failure() => {
                 log::warn(format_args!("profile change of {user_id} not sent to {room_id}: {e}"));
             }
             Err(e) => return Err(e),

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::api::{Poll, Request, Response};
 use crate::app::App;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::hub::Waiter;
 use crate::storage::account_data;
 use crate::sync::{self, Since, SyncFilter};
@@ -59,8 +59,14 @@ pub fn sync(app: &App, req: &Request) -> Result<Poll> {
         .ok_or_else(|| Error::invalid_param("set_presence must be online, unavailable or offline"))?;
     app.db.read(|c| crate::ephemeral::mark_sync(app, c, &who.user_id, presence))?;
     // The client has what the previous answer (up to `since`) carried.
+    // Forgetting it is a write; on a full disk the sync goes on (the
+    // messages are sent again and forgotten once there is space).
     if let Some(s) = since {
-        sync::e2ee::acknowledge_to_device(app, &who.user_id, &who.device_id, s.pos)?;
+        match sync::e2ee::acknowledge_to_device(app, &who.user_id, &who.device_id, s.pos) {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::StorageFull => {}
+            Err(e) => return Err(e),
+        }
     }
     let mut waiter = SyncWaiter {
         user_id: who.user_id.clone(),
