@@ -104,6 +104,10 @@ fn event_error(e: EventError) -> Error {
             format!("The event would be {n} bytes; at most {} are allowed", event::PDU_MAX_BYTES),
         ),
         EventError::Canonical(c) => Error::bad_json(format!("Event content is not valid: {c}")),
+        EventError::TooDeep(n) => Error::bad_json(format!(
+            "The event would nest {n} levels deep (its content is one level inside it); at most {} are allowed",
+            crate::core::json::DEPTH_MAX
+        )),
         other => Error::invalid_param(format!("Invalid event: {other}")),
     }
 }
@@ -447,5 +451,24 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn content_too_deep_for_its_pdu_is_refused_and_stores_nothing() {
+        let app = app("deep");
+        let alice = "@alice:localhost";
+        let room_id = app
+            .db
+            .write(|c| create_room(&app, c, alice, request(room_version::DEFAULT, Preset::PrivateChat)))
+            .unwrap();
+        let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }));
+        let max = crate::core::json::DEPTH_MAX;
+        let before = app.db.read(|c| events::current_pos(c)).unwrap();
+        let deep = NewEvent { content: nested(max), ..message("x") };
+        let refused = app.db.write(|c| append(&app, c, &room_id, alice, deep)).unwrap_err();
+        assert_eq!((refused.status(), refused.errcode()), (400, "M_BAD_JSON"), "{refused}");
+        assert_eq!(app.db.read(|c| events::current_pos(c)).unwrap(), before);
+        let fits = NewEvent { content: nested(max - 1), ..message("x") };
+        app.db.write(|c| append(&app, c, &room_id, alice, fits)).unwrap();
     }
 }

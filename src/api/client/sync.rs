@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::api::{Poll, Request, Response};
+use crate::api::{parse_json, Poll, Request, Response};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::hub::Waiter;
@@ -32,9 +32,7 @@ fn load_filter(app: &App, user_id: &str, param: Option<&str>) -> Result<SyncFilt
     if json.len() > FILTER_JSON_MAX_BYTES {
         return Err(Error::bad_json("The filter is too long"));
     }
-    let value: Value = serde_json::from_str(&json)
-        .map_err(|_| Error::new(crate::error::ErrorKind::NotJson, "The filter is not valid JSON"))?;
-    sync::parse_filter(&value)
+    sync::parse_filter(&parse_json(json.as_bytes(), "The filter")?)
 }
 
 /// GET /_matrix/client/v3/sync
