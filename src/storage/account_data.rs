@@ -1,6 +1,11 @@
 //! Per-user data: `filters`, `account_data`.
+//!
+//! Account data content is stored as JSON text; `changed` hands it back
+//! parsed, leaving out (and logging) a row that cannot be parsed, so that
+//! one bad row never fails a whole `/sync`.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
 
 use crate::error::Result;
 
@@ -57,19 +62,33 @@ pub fn get(conn: &Connection, user_id: &str, room_id: &str, kind: &str) -> Resul
 }
 
 /// Account data changed after `since` (all of it for `since` = 0), up to
-/// `upto`: `(room_id, type, content)`.
+/// `upto`: `(room_id, type, content)`. A row whose content cannot be
+/// parsed (stored before the nesting limit, or damaged) is logged and
+/// left out.
 pub fn changed(
     conn: &Connection,
     user_id: &str,
     since: i64,
     upto: i64,
-) -> Result<Vec<(String, String, String)>> {
+) -> Result<Vec<(String, String, Value)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT room_id, type, content FROM account_data WHERE user_id = ?1 AND pos > ?2 AND pos <= ?3
          ORDER BY pos",
     )?;
-    let rows = stmt.query_map(params![user_id, since, upto], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let rows = stmt.query_map(params![user_id, since, upto], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (room_id, kind, text) = row?;
+        match serde_json::from_str(&text) {
+            Ok(content) => out.push((room_id, kind, content)),
+            Err(e) => crate::log::warn(format_args!(
+                "skipping unreadable account data {kind:?} of {user_id} (room {room_id:?}): {e}"
+            )),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -90,8 +109,22 @@ mod tests {
         assert_eq!(changed(&c, "@a:x", 0, 10).unwrap().len(), 2);
         assert_eq!(
             changed(&c, "@a:x", 6, 10).unwrap(),
-            vec![("".into(), "m.direct".into(), "{\"a\":1}".into())]
+            vec![("".into(), "m.direct".into(), serde_json::json!({"a": 1}))]
         );
         assert_eq!(changed(&c, "@a:x", 0, 6).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unreadable_account_data_is_left_out() {
+        let c = test_conn();
+        put(&c, "@a:x", "", "m.good", "{\"a\":1}", 1).unwrap();
+        // Too deep for serde_json (as a value stored before the nesting
+        // limit could be), and text that is not JSON at all.
+        let deep = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+        put(&c, "@a:x", "", "m.deep", &deep, 2).unwrap();
+        put(&c, "@a:x", "!r:x", "m.broken", "{\"a\":", 3).unwrap();
+        put(&c, "@a:x", "", "m.later", "{}", 4).unwrap();
+        let kinds: Vec<String> = changed(&c, "@a:x", 0, 10).unwrap().into_iter().map(|(_, k, _)| k).collect();
+        assert_eq!(kinds, vec!["m.good", "m.later"]);
     }
 }

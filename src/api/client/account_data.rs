@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub;
+use crate::log;
 use crate::storage::{account_data, events};
 
 /// Account data types the server manages; clients set them elsewhere.
@@ -63,8 +64,14 @@ fn get(app: &App, user_id: &str, room_id: &str, kind: &str) -> Result<Response> 
     let Some(text) = app.db.read(|c| account_data::get(c, user_id, room_id, kind))? else {
         return Err(Error::not_found("Account data not found"));
     };
-    let content: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::internal(format!("stored account data {user_id} {kind}: {e}")))?;
+    // Content that cannot be parsed (stored before the nesting limit, or
+    // damaged) is logged and cannot be shown: as absent as none.
+    let content: Value = serde_json::from_str(&text).map_err(|e| {
+        log::warn(format_args!(
+            "unreadable stored account data {kind:?} of {user_id} (room {room_id:?}): {e}"
+        ));
+        Error::not_found("Account data not found")
+    })?;
     Response::ok(content)
 }
 
@@ -132,7 +139,10 @@ fn load_tags(conn: &rusqlite::Connection, user_id: &str, room_id: &str) -> Resul
     let Some(text) = account_data::get(conn, user_id, room_id, TAG_TYPE)? else {
         return Ok(Map::new());
     };
-    let content: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let content: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        log::warn(format_args!("unreadable stored tags of {user_id} in {room_id}: {e}"));
+        Value::Null
+    });
     match content.get("tags") {
         Some(Value::Object(tags)) => Ok(tags.clone()),
         _ => Ok(Map::new()),
