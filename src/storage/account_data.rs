@@ -91,6 +91,35 @@ pub fn changed(
     Ok(out)
 }
 
+/// How much account data a user keeps: entries and bytes of content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// The account data of `user_id`, per type, except the entry `(room_id,
+/// kind)` (the one a write is about to replace, so it counts at its new
+/// size only). One pass over the user's rows; `octet_length` reads each
+/// value's stored size, not the value.
+pub fn usage_by_type(
+    conn: &Connection,
+    user_id: &str,
+    room_id: &str,
+    kind: &str,
+) -> Result<Vec<(String, Usage)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT type, count(*), coalesce(sum(octet_length(content)), 0) FROM account_data
+         WHERE user_id = ?1 AND NOT (room_id = ?2 AND type = ?3) GROUP BY type ORDER BY type",
+    )?;
+    let rows = stmt.query_map(params![user_id, room_id, kind], |r| {
+        let entries: i64 = r.get(1)?;
+        let bytes: i64 = r.get(2)?;
+        Ok((r.get(0)?, Usage { entries: entries.max(0) as u64, bytes: bytes.max(0) as u64 }))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +155,26 @@ mod tests {
         put(&c, "@a:x", "", "m.later", "{}", 4).unwrap();
         let kinds: Vec<String> = changed(&c, "@a:x", 0, 10).unwrap().into_iter().map(|(_, k, _)| k).collect();
         assert_eq!(kinds, vec!["m.good", "m.later"]);
+    }
+
+    #[test]
+    fn usage_counts_bytes_and_leaves_out_the_entry_replaced() {
+        let c = test_conn();
+        assert_eq!(usage_by_type(&c, "@a:x", "", "m.x").unwrap(), vec![]);
+        put(&c, "@a:x", "", "m.a", "{\"k\":\"é\"}", 1).unwrap();
+        put(&c, "@a:x", "!r:x", "m.tag", "{}", 2).unwrap();
+        put(&c, "@a:x", "!s:x", "m.tag", "{}", 3).unwrap();
+        put(&c, "@b:x", "", "m.a", "{\"other\":\"user\"}", 4).unwrap();
+        let all = usage_by_type(&c, "@a:x", "", "m.new").unwrap();
+        // Bytes, not characters: nine characters, "é" being two bytes.
+        assert_eq!(
+            all,
+            vec![
+                ("m.a".to_owned(), Usage { entries: 1, bytes: 10 }),
+                ("m.tag".to_owned(), Usage { entries: 2, bytes: 4 })
+            ]
+        );
+        let replacing = usage_by_type(&c, "@a:x", "!r:x", "m.tag").unwrap();
+        assert_eq!(replacing[1], ("m.tag".to_owned(), Usage { entries: 1, bytes: 2 }));
     }
 }
