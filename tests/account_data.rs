@@ -1,15 +1,17 @@
 //! Account data, room tags and TURN credentials through the real server:
 //! global and per-room round trips, who may read and write them, the types
 //! the server manages, tags as `m.tag`, what `/sync` shows of them and that
-//! a write wakes a parked `/sync`; and `/voip/turnServer` with and without
-//! a TURN server configured.
+//! a write wakes a parked `/sync`; the per-user quota (bytes and entries,
+//! 403 `M_USER_LIMIT_EXCEEDED`); and `/voip/turnServer` with and without a
+//! TURN server configured.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{assert_error, enc, Server, User, V3};
+use common::{assert_error, enc, room_path, Server, User, V3};
+use hearth::api::client::account_data::{QUOTA_BYTES_PER_USER, QUOTA_ENTRIES_PER_USER};
 use serde_json::{json, Value};
 
 const PW: &str = "account-data-test-password";
@@ -259,6 +261,102 @@ fn sync_shows_account_data_once_and_a_write_wakes_a_parked_sync() {
     );
     let room_data = by_type(&woken["rooms"]["join"][&room]["account_data"]);
     assert_eq!(room_data.get("m.tag"), Some(&json!({ "tags": { "u.later": {} } })));
+}
+
+/// Content of exactly `bytes` bytes as stored (`{"v":"…"}`).
+fn sized(bytes: u64) -> Value {
+    json!({ "v": "x".repeat(bytes as usize - 8) })
+}
+
+/// Asserts the quota's answer: 403 `M_USER_LIMIT_EXCEEDED` with the
+/// `info_uri` the spec requires.
+#[track_caller]
+fn assert_over_quota(got: &(u16, Value)) {
+    assert_error(got, 403, "M_USER_LIMIT_EXCEEDED");
+    assert!(got.1["info_uri"].as_str().is_some_and(|u| u.starts_with("https://")), "{}", got.1);
+}
+
+#[test]
+fn account_data_bytes_have_a_per_user_quota() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let bob = user(&s, "bob");
+    let room = create(&s, &alice, json!({}));
+    const MB: u64 = 1_000_000;
+    // Four values of 1 MB: 4 000 000 of the 4 194 304 bytes.
+    for k in 1..=4 {
+        put_ok(&s, &alice, &global(&alice.id, &format!("m.k{k}")), sized(MB));
+    }
+    // A fifth key past the quota is refused and stores nothing.
+    let k5 = global(&alice.id, "m.k5");
+    assert_over_quota(&s.put(&k5, Some(&alice.token), sized(200_000)));
+    assert_error(&s.get(&k5, Some(&alice.token)), 404, "M_NOT_FOUND");
+    // Overwriting counts the new size only (old + new would be 5 MB).
+    put_ok(&s, &alice, &global(&alice.id, "m.k1"), sized(MB));
+    put_ok(&s, &alice, &global(&alice.id, "m.k1"), sized(MB + 40_000));
+    // Exactly at the quota is fine; one byte more is not.
+    let used = 4 * MB + 40_000;
+    assert_over_quota(&s.put(&k5, Some(&alice.token), sized(QUOTA_BYTES_PER_USER - used + 1)));
+    put_ok(&s, &alice, &k5, sized(QUOTA_BYTES_PER_USER - used));
+    // Room account data and tags come out of the same quota.
+    let in_room = format!("{V3}/user/{}/rooms/{}/account_data/m.x", enc(&alice.id), enc(&room));
+    assert_over_quota(&s.put(&in_room, Some(&alice.token), json!({})));
+    assert_over_quota(&s.put(&tag(&alice.id, &room, "u.work"), Some(&alice.token), json!({})));
+    assert_eq!(s.get(&tags(&alice.id, &room), Some(&alice.token)), (200, json!({ "tags": {} })));
+    // Data the server manages is not the user's to budget: read markers
+    // still move.
+    let (status, sent) = s.put(
+        &room_path(&room, "send/m.room.message/t1"),
+        Some(&alice.token),
+        json!({ "msgtype": "m.text", "body": "hi" }),
+    );
+    assert_eq!(status, 200, "{sent}");
+    let (status, body) = s.post(
+        &room_path(&room, "read_markers"),
+        Some(&alice.token),
+        json!({ "m.fully_read": sent["event_id"] }),
+    );
+    assert_eq!((status, body), (200, json!({})));
+    // Shrinking makes room again.
+    put_ok(&s, &alice, &global(&alice.id, "m.k1"), json!({}));
+    put_ok(&s, &alice, &in_room, json!({ "a": 1 }));
+    put_ok(&s, &alice, &tag(&alice.id, &room, "u.work"), json!({ "order": 0.5 }));
+    // The quota is per user.
+    put_ok(&s, &bob, &global(&bob.id, "m.k1"), sized(MB));
+}
+
+#[test]
+fn account_data_entries_have_a_per_user_cap() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let room = create(&s, &alice, json!({}));
+    put_ok(&s, &alice, &global(&alice.id, "m.first"), json!({ "n": 1 }));
+    // Fill up to one short of the cap behind the server's back: thousands
+    // of PUTs would only make the test slow.
+    let mut db = rusqlite::Connection::open(s.db()).expect("opening the database");
+    db.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+    let tx = db.transaction().expect("transaction");
+    for n in 1..QUOTA_ENTRIES_PER_USER - 1 {
+        tx.execute(
+            "INSERT INTO account_data (user_id, room_id, type, content, pos) VALUES (?1, '', ?2, '{}', 0)",
+            rusqlite::params![alice.id, format!("m.filler.{n}")],
+        )
+        .expect("filling");
+    }
+    tx.commit().expect("commit");
+    drop(db);
+
+    // The last entry fits; one more, global, in a room or a room's first
+    // tag, does not.
+    put_ok(&s, &alice, &global(&alice.id, "m.last"), json!({}));
+    assert_over_quota(&s.put(&global(&alice.id, "m.one_more"), Some(&alice.token), json!({})));
+    let in_room = format!("{V3}/user/{}/rooms/{}/account_data/m.x", enc(&alice.id), enc(&room));
+    assert_over_quota(&s.put(&in_room, Some(&alice.token), json!({})));
+    assert_over_quota(&s.put(&tag(&alice.id, &room, "u.work"), Some(&alice.token), json!({})));
+    // Existing entries can still change, growing or not.
+    put_ok(&s, &alice, &global(&alice.id, "m.first"), json!({ "n": 2, "more": "x".repeat(1000) }));
+    put_ok(&s, &alice, &global(&alice.id, "m.filler.7"), json!({}));
+    assert_eq!(s.get(&global(&alice.id, "m.first"), Some(&alice.token)).1["n"], 2);
 }
 
 #[test]

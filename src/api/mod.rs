@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::app::App;
+use crate::core::json;
 use crate::error::{Error, ErrorKind, Result};
 
 pub type Handler = fn(&App, &Request) -> Result<Response>;
@@ -47,11 +48,27 @@ pub struct Request {
     pub auth: Option<Auth>,
 }
 
+/// Parses JSON from a client (a body, a filter in the query string).
+/// Nested deeper than [`json::DEPTH_MAX`] is `M_BAD_JSON`, checked before
+/// the parser runs, so that whatever is stored from it can be read back
+/// inside larger documents; not JSON at all is `M_NOT_JSON`. `what` names
+/// the text in the error messages ("Content", "The filter").
+pub fn parse_json(text: &[u8], what: &str) -> Result<Value> {
+    let depth = json::depth(text);
+    if depth > json::DEPTH_MAX {
+        return Err(Error::bad_json(format!(
+            "{what} nests {depth} levels deep; at most {} are allowed",
+            json::DEPTH_MAX
+        )));
+    }
+    serde_json::from_slice(text)
+        .map_err(|_| Error::new(ErrorKind::NotJson, format!("{what} is not valid JSON")))
+}
+
 impl Request {
-    /// The body as a JSON value; not JSON at all is `M_NOT_JSON`.
+    /// The body as a JSON value: see [`parse_json`].
     pub fn json_value(&self) -> Result<Value> {
-        serde_json::from_slice(&self.body)
-            .map_err(|_| Error::new(ErrorKind::NotJson, "Content is not valid JSON"))
+        parse_json(&self.body, "Content")
     }
 
     /// The body as `T`: not JSON is `M_NOT_JSON`, the wrong shape `M_BAD_JSON`.

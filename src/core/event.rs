@@ -14,6 +14,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::ids;
+use super::json::{self, DEPTH_MAX};
 use super::redaction::redact;
 use super::room_version::{Redaction, RoomVersion};
 use crate::crypto::canonical::{to_canonical_excluding, CanonicalError, MAX_SAFE_INTEGER, MIN_SAFE_INTEGER};
@@ -57,6 +58,9 @@ pub enum EventError {
     /// The canonical JSON of the event is this many bytes, more than
     /// [`PDU_MAX_BYTES`].
     TooLarge(usize),
+    /// The event nests arrays and objects this many levels deep, more than
+    /// [`DEPTH_MAX`] (the event itself is the first level).
+    TooDeep(usize),
     /// A string is longer than the spec allows for that field.
     TooLong(&'static str),
     /// A list has more entries than the spec allows.
@@ -77,6 +81,9 @@ impl fmt::Display for EventError {
         match self {
             EventError::Canonical(e) => write!(f, "event has no canonical JSON form: {e}"),
             EventError::TooLarge(n) => write!(f, "event is {n} bytes, more than the {PDU_MAX_BYTES} allowed"),
+            EventError::TooDeep(n) => {
+                write!(f, "event nests {n} levels deep, more than the {DEPTH_MAX} allowed")
+            }
             EventError::TooLong(field) => write!(f, "event field `{field}` is too long"),
             EventError::TooMany(field) => write!(f, "event field `{field}` has too many entries"),
             EventError::Missing(field) => write!(f, "event field `{field}` is missing"),
@@ -220,7 +227,9 @@ pub struct PduTemplate {
 ///
 /// Returns the event ID and the signed PDU, which has no `event_id` key, no
 /// `unsigned` and, for a v12 create event, no `room_id`. Refuses a template
-/// that breaks the version's format or the spec's size limits.
+/// that breaks the version's format or the spec's size limits, or whose
+/// PDU would nest deeper than [`DEPTH_MAX`] (content is one level inside
+/// it), so that every stored event can be read back.
 pub fn build_pdu(
     version: &RoomVersion,
     key: &ServerKey,
@@ -288,7 +297,7 @@ pub fn build_pdu(
     let mut pdu = Value::Object(pdu);
 
     hash_and_sign(version, key, server_name, &mut pdu)?;
-    check_size(&pdu)?;
+    check_limits(&pdu)?;
     let id = event_id(version, &pdu)?;
     Ok((id, pdu))
 }
@@ -298,7 +307,8 @@ pub fn build_pdu(
 ///
 /// This is the first check on receipt of a PDU; it does not check hashes,
 /// signatures or auth rules. The size limit is measured without
-/// `unsigned`, which any server on the way may change.
+/// `unsigned`, which any server on the way may change; the nesting limit
+/// ([`DEPTH_MAX`]) with it, as whatever is stored must be readable back.
 pub fn validate_pdu_shape(version: &RoomVersion, event: &Value) -> Result<(), EventError> {
     let Some(obj) = event.as_object() else {
         return Err(EventError::Invalid("event"));
@@ -366,7 +376,7 @@ pub fn validate_pdu_shape(version: &RoomVersion, event: &Value) -> Result<(), Ev
     } else if obj.contains_key("redacts") {
         optional_event_id(obj, "redacts", "redacts")?;
     }
-    check_size(event)
+    check_limits(event)
 }
 
 /// True if an event of type `kind` must have no `room_id` in `version`.
@@ -383,11 +393,22 @@ fn redacts_in_content(version: &RoomVersion) -> bool {
 }
 
 /// Refuses an event whose canonical JSON, without `unsigned`, is larger
-/// than [`PDU_MAX_BYTES`].
-fn check_size(event: &Value) -> Result<(), EventError> {
-    let bytes = to_canonical_excluding(event, &["unsigned"])?.len();
-    if bytes > PDU_MAX_BYTES {
-        return Err(EventError::TooLarge(bytes));
+/// than [`PDU_MAX_BYTES`], or which, `unsigned` included, nests deeper
+/// than [`DEPTH_MAX`].
+fn check_limits(event: &Value) -> Result<(), EventError> {
+    let text = to_canonical_excluding(event, &["unsigned"])?;
+    if text.len() > PDU_MAX_BYTES {
+        return Err(EventError::TooLarge(text.len()));
+    }
+    let mut deepest = json::depth(text.as_bytes());
+    if let Some(unsigned) = event.get("unsigned") {
+        // Not canonical: `unsigned` may hold floats, and nesting does not
+        // depend on the form. It is one level inside the event.
+        let text = serde_json::to_vec(unsigned).map_err(|_| EventError::Invalid("unsigned"))?;
+        deepest = deepest.max(1 + json::depth(&text));
+    }
+    if deepest > DEPTH_MAX {
+        return Err(EventError::TooDeep(deepest));
     }
     Ok(())
 }
@@ -825,6 +846,60 @@ mod tests {
         assert_eq!(validate_pdu_shape(&V11, &v11_create), Err(EventError::Missing("room_id")));
     }
 
+    /// `levels` objects, one inside the other, around `1`.
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }))
+    }
+
+    #[test]
+    fn nesting_limit() {
+        let key = test_key();
+        // Content is one level inside the PDU: content of DEPTH_MAX - 1
+        // levels makes a PDU of exactly DEPTH_MAX.
+        let fits = template("m.room.message", nested(DEPTH_MAX - 1));
+        let (_, pdu) = build_pdu(&V11, &key, "example.org", fits).expect("exactly at the limit");
+        let text = to_canonical_excluding(&pdu, &[]).expect("canonical");
+        assert_eq!(json::depth(text.as_bytes()), DEPTH_MAX);
+        assert!(serde_json::from_str::<Value>(&text).is_ok());
+        let over = template("m.room.message", nested(DEPTH_MAX));
+        assert_eq!(build_pdu(&V11, &key, "example.org", over), Err(EventError::TooDeep(DEPTH_MAX + 1)));
+        // Arrays count as much as objects, wherever they are.
+        let arrays = (0..DEPTH_MAX - 2).fold(json!([]), |inner, _| json!([inner]));
+        let deep_list = template("m.room.message", json!({ "list": arrays }));
+        assert_eq!(build_pdu(&V11, &key, "s", deep_list), Err(EventError::TooDeep(DEPTH_MAX + 1)));
+        // State events and every version are held to the same limit.
+        for version in [&V10, &V11, &V12] {
+            let state = PduTemplate {
+                state_key: Some(String::new()),
+                ..template("m.room.name", json!({ "name": "n", "x": nested(DEPTH_MAX) }))
+            };
+            assert_eq!(build_pdu(version, &key, "s", state), Err(EventError::TooDeep(DEPTH_MAX + 2)));
+        }
+    }
+
+    #[test]
+    fn received_events_are_held_to_the_nesting_limit() {
+        let (_, pdu) = message(&V11);
+        let mut at_limit = pdu.clone();
+        at_limit["content"]["x"] = nested(DEPTH_MAX - 2);
+        assert_eq!(validate_pdu_shape(&V11, &at_limit), Ok(()));
+        let mut over = pdu.clone();
+        over["content"]["x"] = nested(DEPTH_MAX - 1);
+        assert_eq!(validate_pdu_shape(&V11, &over), Err(EventError::TooDeep(DEPTH_MAX + 1)));
+        // Far beyond what serde_json could parse: refused, not a crash.
+        let mut hostile = pdu.clone();
+        hostile["content"]["x"] = nested(500);
+        assert_eq!(validate_pdu_shape(&V11, &hostile), Err(EventError::TooDeep(502)));
+        // `unsigned` is left out of the size but not of the nesting: what
+        // is stored must be readable back.
+        let mut unsigned_ok = pdu.clone();
+        unsigned_ok["unsigned"] = nested(DEPTH_MAX - 1);
+        assert_eq!(validate_pdu_shape(&V11, &unsigned_ok), Ok(()));
+        let mut unsigned_deep = pdu;
+        unsigned_deep["unsigned"] = json!({ "age": 1.5, "x": nested(DEPTH_MAX - 1) });
+        assert_eq!(validate_pdu_shape(&V11, &unsigned_deep), Err(EventError::TooDeep(DEPTH_MAX + 1)));
+    }
+
     #[test]
     fn size_limit() {
         let key = test_key();
@@ -1085,6 +1160,10 @@ mod tests {
         assert_eq!(
             EventError::TooLarge(70000).to_string(),
             "event is 70000 bytes, more than the 65536 allowed"
+        );
+        assert_eq!(
+            EventError::TooDeep(65).to_string(),
+            "event nests 65 levels deep, more than the 64 allowed"
         );
         let e: Box<dyn std::error::Error> = Box::new(EventError::from(CanonicalError::NotAnObject));
         assert!(e.source().is_some());

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod event;
 pub mod ids;
+pub mod json;
 pub mod power_levels;
 pub mod redaction;
 pub mod room_version;

@@ -215,10 +215,11 @@ fn deliver(app: &App, p: push::Push) -> Result<()> {
     }
 }
 
-/// The `/notify` body for a queued push; `None` if its event is gone.
+/// The `/notify` body for a queued push; `None` if its event is gone (or
+/// cannot be read, which is logged).
 fn payload(conn: &rusqlite::Connection, p: &push::Push, pusher: &push::Pusher) -> Result<Option<Value>> {
     let Some(event) = events::get(conn, &p.event_id)? else { return Ok(None) };
-    let pdu = crate::rooms::pdu_json(&event)?;
+    let Some(pdu) = crate::rooms::readable_pdu(&event) else { return Ok(None) };
     let mut data: Map<String, Value> = serde_json::from_str(&pusher.data).unwrap_or_default();
     data.remove("url");
     let id_only = data.get("format").and_then(Value::as_str) == Some("event_id_only");
@@ -247,7 +248,9 @@ fn payload(conn: &rusqlite::Connection, p: &push::Push, pusher: &push::Pusher) -
         }
         let state_content = |kind: &str, key: &str| -> Result<Option<Value>> {
             match state::current_entry(conn, &event.room_id, kind, key)? {
-                Some(id) => Ok(crate::rooms::load_pdu(conn, &id)?.and_then(|e| e.get("content").cloned())),
+                Some(id) => {
+                    Ok(crate::rooms::load_readable_pdu(conn, &id)?.and_then(|e| e.get("content").cloned()))
+                }
                 None => Ok(None),
             }
         };

@@ -1,12 +1,16 @@
 //! Stored events in the client format: the PDU's client-visible fields plus
 //! `unsigned` (`age`, `transaction_id` for the sending device only,
 //! `prev_content` of state events, `redacted_because`).
+//!
+//! A stored PDU that cannot be parsed is logged and left out
+//! (`rooms::readable_pdu`): the event is absent from lists, and what it
+//! would add to another event's `unsigned` is omitted.
 
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::error::Result;
-use crate::rooms::pdu_json;
+use crate::rooms::readable_pdu;
 use crate::storage::events::{self, StoredEvent};
 use crate::storage::state;
 
@@ -40,9 +44,14 @@ fn base(e: &StoredEvent, pdu: &Value) -> Map<String, Value> {
     out
 }
 
-/// Formats one event for a client.
-pub fn client_event(conn: &Connection, e: &StoredEvent, viewer: Option<Viewer>, now: i64) -> Result<Value> {
-    let pdu = pdu_json(e)?;
+/// Formats one event for a client; `None` if its stored PDU cannot be read.
+pub fn client_event(
+    conn: &Connection,
+    e: &StoredEvent,
+    viewer: Option<Viewer>,
+    now: i64,
+) -> Result<Option<Value>> {
+    let Some(pdu) = readable_pdu(e) else { return Ok(None) };
     let mut out = base(e, &pdu);
     let mut unsigned = Map::new();
     unsigned.insert("age".into(), json!((now - e.origin_ts).max(0)));
@@ -59,10 +68,9 @@ pub fn client_event(conn: &Connection, e: &StoredEvent, viewer: Option<Viewer>, 
     if let Some(key) = &e.state_key {
         if let Some(prev_id) = state::group_entry(conn, e.state_before, &e.kind, key)? {
             if let Some(prev) = events::get(conn, &prev_id)? {
-                let prev_pdu = pdu_json(&prev)?;
                 unsigned.insert("replaces_state".into(), json!(prev_id));
                 unsigned.insert("prev_sender".into(), json!(prev.sender));
-                if let Some(c) = prev_pdu.get("content") {
+                if let Some(c) = readable_pdu(&prev).as_ref().and_then(|p| p.get("content")) {
                     unsigned.insert("prev_content".into(), c.clone());
                 }
             }
@@ -70,14 +78,15 @@ pub fn client_event(conn: &Connection, e: &StoredEvent, viewer: Option<Viewer>, 
     }
     if let Some(by) = &e.redacted_by {
         if let Some(redaction) = events::get(conn, by)? {
-            let r_pdu = pdu_json(&redaction)?;
+            // Unreadable, the redaction still marks the event redacted.
+            let r_pdu = readable_pdu(&redaction).unwrap_or_else(|| json!({}));
             let mut because = base(&redaction, &r_pdu);
             because.insert("unsigned".into(), json!({ "age": (now - redaction.origin_ts).max(0) }));
             unsigned.insert("redacted_because".into(), Value::Object(because));
         }
     }
     out.insert("unsigned".into(), Value::Object(unsigned));
-    Ok(Value::Object(out))
+    Ok(Some(Value::Object(out)))
 }
 
 /// Memberships looked up per state group, kept per thread. State groups
@@ -101,8 +110,7 @@ fn membership_at(conn: &Connection, e: &StoredEvent, pdu: &Value, user_id: &str)
     }
     let membership = match state::group_entry(conn, e.state_before, "m.room.member", user_id)? {
         Some(id) => events::get(conn, &id)?
-            .map(|m| pdu_json(&m))
-            .transpose()?
+            .and_then(|m| readable_pdu(&m))
             .and_then(|p| p.pointer("/content/membership").and_then(Value::as_str).map(str::to_owned)),
         None => None,
     };
@@ -116,12 +124,16 @@ fn membership_at(conn: &Connection, e: &StoredEvent, pdu: &Value, user_id: &str)
     Ok(membership)
 }
 
-/// Formats a list of events.
+/// Formats a list of events, leaving out those that cannot be read.
 pub fn client_events(
     conn: &Connection,
     list: &[StoredEvent],
     viewer: Option<Viewer>,
     now: i64,
 ) -> Result<Vec<Value>> {
-    list.iter().map(|e| client_event(conn, e, viewer, now)).collect()
+    let mut out = Vec::with_capacity(list.len());
+    for e in list {
+        out.extend(client_event(conn, e, viewer, now)?);
+    }
+    Ok(out)
 }

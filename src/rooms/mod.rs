@@ -59,14 +59,40 @@ pub fn room_and_version(conn: &Connection, room_id: &str) -> Result<(Room, &'sta
     Ok((room, version))
 }
 
-/// Parses a stored PDU.
+/// Parses a stored PDU, for the checks that protect a room (auth events,
+/// power levels, redaction): one that cannot be parsed fails the request,
+/// as guessing its content could let an event through that the rules
+/// refuse. Readers use [`readable_pdu`].
 pub fn pdu_json(e: &StoredEvent) -> Result<Value> {
     serde_json::from_str(&e.pdu).map_err(|err| Error::internal(format!("stored PDU {}: {err}", e.event_id)))
 }
 
-/// The PDU of an event by ID, if stored.
+/// Parses a stored PDU for a reader. One that cannot be parsed (stored
+/// before the nesting limit, or damaged) is logged and is `None`: the
+/// reader leaves the event out rather than fail its whole answer, so one
+/// bad row never breaks `/sync` or `/messages` for a room.
+pub fn readable_pdu(e: &StoredEvent) -> Option<Value> {
+    match serde_json::from_str(&e.pdu) {
+        Ok(pdu) => Some(pdu),
+        Err(err) => {
+            crate::log::warn(format_args!(
+                "skipping unreadable stored event {} in {}: {err}",
+                e.event_id, e.room_id
+            ));
+            None
+        }
+    }
+}
+
+/// The PDU of an event by ID, if stored (strict, as [`pdu_json`]).
 pub fn load_pdu(conn: &Connection, event_id: &str) -> Result<Option<Value>> {
     events::get(conn, event_id)?.map(|e| pdu_json(&e)).transpose()
+}
+
+/// The PDU of an event by ID for a reader: absent if not stored or not
+/// readable (logged, as [`readable_pdu`]).
+pub fn load_readable_pdu(conn: &Connection, event_id: &str) -> Result<Option<Value>> {
+    Ok(events::get(conn, event_id)?.and_then(|e| readable_pdu(&e)))
 }
 
 /// The current state event of `(kind, state_key)` in a room, as a PDU.
@@ -78,6 +104,20 @@ pub fn current_state_event(
 ) -> Result<Option<Value>> {
     match state::current_entry(conn, room_id, kind, state_key)? {
         Some(id) => load_pdu(conn, &id),
+        None => Ok(None),
+    }
+}
+
+/// The current state event of `(kind, state_key)` for a reader: absent if
+/// there is none or it cannot be read (logged, as [`readable_pdu`]).
+pub fn current_readable_state_event(
+    conn: &Connection,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+) -> Result<Option<Value>> {
+    match state::current_entry(conn, room_id, kind, state_key)? {
+        Some(id) => load_readable_pdu(conn, &id),
         None => Ok(None),
     }
 }
@@ -104,6 +144,10 @@ fn event_error(e: EventError) -> Error {
             format!("The event would be {n} bytes; at most {} are allowed", event::PDU_MAX_BYTES),
         ),
         EventError::Canonical(c) => Error::bad_json(format!("Event content is not valid: {c}")),
+        EventError::TooDeep(n) => Error::bad_json(format!(
+            "The event would nest {n} levels deep (its content is one level inside it); at most {} are allowed",
+            crate::core::json::DEPTH_MAX
+        )),
         other => Error::invalid_param(format!("Invalid event: {other}")),
     }
 }
@@ -403,7 +447,7 @@ mod tests {
                     assert!(state.contains_key(&("m.room.name".to_owned(), String::new())));
                     assert_eq!(state::membership(c, alice, &room_id)?.as_deref(), Some("join"));
                     let e = events::get(c, &sent.event_id)?.unwrap();
-                    let v = format::client_event(c, &e, None, storage::now_ms())?;
+                    let v = format::client_event(c, &e, None, storage::now_ms())?.expect("readable");
                     assert_eq!(v["content"]["body"], "hi");
                     assert_eq!(v["room_id"], room_id.as_str());
                     Ok(())
@@ -440,10 +484,68 @@ mod tests {
                     &e,
                     Some(format::Viewer { user_id: alice, device_id: "DEV" }),
                     0,
-                )?;
+                )?
+                .expect("readable");
                 assert_eq!(v["content"], json!({}));
                 assert_eq!(v["unsigned"]["redacted_because"]["event_id"], r.event_id.as_str());
                 assert_eq!(v["unsigned"]["transaction_id"], "t1");
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn content_too_deep_for_its_pdu_is_refused_and_stores_nothing() {
+        let app = app("deep");
+        let alice = "@alice:localhost";
+        let room_id = app
+            .db
+            .write(|c| create_room(&app, c, alice, request(room_version::DEFAULT, Preset::PrivateChat)))
+            .unwrap();
+        let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }));
+        let max = crate::core::json::DEPTH_MAX;
+        let before = app.db.read(|c| events::current_pos(c)).unwrap();
+        let deep = NewEvent { content: nested(max), ..message("x") };
+        let refused = app.db.write(|c| append(&app, c, &room_id, alice, deep)).unwrap_err();
+        assert_eq!((refused.status(), refused.errcode()), (400, "M_BAD_JSON"), "{refused}");
+        assert_eq!(app.db.read(|c| events::current_pos(c)).unwrap(), before);
+        let fits = NewEvent { content: nested(max - 1), ..message("x") };
+        app.db.write(|c| append(&app, c, &room_id, alice, fits)).unwrap();
+    }
+
+    #[test]
+    fn readers_skip_a_stored_event_that_cannot_be_parsed() {
+        let app = app("unreadable");
+        let alice = "@alice:localhost";
+        let room_id = app
+            .db
+            .write(|c| create_room(&app, c, alice, request(room_version::DEFAULT, Preset::PrivateChat)))
+            .unwrap();
+        let good = app.db.write(|c| append(&app, c, &room_id, alice, message("good"))).unwrap();
+        // A row as an older server could have stored it: nested past what
+        // serde_json parses (128 levels).
+        let deep = format!("{{\"content\":{}1{}}}", "{\"a\":".repeat(130), "}".repeat(130));
+        let bad = app
+            .db
+            .write(|c| {
+                let e = events::get(c, &good.event_id)?.expect("stored");
+                let pos = events::next_pos(c)?;
+                let bad = StoredEvent { pos, event_id: "$bad".into(), pdu: deep.clone(), txn_id: None, ..e };
+                events::insert(c, &bad)?;
+                Ok(bad)
+            })
+            .unwrap();
+        assert_eq!(readable_pdu(&bad), None);
+        assert!(pdu_json(&bad).is_err(), "the strict parser still refuses it");
+        app.db
+            .read(|c| {
+                let good = events::get(c, &good.event_id)?.expect("stored");
+                let list = format::client_events(c, &[good, bad.clone()], None, 0)?;
+                assert_eq!(list.len(), 1);
+                assert_eq!(list[0]["content"]["body"], "good");
+                assert_eq!(format::client_event(c, &bad, None, 0)?, None);
+                assert_eq!(load_readable_pdu(c, "$bad")?, None);
+                assert!(load_pdu(c, "$bad").is_err());
                 Ok(())
             })
             .unwrap();

@@ -1,6 +1,11 @@
 //! Who may see which events: the spec's history visibility rules
 //! (`world_readable`, `shared`, `invited`, `joined`), applied on every read
 //! path.
+//!
+//! A state event whose stored PDU cannot be read (logged by
+//! `rooms::readable_pdu`) counts the restrictive way: an unreadable history
+//! visibility as `joined`, an unreadable membership as none, so a bad row
+//! can hide events but never show one.
 
 use std::collections::HashMap;
 
@@ -8,8 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::rooms::load_pdu;
-use crate::storage::events::StoredEvent;
+use crate::rooms::{load_readable_pdu, readable_pdu};
+use crate::storage::events::{self, StoredEvent};
 use crate::storage::state;
 
 /// Answers visibility questions for one user in one room, remembering the
@@ -29,10 +34,18 @@ impl<'a> Visibility<'a> {
         Visibility { conn, user_id, room_id, at_group: HashMap::new(), joined_after: HashMap::new() }
     }
 
-    fn content_field(&self, event_id: Option<String>, field: &str) -> Result<Option<String>> {
+    /// A string field of a state event's content: `None` if there is no
+    /// event or no such field, `if_unreadable` if the event cannot be read.
+    fn content_field(
+        &self,
+        event_id: Option<String>,
+        field: &str,
+        if_unreadable: Option<&str>,
+    ) -> Result<Option<String>> {
         let Some(id) = event_id else { return Ok(None) };
-        Ok(load_pdu(self.conn, &id)?
-            .and_then(|p| p.pointer(&format!("/content/{field}")).and_then(Value::as_str).map(str::to_owned)))
+        let Some(e) = events::get(self.conn, &id)? else { return Ok(None) };
+        let Some(pdu) = readable_pdu(&e) else { return Ok(if_unreadable.map(str::to_owned)) };
+        Ok(pdu.pointer(&format!("/content/{field}")).and_then(Value::as_str).map(str::to_owned))
     }
 
     fn state_at(&mut self, group: i64) -> Result<(String, Option<String>)> {
@@ -40,9 +53,11 @@ impl<'a> Visibility<'a> {
             return Ok(v.clone());
         }
         let hv_id = state::group_entry(self.conn, group, "m.room.history_visibility", "")?;
-        let hv = self.content_field(hv_id, "history_visibility")?.unwrap_or_else(|| "shared".into());
+        let hv = self
+            .content_field(hv_id, "history_visibility", Some("joined"))?
+            .unwrap_or_else(|| "shared".into());
         let member_id = state::group_entry(self.conn, group, "m.room.member", self.user_id)?;
-        let membership = self.content_field(member_id, "membership")?;
+        let membership = self.content_field(member_id, "membership", None)?;
         self.at_group.insert(group, (hv.clone(), membership.clone()));
         Ok((hv, membership))
     }
@@ -70,7 +85,7 @@ impl<'a> Visibility<'a> {
 pub fn world_readable(conn: &Connection, room_id: &str) -> Result<bool> {
     let id = state::current_entry(conn, room_id, "m.room.history_visibility", "")?;
     let Some(id) = id else { return Ok(false) };
-    Ok(load_pdu(conn, &id)?.and_then(|p| p.pointer("/content/history_visibility").cloned())
+    Ok(load_readable_pdu(conn, &id)?.and_then(|p| p.pointer("/content/history_visibility").cloned())
         == Some(Value::String("world_readable".into())))
 }
 
@@ -91,8 +106,10 @@ impl Visibility<'_> {
         if !own_member && !visibility_change {
             return Ok(false);
         }
-        let content = load_pdu(self.conn, &e.event_id)?.and_then(|p| p.get("content").cloned());
-        let field = |name: &str| content.as_ref().and_then(|c| c.get(name)).and_then(Value::as_str);
+        // Unreadable, the event shows nothing beyond the state before it.
+        let Some(pdu) = readable_pdu(e) else { return Ok(false) };
+        let content = pdu.get("content");
+        let field = |name: &str| content.and_then(|c| c.get(name)).and_then(Value::as_str);
         let hv_after = match visibility_change {
             true => field("history_visibility").unwrap_or("shared").to_owned(),
             false => hv_before,

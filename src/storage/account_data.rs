@@ -1,6 +1,11 @@
 //! Per-user data: `filters`, `account_data`.
+//!
+//! Account data content is stored as JSON text; `changed` hands it back
+//! parsed, leaving out (and logging) a row that cannot be parsed, so that
+//! one bad row never fails a whole `/sync`.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
 
 use crate::error::Result;
 
@@ -57,18 +62,61 @@ pub fn get(conn: &Connection, user_id: &str, room_id: &str, kind: &str) -> Resul
 }
 
 /// Account data changed after `since` (all of it for `since` = 0), up to
-/// `upto`: `(room_id, type, content)`.
+/// `upto`: `(room_id, type, content)`. A row whose content cannot be
+/// parsed (stored before the nesting limit, or damaged) is logged and
+/// left out.
 pub fn changed(
     conn: &Connection,
     user_id: &str,
     since: i64,
     upto: i64,
-) -> Result<Vec<(String, String, String)>> {
+) -> Result<Vec<(String, String, Value)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT room_id, type, content FROM account_data WHERE user_id = ?1 AND pos > ?2 AND pos <= ?3
          ORDER BY pos",
     )?;
-    let rows = stmt.query_map(params![user_id, since, upto], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let rows = stmt.query_map(params![user_id, since, upto], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (room_id, kind, text) = row?;
+        match serde_json::from_str(&text) {
+            Ok(content) => out.push((room_id, kind, content)),
+            Err(e) => crate::log::warn(format_args!(
+                "skipping unreadable account data {kind:?} of {user_id} (room {room_id:?}): {e}"
+            )),
+        }
+    }
+    Ok(out)
+}
+
+/// How much account data a user keeps: entries and bytes of content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// The account data of `user_id`, per type, except the entry `(room_id,
+/// kind)` (the one a write is about to replace, so it counts at its new
+/// size only). One pass over the user's rows; `octet_length` reads each
+/// value's stored size, not the value.
+pub fn usage_by_type(
+    conn: &Connection,
+    user_id: &str,
+    room_id: &str,
+    kind: &str,
+) -> Result<Vec<(String, Usage)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT type, count(*), coalesce(sum(octet_length(content)), 0) FROM account_data
+         WHERE user_id = ?1 AND NOT (room_id = ?2 AND type = ?3) GROUP BY type ORDER BY type",
+    )?;
+    let rows = stmt.query_map(params![user_id, room_id, kind], |r| {
+        let entries: i64 = r.get(1)?;
+        let bytes: i64 = r.get(2)?;
+        Ok((r.get(0)?, Usage { entries: entries.max(0) as u64, bytes: bytes.max(0) as u64 }))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -90,8 +138,43 @@ mod tests {
         assert_eq!(changed(&c, "@a:x", 0, 10).unwrap().len(), 2);
         assert_eq!(
             changed(&c, "@a:x", 6, 10).unwrap(),
-            vec![("".into(), "m.direct".into(), "{\"a\":1}".into())]
+            vec![("".into(), "m.direct".into(), serde_json::json!({"a": 1}))]
         );
         assert_eq!(changed(&c, "@a:x", 0, 6).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unreadable_account_data_is_left_out() {
+        let c = test_conn();
+        put(&c, "@a:x", "", "m.good", "{\"a\":1}", 1).unwrap();
+        // Too deep for serde_json (as a value stored before the nesting
+        // limit could be), and text that is not JSON at all.
+        let deep = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+        put(&c, "@a:x", "", "m.deep", &deep, 2).unwrap();
+        put(&c, "@a:x", "!r:x", "m.broken", "{\"a\":", 3).unwrap();
+        put(&c, "@a:x", "", "m.later", "{}", 4).unwrap();
+        let kinds: Vec<String> = changed(&c, "@a:x", 0, 10).unwrap().into_iter().map(|(_, k, _)| k).collect();
+        assert_eq!(kinds, vec!["m.good", "m.later"]);
+    }
+
+    #[test]
+    fn usage_counts_bytes_and_leaves_out_the_entry_replaced() {
+        let c = test_conn();
+        assert_eq!(usage_by_type(&c, "@a:x", "", "m.x").unwrap(), vec![]);
+        put(&c, "@a:x", "", "m.a", "{\"k\":\"é\"}", 1).unwrap();
+        put(&c, "@a:x", "!r:x", "m.tag", "{}", 2).unwrap();
+        put(&c, "@a:x", "!s:x", "m.tag", "{}", 3).unwrap();
+        put(&c, "@b:x", "", "m.a", "{\"other\":\"user\"}", 4).unwrap();
+        let all = usage_by_type(&c, "@a:x", "", "m.new").unwrap();
+        // Bytes, not characters: nine characters, "é" being two bytes.
+        assert_eq!(
+            all,
+            vec![
+                ("m.a".to_owned(), Usage { entries: 1, bytes: 10 }),
+                ("m.tag".to_owned(), Usage { entries: 2, bytes: 4 })
+            ]
+        );
+        let replacing = usage_by_type(&c, "@a:x", "!r:x", "m.tag").unwrap();
+        assert_eq!(replacing[1], ("m.tag".to_owned(), Usage { entries: 1, bytes: 2 }));
     }
 }

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::error::Result;
+use crate::log;
 use crate::storage::{e2ee, state};
 
 /// What the e2ee parts of an answer hold.
@@ -62,11 +63,17 @@ pub fn compute(
     since: Option<i64>,
     upto: i64,
 ) -> Result<Parts> {
+    // A message whose stored content cannot be parsed is logged and left out.
     let to_device = e2ee::to_device_between(conn, user_id, device_id, since.unwrap_or(0), upto)?
         .into_iter()
-        .map(|m| {
-            let content: Value = serde_json::from_str(&m.content).unwrap_or_else(|_| json!({}));
-            json!({ "sender": m.sender, "type": m.kind, "content": content })
+        .filter_map(|m| match serde_json::from_str::<Value>(&m.content) {
+            Ok(content) => Some(json!({ "sender": m.sender, "type": m.kind, "content": content })),
+            Err(e) => {
+                log::warn(format_args!(
+                    "skipping unreadable to-device message for {user_id} {device_id}: {e}"
+                ));
+                None
+            }
         })
         .collect();
     let (changed, left) = match since {

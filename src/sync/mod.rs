@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::error::Result;
 use crate::rooms::format::{client_event, Viewer};
 use crate::rooms::visibility::Visibility;
-use crate::rooms::{load_pdu, pdu_json, token};
+use crate::rooms::{load_readable_pdu, readable_pdu, token};
 use crate::storage::events::{self, Dir, StoredEvent};
 use crate::storage::{self, account_data, receipts, state};
 
@@ -179,7 +179,6 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
     let mut global_data = Vec::new();
     for (room_id, kind, content) in account_data::changed(conn, req.user_id, from, now_pos)? {
         if room_id.is_empty() && req.filter.account_data.allows_event(&kind, req.user_id, None) {
-            let content: Value = serde_json::from_str(&content).unwrap_or_else(|_| json!({}));
             global_data.push(json!({ "type": kind, "content": content }));
         }
     }
@@ -297,8 +296,15 @@ impl Ctx<'_> {
             for e in page {
                 cursor = e.pos;
                 scanned += 1;
-                let content = if filter.needs_content() { Some(pdu_json(&e)?) } else { None };
-                let content = content.as_ref().and_then(|p| p.get("content"));
+                // An event that cannot be read (logged) is left out.
+                let pdu = match filter.needs_content() {
+                    true => match readable_pdu(&e) {
+                        Some(pdu) => Some(pdu),
+                        None => continue,
+                    },
+                    false => None,
+                };
+                let content = pdu.as_ref().and_then(|p| p.get("content"));
                 if filter.allows_event(&e.kind, &e.sender, content) && visibility.may_see(&e)? {
                     if picked.len() == limit {
                         limited = true;
@@ -316,20 +322,23 @@ impl Ctx<'_> {
         Ok((picked, limited))
     }
 
-    fn format(&self, e: &StoredEvent) -> Result<Value> {
-        let mut v = if self.req.filter.federation_format {
-            pdu_json(e)?
+    /// The event as the filter asks for it; `None` if its stored PDU
+    /// cannot be read (logged), and the answer leaves it out.
+    fn format(&self, e: &StoredEvent) -> Result<Option<Value>> {
+        let v = if self.req.filter.federation_format {
+            readable_pdu(e)
         } else {
-            let mut v = client_event(self.conn, e, Some(self.viewer), self.now)?;
-            if let Some(obj) = v.as_object_mut() {
-                obj.remove("room_id");
-            }
-            v
+            client_event(self.conn, e, Some(self.viewer), self.now)?.map(|mut v| {
+                if let Some(obj) = v.as_object_mut() {
+                    obj.remove("room_id");
+                }
+                v
+            })
         };
-        if let Some(fields) = &self.req.filter.event_fields {
-            v = keep_fields(&v, fields);
-        }
-        Ok(v)
+        Ok(match (v, &self.req.filter.event_fields) {
+            (Some(v), Some(fields)) => Some(keep_fields(&v, fields)),
+            (v, _) => v,
+        })
     }
 
     /// The state map at `pos` in a room: after its newest event at or before it.
@@ -367,7 +376,7 @@ impl Ctx<'_> {
                 if by_sender && !filter.allows_event(&e.kind, &e.sender, None) {
                     continue;
                 }
-                out.push(self.format(&e)?);
+                out.extend(self.format(&e)?);
             }
         }
         Ok(out)
@@ -415,7 +424,6 @@ impl Ctx<'_> {
         let mut room_data = Vec::new();
         for (r, kind, content) in account_data::changed(self.conn, self.req.user_id, self.from, self.upto)? {
             if r == room_id && self.req.filter.room_account_data.allows_event(&kind, self.req.user_id, None) {
-                let content: Value = serde_json::from_str(&content).unwrap_or_else(|_| json!({}));
                 room_data.push(json!({ "type": kind, "content": content }));
             }
         }
@@ -426,7 +434,7 @@ impl Ctx<'_> {
         let prev_batch = timeline.first().map_or_else(|| token::at(self.upto + 1), |e| token::at(e.pos));
         let mut timeline_json = Vec::with_capacity(timeline.len());
         for e in &timeline {
-            timeline_json.push(self.format(e)?);
+            timeline_json.extend(self.format(e)?);
         }
         // Unread counts from push rule evaluation, reset by the user's receipts.
         let (unread, by_thread) = if self.req.filter.timeline.unread_thread_notifications {
@@ -517,12 +525,12 @@ impl Ctx<'_> {
         let mut out = Vec::new();
         for kind in STRIPPED_STATE_TYPES {
             if let Some(id) = state::current_entry(self.conn, room_id, kind, "")? {
-                if let Some(pdu) = load_pdu(self.conn, &id)? {
+                if let Some(pdu) = load_readable_pdu(self.conn, &id)? {
                     out.push(stripped(&pdu));
                 }
             }
         }
-        if let Some(pdu) = load_pdu(self.conn, membership_event)? {
+        if let Some(pdu) = load_readable_pdu(self.conn, membership_event)? {
             out.push(stripped(&pdu));
         }
         Ok(out)
@@ -535,7 +543,7 @@ impl Ctx<'_> {
         let prev_batch = timeline.first().map_or_else(|| token::at(leave_pos + 1), |e| token::at(e.pos));
         let mut events_json = Vec::with_capacity(timeline.len());
         for e in &timeline {
-            events_json.push(self.format(e)?);
+            events_json.extend(self.format(e)?);
         }
         Ok(json!({
             "timeline": { "events": events_json, "limited": limited, "prev_batch": prev_batch },

@@ -7,6 +7,10 @@
 //!
 //! Only the owner reads or writes their account data. The types the server
 //! manages (`m.fully_read`, `m.push_rules`) may be read here but not set.
+//!
+//! Each user's account data is bounded as a whole ([`QUOTA_BYTES_PER_USER`],
+//! [`QUOTA_ENTRIES_PER_USER`]), checked in the write transaction; a write
+//! past the quota is a 403 `M_USER_LIMIT_EXCEEDED` and stores nothing.
 
 use serde_json::{json, Map, Value};
 
@@ -15,6 +19,7 @@ use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub;
+use crate::log;
 use crate::storage::{account_data, events};
 
 /// Account data types the server manages; clients set them elsewhere.
@@ -30,6 +35,83 @@ pub const TAGS_PER_ROOM_MAX: usize = 100;
 pub const TAG_CONTENT_MAX_BYTES: usize = 1024;
 /// The room account data type that holds tags.
 const TAG_TYPE: &str = "m.tag";
+/// Most bytes of account data content one user keeps: global and room
+/// entries and tags together, as stored (JSON text), the types the server
+/// manages not counted (one `m.fully_read` per room; push rules have their
+/// own limits). A single value may be up to `max_body_bytes` (1 MiB by
+/// default); 4 MiB is far more than clients keep (Element: tens of KiB)
+/// and bounds a user's share of the database file.
+pub const QUOTA_BYTES_PER_USER: u64 = 4 * 1024 * 1024;
+/// Most account data entries one user keeps (a global type, a type in a
+/// room, a room's tags: one each), server-managed types not counted. Keeps
+/// many tiny entries, each a row with a key of up to 510 bytes, from
+/// growing without bound under the byte quota: a few per room for a user
+/// in a thousand rooms.
+pub const QUOTA_ENTRIES_PER_USER: u64 = 4096;
+/// The `info_uri` that `M_USER_LIMIT_EXCEEDED` must carry: the spec's
+/// account data module, for lack of a page of Hearth's own; the error
+/// message states the limit.
+const QUOTA_INFO_URI: &str = "https://spec.matrix.org/v1.19/client-server-api/#client-config";
+
+/// A write refused by the quota; the message names the limit.
+#[derive(Debug)]
+struct OverQuota(String);
+
+impl OverQuota {
+    /// The spec's answer for a user's own limit (v1.18): 403 (the code the
+    /// spec suggests for a storage quota) with `M_USER_LIMIT_EXCEEDED`,
+    /// which `ErrorKind` does not carry, and its `info_uri`.
+    fn response(self) -> Response {
+        Response {
+            status: 403,
+            body: Some(json!({
+                "errcode": "M_USER_LIMIT_EXCEEDED",
+                "error": self.0,
+                "info_uri": QUOTA_INFO_URI,
+            })),
+        }
+    }
+}
+
+/// Checks, inside the write, that storing `new_bytes` of content as
+/// `(room_id, kind)` keeps the user within the quota. The entry replaced
+/// counts at its new size only. A write that does not grow what the user
+/// keeps (same or fewer bytes, no new entry) always passes, so a user past
+/// the quota can still shrink their data.
+fn check_quota(
+    conn: &rusqlite::Connection,
+    user_id: &str,
+    room_id: &str,
+    kind: &str,
+    new_bytes: u64,
+) -> Result<std::result::Result<(), OverQuota>> {
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    for (t, usage) in account_data::usage_by_type(conn, user_id, room_id, kind)? {
+        if !SERVER_MANAGED.contains(&t.as_str()) {
+            entries += usage.entries;
+            bytes += usage.bytes;
+        }
+    }
+    let (entries_after, bytes_after) = (entries + 1, bytes.saturating_add(new_bytes));
+    if entries_after <= QUOTA_ENTRIES_PER_USER && bytes_after <= QUOTA_BYTES_PER_USER {
+        return Ok(Ok(()));
+    }
+    let old = account_data::get(conn, user_id, room_id, kind)?;
+    if old.as_ref().is_some_and(|old| new_bytes <= old.len() as u64) {
+        return Ok(Ok(()));
+    }
+    if old.is_none() && entries_after > QUOTA_ENTRIES_PER_USER {
+        return Ok(Err(OverQuota(format!(
+            "Your account data may have at most {QUOTA_ENTRIES_PER_USER} entries (types per room and global)"
+        ))));
+    }
+    if bytes_after > QUOTA_BYTES_PER_USER {
+        return Ok(Err(OverQuota(format!(
+            "Your account data may hold at most {QUOTA_BYTES_PER_USER} bytes in all; this would make it {bytes_after}"
+        ))));
+    }
+    Ok(Ok(()))
+}
 
 /// The requester, who must be the `{userId}` of the path.
 fn owner(req: &Request) -> Result<&Auth> {
@@ -63,22 +145,41 @@ fn get(app: &App, user_id: &str, room_id: &str, kind: &str) -> Result<Response> 
     let Some(text) = app.db.read(|c| account_data::get(c, user_id, room_id, kind))? else {
         return Err(Error::not_found("Account data not found"));
     };
-    let content: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::internal(format!("stored account data {user_id} {kind}: {e}")))?;
+    // Content that cannot be parsed (stored before the nesting limit, or
+    // damaged) is logged and cannot be shown: as absent as none.
+    let content: Value = serde_json::from_str(&text).map_err(|e| {
+        log::warn(format_args!(
+            "unreadable stored account data {kind:?} of {user_id} (room {room_id:?}): {e}"
+        ));
+        Error::not_found("Account data not found")
+    })?;
     Response::ok(content)
 }
 
 /// Stores `content` as `kind` at a new stream position and notes the
-/// change for the user's long-polls.
-fn store(app: &App, user_id: &str, room_id: &str, kind: &str, content: &Value) -> Result<()> {
+/// change for the user's long-polls; nothing if it would pass the quota.
+fn store(
+    app: &App,
+    user_id: &str,
+    room_id: &str,
+    kind: &str,
+    content: &Value,
+) -> Result<std::result::Result<(), OverQuota>> {
     let text = content.to_string();
     let pos = app.db.write(|c| {
+        if let Err(over) = check_quota(c, user_id, room_id, kind, text.len() as u64)? {
+            return Ok(Err(over));
+        }
         let pos = events::next_pos(c)?;
         account_data::put(c, user_id, room_id, kind, &text, pos)?;
-        Ok(pos)
+        Ok(Ok(pos))
     })?;
+    let pos = match pos {
+        Ok(pos) => pos,
+        Err(over) => return Ok(Err(over)),
+    };
     hub::pending::record(pos, &[], &[user_id]);
-    Ok(())
+    Ok(Ok(()))
 }
 
 fn put(app: &App, req: &Request, user_id: &str, room_id: &str, kind: &str) -> Result<Response> {
@@ -96,7 +197,9 @@ fn put(app: &App, req: &Request, user_id: &str, room_id: &str, kind: &str) -> Re
     if !content.is_object() {
         return Err(Error::bad_json("Content must be a JSON object"));
     }
-    store(app, user_id, room_id, kind, &content)?;
+    if let Err(over) = store(app, user_id, room_id, kind, &content)? {
+        return Ok(over.response());
+    }
     Response::ok(json!({}))
 }
 
@@ -132,7 +235,10 @@ fn load_tags(conn: &rusqlite::Connection, user_id: &str, room_id: &str) -> Resul
     let Some(text) = account_data::get(conn, user_id, room_id, TAG_TYPE)? else {
         return Ok(Map::new());
     };
-    let content: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let content: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        log::warn(format_args!("unreadable stored tags of {user_id} in {room_id}: {e}"));
+        Value::Null
+    });
     match content.get("tags") {
         Some(Value::Object(tags)) => Ok(tags.clone()),
         _ => Ok(Map::new()),
@@ -140,27 +246,33 @@ fn load_tags(conn: &rusqlite::Connection, user_id: &str, room_id: &str) -> Resul
 }
 
 /// Changes a room's tags with `change` (which returns false if nothing
-/// changed) in one write: a new stream position only for a real change.
+/// changed) in one write: a new stream position only for a real change,
+/// nothing if the new tags would pass the quota.
 fn update_tags(
     app: &App,
     user_id: &str,
     room_id: &str,
     change: impl FnOnce(&mut Map<String, Value>) -> Result<bool>,
-) -> Result<()> {
+) -> Result<std::result::Result<(), OverQuota>> {
     let pos = app.db.write(|c| {
         let mut tags = load_tags(c, user_id, room_id)?;
         if !change(&mut tags)? {
-            return Ok(None);
+            return Ok(Ok(None));
         }
         let text = json!({ "tags": tags }).to_string();
+        if let Err(over) = check_quota(c, user_id, room_id, TAG_TYPE, text.len() as u64)? {
+            return Ok(Err(over));
+        }
         let pos = events::next_pos(c)?;
         account_data::put(c, user_id, room_id, TAG_TYPE, &text, pos)?;
-        Ok(Some(pos))
+        Ok(Ok(Some(pos)))
     })?;
-    if let Some(pos) = pos {
-        hub::pending::record(pos, &[], &[user_id]);
+    match pos {
+        Ok(Some(pos)) => hub::pending::record(pos, &[], &[user_id]),
+        Ok(None) => {}
+        Err(over) => return Ok(Err(over)),
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// The `{tag}` path parameter.
@@ -203,12 +315,15 @@ pub fn put_tag(app: &App, req: &Request) -> Result<Response> {
             format!("A tag's content may be at most {TAG_CONTENT_MAX_BYTES} bytes"),
         ));
     }
-    update_tags(app, &who.user_id, room_id, |tags| {
+    let stored = update_tags(app, &who.user_id, room_id, |tags| {
         if !tags.contains_key(tag) && tags.len() >= TAGS_PER_ROOM_MAX {
             return Err(Error::invalid_param(format!("A room may have at most {TAGS_PER_ROOM_MAX} tags")));
         }
         Ok(tags.insert(tag.to_owned(), content.clone()).as_ref() != Some(&content))
     })?;
+    if let Err(over) = stored {
+        return Ok(over.response());
+    }
     Response::ok(json!({}))
 }
 
@@ -219,6 +334,9 @@ pub fn delete_tag(app: &App, req: &Request) -> Result<Response> {
     let who = owner(req)?;
     let room_id = room_param(req, 1)?;
     let tag = tag_param(req)?;
-    update_tags(app, &who.user_id, room_id, |tags| Ok(tags.remove(tag).is_some()))?;
+    // Removing shrinks the tags, so the quota never refuses it.
+    if let Err(over) = update_tags(app, &who.user_id, room_id, |tags| Ok(tags.remove(tag).is_some()))? {
+        return Ok(over.response());
+    }
     Response::ok(json!({}))
 }

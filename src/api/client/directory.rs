@@ -162,7 +162,8 @@ fn drop_from_canonical_alias(
     alias: &str,
     who: &Auth,
 ) -> Result<()> {
-    let Some(event) = rooms::current_state_event(conn, room_id, "m.room.canonical_alias", "")? else {
+    let Some(event) = rooms::current_readable_state_event(conn, room_id, "m.room.canonical_alias", "")?
+    else {
         return Ok(());
     };
     let Some(mut content) = event.get("content").and_then(Value::as_object).cloned() else {
@@ -446,7 +447,8 @@ fn plain_topic(event: &Option<Value>) -> Option<String> {
 
 /// Builds a room's directory entry from its current state.
 fn entry(conn: &rusqlite::Connection, room_id: &str) -> Result<Entry> {
-    let ev = |kind: &str| rooms::current_state_event(conn, room_id, kind, "");
+    // A state event that cannot be read (logged) shows as absent.
+    let ev = |kind: &str| rooms::current_readable_state_event(conn, room_id, kind, "");
     let create = ev("m.room.create")?;
     let name_ev = ev("m.room.name")?;
     let alias_ev = ev("m.room.canonical_alias")?;

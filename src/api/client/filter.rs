@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// Most entries in one list of a filter (`types`, `senders`, ...).
 pub const FILTER_LIST_MAX: usize = 1000;
@@ -44,8 +44,7 @@ impl RoomEventFilter {
         if text.len() > FILTER_JSON_MAX_BYTES {
             return Err(Error::bad_json(format!("The filter is longer than {FILTER_JSON_MAX_BYTES} bytes")));
         }
-        let value: Value = serde_json::from_str(text)
-            .map_err(|_| Error::new(ErrorKind::NotJson, "The filter is not valid JSON"))?;
+        let value = crate::api::parse_json(text.as_bytes(), "The filter")?;
         RoomEventFilter::parse(&value)
     }
 

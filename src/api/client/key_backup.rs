@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{Request, Response};
 use crate::app::App;
 use crate::error::{Error, Result};
+use crate::log;
 use crate::storage::key_backup::{self, SessionKey, Version};
 
 /// Session keys one upload may carry.
@@ -35,8 +36,12 @@ fn parse_version(s: &str) -> Option<i64> {
 }
 
 fn version_json(v: &Version, count: i64) -> Result<Value> {
-    let auth_data: Value =
-        serde_json::from_str(&v.auth_data).map_err(|e| Error::internal(format!("stored auth_data: {e}")))?;
+    // Damaged `auth_data` (logged) shows as empty rather than failing the
+    // answer: the client sees a backup it cannot verify and can replace it.
+    let auth_data: Value = serde_json::from_str(&v.auth_data).unwrap_or_else(|e| {
+        log::warn(format_args!("unreadable stored auth_data of backup version {}: {e}", v.version));
+        json!({})
+    });
     Ok(json!({
         "algorithm": v.algorithm,
         "auth_data": auth_data,
@@ -261,7 +266,10 @@ pub fn put_keys(app: &App, req: &Request) -> Result<Response> {
 }
 
 fn session_json(k: &SessionKey) -> Value {
-    let session_data: Value = serde_json::from_str(&k.session_data).unwrap_or_else(|_| json!({}));
+    let session_data: Value = serde_json::from_str(&k.session_data).unwrap_or_else(|e| {
+        log::warn(format_args!("unreadable stored session_data of a backed-up key: {e}"));
+        json!({})
+    });
     json!({
         "first_message_index": k.first_message_index,
         "forwarded_count": k.forwarded_count,

@@ -24,6 +24,7 @@ use crate::crypto::canonical::to_canonical_excluding;
 use crate::crypto::{b64_decode, sign::verify_json};
 use crate::error::{Error, Result};
 use crate::hub;
+use crate::log;
 use crate::storage::{e2ee, events, state};
 use crate::sync::Since;
 
@@ -94,6 +95,19 @@ fn storable(v: &Value, max: usize) -> Result<String> {
 /// Parses stored JSON; stored text was checked on the way in.
 fn parse_stored(text: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| Error::internal(format!("stored key JSON: {e}")))
+}
+
+/// Parses stored JSON for an answer that lists many keys: a key that
+/// cannot be parsed (damaged) is logged and left out, not a failure of the
+/// whole answer.
+fn readable_stored(text: &str, what: std::fmt::Arguments) -> Option<Value> {
+    match serde_json::from_str(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            log::warn(format_args!("skipping unreadable stored {what}: {e}"));
+            None
+        }
+    }
 }
 
 /// Records a change of `user_id`'s devices or keys: a new stream position,
@@ -394,7 +408,10 @@ pub fn query(app: &App, req: &Request) -> Result<Response> {
                 if !wanted.is_empty() && !wanted.contains(device_id.as_str()) {
                     continue;
                 }
-                let mut obj = parse_stored(&text)?;
+                let Some(mut obj) = readable_stored(&text, format_args!("keys of {user_id} {device_id}"))
+                else {
+                    continue;
+                };
                 merge_signatures(&mut obj, e2ee::device_signatures(tx, user_id, &device_id)?, user_id, me);
                 if let Some(name) = display_name {
                     obj["unsigned"] = json!({ "device_display_name": name });
@@ -403,16 +420,21 @@ pub fn query(app: &App, req: &Request) -> Result<Response> {
             }
             device_keys.insert(user_id.clone(), Value::Object(devices));
             if let Some((public, text)) = e2ee::cross_signing_key(tx, user_id, "master")? {
-                let mut obj = parse_stored(&text)?;
-                merge_signatures(&mut obj, e2ee::key_signatures(tx, user_id, &public)?, user_id, me);
-                master_keys.insert(user_id.clone(), obj);
+                if let Some(mut obj) = readable_stored(&text, format_args!("master key of {user_id}")) {
+                    merge_signatures(&mut obj, e2ee::key_signatures(tx, user_id, &public)?, user_id, me);
+                    master_keys.insert(user_id.clone(), obj);
+                }
             }
             if let Some((_, text)) = e2ee::cross_signing_key(tx, user_id, "self_signing")? {
-                self_signing_keys.insert(user_id.clone(), parse_stored(&text)?);
+                if let Some(obj) = readable_stored(&text, format_args!("self-signing key of {user_id}")) {
+                    self_signing_keys.insert(user_id.clone(), obj);
+                }
             }
             if user_id == me {
                 if let Some((_, text)) = e2ee::cross_signing_key(tx, user_id, "user_signing")? {
-                    user_signing_keys.insert(user_id.clone(), parse_stored(&text)?);
+                    if let Some(obj) = readable_stored(&text, format_args!("user-signing key of {user_id}")) {
+                        user_signing_keys.insert(user_id.clone(), obj);
+                    }
                 }
             }
         }
@@ -459,11 +481,11 @@ pub fn claim(app: &App, req: &Request) -> Result<Response> {
                     Some(k) => Some(k),
                     None => e2ee::claim_fallback_key(tx, user_id, device_id, algorithm)?,
                 };
-                if let Some((key_id, text)) = key {
-                    user_out.insert(
-                        device_id.clone(),
-                        json!({ format!("{algorithm}:{key_id}"): parse_stored(&text)? }),
-                    );
+                let Some((key_id, text)) = key else { continue };
+                if let Some(key) =
+                    readable_stored(&text, format_args!("one-time key of {user_id} {device_id}"))
+                {
+                    user_out.insert(device_id.clone(), json!({ format!("{algorithm}:{key_id}"): key }));
                 }
             }
             if !user_out.is_empty() {

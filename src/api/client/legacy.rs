@@ -71,7 +71,9 @@ pub fn initial_sync(app: &App, req: &Request) -> Result<Response> {
                 "invite" => {
                     let mut info = json!({ "room_id": room_id, "membership": membership });
                     if let Some(e) = events::get(conn, &event_id)? {
-                        info["invite"] = ctx.format(&e)?;
+                        if let Some(invite) = ctx.format(&e)? {
+                            info["invite"] = invite;
+                        }
                     }
                     rooms.push(info);
                 }
@@ -163,7 +165,8 @@ impl<'a> Ctx<'a> {
         Since { pos, ephemeral: self.ephemeral }.format()
     }
 
-    fn format(&self, e: &StoredEvent) -> Result<Value> {
+    /// The client form of an event; `None` if it cannot be read (logged).
+    fn format(&self, e: &StoredEvent) -> Result<Option<Value>> {
         client_event(self.conn, e, Some(self.viewer), self.now_ms)
     }
 
@@ -176,7 +179,7 @@ impl<'a> Ctx<'a> {
         membership: &str,
         left: Option<&StoredEvent>,
         limit: usize,
-        data: &[(String, String, String)],
+        data: &[(String, String, Value)],
     ) -> Result<Value> {
         let (upto, state_map) = match left {
             Some(e) => (e.pos, rooms::state_after(self.conn, e)?),
@@ -185,13 +188,16 @@ impl<'a> Ctx<'a> {
         let messages = self.recent(room_id, upto + 1, limit)?;
         // Backwards from `s{p}` come the events before `p`.
         let start = token::at(messages.first().map_or(upto + 1, |e| e.pos));
-        let chunk = messages.iter().map(|e| self.format(e)).collect::<Result<Vec<_>>>()?;
+        let mut chunk = Vec::with_capacity(messages.len());
+        for e in &messages {
+            chunk.extend(self.format(e)?);
+        }
         let mut ids: Vec<&String> = state_map.values().collect();
         ids.sort();
         let mut state_events = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(e) = events::get(self.conn, id)? {
-                state_events.push(self.format(&e)?);
+                state_events.extend(self.format(&e)?);
             }
         }
         let published = room_store::get(self.conn, room_id)?.is_some_and(|r| r.published);
@@ -245,8 +251,9 @@ fn left_event(conn: &Connection, room_id: &str, user_id: &str) -> Result<Option<
     for _ in 0..MEMBERSHIP_HOPS_MAX {
         let Some(id) = next else { return Ok(None) };
         let Some(e) = events::get(conn, &id)? else { return Ok(None) };
-        let pdu = rooms::pdu_json(&e)?;
-        if pdu.pointer("/content/membership").and_then(Value::as_str) == Some("join") {
+        // An unreadable event (logged) is not a join: look further back.
+        let membership = rooms::readable_pdu(&e).and_then(|p| p.pointer("/content/membership").cloned());
+        if membership.as_ref().and_then(Value::as_str) == Some("join") {
             return Ok(later);
         }
         next = state::group_entry(conn, e.state_before, "m.room.member", user_id)?;
@@ -256,8 +263,7 @@ fn left_event(conn: &Connection, room_id: &str, user_id: &str) -> Result<Option<
 }
 
 /// An account data entry as an event.
-fn account_data_event(kind: &str, content: &str) -> Value {
-    let content: Value = serde_json::from_str(content).unwrap_or_else(|_| json!({}));
+fn account_data_event(kind: &str, content: &Value) -> Value {
     json!({ "type": kind, "content": content })
 }
 
@@ -275,7 +281,7 @@ pub fn get_event(app: &App, req: &Request) -> Result<Response> {
             return Err(not_found());
         }
         let viewer = Viewer { user_id: &who.user_id, device_id: &who.device_id };
-        Response::ok(client_event(conn, &e, Some(viewer), storage::now_ms())?)
+        Response::ok(client_event(conn, &e, Some(viewer), storage::now_ms())?.ok_or_else(not_found)?)
     })
 }
 
@@ -450,7 +456,7 @@ impl StreamQuery<'_> {
         let now_ms = storage::now_ms();
         let mut chunk = Vec::with_capacity(picked.len());
         for e in &picked {
-            chunk.push(client_event(conn, e, Some(self.viewer), now_ms)?);
+            chunk.extend(client_event(conn, e, Some(self.viewer), now_ms)?);
         }
         if self.peek.is_none() {
             let mut rooms: Vec<&String> = joined.iter().collect();

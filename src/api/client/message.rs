@@ -226,10 +226,13 @@ pub fn get_state(app: &App, req: &Request) -> Result<Response> {
         };
         let not_found = || Error::not_found("The room has no state with this type and key");
         let e = events::get(conn, &id.ok_or_else(not_found)?)?.ok_or_else(not_found)?;
+        // A stored event that cannot be read (logged) is as absent as none.
         if whole_event {
-            return Response::ok(format::client_event(conn, &e, Some(viewer(who)), storage::now_ms())?);
+            let event = format::client_event(conn, &e, Some(viewer(who)), storage::now_ms())?;
+            return Response::ok(event.ok_or_else(not_found)?);
         }
-        Response::ok(rooms::pdu_json(&e)?.get("content").cloned().unwrap_or_else(|| json!({})))
+        let pdu = rooms::readable_pdu(&e).ok_or_else(not_found)?;
+        Response::ok(pdu.get("content").cloned().unwrap_or_else(|| json!({})))
     })
 }
 
@@ -308,7 +311,8 @@ pub fn get_event(app: &App, req: &Request) -> Result<Response> {
     let event_id = event_id_param(req, 1)?;
     app.db.read(|conn| {
         let e = visible_event(conn, room_id, event_id, &who.user_id)?;
-        Response::ok(format::client_event(conn, &e, Some(viewer(who)), storage::now_ms())?)
+        let event = format::client_event(conn, &e, Some(viewer(who)), storage::now_ms())?;
+        Response::ok(event.ok_or_else(unreadable)?)
     })
 }
 
@@ -364,7 +368,7 @@ pub fn context(app: &App, req: &Request) -> Result<Response> {
         Response::ok(json!({
             "start": start,
             "end": end,
-            "event": format::client_event(conn, &target, v, now)?,
+            "event": format::client_event(conn, &target, v, now)?.ok_or_else(unreadable)?,
             "events_before": format::client_events(conn, &before.events, v, now)?,
             "events_after": format::client_events(conn, &after.events, v, now)?,
             "state": format::client_events(conn, &state_events, v, now)?,
@@ -574,13 +578,20 @@ fn membership_query<'r>(req: &'r Request, key: &str) -> Result<Option<&'r str>> 
     }
 }
 
-/// A string field of an event's content.
+/// A string field of an event's content (none if the event cannot be read).
 fn content_str(e: &StoredEvent, field: &str) -> Result<Option<String>> {
-    Ok(rooms::pdu_json(e)?
-        .get("content")
+    Ok(rooms::readable_pdu(e)
+        .as_ref()
+        .and_then(|p| p.get("content"))
         .and_then(|c| c.get(field))
         .and_then(Value::as_str)
         .map(str::to_owned))
+}
+
+/// The answer for an event whose stored PDU cannot be read (logged): it
+/// cannot be shown, so it is as absent as one that does not exist.
+fn unreadable() -> Error {
+    Error::not_found("Event not found")
 }
 
 fn load_all<'i>(conn: &Connection, ids: impl IntoIterator<Item = &'i String>) -> Result<Vec<StoredEvent>> {
@@ -592,10 +603,14 @@ fn load_all<'i>(conn: &Connection, ids: impl IntoIterator<Item = &'i String>) ->
     Ok(out)
 }
 
-/// True if the event passes the filter's type, sender and URL tests.
+/// True if the event passes the filter's type, sender and URL tests. An
+/// event that cannot be read passes none that look at its content.
 fn passes(filter: &RoomEventFilter, e: &StoredEvent) -> Result<bool> {
     let content = match filter.needs_content() {
-        true => rooms::pdu_json(e)?.get("content").cloned(),
+        true => match rooms::readable_pdu(e) {
+            Some(pdu) => pdu.get("content").cloned(),
+            None => return Ok(false),
+        },
         false => None,
     };
     Ok(filter.allows_event(&e.kind, &e.sender, content.as_ref()))

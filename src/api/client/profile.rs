@@ -179,7 +179,9 @@ pub fn set_avatar_url(app: &App, req: &Request) -> Result<Response> {
 fn update_member_events(app: &App, conn: &rusqlite::Connection, user_id: &str) -> Result<()> {
     let profile = profiles::get(conn, user_id)?.unwrap_or_default();
     for room_id in state::rooms_of_user(conn, user_id, "join")? {
-        let Some(pdu) = rooms::current_state_event(conn, &room_id, "m.room.member", user_id)? else {
+        // A member event that cannot be read (logged) is skipped like an
+        // odd room: its content cannot be carried over.
+        let Some(pdu) = rooms::current_readable_state_event(conn, &room_id, "m.room.member", user_id)? else {
             continue;
         };
         let mut content = pdu.get("content").and_then(Value::as_object).cloned().unwrap_or_default();

@@ -481,7 +481,8 @@ pub fn notifications(app: &App, req: &Request) -> Result<Response> {
                 read_by_room.insert(n.room_id.clone(), push::read_up_to(c, &who.user_id, &n.room_id)?);
             }
             let read = read_by_room.get(&n.room_id).is_some_and(|r| r.has_read(n.pos, &n.thread_id));
-            let mut event = client_event(c, &e, Some(viewer), now)?;
+            // An event that cannot be read (logged) is left out.
+            let Some(mut event) = client_event(c, &e, Some(viewer), now)? else { continue };
             if let Some(obj) = event.as_object_mut() {
                 obj.remove("room_id");
             }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::api::{Poll, Request, Response};
+use crate::api::{parse_json, Poll, Request, Response};
 use crate::app::App;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::Waiter;
+use crate::log;
 use crate::storage::account_data;
 use crate::sync::{self, Since, SyncFilter};
 
@@ -20,21 +21,29 @@ const FILTER_JSON_MAX_BYTES: usize = 65536;
 /// Reads the `filter` query parameter: inline JSON or a stored filter ID.
 fn load_filter(app: &App, user_id: &str, param: Option<&str>) -> Result<SyncFilter> {
     let Some(text) = param else { return Ok(SyncFilter::default()) };
-    let json = if text.trim_start().starts_with('{') {
-        text.to_owned()
-    } else {
-        let id: i64 =
-            text.parse().map_err(|_| Error::invalid_param("filter is neither JSON nor a filter ID"))?;
-        app.db
-            .read(|c| account_data::filter(c, user_id, id))?
-            .ok_or_else(|| Error::invalid_param("No filter with that ID"))?
-    };
-    if json.len() > FILTER_JSON_MAX_BYTES {
-        return Err(Error::bad_json("The filter is too long"));
+    if text.trim_start().starts_with('{') {
+        if text.len() > FILTER_JSON_MAX_BYTES {
+            return Err(Error::bad_json("The filter is too long"));
+        }
+        return sync::parse_filter(&parse_json(text.as_bytes(), "The filter")?);
     }
-    let value: Value = serde_json::from_str(&json)
-        .map_err(|_| Error::new(crate::error::ErrorKind::NotJson, "The filter is not valid JSON"))?;
-    sync::parse_filter(&value)
+    let id: i64 = text.parse().map_err(|_| Error::invalid_param("filter is neither JSON nor a filter ID"))?;
+    let stored =
+        stored_filter(app, user_id, id)?.ok_or_else(|| Error::invalid_param("No filter with that ID"))?;
+    sync::parse_filter(&stored)
+}
+
+/// A stored filter, parsed. One that cannot be parsed (stored before the
+/// nesting limit, or damaged) is logged and counts as absent.
+fn stored_filter(app: &App, user_id: &str, id: i64) -> Result<Option<Value>> {
+    let Some(text) = app.db.read(|c| account_data::filter(c, user_id, id))? else { return Ok(None) };
+    match serde_json::from_str(&text) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) => {
+            log::warn(format_args!("skipping unreadable stored filter {id} of {user_id}: {e}"));
+            Ok(None)
+        }
+    }
 }
 
 /// GET /_matrix/client/v3/sync
@@ -154,11 +163,6 @@ pub fn get_filter(app: &App, req: &Request) -> Result<Response> {
         return Err(Error::forbidden("You can only read your own filters"));
     }
     let id: i64 = req.param(1).parse().map_err(|_| Error::not_found("No such filter"))?;
-    let text = app
-        .db
-        .read(|c| account_data::filter(c, &who.user_id, id))?
-        .ok_or_else(|| Error::not_found("No such filter"))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| Error::internal(format!("stored filter: {e}")))?;
+    let value = stored_filter(app, &who.user_id, id)?.ok_or_else(|| Error::not_found("No such filter"))?;
     Response::ok(value)
 }
