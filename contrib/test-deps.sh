@@ -4,8 +4,13 @@
 # gcc-aarch64-linux-gnu plus the rustup musl targets (tests/static_qemu.rs
 # via contrib/build-static.sh). Quick when everything is already there; a
 # failed install makes those tests fail, not skip. Needs root for apt-get.
+# Also Node.js and the npm packages of tests/js (matrix-js-sdk, for
+# tests/js_sdk.rs), from its package-lock.json.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 missing=()
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 command -v pebble >/dev/null || missing+=(pebble)
 command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
 command -v musl-gcc >/dev/null || missing+=(musl-tools)
@@ -20,4 +25,8 @@ for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
     grep -qx "$target" <<<"$installed_targets" || rustup target add "$target" \
         || echo "warning: could not add the rustup target $target"
 done
+if [ ! -d tests/js/node_modules/matrix-js-sdk ]; then
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error) \
+        || echo "warning: could not install tests/js's npm packages; tests/js_sdk.rs will fail"
+fi
 exit 0
