@@ -337,3 +337,25 @@ fn a_parked_sync_whose_client_left_is_let_go() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_unread_body_closes_the_connection_and_the_answer_says_so() {
+    let s = Server::start();
+    let mut c = connect(&s);
+    // An upload refused before its body is read (no token): 1 MiB declared,
+    // the first 64 KiB sent.
+    c.write_all(b"POST /_matrix/media/v3/upload HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 1048576\r\n\r\n")
+        .expect("head");
+    c.write_all(&vec![0u8; 64 * 1024]).expect("body start");
+    let response = read_to_close(&mut c);
+    assert_json_error(&response, 401, "M_MISSING_TOKEN");
+    assert!(response.contains("\r\nConnection: close\r\n"), "{response}");
+    // A request whose body was read keeps its connection, without the header.
+    let mut c = connect(&s);
+    c.write_all(b"POST /_matrix/client/v3/login HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}").expect("send");
+    let response = read_response(&mut c);
+    assert_eq!(status_of(&response), 400, "{response}");
+    assert!(!response.contains("Connection: close"), "{response}");
+    c.write_all(b"GET /_matrix/client/versions HTTP/1.1\r\n\r\n").expect("send");
+    assert_eq!(status_of(&read_response(&mut c)), 200);
+}

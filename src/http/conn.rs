@@ -238,19 +238,53 @@ impl Read for BodyReader {
 
 /// The response side: gathers small writes and sends them in pieces. No
 /// memory is held until the first write (a parked long-poll costs none).
+///
+/// When the connection will close after this answer (the client asked, or
+/// the body was not read to its end), the answer says so with
+/// `Connection: close`, so a client does not send its next request into a
+/// closing connection. tiny_http does not let a response set that header,
+/// so it goes into the head here, as the head leaves.
 pub struct ResponseWriter {
     lease: Arc<Lease>,
     buf: Vec<u8>,
+    head_sent: bool,
 }
 
 impl ResponseWriter {
     pub fn new(lease: Arc<Lease>) -> ResponseWriter {
-        ResponseWriter { lease, buf: Vec::new() }
+        ResponseWriter { lease, buf: Vec::new(), head_sent: false }
+    }
+
+    /// Adds `Connection: close` to the final head in `buf` if the
+    /// connection will not carry another request (and then makes sure it
+    /// does not).
+    fn mark_close(&mut self) -> io::Result<()> {
+        let interim = self.buf.get(..10).is_some_and(|s| s.starts_with(b"HTTP/1.") && s[9] == b'1');
+        if interim {
+            return Ok(());
+        }
+        self.head_sent = true;
+        let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(()) };
+        let gone = self.lease.gone.load(Ordering::Relaxed);
+        let close = self.lease.with(|p| {
+            let close = !p.keep_alive || !matches!(p.body_left, BodyLeft::Bytes(0)) || gone;
+            if close {
+                p.keep_alive = false;
+            }
+            Ok(close)
+        })?;
+        if close {
+            self.buf.splice(end + 2..end + 2, b"Connection: close\r\n".iter().copied());
+        }
+        Ok(())
     }
 
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
+        }
+        if !self.head_sent {
+            self.mark_close()?;
         }
         let buf = &self.buf;
         let result = self.lease.with(|p| p.transport.write_all(buf));
