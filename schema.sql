@@ -65,11 +65,13 @@ CREATE TABLE registration_tokens (
     created_ts    INTEGER NOT NULL
 ) STRICT;
 
--- User-interactive authentication sessions. kind names the endpoint the
--- session was opened for, so a session cannot be replayed elsewhere.
+-- User-interactive authentication sessions. op_hash binds a session to
+-- the one operation it was opened for (endpoint, user and the parameters
+-- that matter: api::uia), so it serves no other request; a session is
+-- deleted with the request it authorised, so it cannot be replayed.
 CREATE TABLE uia_sessions (
     session_id    TEXT PRIMARY KEY,
-    kind          TEXT NOT NULL,
+    op_hash       BLOB NOT NULL,           -- sha256(session_id, 0, canonical operation)
     user_id       TEXT,                    -- NULL for registration
     completed     TEXT NOT NULL DEFAULT '[]', -- JSON array of stage types
     reg_token     TEXT,                    -- registration token this session holds a pending use of

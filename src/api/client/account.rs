@@ -38,14 +38,20 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body: PasswordBody = req.json()?;
     check_new_password(&body.new_password)?;
-    let spec = Spec { kind: "password", user_id: Some(&who.user_id), flows: PASSWORD_FLOWS };
+    let logout_devices = body.logout_devices.unwrap_or(true);
+    let spec = Spec {
+        endpoint: "POST /account/password",
+        user_id: Some(&who.user_id),
+        flows: PASSWORD_FLOWS,
+        params: json!({ "new_password": body.new_password, "logout_devices": logout_devices }),
+    };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     let hash =
         password::hash_password(&body.new_password).map_err(|e| Error::internal(format!("hashing: {e}")))?;
     app.db.write(|tx| {
         users::set_password(tx, &who.user_id, &hash)?;
         passed.finish(tx)?;
-        if body.logout_devices.unwrap_or(true) {
+        if logout_devices {
             devices::delete_all_except(tx, &who.user_id, Some(&who.device_id))?;
             crate::api::client::keys::devices_removed(tx, &who.user_id)?;
         }
@@ -57,13 +63,23 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
 #[derive(Deserialize)]
 struct DeactivateBody {
     auth: Option<Value>,
+    /// Read only to bind the UIA session: Hearth keeps no identity-server
+    /// bindings, and erasure is not offered.
+    #[serde(default)]
+    erase: bool,
+    id_server: Option<String>,
 }
 
 /// POST /_matrix/client/v3/account/deactivate
 pub fn deactivate(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body: DeactivateBody = req.json_or_empty()?;
-    let spec = Spec { kind: "deactivate", user_id: Some(&who.user_id), flows: PASSWORD_FLOWS };
+    let spec = Spec {
+        endpoint: "POST /account/deactivate",
+        user_id: Some(&who.user_id),
+        flows: PASSWORD_FLOWS,
+        params: json!({ "erase": body.erase, "id_server": body.id_server }),
+    };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     app.db.write(|tx| {
         passed.finish(tx)?;

@@ -83,7 +83,15 @@ pub fn register(app: &App, req: &Request) -> Result<Response> {
         Some(_) => return Err(Error::invalid_param("Invalid device_id")),
         None => auth::new_device_id(),
     };
-    let spec = Spec { kind: "register", user_id: None, flows: flows(app.config.registration) };
+    // Bound to the endpoint only: clients (matrix-js-sdk) open the session
+    // with a request that names no user yet, to learn the flows, and send
+    // the user name and password in a later stage.
+    let spec = Spec {
+        endpoint: "POST /register",
+        user_id: None,
+        flows: flows(app.config.registration),
+        params: Value::Null,
+    };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     // Hashing is slow on purpose; it happens before the write lock is taken.
     let hash = match &body.password {
