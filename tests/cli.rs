@@ -96,6 +96,9 @@ fn users_are_managed_from_the_command_line() {
 
     // Over HTTP, with the password given on stdin (the newline is not part of it).
     let token = s.login("alice", PW);
+    // Named by its localpart, as a registered account is.
+    let (status, name) = s.get(&format!("{V3}/profile/@alice:localhost/displayname"), None);
+    assert_eq!((status, name), (200, json!({ "displayname": "alice" })));
 
     // Existing users, bad names and other servers' users are refused.
     let (code, _, err) = s.hearth(&["user", "add", "alice", "--password-stdin"], "other\n");

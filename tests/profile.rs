@@ -74,9 +74,9 @@ fn profile_fields_round_trip_and_only_the_owner_changes_them() {
     let alice = user(&s, "alice");
     let bob = user(&s, "bob");
 
-    // Nothing set yet: the profile is empty and each field a 404.
-    assert_eq!(s.get(&profile_path(&alice.id, ""), None), (200, json!({})));
-    assert_error(&s.get(&profile_path(&alice.id, "displayname"), None), 404, "M_NOT_FOUND");
+    // Nothing set yet: the name is the localpart (given at registration),
+    // there is no avatar.
+    assert_eq!(s.get(&profile_path(&alice.id, ""), None), (200, json!({ "displayname": "alice" })));
     assert_error(&s.get(&profile_path(&alice.id, "avatar_url"), None), 404, "M_NOT_FOUND");
 
     set(&s, &alice, "displayname", json!("Alice Liddell"));
@@ -289,6 +289,10 @@ fn directory_limit_and_ranking() {
     }
     set(&s, &members[4], "displayname", json!("member"));
     set(&s, &members[2], "displayname", json!("Old Member"));
+    // The others drop the name registration gave them (their localpart).
+    for i in [0, 1, 3] {
+        set(&s, &members[i], "displayname", Value::Null);
+    }
 
     // Default limit 10: all five, exact display name first, then the word
     // prefix, then those with a display name, then by user ID.

@@ -12,7 +12,7 @@ use crate::config::Registration;
 use crate::core::ids;
 use crate::crypto::{password, token};
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::users;
+use crate::storage::{profiles, users};
 
 /// Length of a server-chosen localpart.
 const GENERATED_LOCALPART_LEN: usize = 12;
@@ -105,6 +105,11 @@ pub fn register(app: &App, req: &Request) -> Result<Response> {
     let session = app.db.write(|tx| {
         if !users::create(tx, &user_id, hash.as_deref(), false, now)? {
             return Err(Error::new(ErrorKind::UserInUse, "That user ID is taken"));
+        }
+        // A new account is called by its localpart until it picks a name
+        // (as Synapse and Conduit do), so member events and profiles show one.
+        if let Some((localpart, _)) = ids::parse_user_id(&user_id) {
+            profiles::set_displayname(tx, &user_id, Some(localpart))?;
         }
         passed.finish(tx)?;
         if body.inhibit_login {
