@@ -436,7 +436,10 @@ CREATE TABLE push_rules (
     PRIMARY KEY (user_id, kind, rule_id)
 ) STRICT, WITHOUT ROWID;
 
--- HTTP pushers: where a device wants its notifications pushed.
+-- HTTP pushers: where a device wants its notifications pushed. A pusher
+-- belongs to the device that set it and goes with it (logout, deletion,
+-- a password change signing the other devices out); device_id is NULL
+-- only for pushers set before schema version 2.
 CREATE TABLE pushers (
     user_id             TEXT NOT NULL,
     app_id              TEXT NOT NULL,
@@ -448,9 +451,12 @@ CREATE TABLE pushers (
     lang                TEXT NOT NULL,
     data                TEXT NOT NULL,     -- JSON object, with the gateway's url
     pushkey_ts          INTEGER NOT NULL,
-    PRIMARY KEY (user_id, app_id, pushkey)
+    device_id           TEXT,
+    PRIMARY KEY (user_id, app_id, pushkey),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX pushers_key ON pushers(app_id, pushkey);
+CREATE INDEX pushers_device ON pushers(user_id, device_id);
 
 -- Events that notified someone, written with the event: one row per event
 -- and outcome (the matched rule's actions), naming the users notified by
@@ -501,6 +507,12 @@ CREATE TABLE push_outbox (
     next_try_ts   INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX push_outbox_due ON push_outbox(next_try_ts);
+
+-- A pusher's pending pushes go with it, whichever path deleted it.
+CREATE TRIGGER pushers_deleted AFTER DELETE ON pushers BEGIN
+    DELETE FROM push_outbox
+        WHERE user_id = OLD.user_id AND app_id = OLD.app_id AND pushkey = OLD.pushkey;
+END;
 
 -- ACME (certificates by Let's Encrypt or another ACME server): the account
 -- key per directory, and the newest certificate per set of names.

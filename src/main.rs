@@ -11,7 +11,7 @@ use hearth::cli::{self, Command};
 use hearth::config::{self, Config};
 use hearth::core::ids;
 use hearth::crypto::{password, token};
-use hearth::storage::{self, devices, media, profiles, reg_tokens, users, Db};
+use hearth::storage::{self, devices, media, profiles, push, reg_tokens, users, Db};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -148,7 +148,10 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
             let done = write(&|tx| {
                 let ok = users::set_password(tx, &user_id, &hash)?;
                 if ok {
+                    // Signed out everywhere: devices (their tokens and keys
+                    // with them) and every pusher.
                     devices::delete_all_except(tx, &user_id, None)?;
+                    push::delete_pushers_except_device(tx, &user_id, None)?;
                 }
                 Ok(ok)
             })?;

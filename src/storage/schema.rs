@@ -26,6 +26,11 @@ const UPGRADES: &[&str] = &[UPGRADE_TO_2];
 /// Sessions in progress are dropped — they live minutes, and cannot be
 /// given an operation after the fact — and the registration-token uses
 /// they held are given back, as an expiry would.
+///
+/// Pushers record the device that set them and go with it: the table is
+/// rebuilt with `device_id` (NULL for the existing ones, whose device is
+/// not known) and its foreign key; a trigger drops a deleted pusher's
+/// pending pushes.
 const UPGRADE_TO_2: &str = "
 UPDATE registration_tokens SET pending = max(0, pending -
     (SELECT count(*) FROM uia_sessions s WHERE s.reg_token = registration_tokens.token));
@@ -39,6 +44,34 @@ CREATE TABLE uia_sessions (
     created_ts    INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX uia_sessions_created ON uia_sessions(created_ts);
+
+CREATE TABLE pushers_v2 (
+    user_id             TEXT NOT NULL,
+    app_id              TEXT NOT NULL,
+    pushkey             TEXT NOT NULL,
+    kind                TEXT NOT NULL,
+    app_display_name    TEXT NOT NULL,
+    device_display_name TEXT NOT NULL,
+    profile_tag         TEXT,
+    lang                TEXT NOT NULL,
+    data                TEXT NOT NULL,
+    pushkey_ts          INTEGER NOT NULL,
+    device_id           TEXT,
+    PRIMARY KEY (user_id, app_id, pushkey),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+INSERT INTO pushers_v2 (user_id, app_id, pushkey, kind, app_display_name, device_display_name,
+                        profile_tag, lang, data, pushkey_ts)
+    SELECT user_id, app_id, pushkey, kind, app_display_name, device_display_name,
+           profile_tag, lang, data, pushkey_ts FROM pushers;
+DROP TABLE pushers;
+ALTER TABLE pushers_v2 RENAME TO pushers;
+CREATE INDEX pushers_key ON pushers(app_id, pushkey);
+CREATE INDEX pushers_device ON pushers(user_id, device_id);
+CREATE TRIGGER pushers_deleted AFTER DELETE ON pushers BEGIN
+    DELETE FROM push_outbox
+        WHERE user_id = OLD.user_id AND app_id = OLD.app_id AND pushkey = OLD.pushkey;
+END;
 ";
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -177,7 +210,10 @@ mod tests {
         old.execute_batch(
             "INSERT INTO registration_tokens (token, uses_allowed, pending, created_ts) VALUES ('tok', 1, 1, 0);
              INSERT INTO uia_sessions (session_id, kind, completed, reg_token, created_ts)
-                 VALUES ('s', 'register', '[\"m.login.registration_token\"]', 'tok', 0);",
+                 VALUES ('s', 'register', '[\"m.login.registration_token\"]', 'tok', 0);
+             INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,
+                                  lang, data, pushkey_ts)
+                 VALUES ('@a:x', 'app', 'key', 'http', 'App', 'Phone', 'en', '{}', 5);",
         )
         .unwrap();
         let mut new = Connection::open_in_memory().unwrap();
@@ -195,6 +231,13 @@ mod tests {
         assert_eq!(pending, 0);
         let sessions: i64 = old.query_row("SELECT count(*) FROM uia_sessions", [], |r| r.get(0)).unwrap();
         assert_eq!(sessions, 0);
+        // Pushers are kept, their device unknown.
+        let pusher: (String, i64, Option<String>) = old
+            .query_row("SELECT pushkey, pushkey_ts, device_id FROM pushers", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(pusher, ("key".to_owned(), 5, None));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::api::{Request, Response};
 use crate::app::App;
 use crate::crypto::password;
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{devices, users};
+use crate::storage::{devices, push, users};
 
 const PASSWORD_FLOWS: &[&[&str]] = &[&[uia::PASSWORD]];
 
@@ -32,8 +32,10 @@ pub fn check_new_password(p: &str) -> Result<()> {
 
 /// POST /_matrix/client/v3/account/password
 ///
-/// Other devices are logged out unless `logout_devices` is false; the
-/// device making the request stays signed in.
+/// Other devices are logged out unless `logout_devices` is false: their
+/// access and refresh tokens, keys, to-device messages (all of which go
+/// with the device) and every pusher not set by the requesting device,
+/// which stays signed in.
 pub fn change_password(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body: PasswordBody = req.json()?;
@@ -53,6 +55,7 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
         passed.finish(tx)?;
         if logout_devices {
             devices::delete_all_except(tx, &who.user_id, Some(&who.device_id))?;
+            push::delete_pushers_except_device(tx, &who.user_id, Some(&who.device_id))?;
             crate::api::client::keys::devices_removed(tx, &who.user_id)?;
         }
         Ok(())
