@@ -53,6 +53,20 @@ CREATE TABLE refresh_tokens (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX refresh_tokens_device ON refresh_tokens(user_id, device_id);
 
+-- OpenID tokens (/openid/request_token): proof of who a user is for
+-- another service, exchanged at /_matrix/federation/v1/openid/userinfo;
+-- not access tokens. Each belongs to the device that asked and goes with
+-- it; bounded per user (storage::openid::TOKENS_PER_USER_MAX).
+CREATE TABLE openid_tokens (
+    token_hash  BLOB PRIMARY KEY,          -- sha256(token)
+    user_id     TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    expires_ts  INTEGER NOT NULL,
+    FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX openid_tokens_device ON openid_tokens(user_id, device_id);
+CREATE INDEX openid_tokens_expiry ON openid_tokens(expires_ts);
+
 -- Registration tokens (MSC3231 / spec "Token-authenticated registration").
 -- pending counts UIA sessions that passed the token stage but have not yet
 -- registered; completed counts registrations made with the token.

@@ -31,6 +31,8 @@ const UPGRADES: &[&str] = &[UPGRADE_TO_2];
 /// rebuilt with `device_id` (NULL for the existing ones, whose device is
 /// not known) and its foreign key; a trigger drops a deleted pusher's
 /// pending pushes.
+///
+/// OpenID tokens get their table.
 const UPGRADE_TO_2: &str = "
 UPDATE registration_tokens SET pending = max(0, pending -
     (SELECT count(*) FROM uia_sessions s WHERE s.reg_token = registration_tokens.token));
@@ -72,6 +74,16 @@ CREATE TRIGGER pushers_deleted AFTER DELETE ON pushers BEGIN
     DELETE FROM push_outbox
         WHERE user_id = OLD.user_id AND app_id = OLD.app_id AND pushkey = OLD.pushkey;
 END;
+
+CREATE TABLE openid_tokens (
+    token_hash  BLOB PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    expires_ts  INTEGER NOT NULL,
+    FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX openid_tokens_device ON openid_tokens(user_id, device_id);
+CREATE INDEX openid_tokens_expiry ON openid_tokens(expires_ts);
 ";
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
