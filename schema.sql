@@ -53,6 +53,20 @@ CREATE TABLE refresh_tokens (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX refresh_tokens_device ON refresh_tokens(user_id, device_id);
 
+-- OpenID tokens (/openid/request_token): proof of who a user is for
+-- another service, exchanged at /_matrix/federation/v1/openid/userinfo;
+-- not access tokens. Each belongs to the device that asked and goes with
+-- it; bounded per user (storage::openid::TOKENS_PER_USER_MAX).
+CREATE TABLE openid_tokens (
+    token_hash  BLOB PRIMARY KEY,          -- sha256(token)
+    user_id     TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    expires_ts  INTEGER NOT NULL,
+    FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX openid_tokens_device ON openid_tokens(user_id, device_id);
+CREATE INDEX openid_tokens_expiry ON openid_tokens(expires_ts);
+
 -- Registration tokens (MSC3231 / spec "Token-authenticated registration").
 -- pending counts UIA sessions that passed the token stage but have not yet
 -- registered; completed counts registrations made with the token.
@@ -65,11 +79,13 @@ CREATE TABLE registration_tokens (
     created_ts    INTEGER NOT NULL
 ) STRICT;
 
--- User-interactive authentication sessions. kind names the endpoint the
--- session was opened for, so a session cannot be replayed elsewhere.
+-- User-interactive authentication sessions. op_hash binds a session to
+-- the one operation it was opened for (endpoint, user and the parameters
+-- that matter: api::uia), so it serves no other request; a session is
+-- deleted with the request it authorised, so it cannot be replayed.
 CREATE TABLE uia_sessions (
     session_id    TEXT PRIMARY KEY,
-    kind          TEXT NOT NULL,
+    op_hash       BLOB NOT NULL,           -- sha256(session_id, 0, canonical operation)
     user_id       TEXT,                    -- NULL for registration
     completed     TEXT NOT NULL DEFAULT '[]', -- JSON array of stage types
     reg_token     TEXT,                    -- registration token this session holds a pending use of
@@ -434,7 +450,10 @@ CREATE TABLE push_rules (
     PRIMARY KEY (user_id, kind, rule_id)
 ) STRICT, WITHOUT ROWID;
 
--- HTTP pushers: where a device wants its notifications pushed.
+-- HTTP pushers: where a device wants its notifications pushed. A pusher
+-- belongs to the device that set it and goes with it (logout, deletion,
+-- a password change signing the other devices out); device_id is NULL
+-- only for pushers set before schema version 2.
 CREATE TABLE pushers (
     user_id             TEXT NOT NULL,
     app_id              TEXT NOT NULL,
@@ -446,9 +465,12 @@ CREATE TABLE pushers (
     lang                TEXT NOT NULL,
     data                TEXT NOT NULL,     -- JSON object, with the gateway's url
     pushkey_ts          INTEGER NOT NULL,
-    PRIMARY KEY (user_id, app_id, pushkey)
+    device_id           TEXT,
+    PRIMARY KEY (user_id, app_id, pushkey),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX pushers_key ON pushers(app_id, pushkey);
+CREATE INDEX pushers_device ON pushers(user_id, device_id);
 
 -- Events that notified someone, written with the event: one row per event
 -- and outcome (the matched rule's actions), naming the users notified by
@@ -499,6 +521,12 @@ CREATE TABLE push_outbox (
     next_try_ts   INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX push_outbox_due ON push_outbox(next_try_ts);
+
+-- A pusher's pending pushes go with it, whichever path deleted it.
+CREATE TRIGGER pushers_deleted AFTER DELETE ON pushers BEGIN
+    DELETE FROM push_outbox
+        WHERE user_id = OLD.user_id AND app_id = OLD.app_id AND pushkey = OLD.pushkey;
+END;
 
 -- ACME (certificates by Let's Encrypt or another ACME server): the account
 -- key per directory, and the newest certificate per set of names.

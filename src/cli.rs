@@ -289,6 +289,7 @@ fn value_name(option: &str) -> Option<&'static str> {
         "max-parked-requests" => "N",
         "max-connections" => "N",
         "presence" => "BOOL",
+        "user-directory-search-all-users" => "BOOL",
         "turn-uris" => "URIS",
         "turn-shared-secret" => "SECRET",
         "turn-user-lifetime-ms" => "MS",

@@ -182,6 +182,9 @@ pub struct Config {
     pub max_parked_requests: usize,
     pub max_connections: usize,
     pub presence: bool,
+    /// The user directory searches every local user, not only those
+    /// sharing a room with the searcher or in a public room.
+    pub user_directory_search_all_users: bool,
     pub turn_uris: Vec<String>,
     pub turn_shared_secret: Option<String>,
     pub turn_user_lifetime_ms: u64,
@@ -302,6 +305,7 @@ impl Config {
             max_parked_requests: MAX_PARKED_REQUESTS_DEFAULT,
             max_connections: MAX_CONNECTIONS_DEFAULT,
             presence: true,
+            user_directory_search_all_users: false,
             turn_uris: Vec::new(),
             turn_shared_secret: None,
             turn_user_lifetime_ms: 86_400_000,
@@ -394,7 +398,7 @@ struct Spec {
     notes: &'static [&'static str],
 }
 
-const SPEC_COUNT: usize = 32;
+const SPEC_COUNT: usize = 33;
 
 const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -575,6 +579,17 @@ const SPECS: [Spec; SPEC_COUNT] = [
         default: "true",
         example: "true",
         notes: &["false saves work on small hosts: everyone then appears offline."],
+    },
+    Spec {
+        key: "user_directory_search_all_users",
+        summary: "The user directory finds every local user, not only those sharing a room.",
+        default: "false",
+        example: "false",
+        notes: &[
+            "false: a search finds users who share a room with the searcher or",
+            "are in a public room. true: every active local user as well, as on",
+            "a server where everyone knows each other.",
+        ],
     },
     Spec {
         key: "turn_uris",
@@ -1030,6 +1045,7 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
                 in_range(value.unsigned()?, SYNC_TIMEOUT_MAX_MS_MIN, SYNC_TIMEOUT_MAX_MS_MAX)?;
         }
         "presence" => config.presence = value.boolean()?,
+        "user_directory_search_all_users" => config.user_directory_search_all_users = value.boolean()?,
         "turn_uris" => {
             let uris = value.string()?;
             config.turn_uris =
@@ -1372,6 +1388,7 @@ mod tests {
             ("max_parked_requests", "100"),
             ("max_connections", "200"),
             ("presence", "no"),
+            ("user_directory_search_all_users", "yes"),
             ("turn_uris", "turn:t.example.org:3478"),
             ("turn_shared_secret", "s3cret"),
             ("turn_user_lifetime_ms", "60000"),
@@ -1414,6 +1431,7 @@ mod tests {
             max_parked_requests: 100,
             max_connections: 200,
             presence: false,
+            user_directory_search_all_users: true,
             turn_uris: vec!["turn:t.example.org:3478".to_owned()],
             turn_shared_secret: Some("s3cret".to_owned()),
             turn_user_lifetime_ms: 60_000,

@@ -47,6 +47,11 @@ pub enum ErrorKind {
     Conflict,
     /// A 400 the spec gives no more specific code for (e.g. an unknown UIA session).
     Unknown,
+    /// 403 with `M_UNKNOWN`: a UIA session was presented with a request
+    /// other than the one that opened it (another endpoint, or other
+    /// parameters). The spec names no code; this is Synapse's answer, which
+    /// clients already show.
+    UiaOperationChanged,
     /// User-interactive authentication must go on: 401 with the UIA body
     /// (flows, params, session, completed) merged into the error.
     Uia(Box<serde_json::Value>),
@@ -109,7 +114,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         use ErrorKind::*;
         match self.kind {
-            Forbidden | UserDeactivated | GuestAccessForbidden => 403,
+            Forbidden | UserDeactivated | GuestAccessForbidden | UiaOperationChanged => 403,
             UnknownToken { .. } | MissingToken | Uia(_) => 401,
             BadJson
             | NotJson
@@ -159,7 +164,7 @@ impl Error {
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             InvalidRoomState => "M_INVALID_ROOM_STATE",
             Uia(_) => "M_FORBIDDEN",
-            Unknown | Internal | Conflict | StorageFull => "M_UNKNOWN",
+            Unknown | Internal | Conflict | StorageFull | UiaOperationChanged => "M_UNKNOWN",
         }
     }
 

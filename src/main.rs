@@ -11,7 +11,7 @@ use hearth::cli::{self, Command};
 use hearth::config::{self, Config};
 use hearth::core::ids;
 use hearth::crypto::{password, token};
-use hearth::storage::{self, devices, media, reg_tokens, users, Db};
+use hearth::storage::{self, devices, media, profiles, push, reg_tokens, users, Db};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -118,7 +118,17 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
                 return Err(format!("{name}: user ID too long"));
             }
             let hash = new_password_hash(password_stdin)?;
-            if !write(&|tx| users::create(tx, &user_id, Some(&hash), admin, now))? {
+            let created = write(&|tx| {
+                let created = users::create(tx, &user_id, Some(&hash), admin, now)?;
+                // Named by its localpart until it picks a name, as `/register` does.
+                if created {
+                    if let Some((localpart, _)) = ids::parse_user_id(&user_id) {
+                        profiles::set_displayname(tx, &user_id, Some(localpart))?;
+                    }
+                }
+                Ok(created)
+            })?;
+            if !created {
                 return Err(format!("{user_id} already exists"));
             }
             println!("created {user_id}{}", if admin { " (admin)" } else { "" });
@@ -138,7 +148,10 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
             let done = write(&|tx| {
                 let ok = users::set_password(tx, &user_id, &hash)?;
                 if ok {
+                    // Signed out everywhere: devices (their tokens and keys
+                    // with them) and every pusher.
                     devices::delete_all_except(tx, &user_id, None)?;
+                    push::delete_pushers_except_device(tx, &user_id, None)?;
                 }
                 Ok(ok)
             })?;

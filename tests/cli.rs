@@ -96,6 +96,9 @@ fn users_are_managed_from_the_command_line() {
 
     // Over HTTP, with the password given on stdin (the newline is not part of it).
     let token = s.login("alice", PW);
+    // Named by its localpart, as a registered account is.
+    let (status, name) = s.get(&format!("{V3}/profile/@alice:localhost/displayname"), None);
+    assert_eq!((status, name), (200, json!({ "displayname": "alice" })));
 
     // Existing users, bad names and other servers' users are refused.
     let (code, _, err) = s.hearth(&["user", "add", "alice", "--password-stdin"], "other\n");
@@ -114,8 +117,15 @@ fn users_are_managed_from_the_command_line() {
     let (_, out, _) = s.hearth(&["user", "list"], "");
     assert!(!out.contains("emptypw") && !out.contains("noterm"), "{out}");
     s.login("alice", PW);
+    let pusher = json!({
+        "kind": "http", "app_id": "org.example.app", "pushkey": "KEY", "app_display_name": "Example",
+        "device_display_name": "Phone", "lang": "en",
+        "data": { "url": "https://push.example.org/_matrix/push/v1/notify" },
+    });
+    assert_eq!(s.post(&format!("{V3}/pushers/set"), Some(&token), pusher).0, 200);
 
-    // Reset: a new password, and every existing session is signed out.
+    // Reset: a new password, and every existing session is signed out,
+    // pushers included.
     let (code, _, err) = s.hearth(&["user", "reset-password", "alice", "--password-stdin"], "fresh-pw-2\n");
     assert_eq!(code, 0, "{err}");
     let got = s.get(&format!("{V3}/account/whoami"), Some(&token));
@@ -123,6 +133,8 @@ fn users_are_managed_from_the_command_line() {
     let old = s.post(&format!("{V3}/login"), None, password_login("alice", PW));
     assert_error(&old, 403, "M_FORBIDDEN");
     let token = s.login("alice", "fresh-pw-2");
+    let (_, left) = s.get(&format!("{V3}/pushers"), Some(&token));
+    assert_eq!(left, json!({ "pushers": [] }));
     let (code, _, err) = s.hearth(&["user", "reset-password", "nobody", "--password-stdin"], "x\n");
     assert_eq!(code, 1, "{err}");
 

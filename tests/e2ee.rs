@@ -633,3 +633,34 @@ fn cross_signing_upload_query_and_signatures() {
     let (_, r) = s.post(&sig_url, a1.token(), json!({ &bob: { "NOPE": { "user_id": bob } } }));
     assert!(r["failures"][&bob]["NOPE"]["errcode"].is_string(), "{r}");
 }
+
+/// Issue 12: a UIA session opened to replace the cross-signing keys with
+/// one set cannot install another.
+#[test]
+fn a_cross_signing_session_is_bound_to_its_keys() {
+    let s = Server::start();
+    register(&s, "carol");
+    let c1 = Dev::login(&s, "carol", "CAROL1");
+    let carol = c1.user_id.clone();
+    let url = format!("{V3}/keys/device_signing/upload");
+    let first = Ed25519Keypair::new();
+    let master = |key: &Ed25519Keypair| json!({ "master_key": cross_key(&carol, "master", key, None) });
+    assert_eq!(s.post(&url, c1.token(), master(&first)).0, 200);
+
+    let (wanted, other) = (Ed25519Keypair::new(), Ed25519Keypair::new());
+    let (status, challenge) = s.post(&url, c1.token(), master(&wanted));
+    assert_eq!(status, 401, "{challenge}");
+    let session = challenge["session"].as_str().unwrap();
+    let mut swapped = master(&other);
+    swapped["auth"] = password_auth(&carol, PW, session);
+    let got = s.post(&url, c1.token(), swapped);
+    assert_error(&got, 403, "M_UNKNOWN");
+    let stored = || query(&s, &c1, &[&carol])["master_keys"][&carol]["keys"].clone();
+    assert_eq!(stored(), master(&first)["master_key"]["keys"], "the keys must not change");
+
+    let mut own = master(&wanted);
+    own["auth"] = password_auth(&carol, PW, session);
+    let (status, r) = s.post(&url, c1.token(), own);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(stored(), master(&wanted)["master_key"]["keys"]);
+}

@@ -74,9 +74,9 @@ fn profile_fields_round_trip_and_only_the_owner_changes_them() {
     let alice = user(&s, "alice");
     let bob = user(&s, "bob");
 
-    // Nothing set yet: the profile is empty and each field a 404.
-    assert_eq!(s.get(&profile_path(&alice.id, ""), None), (200, json!({})));
-    assert_error(&s.get(&profile_path(&alice.id, "displayname"), None), 404, "M_NOT_FOUND");
+    // Nothing set yet: the name is the localpart (given at registration),
+    // there is no avatar.
+    assert_eq!(s.get(&profile_path(&alice.id, ""), None), (200, json!({ "displayname": "alice" })));
     assert_error(&s.get(&profile_path(&alice.id, "avatar_url"), None), 404, "M_NOT_FOUND");
 
     set(&s, &alice, "displayname", json!("Alice Liddell"));
@@ -289,6 +289,10 @@ fn directory_limit_and_ranking() {
     }
     set(&s, &members[4], "displayname", json!("member"));
     set(&s, &members[2], "displayname", json!("Old Member"));
+    // The others drop the name registration gave them (their localpart).
+    for i in [0, 1, 3] {
+        set(&s, &members[i], "displayname", Value::Null);
+    }
 
     // Default limit 10: all five, exact display name first, then the word
     // prefix, then those with a display name, then by user ID.
@@ -311,4 +315,39 @@ fn directory_limit_and_ranking() {
     assert_eq!((found(&r).len(), &r["limited"]), (5, &json!(false)));
     let r = search(&s, &owner, json!({ "search_term": "nobody-like-this" }));
     assert_eq!(r, json!({ "results": [], "limited": false }));
+}
+
+/// Issue 12: with `user_directory_search_all_users`, the directory finds
+/// every active local user, rooms or not; without it (the default, shown
+/// above) only room mates and members of public rooms.
+#[test]
+fn directory_can_search_all_local_users() {
+    for (args, envs) in [
+        (&["--user-directory-search-all-users", "true"][..], &[][..]),
+        (&[][..], &[("HEARTH_USER_DIRECTORY_SEARCH_ALL_USERS", "true")][..]),
+    ] {
+        let s = Server::start_with(args, envs);
+        let alice = user(&s, "alice");
+        let hermit = user(&s, "hermit");
+        let private = user(&s, "private");
+        create(&s, &private, json!({ "preset": "private_chat" }));
+        set(&s, &hermit, "displayname", json!("Lone Wolf"));
+
+        // Neither shares a room with Alice nor sits in a public one.
+        assert_eq!(found(&search(&s, &alice, json!({ "search_term": "hermit" }))), [hermit.id.as_str()]);
+        assert_eq!(found(&search(&s, &alice, json!({ "search_term": "wolf" }))), [hermit.id.as_str()]);
+        assert_eq!(found(&search(&s, &alice, json!({ "search_term": "private" }))), [private.id.as_str()]);
+        let everyone = found(&search(&s, &hermit, json!({ "search_term": "localhost" })));
+        assert_eq!(everyone, [alice.id.as_str(), hermit.id.as_str(), private.id.as_str()]);
+
+        // A deactivated account is not found.
+        let (code, _, err) = s.hearth(&["user", "deactivate", "hermit"], "");
+        assert_eq!(code, 0, "{err}");
+        assert!(found(&search(&s, &alice, json!({ "search_term": "hermit" }))).is_empty());
+    }
+    // The default is off: the same search finds nobody.
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    user(&s, "hermit");
+    assert!(found(&search(&s, &alice, json!({ "search_term": "hermit" }))).is_empty());
 }

@@ -685,3 +685,62 @@ fn a_pending_push_survives_a_gateway_outage_and_a_restart() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(gateway.bodies.lock().unwrap().len(), 1);
 }
+
+/// Logs `user` in on a new device; the session as a `User`.
+fn device_of(s: &Server, user: &User) -> User {
+    let localpart = user.id.trim_start_matches('@').split(':').next().expect("localpart");
+    User { id: user.id.clone(), token: s.login(localpart, PW) }
+}
+
+fn pushkeys(s: &Server, who: &User) -> Vec<String> {
+    let mut keys: Vec<String> =
+        pushers(s, who).iter().map(|p| p["pushkey"].as_str().expect("pushkey").to_owned()).collect();
+    keys.sort();
+    keys
+}
+
+/// Issue 12: a pusher belongs to the device that set it. Signing the
+/// other devices out with a password change takes their pushers too, so a
+/// lost phone stops receiving notifications; logging a device out takes
+/// its own.
+#[test]
+fn signing_devices_out_removes_their_pushers() {
+    let s = Server::start();
+    let main = user(&s, "alice");
+    let (phone, laptop) = (device_of(&s, &main), device_of(&s, &main));
+    let data = json!({ "url": "https://push.example.org/_matrix/push/v1/notify" });
+    set_pusher(&s, &main, "main-key", data.clone());
+    set_pusher(&s, &phone, "phone-key", data.clone());
+    set_pusher(&s, &laptop, "laptop-key", data.clone());
+    assert_eq!(pushkeys(&s, &main), ["laptop-key", "main-key", "phone-key"]);
+
+    // Logging out the laptop takes its pusher only.
+    assert_eq!(s.post(&format!("{V3}/logout"), Some(&laptop.token), json!({})).0, 200);
+    assert_eq!(pushkeys(&s, &main), ["main-key", "phone-key"]);
+
+    // A password change that keeps the other devices keeps their pushers.
+    let path = format!("{V3}/account/password");
+    let change = |new: &str, keep: Option<bool>| {
+        let mut body = json!({ "new_password": new });
+        if let Some(keep) = keep {
+            body["logout_devices"] = json!(!keep);
+        }
+        let (status, uia) = s.post(&path, Some(&main.token), body.clone());
+        assert_eq!(status, 401, "{uia}");
+        body["auth"] = common::password_auth(&main.id, PW, uia["session"].as_str().expect("session"));
+        let (status, r) = s.post(&path, Some(&main.token), body);
+        assert_eq!(status, 200, "{r}");
+    };
+    change(PW, Some(true));
+    assert_eq!(pushkeys(&s, &main), ["main-key", "phone-key"]);
+    // By default the others are signed out, pushers and all.
+    change(PW, None);
+    assert_eq!(pushkeys(&s, &main), ["main-key"]);
+    assert_error(&s.get(&format!("{V3}/account/whoami"), Some(&phone.token)), 401, "M_UNKNOWN_TOKEN");
+
+    // A device that sets an existing pusher again takes it over.
+    let tablet = device_of(&s, &main);
+    set_pusher(&s, &tablet, "main-key", data);
+    assert_eq!(s.post(&format!("{V3}/logout"), Some(&tablet.token), json!({})).0, 200);
+    assert!(pushkeys(&s, &main).is_empty());
+}

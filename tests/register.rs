@@ -386,3 +386,31 @@ fn a_one_use_token_registers_one_account_under_concurrency() {
         .collect();
     assert_eq!(cols[1..4], ["1", "0", "1"], "{out}");
 }
+
+/// Issue 12: a new account is named by its localpart (as Synapse and
+/// Conduit name it), so profiles and member events show a name before the
+/// user picks one.
+#[test]
+fn a_new_account_is_named_by_its_localpart() {
+    let s = Server::start();
+    let (user_id, token, _) = s.register("zoe", PW);
+    let profile = format!("{V3}/profile/{user_id}");
+    assert_eq!(s.get(&profile, None), (200, json!({ "displayname": "zoe" })));
+    let (status, room) = s.post(&format!("{V3}/createRoom"), Some(&token), json!({}));
+    assert_eq!(status, 200, "{room}");
+    let room_id = room["room_id"].as_str().expect("room_id");
+    let member = format!("{V3}/rooms/{room_id}/state/m.room.member/{user_id}");
+    let (status, content) = s.get(&member, Some(&token));
+    assert_eq!((status, &content["displayname"]), (200, &json!("zoe")), "{content}");
+
+    // A server-chosen localpart names the account too.
+    let (status, first) = s.post(&register_path(), None, json!({ "password": PW }));
+    assert_eq!(status, 401, "{first}");
+    let auth = json!({ "type": "m.login.dummy", "session": first["session"] });
+    let (status, done) = s.post(&register_path(), None, json!({ "password": PW, "auth": auth }));
+    assert_eq!(status, 200, "{done}");
+    let generated = done["user_id"].as_str().expect("user_id");
+    let localpart = generated.trim_start_matches('@').split(':').next().expect("localpart");
+    let (_, got) = s.get(&format!("{V3}/profile/{generated}"), None);
+    assert_eq!(got["displayname"], localpart);
+}

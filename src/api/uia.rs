@@ -8,13 +8,25 @@
 //! that a session and a registration-token use are spent exactly when the
 //! request succeeds.
 //!
+//! A session belongs to one request: the spec's client "resubmit[s] the
+//! same request with the addition of an `auth` key", passing the session
+//! back "in subsequent attempts to authenticate in the same API call".
+//! Each session stores a hash of its operation — the endpoint, the user,
+//! and the parameters the handler names in [`Spec::params`] (the devices
+//! to delete, the new password, the keys to replace) — and a request that
+//! brings the session with another operation is refused with 403
+//! `M_UNKNOWN` ([`ErrorKind::UiaOperationChanged`]), as Synapse answers.
+//! A session ends with the request it authorised, so it cannot be
+//! replayed; of two requests racing with one completed session, only the
+//! first to commit succeeds.
+//!
 //! Stages served: `m.login.dummy`, `m.login.password`,
 //! `m.login.registration_token`.
 
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::crypto::{password, token};
+use crate::crypto::{canonical, password, sha256, token};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{self, reg_tokens, uia, users};
 
@@ -27,14 +39,37 @@ const SESSION_ID_LEN: usize = 24;
 /// Registration tokens longer than this are refused without a lookup.
 pub const REG_TOKEN_MAX_LEN: usize = 64;
 
-/// What the endpoint asks for.
+/// What the endpoint asks for, and what the authentication is for.
 pub struct Spec<'a> {
-    /// Names the endpoint; a session opened for one cannot serve another.
-    pub kind: &'a str,
+    /// The endpoint as method and path pattern, e.g. `"DELETE
+    /// /devices/{deviceId}"` (without the version prefix: a session opened
+    /// under `/r0` may finish under `/v3`).
+    pub endpoint: &'a str,
     /// The user the request acts for (None for registration).
     pub user_id: Option<&'a str>,
     /// Each flow is a list of stages; completing any one flow passes.
     pub flows: &'a [&'a [&'a str]],
+    /// The request's parameters the authentication vouches for, in a
+    /// normal form (defaults filled in, sets sorted), so that the same
+    /// request spelt differently is still the same. `Value::Null` when the
+    /// endpoint is all that matters.
+    pub params: Value,
+}
+
+const OPERATION_CHANGED: &str = "Requested operation has changed during the UI authentication session";
+const UNKNOWN_SESSION: &str = "Unknown or expired UIA session";
+
+/// The hash stored with a session: SHA-256 over the session ID (a salt:
+/// the parameters may hold a new password) and the canonical JSON of the
+/// operation.
+fn operation_hash(session_id: &str, spec: &Spec) -> Result<[u8; 32]> {
+    let op = json!({ "endpoint": spec.endpoint, "user_id": spec.user_id, "params": spec.params });
+    let text = canonical::to_canonical(&op).map_err(|e| Error::internal(format!("UIA operation: {e}")))?;
+    let mut bytes = Vec::with_capacity(session_id.len() + 1 + text.len());
+    bytes.extend_from_slice(session_id.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(text.as_bytes());
+    Ok(sha256(&bytes))
 }
 
 /// Proof that authentication passed; spend it with [`Passed::finish`].
@@ -51,12 +86,17 @@ impl Passed {
     }
 
     /// Ends the session and counts a registration token's use as completed.
-    /// Call inside the write transaction that does the request's work.
+    /// Call inside the write transaction that does the request's work. A
+    /// session another request spent meanwhile is an error, which rolls
+    /// this request back: one authentication, one operation.
     pub fn finish(&self, tx: &rusqlite::Connection) -> Result<()> {
+        if !uia::finish(tx, &self.session_id)? {
+            return Err(Error::new(ErrorKind::Unknown, UNKNOWN_SESSION));
+        }
         if let Some(t) = &self.reg_token {
             reg_tokens::complete(tx, t)?;
         }
-        uia::finish(tx, &self.session_id)
+        Ok(())
     }
 }
 
@@ -73,10 +113,14 @@ pub fn check(app: &App, auth: Option<&Value>, spec: &Spec) -> Result<Passed> {
     let mut session = match auth.get("session") {
         Some(Value::String(id)) => {
             let found = app.db.read(|tx| uia::get(tx, id, now))?;
-            match found {
-                Some(s) if s.kind == spec.kind && s.user_id.as_deref() == spec.user_id => s,
-                _ => return Err(Error::new(ErrorKind::Unknown, "Unknown or expired UIA session")),
+            // Another user's session is as unknown as a missing one.
+            let Some(s) = found.filter(|s| s.user_id.as_deref() == spec.user_id) else {
+                return Err(Error::new(ErrorKind::Unknown, UNKNOWN_SESSION));
+            };
+            if !token::constant_time_eq(&s.op_hash, &operation_hash(id, spec)?) {
+                return Err(Error::new(ErrorKind::UiaOperationChanged, OPERATION_CHANGED));
             }
+            s
         }
         None => open_session(app, spec, now)?,
         Some(_) => return Err(Error::bad_json("auth.session must be a string")),
@@ -124,10 +168,11 @@ pub fn check(app: &App, auth: Option<&Value>, spec: &Spec) -> Result<Passed> {
 
 fn open_session(app: &App, spec: &Spec, now: i64) -> Result<uia::Session> {
     let session_id = token::random_string(SESSION_ID_LEN, token::ALNUM);
-    app.db.write(|tx| uia::create(tx, &session_id, spec.kind, spec.user_id, now))?;
+    let op_hash = operation_hash(&session_id, spec)?;
+    app.db.write(|tx| uia::create(tx, &session_id, &op_hash, spec.user_id, now))?;
     Ok(uia::Session {
         session_id,
-        kind: spec.kind.to_owned(),
+        op_hash: op_hash.to_vec(),
         user_id: spec.user_id.map(str::to_owned),
         completed: Vec::new(),
         reg_token: None,

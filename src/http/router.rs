@@ -118,6 +118,10 @@ fn table() -> Vec<Route> {
     );
     add(CLIENT, Post, "account/password", client::account::change_password, Token, true);
     add(CLIENT, Post, "account/deactivate", client::account::deactivate, Token, true);
+    // OpenID: a token proving who the user is to another service, and its
+    // exchange, which needs no authentication but that token.
+    add(CLIENT, Post, "user/{}/openid/request_token", client::openid::request_token, Token, true);
+    add(ROOT, Get, "_matrix/federation/v1/openid/userinfo", client::openid::userinfo, Open, true);
     // Devices.
     add(CLIENT, Get, "devices", client::devices::list, Token, false);
     add(CLIENT, Get, "devices/{}", client::devices::get, Token, false);

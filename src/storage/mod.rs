@@ -31,6 +31,7 @@ pub mod e2ee;
 pub mod events;
 pub mod key_backup;
 pub mod media;
+pub mod openid;
 pub mod presence_list;
 pub mod profiles;
 pub mod push;

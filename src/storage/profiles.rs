@@ -44,9 +44,15 @@ pub struct DirectoryEntry {
 
 /// The users `searcher` may find in the user directory: everyone joined to
 /// a room the searcher is joined to (the searcher included), or to a room
-/// whose join rule is `public` or whose history is `world_readable`.
-/// Deactivated accounts are left out. At most `max` entries, by user ID.
-pub fn directory_candidates(conn: &Connection, searcher: &str, max: usize) -> Result<Vec<DirectoryEntry>> {
+/// whose join rule is `public` or whose history is `world_readable`; with
+/// `all_local`, every local account as well. Deactivated accounts are left
+/// out. At most `max` entries, by user ID.
+pub fn directory_candidates(
+    conn: &Connection,
+    searcher: &str,
+    all_local: bool,
+    max: usize,
+) -> Result<Vec<DirectoryEntry>> {
     let mut stmt = conn.prepare_cached(
         "WITH visible(room_id) AS (
              SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'
@@ -62,18 +68,23 @@ pub fn directory_candidates(conn: &Connection, searcher: &str, max: usize) -> Re
                ON cs.room_id = r.room_id AND cs.type = 'm.room.history_visibility' AND cs.state_key = ''
              JOIN events e ON e.event_id = cs.event_id
              WHERE json_extract(e.pdu, '$.content.history_visibility') = 'world_readable'
+         ),
+         found(user_id) AS (
+             SELECT m.user_id FROM visible v
+             JOIN memberships m ON m.room_id = v.room_id AND m.membership = 'join'
+             UNION
+             SELECT user_id FROM users WHERE ?3
          )
-         SELECT DISTINCT m.user_id, p.displayname, p.avatar_url
-         FROM visible v
-         JOIN memberships m ON m.room_id = v.room_id AND m.membership = 'join'
-         LEFT JOIN profiles p ON p.user_id = m.user_id
-         LEFT JOIN users u ON u.user_id = m.user_id
+         SELECT f.user_id, p.displayname, p.avatar_url
+         FROM found f
+         LEFT JOIN profiles p ON p.user_id = f.user_id
+         LEFT JOIN users u ON u.user_id = f.user_id
          WHERE coalesce(u.deactivated, 0) = 0
-         ORDER BY m.user_id
+         ORDER BY f.user_id
          LIMIT ?2",
     )?;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![searcher, max], |r| {
+    let rows = stmt.query_map(params![searcher, max, all_local], |r| {
         Ok(DirectoryEntry {
             user_id: r.get(0)?,
             profile: Profile { displayname: r.get(1)?, avatar_url: r.get(2)? },
@@ -147,15 +158,28 @@ mod tests {
         users::deactivate(&c, "@gone:x").unwrap();
         set_displayname(&c, "@mate:x", Some("Mate")).unwrap();
         let ids = |max| -> Vec<String> {
-            directory_candidates(&c, "@me:x", max).unwrap().into_iter().map(|e| e.user_id).collect()
+            directory_candidates(&c, "@me:x", false, max).unwrap().into_iter().map(|e| e.user_id).collect()
         };
         assert_eq!(ids(100), ["@mate:x", "@me:x", "@pub:x", "@reader:x"]);
         assert_eq!(ids(2), ["@mate:x", "@me:x"]);
-        let mate = &directory_candidates(&c, "@me:x", 1).unwrap()[0];
+        let mate = &directory_candidates(&c, "@me:x", false, 1).unwrap()[0];
         assert_eq!(mate.profile.displayname.as_deref(), Some("Mate"));
         // A stranger sees only the open rooms.
-        let seen: Vec<String> =
-            directory_candidates(&c, "@stranger:x", 100).unwrap().into_iter().map(|e| e.user_id).collect();
+        let seen: Vec<String> = directory_candidates(&c, "@stranger:x", false, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.user_id)
+            .collect();
         assert_eq!(seen, ["@pub:x", "@reader:x"]);
+        // With every local user searchable, the accounts in no visible room
+        // come in too (not the deactivated one).
+        users::create(&c, "@lonely:x", None, false, 0).unwrap();
+        users::create(&c, "@mate:x", None, false, 0).unwrap();
+        let all: Vec<String> = directory_candidates(&c, "@stranger:x", true, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.user_id)
+            .collect();
+        assert_eq!(all, ["@lonely:x", "@mate:x", "@pub:x", "@reader:x"]);
     }
 }

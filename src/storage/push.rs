@@ -6,6 +6,10 @@
 //! their `m.read` and `m.read.private` receipts (unthreaded, or of the
 //! notification's thread) and of their own newest event there. So a
 //! receipt needs no extra write to reset the counts.
+//!
+//! A pusher belongs to the device that set it (`device_id`): it goes when
+//! that device is deleted (a foreign key cascade), and a pusher's pending
+//! pushes go with the pusher (a trigger), whichever path deleted it.
 
 use std::collections::HashMap;
 
@@ -132,10 +136,13 @@ pub struct Pusher {
     /// The `data` object as JSON text (with its `url`).
     pub data: String,
     pub pushkey_ts: i64,
+    /// The device that set it; `None` for pushers set before devices were
+    /// recorded (schema version 1).
+    pub device_id: Option<String>,
 }
 
 const PUSHER_COLUMNS: &str = "user_id, app_id, pushkey, kind, app_display_name, device_display_name, \
-                              profile_tag, lang, data, pushkey_ts";
+                              profile_tag, lang, data, pushkey_ts, device_id";
 
 fn pusher_row(r: &rusqlite::Row) -> rusqlite::Result<Pusher> {
     Ok(Pusher {
@@ -149,6 +156,7 @@ fn pusher_row(r: &rusqlite::Row) -> rusqlite::Result<Pusher> {
         lang: r.get(7)?,
         data: r.get(8)?,
         pushkey_ts: r.get(9)?,
+        device_id: r.get(10)?,
     })
 }
 
@@ -182,10 +190,17 @@ pub fn count_pushers(conn: &Connection, user_id: &str) -> Result<i64> {
         .query_row([user_id], |r| r.get(0))?)
 }
 
-/// Creates or replaces a pusher.
+/// Creates or replaces a pusher; it now belongs to `p.device_id`.
 pub fn put_pusher(conn: &Connection, p: &Pusher) -> Result<()> {
+    // An upsert, not `INSERT OR REPLACE`: a replaced row is a delete, which
+    // (with recursive triggers) would drop the pusher's pending pushes.
     conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO pushers ({PUSHER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO pushers ({PUSHER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET
+             kind = excluded.kind, app_display_name = excluded.app_display_name,
+             device_display_name = excluded.device_display_name, profile_tag = excluded.profile_tag,
+             lang = excluded.lang, data = excluded.data, pushkey_ts = excluded.pushkey_ts,
+             device_id = excluded.device_id"
     ))?
     .execute(params![
         p.user_id,
@@ -197,15 +212,15 @@ pub fn put_pusher(conn: &Connection, p: &Pusher) -> Result<()> {
         p.profile_tag,
         p.lang,
         p.data,
-        p.pushkey_ts
+        p.pushkey_ts,
+        p.device_id
     ])?;
     Ok(())
 }
 
-/// Deletes a pusher and its pending pushes; false if there was none.
+/// Deletes a pusher (and, by trigger, its pending pushes); false if there
+/// was none.
 pub fn delete_pusher(conn: &Connection, user_id: &str, app_id: &str, pushkey: &str) -> Result<bool> {
-    conn.prepare_cached("DELETE FROM push_outbox WHERE user_id = ?1 AND app_id = ?2 AND pushkey = ?3")?
-        .execute(params![user_id, app_id, pushkey])?;
     Ok(conn
         .prepare_cached("DELETE FROM pushers WHERE user_id = ?1 AND app_id = ?2 AND pushkey = ?3")?
         .execute(params![user_id, app_id, pushkey])?
@@ -215,11 +230,19 @@ pub fn delete_pusher(conn: &Connection, user_id: &str, app_id: &str, pushkey: &s
 /// Deletes the pushers of other users with this app ID and pushkey (a
 /// device now pushed for a different account), with their pending pushes.
 pub fn delete_pushers_of_others(conn: &Connection, user_id: &str, app_id: &str, pushkey: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM push_outbox WHERE user_id != ?1 AND app_id = ?2 AND pushkey = ?3")?
-        .execute(params![user_id, app_id, pushkey])?;
     conn.prepare_cached("DELETE FROM pushers WHERE user_id != ?1 AND app_id = ?2 AND pushkey = ?3")?
         .execute(params![user_id, app_id, pushkey])?;
     Ok(())
+}
+
+/// Deletes every pusher of the user not set by `keep` (all of them for
+/// `None`), those whose device is unknown included: when a user signs
+/// their other sessions out, no pusher of theirs may go on receiving
+/// notifications. Returns how many went.
+pub fn delete_pushers_except_device(conn: &Connection, user_id: &str, keep: Option<&str>) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM pushers WHERE user_id = ?1 AND device_id IS NOT ?2")?
+        .execute(params![user_id, keep])?)
 }
 
 // ---------------------------------------------------------- notifications
@@ -637,6 +660,7 @@ mod tests {
             lang: "en".into(),
             data: "{\"url\":\"https://p/_matrix/push/v1/notify\"}".into(),
             pushkey_ts: 1,
+            device_id: None,
         };
         put_pusher(&c, &p).unwrap();
         put_pusher(&c, &Pusher { user_id: "@b:x".into(), ..p.clone() }).unwrap();
@@ -652,5 +676,48 @@ mod tests {
         assert_eq!(due(&c, 100, 10).unwrap().len(), 1);
         assert!(delete_pusher(&c, "@a:x", "app", "key").unwrap());
         assert_eq!(next_due(&c).unwrap(), None);
+    }
+
+    #[test]
+    fn pushers_go_with_their_device() {
+        let c = test_conn();
+        crate::storage::users::create(&c, "@a:x", None, false, 0).unwrap();
+        for d in ["PHONE", "LAPTOP"] {
+            crate::storage::devices::create(&c, "@a:x", d, None, 0).unwrap();
+        }
+        let make = |key: &str, device: Option<&str>| Pusher {
+            user_id: "@a:x".into(),
+            app_id: "app".into(),
+            pushkey: key.into(),
+            kind: "http".into(),
+            app_display_name: "App".into(),
+            device_display_name: "Phone".into(),
+            profile_tag: None,
+            lang: "en".into(),
+            data: "{}".into(),
+            pushkey_ts: 1,
+            device_id: device.map(str::to_owned),
+        };
+        put_pusher(&c, &make("phone", Some("PHONE"))).unwrap();
+        put_pusher(&c, &make("laptop", Some("LAPTOP"))).unwrap();
+        put_pusher(&c, &make("old", None)).unwrap();
+        enqueue(&c, "@a:x", ("app", "phone"), "$e", "{}", 10).unwrap();
+        let keys = |c: &Connection| {
+            let mut k: Vec<String> = pusher_keys(c, "@a:x").unwrap().into_iter().map(|(_, k)| k).collect();
+            k.sort();
+            k
+        };
+        // Deleting a device deletes its pusher and that pusher's pushes.
+        crate::storage::devices::delete(&c, "@a:x", "PHONE").unwrap();
+        assert_eq!(keys(&c), ["laptop", "old"]);
+        assert_eq!(next_due(&c).unwrap(), None);
+        // Updating a pusher from another device moves it there.
+        put_pusher(&c, &make("old", Some("LAPTOP"))).unwrap();
+        assert_eq!(pusher(&c, "@a:x", "app", "old").unwrap().unwrap().device_id.as_deref(), Some("LAPTOP"));
+        put_pusher(&c, &make("orphan", None)).unwrap();
+        assert_eq!(delete_pushers_except_device(&c, "@a:x", Some("LAPTOP")).unwrap(), 1);
+        assert_eq!(keys(&c), ["laptop", "old"]);
+        assert_eq!(delete_pushers_except_device(&c, "@a:x", None).unwrap(), 2);
+        assert!(keys(&c).is_empty());
     }
 }

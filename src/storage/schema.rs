@@ -12,11 +12,79 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
-/// `i + 2`. Empty while the first version is the only one released.
-const UPGRADES: &[&str] = &[];
+/// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
+/// upgrades the frozen first schema (`tests/data/schema-v1.sql`) and
+/// compares it with a new database.
+const UPGRADES: &[&str] = &[UPGRADE_TO_2];
+
+/// Version 2 (issue 12).
+///
+/// UIA sessions are bound to their operation (`op_hash` replaces `kind`).
+/// Sessions in progress are dropped — they live minutes, and cannot be
+/// given an operation after the fact — and the registration-token uses
+/// they held are given back, as an expiry would.
+///
+/// Pushers record the device that set them and go with it: the table is
+/// rebuilt with `device_id` (NULL for the existing ones, whose device is
+/// not known) and its foreign key; a trigger drops a deleted pusher's
+/// pending pushes.
+///
+/// OpenID tokens get their table.
+const UPGRADE_TO_2: &str = "
+UPDATE registration_tokens SET pending = max(0, pending -
+    (SELECT count(*) FROM uia_sessions s WHERE s.reg_token = registration_tokens.token));
+DROP TABLE uia_sessions;
+CREATE TABLE uia_sessions (
+    session_id    TEXT PRIMARY KEY,
+    op_hash       BLOB NOT NULL,
+    user_id       TEXT,
+    completed     TEXT NOT NULL DEFAULT '[]',
+    reg_token     TEXT,
+    created_ts    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX uia_sessions_created ON uia_sessions(created_ts);
+
+CREATE TABLE pushers_v2 (
+    user_id             TEXT NOT NULL,
+    app_id              TEXT NOT NULL,
+    pushkey             TEXT NOT NULL,
+    kind                TEXT NOT NULL,
+    app_display_name    TEXT NOT NULL,
+    device_display_name TEXT NOT NULL,
+    profile_tag         TEXT,
+    lang                TEXT NOT NULL,
+    data                TEXT NOT NULL,
+    pushkey_ts          INTEGER NOT NULL,
+    device_id           TEXT,
+    PRIMARY KEY (user_id, app_id, pushkey),
+    FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+INSERT INTO pushers_v2 (user_id, app_id, pushkey, kind, app_display_name, device_display_name,
+                        profile_tag, lang, data, pushkey_ts)
+    SELECT user_id, app_id, pushkey, kind, app_display_name, device_display_name,
+           profile_tag, lang, data, pushkey_ts FROM pushers;
+DROP TABLE pushers;
+ALTER TABLE pushers_v2 RENAME TO pushers;
+CREATE INDEX pushers_key ON pushers(app_id, pushkey);
+CREATE INDEX pushers_device ON pushers(user_id, device_id);
+CREATE TRIGGER pushers_deleted AFTER DELETE ON pushers BEGIN
+    DELETE FROM push_outbox
+        WHERE user_id = OLD.user_id AND app_id = OLD.app_id AND pushkey = OLD.pushkey;
+END;
+
+CREATE TABLE openid_tokens (
+    token_hash  BLOB PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    expires_ts  INTEGER NOT NULL,
+    FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX openid_tokens_device ON openid_tokens(user_id, device_id);
+CREATE INDEX openid_tokens_expiry ON openid_tokens(expires_ts);
+";
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
 /// first and opens a write transaction only when there is something to
@@ -100,6 +168,88 @@ mod tests {
         conn.pragma_update(None, "user_version", VERSION + 1).unwrap();
         let e = migrate(&mut conn).unwrap_err();
         assert!(e.contains("newer Hearth"), "{e}");
+    }
+
+    /// Everything about a schema that matters, table by table: columns
+    /// (name, type, not null, default, key), foreign keys, indexes (name,
+    /// unique, columns) and triggers. The stored `CREATE` text is not
+    /// compared: a table rebuilt by an upgrade is renamed into place, which
+    /// quotes its name there.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let strings = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+            rows.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let mut out = Vec::new();
+        let tables = strings("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+        for t in &tables {
+            out.extend(strings(&format!(
+                "SELECT '{t} column ' || name || ' ' || type || ' ' || \"notnull\" || ' ' || \
+                 ifnull(dflt_value, '-') || ' ' || pk FROM pragma_table_info('{t}') ORDER BY cid"
+            )));
+            out.extend(strings(&format!(
+                "SELECT '{t} fk ' || \"table\" || ' ' || \"from\" || ' ' || ifnull(\"to\", '-') || ' ' || on_delete \
+                 FROM pragma_foreign_key_list('{t}') ORDER BY id, seq"
+            )));
+            out.extend(strings(&format!(
+                "SELECT '{t} strict ' || strict || ' ' || wr FROM pragma_table_list WHERE name = '{t}'"
+            )));
+            for (index, unique) in {
+                let mut stmt = conn
+                    .prepare(&format!("SELECT name, \"unique\" FROM pragma_index_list('{t}') ORDER BY name"))
+                    .unwrap();
+                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap();
+                rows.collect::<rusqlite::Result<Vec<_>>>().unwrap()
+            } {
+                let columns = strings(&format!(
+                    "SELECT ifnull(name, '?') FROM pragma_index_info('{index}') ORDER BY seqno"
+                ));
+                let name = if index.starts_with("sqlite_autoindex") { "auto".to_owned() } else { index };
+                out.push(format!("{t} index {name} {unique} {}", columns.join(",")));
+            }
+        }
+        out.extend(strings("SELECT 'trigger ' || name || ' on ' || tbl_name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"));
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn upgrading_the_first_schema_gives_the_current_one() {
+        let mut old = Connection::open_in_memory().unwrap();
+        old.execute_batch(include_str!("../../tests/data/schema-v1.sql")).unwrap();
+        old.pragma_update(None, "user_version", 1).unwrap();
+        old.execute_batch(
+            "INSERT INTO registration_tokens (token, uses_allowed, pending, created_ts) VALUES ('tok', 1, 1, 0);
+             INSERT INTO uia_sessions (session_id, kind, completed, reg_token, created_ts)
+                 VALUES ('s', 'register', '[\"m.login.registration_token\"]', 'tok', 0);
+             INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,
+                                  lang, data, pushkey_ts)
+                 VALUES ('@a:x', 'app', 'key', 'http', 'App', 'Phone', 'en', '{}', 5);",
+        )
+        .unwrap();
+        let mut new = Connection::open_in_memory().unwrap();
+        migrate(&mut new).unwrap();
+        // The comparison sees the difference the upgrade makes.
+        assert_ne!(shape(&old), shape(&new));
+        migrate(&mut old).unwrap();
+        assert_eq!(shape(&old), shape(&new));
+        let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, VERSION);
+        // The dropped session's token use was given back.
+        let pending: i64 = old
+            .query_row("SELECT pending FROM registration_tokens WHERE token = 'tok'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pending, 0);
+        let sessions: i64 = old.query_row("SELECT count(*) FROM uia_sessions", [], |r| r.get(0)).unwrap();
+        assert_eq!(sessions, 0);
+        // Pushers are kept, their device unknown.
+        let pusher: (String, i64, Option<String>) = old
+            .query_row("SELECT pushkey, pushkey_ts, device_id FROM pushers", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(pusher, ("key".to_owned(), 5, None));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! Sessions are short-lived and bounded: each new one sweeps those older
 //! than [`SESSION_LIFETIME_MS`], and at most [`SESSIONS_MAX`] exist at once.
+//! Each holds the hash of the operation it was opened for (`api::uia`
+//! computes it); it is compared, never interpreted, here.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -16,7 +18,8 @@ pub const SESSIONS_MAX: i64 = 10_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     pub session_id: String,
-    pub kind: String,
+    /// SHA-256 over the session ID and the operation the session is for.
+    pub op_hash: Vec<u8>,
     pub user_id: Option<String>,
     pub completed: Vec<String>,
     pub reg_token: Option<String>,
@@ -25,14 +28,14 @@ pub struct Session {
 pub fn create(
     conn: &Connection,
     session_id: &str,
-    kind: &str,
+    op_hash: &[u8],
     user_id: Option<&str>,
     now: i64,
 ) -> Result<()> {
     sweep(conn, now)?;
     conn.execute(
-        "INSERT INTO uia_sessions (session_id, kind, user_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
-        params![session_id, kind, user_id, now],
+        "INSERT INTO uia_sessions (session_id, op_hash, user_id, created_ts) VALUES (?1, ?2, ?3, ?4)",
+        params![session_id, op_hash, user_id, now],
     )?;
     Ok(())
 }
@@ -40,13 +43,13 @@ pub fn create(
 pub fn get(conn: &Connection, session_id: &str, now: i64) -> Result<Option<Session>> {
     let row = conn
         .query_row(
-            "SELECT session_id, kind, user_id, completed, reg_token FROM uia_sessions
+            "SELECT session_id, op_hash, user_id, completed, reg_token FROM uia_sessions
              WHERE session_id = ?1 AND created_ts > ?2",
             params![session_id, now - SESSION_LIFETIME_MS],
             |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(1)?,
                     r.get::<_, Option<String>>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, Option<String>>(4)?,
@@ -54,9 +57,9 @@ pub fn get(conn: &Connection, session_id: &str, now: i64) -> Result<Option<Sessi
             },
         )
         .optional()?;
-    Ok(row.map(|(session_id, kind, user_id, completed, reg_token)| Session {
+    Ok(row.map(|(session_id, op_hash, user_id, completed, reg_token)| Session {
         session_id,
-        kind,
+        op_hash,
         user_id,
         completed: serde_json::from_str(&completed).unwrap_or_default(),
         reg_token,
@@ -73,10 +76,10 @@ pub fn save(conn: &Connection, s: &Session) -> Result<()> {
 }
 
 /// Ends a session whose request succeeded. A registration token it held is
-/// not given back: the caller has counted it as completed.
-pub fn finish(conn: &Connection, session_id: &str) -> Result<()> {
-    conn.execute("DELETE FROM uia_sessions WHERE session_id = ?1", [session_id])?;
-    Ok(())
+/// not given back: the caller has counted it as completed. Returns false
+/// if the session was gone already: another request spent it first.
+pub fn finish(conn: &Connection, session_id: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM uia_sessions WHERE session_id = ?1", [session_id])? == 1)
 }
 
 /// Forgets expired sessions (and, past the cap, the oldest), giving back the
@@ -105,7 +108,7 @@ mod tests {
     fn expired_sessions_vanish_and_release_their_token_use() {
         let c = test_conn();
         reg_tokens::create(&c, "tok", Some(1), None, 0).unwrap();
-        create(&c, "s1", "register", None, 0).unwrap();
+        create(&c, "s1", b"op", None, 0).unwrap();
         let mut s = get(&c, "s1", 1).unwrap().unwrap();
         s.completed.push("m.login.registration_token".into());
         s.reg_token = Some("tok".into());
@@ -115,7 +118,17 @@ mod tests {
         assert!(!reg_tokens::get(&c, "tok").unwrap().unwrap().is_valid(2));
         let later = SESSION_LIFETIME_MS + 1;
         assert!(get(&c, "s1", later).unwrap().is_none());
-        create(&c, "s2", "register", None, later).unwrap();
+        create(&c, "s2", b"op", None, later).unwrap();
         assert!(reg_tokens::get(&c, "tok").unwrap().unwrap().is_valid(later));
+    }
+
+    #[test]
+    fn a_session_is_finished_once() {
+        let c = test_conn();
+        create(&c, "s1", b"op", Some("@a:x"), 0).unwrap();
+        assert_eq!(get(&c, "s1", 1).unwrap().unwrap().op_hash, b"op");
+        assert!(finish(&c, "s1").unwrap());
+        assert!(!finish(&c, "s1").unwrap());
+        assert!(get(&c, "s1", 1).unwrap().is_none());
     }
 }

@@ -67,12 +67,13 @@ pub fn set_password(conn: &Connection, user_id: &str, password_hash: &str) -> Re
     Ok(n == 1)
 }
 
-/// Deactivates an account for good: no password, no devices, no tokens.
-/// The row stays so the user ID is never handed out again.
+/// Deactivates an account for good: no password, no devices, no tokens,
+/// no pushers. The row stays so the user ID is never handed out again.
 pub fn deactivate(conn: &Connection, user_id: &str) -> Result<bool> {
     let n =
         conn.execute("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
+    crate::storage::push::delete_pushers_except_device(conn, user_id, None)?;
     Ok(n == 1)
 }
 

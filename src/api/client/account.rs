@@ -8,7 +8,7 @@ use crate::api::{Request, Response};
 use crate::app::App;
 use crate::crypto::password;
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{devices, users};
+use crate::storage::{devices, push, users};
 
 const PASSWORD_FLOWS: &[&[&str]] = &[&[uia::PASSWORD]];
 
@@ -32,21 +32,30 @@ pub fn check_new_password(p: &str) -> Result<()> {
 
 /// POST /_matrix/client/v3/account/password
 ///
-/// Other devices are logged out unless `logout_devices` is false; the
-/// device making the request stays signed in.
+/// Other devices are logged out unless `logout_devices` is false: their
+/// access and refresh tokens, keys, to-device messages (all of which go
+/// with the device) and every pusher not set by the requesting device,
+/// which stays signed in.
 pub fn change_password(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body: PasswordBody = req.json()?;
     check_new_password(&body.new_password)?;
-    let spec = Spec { kind: "password", user_id: Some(&who.user_id), flows: PASSWORD_FLOWS };
+    let logout_devices = body.logout_devices.unwrap_or(true);
+    let spec = Spec {
+        endpoint: "POST /account/password",
+        user_id: Some(&who.user_id),
+        flows: PASSWORD_FLOWS,
+        params: json!({ "new_password": body.new_password, "logout_devices": logout_devices }),
+    };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     let hash =
         password::hash_password(&body.new_password).map_err(|e| Error::internal(format!("hashing: {e}")))?;
     app.db.write(|tx| {
         users::set_password(tx, &who.user_id, &hash)?;
         passed.finish(tx)?;
-        if body.logout_devices.unwrap_or(true) {
+        if logout_devices {
             devices::delete_all_except(tx, &who.user_id, Some(&who.device_id))?;
+            push::delete_pushers_except_device(tx, &who.user_id, Some(&who.device_id))?;
             crate::api::client::keys::devices_removed(tx, &who.user_id)?;
         }
         Ok(())
@@ -57,13 +66,23 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
 #[derive(Deserialize)]
 struct DeactivateBody {
     auth: Option<Value>,
+    /// Read only to bind the UIA session: Hearth keeps no identity-server
+    /// bindings, and erasure is not offered.
+    #[serde(default)]
+    erase: bool,
+    id_server: Option<String>,
 }
 
 /// POST /_matrix/client/v3/account/deactivate
 pub fn deactivate(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body: DeactivateBody = req.json_or_empty()?;
-    let spec = Spec { kind: "deactivate", user_id: Some(&who.user_id), flows: PASSWORD_FLOWS };
+    let spec = Spec {
+        endpoint: "POST /account/deactivate",
+        user_id: Some(&who.user_id),
+        flows: PASSWORD_FLOWS,
+        params: json!({ "erase": body.erase, "id_server": body.id_server }),
+    };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     app.db.write(|tx| {
         passed.finish(tx)?;

@@ -86,7 +86,12 @@ pub fn delete(app: &App, req: &Request) -> Result<Response> {
         return Err(not_found());
     }
     let body: DeleteBody = req.json_or_empty()?;
-    let spec = Spec { kind: "delete_devices", user_id: Some(&who.user_id), flows: DELETE_FLOWS };
+    let spec = Spec {
+        endpoint: "DELETE /devices/{deviceId}",
+        user_id: Some(&who.user_id),
+        flows: DELETE_FLOWS,
+        params: json!({ "device_id": device_id }),
+    };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     app.db.write(|tx| {
         passed.finish(tx)?;
@@ -110,11 +115,20 @@ pub fn delete_many(app: &App, req: &Request) -> Result<Response> {
     if body.devices.len() > DELETE_MANY_MAX {
         return Err(Error::invalid_param(format!("At most {DELETE_MANY_MAX} devices at once")));
     }
-    let spec = Spec { kind: "delete_devices", user_id: Some(&who.user_id), flows: DELETE_FLOWS };
+    // The same set of devices, in any order, is the same request.
+    let mut devices: Vec<&str> = body.devices.iter().map(String::as_str).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let spec = Spec {
+        endpoint: "POST /delete_devices",
+        user_id: Some(&who.user_id),
+        flows: DELETE_FLOWS,
+        params: json!({ "devices": devices }),
+    };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     app.db.write(|tx| {
         passed.finish(tx)?;
-        for d in &body.devices {
+        for d in &devices {
             devices::delete(tx, &who.user_id, d)?;
         }
         crate::api::client::keys::devices_removed(tx, &who.user_id)

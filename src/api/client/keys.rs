@@ -616,7 +616,18 @@ pub fn device_signing_upload(app: &App, req: &Request) -> Result<Response> {
     let needs_auth = stored.0.is_some()
         && !(same(&master, &stored.0) && same(&self_signing, &stored.1) && same(&user_signing, &stored.2));
     let passed = if needs_auth {
-        let spec = Spec { kind: "device_signing_upload", user_id: Some(me), flows: DEVICE_SIGNING_FLOWS };
+        // The session vouches for these keys and no others.
+        let text = |k: &Option<CrossKey>| k.as_ref().map(|k| k.json.clone());
+        let spec = Spec {
+            endpoint: "POST /keys/device_signing/upload",
+            user_id: Some(me),
+            flows: DEVICE_SIGNING_FLOWS,
+            params: json!({
+                "master_key": text(&master),
+                "self_signing_key": text(&self_signing),
+                "user_signing_key": text(&user_signing),
+            }),
+        };
         Some(uia::check(app, body.auth.as_ref(), &spec)?)
     } else {
         None

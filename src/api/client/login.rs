@@ -164,11 +164,13 @@ pub fn logout(app: &App, req: &Request) -> Result<Response> {
     Response::ok(json!({}))
 }
 
-/// POST /_matrix/client/v3/logout/all: every device of the user goes.
+/// POST /_matrix/client/v3/logout/all: every device of the user goes, and
+/// every pusher (those of no known device too).
 pub fn logout_all(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     app.db.write(|tx| {
         devices::delete_all_except(tx, &who.user_id, None)?;
+        storage::push::delete_pushers_except_device(tx, &who.user_id, None)?;
         crate::api::client::keys::devices_removed(tx, &who.user_id)
     })?;
     Response::ok(json!({}))

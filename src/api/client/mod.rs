@@ -13,6 +13,7 @@ pub mod legacy;
 pub mod login;
 pub mod membership;
 pub mod message;
+pub mod openid;
 pub mod profile;
 pub mod push;
 pub mod register;

@@ -8,8 +8,9 @@
 //! The user directory searches the users the searcher may see: those who
 //! share a joined room with them (the searcher included, as they share
 //! their own rooms), and those joined to a room whose join rule is
-//! `public` or whose history is `world_readable`. Without federation,
-//! profiles of users on other servers are a 404.
+//! `public` or whose history is `world_readable`; with
+//! `user_directory_search_all_users`, every local user as well. Without
+//! federation, profiles of users on other servers are a 404.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -272,7 +273,9 @@ pub fn user_directory_search(app: &App, req: &Request) -> Result<Response> {
         Some(n) => usize::try_from(n.max(0)).unwrap_or(0).min(SEARCH_LIMIT_MAX),
     };
     let words: Vec<String> = term.to_lowercase().split_whitespace().map(str::to_owned).collect();
-    let candidates = app.db.read(|c| profiles::directory_candidates(c, &who.user_id, SEARCH_SCAN_MAX))?;
+    let all_local = app.config.user_directory_search_all_users;
+    let candidates =
+        app.db.read(|c| profiles::directory_candidates(c, &who.user_id, all_local, SEARCH_SCAN_MAX))?;
     let mut ranked: Vec<(u8, bool, profiles::DirectoryEntry)> = candidates
         .into_iter()
         .filter_map(|e| match_rank(&words, &e).map(|r| (r, e.profile.displayname.is_none(), e)))

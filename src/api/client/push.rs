@@ -432,6 +432,9 @@ pub fn set_pusher(app: &App, req: &Request) -> Result<Response> {
         lang,
         data: data_text,
         pushkey_ts: storage::now_ms(),
+        // The pusher goes when this device does (logout, deletion, a
+        // password change that signs the others out).
+        device_id: Some(who.device_id.clone()),
     };
     app.db.write(|c| {
         let exists = push::pusher(c, &pusher.user_id, &pusher.app_id, &pusher.pushkey)?.is_some();

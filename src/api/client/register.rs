@@ -12,7 +12,7 @@ use crate::config::Registration;
 use crate::core::ids;
 use crate::crypto::{password, token};
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::users;
+use crate::storage::{profiles, users};
 
 /// Length of a server-chosen localpart.
 const GENERATED_LOCALPART_LEN: usize = 12;
@@ -83,7 +83,15 @@ pub fn register(app: &App, req: &Request) -> Result<Response> {
         Some(_) => return Err(Error::invalid_param("Invalid device_id")),
         None => auth::new_device_id(),
     };
-    let spec = Spec { kind: "register", user_id: None, flows: flows(app.config.registration) };
+    // Bound to the endpoint only: clients (matrix-js-sdk) open the session
+    // with a request that names no user yet, to learn the flows, and send
+    // the user name and password in a later stage.
+    let spec = Spec {
+        endpoint: "POST /register",
+        user_id: None,
+        flows: flows(app.config.registration),
+        params: Value::Null,
+    };
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     // Hashing is slow on purpose; it happens before the write lock is taken.
     let hash = match &body.password {
@@ -97,6 +105,11 @@ pub fn register(app: &App, req: &Request) -> Result<Response> {
     let session = app.db.write(|tx| {
         if !users::create(tx, &user_id, hash.as_deref(), false, now)? {
             return Err(Error::new(ErrorKind::UserInUse, "That user ID is taken"));
+        }
+        // A new account is called by its localpart until it picks a name
+        // (as Synapse and Conduit do), so member events and profiles show one.
+        if let Some((localpart, _)) = ids::parse_user_id(&user_id) {
+            profiles::set_displayname(tx, &user_id, Some(localpart))?;
         }
         passed.finish(tx)?;
         if body.inhibit_login {
