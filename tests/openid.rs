@@ -80,3 +80,18 @@ fn both_endpoints_are_rate_limited() {
     assert_error(&userinfo(&s, &openid), 429, "M_LIMIT_EXCEEDED");
     assert_error(&s.post(&request_path(&alice), Some(&token), json!({})), 429, "M_LIMIT_EXCEEDED");
 }
+
+/// A route that needs no access token ignores the Authorization header, so
+/// another scheme (federation's X-Matrix) does not turn into a 401.
+#[test]
+fn userinfo_ignores_an_authorization_header_of_another_scheme() {
+    let s = Server::start();
+    let reply = s.raw(
+        "GET",
+        "/_matrix/federation/v1/openid/userinfo?access_token=nonsense",
+        &[("Authorization", "X-Matrix origin=\"a.example\",key=\"ed25519:1\",sig=\"x\"")],
+        None,
+    );
+    assert_eq!(reply.status, 401, "{}", reply.text);
+    assert_eq!(reply.json["errcode"], "M_UNKNOWN_TOKEN", "{}", reply.text);
+}
