@@ -110,7 +110,11 @@ fn initial_sync_lists_rooms_with_messages_state_and_account_data() {
     for prefix in [V1, V3, "/_matrix/client/r0"] {
         let sync = get_ok(&s, &alice, &format!("{prefix}/initialSync"));
         assert!(sync["end"].is_string(), "{sync}");
-        assert_eq!(sync["presence"], json!([]));
+        // Alone in her rooms, alice's contacts are herself (not seen yet).
+        assert_eq!(
+            sync["presence"],
+            json!([{ "type": "m.presence", "sender": alice.id, "content": { "presence": "offline", "currently_active": false } }])
+        );
         let data = sync["account_data"].as_array().expect("account_data");
         assert!(data.iter().any(|d| d["type"] == "org.example.conf" && d["content"]["k"] == "v"), "{sync}");
         let info = room_of(&sync, &room);
@@ -288,7 +292,8 @@ fn room_initial_sync_for_members_previews_and_strangers() {
         assert_eq!(info["room_id"], private.as_str());
         assert_eq!(info["membership"], "join");
         assert_eq!(info["visibility"], "private");
-        assert_eq!(info["presence"], json!([]));
+        assert_eq!(info["presence"].as_array().map(Vec::len), Some(1), "{info}");
+        assert_eq!(info["presence"][0]["sender"], alice.id.as_str());
         assert!(info["account_data"].is_array(), "{info}");
         assert_eq!(bodies(&info["messages"]["chunk"]), ["hidden"]);
         assert!(info["messages"]["end"].is_string(), "{info}");
@@ -397,4 +402,49 @@ fn parked_event_streams_leave_workers_free() {
             assert_eq!(body["chunk"][0]["event_id"], sent.as_str(), "{body}");
         }
     });
+}
+
+/// Issue 12: `/initialSync` carries the presence of the user's contacts
+/// (everyone sharing a joined room), and nobody else's.
+#[test]
+fn initial_sync_carries_the_presence_of_contacts() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let bob = user(&s, "bob");
+    let carol = user(&s, "carol");
+    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    join(&s, &bob, &room);
+    let (status, r) = s.put(
+        &format!("{V3}/presence/{}/status", enc(&bob.id)),
+        Some(&bob.token),
+        json!({ "presence": "online", "status_msg": "cooking" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    // Carol is online too, but shares no room with alice.
+    let (status, r) = s.put(
+        &format!("{V3}/presence/{}/status", enc(&carol.id)),
+        Some(&carol.token),
+        json!({ "presence": "online" }),
+    );
+    assert_eq!(status, 200, "{r}");
+
+    let sync = get_ok(&s, &alice, &format!("{V3}/initialSync"));
+    let presence = sync["presence"].as_array().expect("presence");
+    let senders: Vec<&str> = presence.iter().map(|e| e["sender"].as_str().expect("sender")).collect();
+    let mut want = vec![alice.id.as_str(), bob.id.as_str()];
+    want.sort();
+    assert_eq!(senders, want, "{sync}");
+    let of_bob = presence.iter().find(|e| e["sender"] == bob.id.as_str()).expect("bob");
+    assert_eq!(of_bob["type"], "m.presence");
+    assert_eq!(of_bob["content"]["presence"], "online");
+    assert_eq!(of_bob["content"]["status_msg"], "cooking");
+    // The room's own initial sync: its members.
+    let info = get_ok(&s, &alice, &format!("{V3}/rooms/{}/initialSync", enc(&room)));
+    let senders: Vec<&str> = info["presence"]
+        .as_array()
+        .expect("presence")
+        .iter()
+        .map(|e| e["sender"].as_str().unwrap())
+        .collect();
+    assert_eq!(senders, want, "{info}");
 }

@@ -393,30 +393,41 @@ fn pagination_both_directions_with_exact_order_and_tokens() {
     }
     assert_eq!(last_type, "m.room.create");
     assert!(page.get("end").is_none());
-    // Forwards from the end of the first backward page: what came after it.
+    // Forwards from the end of the first backward page: that page again,
+    // oldest first (a token is a point between events).
     let f = messages(&s, &alice, &room, &format!("dir=f&limit=10&from={}", enc(&end1)));
-    assert_eq!(bodies(&f), names(17..=25));
-    assert!(f.get("end").is_none(), "no more events: {f}");
+    assert_eq!(bodies(&f), names(16..=25));
+    // At the live end forwards, `end` is still there to poll on from.
+    let live = f["end"].as_str().expect("end at the live end").to_owned();
+    let none = messages(&s, &alice, &room, &format!("dir=f&limit=10&from={}", enc(&live)));
+    assert!(bodies(&none).is_empty(), "{none}");
+    assert_eq!(none["end"], live.as_str());
+    let m26 = send(&s, &alice, &room, "m26");
+    let polled = messages(&s, &alice, &room, &format!("dir=f&limit=10&from={}", enc(&live)));
+    assert_eq!(ids(&polled["chunk"]), [m26]);
     // Forwards from the end of the second page, in two steps.
     let f1 = messages(&s, &alice, &room, &format!("dir=f&limit=5&from={}", enc(&end2)));
-    assert_eq!(bodies(&f1), names(7..=11));
+    assert_eq!(bodies(&f1), names(6..=10));
     let f2 = messages(&s, &alice, &room, &format!("dir=f&limit=5&from={}", enc(f1["end"].as_str().unwrap())));
-    assert_eq!(bodies(&f2), names(12..=16));
-    // With `to`: stop at the first page's end.
+    assert_eq!(bodies(&f2), names(11..=15));
+    // With `to`: stop at the first page's end, which is just before m16.
     let between =
         messages(&s, &alice, &room, &format!("dir=f&limit=50&from={}&to={}", enc(&end2), enc(&end1)));
-    assert_eq!(bodies(&between), names(7..=15));
-    assert!(between.get("end").is_none());
+    assert_eq!(bodies(&between), names(6..=15));
+    let back_to =
+        messages(&s, &alice, &room, &format!("dir=b&limit=50&from={}&to={}", enc(&end1), enc(&end2)));
+    assert_eq!(bodies(&back_to), rev(6..=15));
+    assert!(back_to.get("end").is_none(), "backwards stops at `to`: {back_to}");
     // From the start of the room with no `from`.
     let first = messages(&s, &alice, &room, "dir=f&limit=3");
     assert_eq!(first["chunk"][0]["type"], "m.room.create");
     assert_eq!(first["chunk"].as_array().unwrap().len(), 3);
     // A sync token (`s{pos}_…`) counts everything through its position.
     let all = messages(&s, &alice, &room, "dir=b&limit=1&from=s999999999_0");
-    assert_eq!(bodies(&all), ["m25"]);
+    assert_eq!(bodies(&all), ["m26"]);
     // The limit is clamped, not refused.
     let many = messages(&s, &alice, &room, "dir=b&limit=100000");
-    assert_eq!(bodies(&many).len(), 25);
+    assert_eq!(bodies(&many).len(), 26);
     assert!(many.get("end").is_none());
 
     let q = |query: &str| s.get(&room_path(&room, &format!("messages?{query}")), Some(&alice.token));
@@ -521,6 +532,14 @@ fn context_around_an_event() {
     let fwd =
         messages(&s, &alice, &room, &format!("dir=f&limit=2&from={}", enc(ctx["end"].as_str().unwrap())));
     assert_eq!(bodies(&fwd), ["m8", "m9"]);
+    // And the other way: forwards from `start` come events_before again,
+    // backwards from `end` events_after.
+    let start = ctx["start"].as_str().unwrap();
+    let again = messages(&s, &alice, &room, &format!("dir=f&limit=3&from={}", enc(start)));
+    assert_eq!(bodies(&again), ["m3", "m4", "m5"]);
+    let again =
+        messages(&s, &alice, &room, &format!("dir=b&limit=3&from={}", enc(ctx["end"].as_str().unwrap())));
+    assert_eq!(bodies(&again), ["m7", "m6", "m5"]);
 
     // A filter applies around the event and to the state, not to the event.
     let filter = json!({ "senders": [alice.id], "types": ["m.room.message", "m.room.member"], "lazy_load_members": true });
@@ -682,4 +701,161 @@ fn timestamp_to_event_in_both_directions() {
     assert_error(&find(&alice, "ts=soon&dir=b"), 400, "M_INVALID_PARAM");
     assert_error(&find(&alice, "ts=0&dir=up"), 400, "M_INVALID_PARAM");
     assert_error(&find(&eve, "ts=0&dir=f"), 403, "M_FORBIDDEN");
+}
+
+/// Pages through `who`'s view of the room's messages from `from` in
+/// `dir`, `k` at a time, until a page brings none; the bodies in order.
+fn page_through(s: &Server, who: &User, room: &str, dir: &str, from: &str, k: usize) -> Vec<String> {
+    let filter = enc(&json!({ "types": ["m.room.message"] }).to_string());
+    let mut out = Vec::new();
+    let mut from = from.to_owned();
+    for _ in 0..100 {
+        let page =
+            messages(s, who, room, &format!("dir={dir}&limit={k}&filter={filter}&from={}", enc(&from)));
+        let got = bodies(&page);
+        if got.is_empty() {
+            return out;
+        }
+        out.extend(got);
+        match page["end"].as_str() {
+            Some(t) => from = t.to_owned(),
+            None => return out,
+        }
+    }
+    panic!("pagination did not end");
+}
+
+/// Issue 12: tokens are points between events. Paging back and then
+/// forward from the same token, or from a sync's `prev_batch`, sees each
+/// event exactly once in each direction, in order.
+#[test]
+fn tokens_are_points_so_back_then_forward_sees_each_event_once() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    // N a multiple of K: the last full page still has an `end`.
+    const N: usize = 25;
+    const K: usize = 5;
+    for i in 1..=N {
+        send(&s, &alice, &room, &format!("m{i}"));
+    }
+    let names: Vec<String> = (1..=N).map(|i| format!("m{i}")).collect();
+    let rev: Vec<String> = names.iter().rev().cloned().collect();
+
+    // Back through all N messages in pages of K; the last page's `end`
+    // is still there (the room's creation lies behind it).
+    let filter = enc(&json!({ "types": ["m.room.message"] }).to_string());
+    let mut back = Vec::new();
+    let mut from: Option<String> = None;
+    while back.len() < N {
+        let q = match &from {
+            Some(t) => format!("dir=b&limit={K}&filter={filter}&from={}", enc(t)),
+            None => format!("dir=b&limit={K}&filter={filter}"),
+        };
+        let page = messages(&s, &alice, &room, &q);
+        back.extend(bodies(&page));
+        from = Some(page["end"].as_str().expect("end while events remain").to_owned());
+    }
+    assert_eq!(back, rev, "backwards: each once, newest first");
+    let last_end = from.expect("a token");
+    assert_eq!(page_through(&s, &alice, &room, "f", &last_end, K), names, "forwards from the last end");
+    assert!(page_through(&s, &alice, &room, "b", &last_end, K).is_empty());
+
+    // From a sync's prev_batch: backwards what precedes the timeline,
+    // forwards the timeline and nothing else, each once.
+    let sync_filter = enc(&json!({ "room": { "timeline": { "limit": 3 } } }).to_string());
+    let (status, sync) = s.get(&format!("{V3}/sync?filter={sync_filter}"), Some(&alice.token));
+    assert_eq!(status, 200, "{sync}");
+    let joined = &sync["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["limited"], true, "{joined}");
+    let timeline = bodies(&json!({ "chunk": joined["timeline"]["events"] }));
+    assert_eq!(timeline, names[N - 3..]);
+    let prev = joined["timeline"]["prev_batch"].as_str().expect("prev_batch");
+    assert_eq!(page_through(&s, &alice, &room, "b", prev, K), rev[3..]);
+    assert_eq!(page_through(&s, &alice, &room, "f", prev, K), names[N - 3..]);
+    // From next_batch: nothing behind is missed, nothing ahead yet.
+    let next = sync["next_batch"].as_str().expect("next_batch");
+    assert_eq!(page_through(&s, &alice, &room, "b", next, 50), rev);
+    let ahead = messages(&s, &alice, &room, &format!("dir=f&from={}", enc(next)));
+    assert!(ahead["chunk"].as_array().unwrap().is_empty(), "{ahead}");
+    assert!(ahead["end"].is_string(), "forwards at the live end keeps an end: {ahead}");
+}
+
+/// Issue 12: `/messages` and the legacy `/events` refuse bad `limit`,
+/// `dir` and `from`; filters refuse entries that are not room or user IDs.
+#[test]
+fn pagination_parameters_and_filter_ids_are_validated() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    send(&s, &alice, &room, "m1");
+    let q = |query: &str| s.get(&room_path(&room, &format!("messages?{query}")), Some(&alice.token));
+    for bad in ["dir=b&limit=abc", "dir=b&limit=-2", "dir=x", "dir=B", "dir=b&from=x", "dir=b&from=s12abc"] {
+        assert_error(&q(bad), 400, "M_INVALID_PARAM");
+    }
+    let events = |query: &str| s.get(&format!("{V3}/events?{query}"), Some(&alice.token));
+    for bad in ["limit=abc", "limit=-2", "dir=x", "from=garbage", "from=s1_x"] {
+        assert_error(&events(bad), 400, "M_INVALID_PARAM");
+    }
+    let (status, ok) = events("limit=5&dir=f&timeout=0");
+    assert_eq!(status, 200, "{ok}");
+
+    for filter in [
+        json!({ "rooms": ["not-a-room"] }),
+        json!({ "not_rooms": ["#alias:localhost"] }),
+        json!({ "senders": ["bob"] }),
+        json!({ "not_senders": ["@:localhost"] }),
+    ] {
+        let path = room_path(&room, &format!("messages?dir=b&filter={}", enc(&filter.to_string())));
+        assert_error(&s.get(&path, Some(&alice.token)), 400, "M_INVALID_PARAM");
+        let body = json!({ "room": { "timeline": filter } });
+        let path = format!("{V3}/user/{}/filter", enc(&alice.id));
+        assert_error(&s.post(&path, Some(&alice.token), body), 400, "M_INVALID_PARAM");
+    }
+    let good = json!({ "senders": [alice.id], "rooms": [room] });
+    let path = room_path(&room, &format!("messages?dir=b&filter={}", enc(&good.to_string())));
+    let (status, page) = s.get(&path, Some(&alice.token));
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(bodies(&page), ["m1"]);
+}
+
+/// Issue 12: events of an ignored user (`m.ignored_user_list`) are not
+/// served by `/messages` or `/context`; their state events still are.
+#[test]
+fn ignored_users_are_left_out_of_messages_and_context() {
+    let s = Server::start();
+    let alice = user(&s, "alice");
+    let bob = user(&s, "bob");
+    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    join(&s, &bob, &room);
+    let a1 = send(&s, &alice, &room, "a1");
+    let b1 = send(&s, &bob, &room, "b1");
+    let a2 = send(&s, &alice, &room, "a2");
+    let (status, r) = s.put(
+        &format!("{V3}/user/{}/account_data/m.ignored_user_list", enc(&alice.id)),
+        Some(&alice.token),
+        json!({ "ignored_users": { bob.id.clone(): {} } }),
+    );
+    assert_eq!(status, 200, "{r}");
+
+    let page = messages(&s, &alice, &room, "dir=b&limit=50");
+    assert_eq!(bodies(&page), ["a2", "a1"]);
+    let chunk = page["chunk"].as_array().unwrap();
+    assert!(
+        chunk.iter().any(|e| e["type"] == "m.room.member" && e["sender"] == bob.id.as_str()),
+        "bob's join (state) stays: {page}"
+    );
+    assert_eq!(bodies(&messages(&s, &alice, &room, "dir=f&limit=50")), ["a1", "a2"]);
+    // Bob still sees everything, and alice's own view of him elsewhere is
+    // unchanged: only the ignoring user's reads change.
+    assert_eq!(bodies(&messages(&s, &bob, &room, "dir=b&limit=50")), ["a2", "b1", "a1"]);
+
+    let path = room_path(&room, &format!("context/{}?limit=2", enc(&a2)));
+    let (status, ctx) = s.get(&path, Some(&alice.token));
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(ids(&ctx["events_before"])[0], a1, "b1 is skipped: {ctx}");
+    let path = room_path(&room, &format!("context/{}", enc(&b1)));
+    assert_error(&s.get(&path, Some(&alice.token)), 404, "M_NOT_FOUND");
+    let (status, _) = s.get(&path, Some(&bob.token));
+    assert_eq!(status, 200);
 }

@@ -744,3 +744,36 @@ fn signing_devices_out_removes_their_pushers() {
     assert_eq!(s.post(&format!("{V3}/logout"), Some(&tablet.token), json!({})).0, 200);
     assert!(pushkeys(&s, &main).is_empty());
 }
+
+/// Issue 12: an event from a user the recipient ignores
+/// (`m.ignored_user_list`) makes no notification and no push for them.
+#[test]
+fn ignored_senders_neither_notify_nor_push() {
+    let s = Server::start_with(&[], &[ALLOW_PRIVATE]);
+    let gateway = Gateway::start();
+    let (alice, bob, carol) = (user(&s, "alice"), user(&s, "bob"), user(&s, "carol"));
+    let room = public_room(&s, &alice);
+    join(&s, &bob, &room);
+    join(&s, &carol, &room);
+    set_pusher(&s, &bob, "BOBKEY", json!({ "url": gateway.url(), "format": "event_id_only" }));
+    let (status, r) = s.put(
+        &format!("{V3}/user/{}/account_data/m.ignored_user_list", enc(&bob.id)),
+        Some(&bob.token),
+        json!({ "ignored_users": { alice.id.clone(): {} } }),
+    );
+    assert_eq!(status, 200, "{r}");
+
+    let from_alice = send(&s, &alice, &room, text("bob: hello"));
+    let from_carol = send(&s, &carol, &room, text("bob: hi"));
+    let list = notifications(&s, &bob, "");
+    assert!(notification_for(&list, &from_alice).is_none(), "{list:?}");
+    assert!(notification_for(&list, &from_carol).is_some(), "{list:?}");
+    // Carol, who ignores nobody, is notified of alice's mention-less
+    // message as usual.
+    assert!(notification_for(&notifications(&s, &carol, ""), &from_alice).is_some());
+    // The outbox is drained in order: carol's push arrives, alice's never
+    // was queued.
+    let got = gateway.wait_for(1);
+    let pushed: Vec<&Value> = got.iter().map(|b| &b["notification"]["event_id"]).collect();
+    assert_eq!(pushed, [&json!(from_carol)], "{got:?}");
+}

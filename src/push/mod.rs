@@ -6,7 +6,8 @@
 //!   boundaries, actions.
 //! - this file: [`on_event`], called by `rooms::append` for every local
 //!   event inside its write transaction. It evaluates each local member's
-//!   rules (except the sender's) and writes, in that same transaction, a
+//!   rules (except the sender's, and those of members who ignore the
+//!   sender: `m.ignored_user_list`) and writes, in that same transaction, a
 //!   notification row per outcome (naming the users it notified by their
 //!   slot in the room) and an outbox row per pusher of each notified user
 //!   — so a crash can neither push what was not stored nor lose a push for
@@ -15,9 +16,10 @@
 //!   gateways, with bounded retries and backoff.
 //!
 //! Cost per event: one query for the room's joined members and their
-//! display names, then per local member one indexed lookup of their stored
-//! rules (none for most users, who get the precompiled defaults) and, if
-//! notified, one lookup of their pushers. No JSON is parsed per member; the
+//! display names, then per local member one indexed lookup of their ignore
+//! list (matched inside SQLite) and one of their stored rules (none for
+//! most users, who get the precompiled defaults) and, if notified, one
+//! lookup of their pushers. No JSON is parsed per member in Rust; the
 //! event body is lower-cased once. The writes are a row or two for the
 //! event, whatever the room's size: per-user rows would dirty one B-tree
 //! page per member and made sends in a room of 100 eight times slower.
@@ -40,7 +42,7 @@ use crate::core::ids;
 use crate::core::room_version::RoomVersion;
 use crate::error::Result;
 use crate::push::rules::Effect;
-use crate::storage::{self, events, push};
+use crate::storage::{self, account_data, events, push};
 
 /// Relations followed to find an event's thread (the spec suggests 3).
 const THREAD_HOPS_MAX: usize = 3;
@@ -103,6 +105,14 @@ pub fn on_event(
             }
         }
     }
+    // Nobody is notified of (or pushed) what a user they ignore sent.
+    let mut kept = Vec::with_capacity(recipients.len());
+    for (user_id, name) in recipients {
+        if !account_data::ignores(conn, &user_id, sender)? {
+            kept.push((user_id, name));
+        }
+    }
+    let recipients = kept;
     if recipients.is_empty() {
         return Ok(());
     }

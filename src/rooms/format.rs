@@ -1,6 +1,14 @@
 //! Stored events in the client format: the PDU's client-visible fields plus
 //! `unsigned` (`age`, `transaction_id` for the sending device only,
-//! `prev_content` of state events, `redacted_because`).
+//! `prev_content` of state events, `redacted_because`), and erased
+//! senders' events redacted for those who join later.
+//!
+//! **Erasure.** The events of a user who asked for erasure on
+//! deactivation (`storage::users::erased_at`) are served redacted (the
+//! room version's algorithm) to anyone who could not see them before the
+//! erasure: users who were neither joined when the event was sent nor
+//! joined when the erasure was asked. The spec's rule: those who join
+//! later get redacted copies, those who had them keep them.
 //!
 //! A stored PDU that cannot be parsed is logged and left out
 //! (`rooms::readable_pdu`): the event is absent from lists, and what it
@@ -9,10 +17,11 @@
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
+use crate::core::redaction::redact;
 use crate::error::Result;
 use crate::rooms::readable_pdu;
-use crate::storage::events::{self, StoredEvent};
-use crate::storage::state;
+use crate::storage::events::{self, Dir, StoredEvent};
+use crate::storage::{state, users};
 
 /// Who is looking, so that `transaction_id` reaches only the sending device.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +60,17 @@ pub fn client_event(
     viewer: Option<Viewer>,
     now: i64,
 ) -> Result<Option<Value>> {
-    let Some(pdu) = readable_pdu(e) else { return Ok(None) };
+    let Some(mut pdu) = readable_pdu(e) else { return Ok(None) };
+    let mut membership = None;
+    if let Some(v) = viewer {
+        membership = membership_at(conn, e, &pdu, v.user_id)?;
+    }
+    if let Some(erased_pos) = users::erased_at(conn, &e.sender)? {
+        if !saw_before_erasure(conn, e, viewer, membership.as_deref(), erased_pos)? {
+            let (_, version) = crate::rooms::room_and_version(conn, &e.room_id)?;
+            pdu = redact(version, &pdu);
+        }
+    }
     let mut out = base(e, &pdu);
     let mut unsigned = Map::new();
     unsigned.insert("age".into(), json!((now - e.origin_ts).max(0)));
@@ -60,10 +79,8 @@ pub fn client_event(
             unsigned.insert("transaction_id".into(), json!(txn));
         }
     }
-    if let Some(v) = viewer {
-        if let Some(m) = membership_at(conn, e, &pdu, v.user_id)? {
-            unsigned.insert("membership".into(), json!(m));
-        }
+    if let Some(m) = membership {
+        unsigned.insert("membership".into(), json!(m));
     }
     if let Some(key) = &e.state_key {
         if let Some(prev_id) = state::group_entry(conn, e.state_before, &e.kind, key)? {
@@ -87,6 +104,44 @@ pub fn client_event(
     }
     out.insert("unsigned".into(), Value::Object(unsigned));
     Ok(Some(Value::Object(out)))
+}
+
+/// For an event of a user who asked for erasure at stream position
+/// `erased_pos`: could the viewer see it before? They could if they were
+/// joined when it was sent (`membership`, theirs before the event) or when
+/// the erasure was asked. Nobody else (no viewer, a later joiner, a guest
+/// of a world-readable room) gets the original.
+fn saw_before_erasure(
+    conn: &Connection,
+    e: &StoredEvent,
+    viewer: Option<Viewer>,
+    membership: Option<&str>,
+    erased_pos: i64,
+) -> Result<bool> {
+    let Some(v) = viewer else { return Ok(false) };
+    if membership == Some("join") {
+        return Ok(true);
+    }
+    // The room's last event at or before the erasure, and the viewer's
+    // membership after it.
+    let Some(last) =
+        events::room_events(conn, &e.room_id, erased_pos.saturating_add(1), None, Dir::Backward, 1)?
+            .into_iter()
+            .next()
+    else {
+        return Ok(false);
+    };
+    let member_id = if last.kind == "m.room.member" && last.state_key.as_deref() == Some(v.user_id) {
+        Some(last.event_id.clone())
+    } else {
+        state::group_entry(conn, last.state_before, "m.room.member", v.user_id)?
+    };
+    let Some(member) = member_id.map(|id| events::get(conn, &id)).transpose()?.flatten() else {
+        return Ok(false);
+    };
+    let joined = readable_pdu(&member)
+        .and_then(|p| p.pointer("/content/membership").and_then(Value::as_str).map(|m| m == "join"));
+    Ok(joined == Some(true))
 }
 
 /// Memberships looked up per state group, kept per thread. State groups

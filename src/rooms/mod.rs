@@ -550,4 +550,40 @@ mod tests {
             })
             .unwrap();
     }
+
+    #[test]
+    fn an_erased_senders_events_are_redacted_for_those_who_join_later() {
+        let app = app("erasure");
+        let (alice, bob, carol) = ("@alice:localhost", "@bob:localhost", "@carol:localhost");
+        let room_id = app
+            .db
+            .write(|c| create_room(&app, c, alice, request(room_version::DEFAULT, Preset::PublicChat)))
+            .unwrap();
+        let join = |who: &'static str| NewEvent {
+            kind: "m.room.member",
+            state_key: Some(who),
+            content: json!({ "membership": "join" }),
+            redacts: None,
+            txn: None,
+        };
+        app.db.write(|c| append(&app, c, &room_id, bob, join(bob))).unwrap();
+        let sent = app.db.write(|c| append(&app, c, &room_id, alice, message("mine"))).unwrap();
+        app.db.write(|c| crate::storage::users::erase(c, alice, 1)).unwrap();
+        app.db.write(|c| append(&app, c, &room_id, carol, join(carol))).unwrap();
+        app.db
+            .read(|c| {
+                let e = events::get(c, &sent.event_id)?.expect("stored");
+                let as_seen = |user_id: &str| {
+                    let v = format::Viewer { user_id, device_id: "D" };
+                    format::client_event(c, &e, Some(v), 0).map(|x| x.expect("readable"))
+                };
+                assert_eq!(as_seen(bob)?["content"]["body"], "mine", "bob had it before the erasure");
+                assert_eq!(as_seen(carol)?["content"], json!({}), "carol joined after it");
+                assert_eq!(as_seen(carol)?["event_id"], sent.event_id.as_str());
+                let anyone = format::client_event(c, &e, None, 0)?.expect("readable");
+                assert_eq!(anyone["content"], json!({}));
+                Ok(())
+            })
+            .unwrap();
+    }
 }

@@ -1,8 +1,11 @@
-//! Per-user data: `filters`, `account_data`.
+//! Per-user data: `filters`, `account_data`; the ignore list
+//! (`m.ignored_user_list`) as the read paths and push evaluation need it.
 //!
 //! Account data content is stored as JSON text; `changed` hands it back
 //! parsed, leaving out (and logging) a row that cannot be parsed, so that
 //! one bad row never fails a whole `/sync`.
+
+use std::collections::HashSet;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
@@ -91,6 +94,50 @@ pub fn changed(
     Ok(out)
 }
 
+/// The global account data type holding the users a user ignores.
+pub const IGNORED_USER_LIST: &str = "m.ignored_user_list";
+
+/// The users `user_id` ignores: the keys of `ignored_users` in their
+/// `m.ignored_user_list` (empty without one; an entry that cannot be read,
+/// or of the wrong shape, is logged and counts as empty).
+pub fn ignored_users(conn: &Connection, user_id: &str) -> Result<HashSet<String>> {
+    let Some(text) = get(conn, user_id, "", IGNORED_USER_LIST)? else { return Ok(HashSet::new()) };
+    let parsed: std::result::Result<Value, _> = serde_json::from_str(&text);
+    match parsed.as_ref().map(|v| v.get("ignored_users")) {
+        Ok(Some(Value::Object(users))) => Ok(users.keys().cloned().collect()),
+        Ok(_) => Ok(HashSet::new()),
+        Err(e) => {
+            crate::log::warn(format_args!("skipping unreadable {IGNORED_USER_LIST} of {user_id}: {e}"));
+            Ok(HashSet::new())
+        }
+    }
+}
+
+/// True if an event from `sender` is hidden from a user who ignores the
+/// users in `ignored`: any but a state event (state stays whole, so
+/// clients keep a coherent room state; Synapse does the same).
+pub fn hides(ignored: &HashSet<String>, sender: &str, is_state: bool) -> bool {
+    !is_state && ignored.contains(sender)
+}
+
+/// True if `user_id` ignores `other` (as [`ignored_users`] reads it, but
+/// without parsing the list outside SQLite: push evaluation asks this for
+/// every member of a room, per event).
+pub fn ignores(conn: &Connection, user_id: &str, other: &str) -> Result<bool> {
+    // CASE, not AND: SQLite may evaluate AND's operands in any order, and
+    // json_each fails on text that is not JSON.
+    Ok(conn
+        .prepare_cached(
+            "SELECT CASE WHEN json_valid(content) AND json_type(content, '$.ignored_users') = 'object'
+                THEN EXISTS (SELECT 1 FROM json_each(content, '$.ignored_users') WHERE key = ?3)
+                ELSE 0 END
+             FROM account_data WHERE user_id = ?1 AND room_id = '' AND type = ?2",
+        )?
+        .query_row(params![user_id, IGNORED_USER_LIST, other], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
 /// How much account data a user keeps: entries and bytes of content.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -155,6 +202,26 @@ mod tests {
         put(&c, "@a:x", "", "m.later", "{}", 4).unwrap();
         let kinds: Vec<String> = changed(&c, "@a:x", 0, 10).unwrap().into_iter().map(|(_, k, _)| k).collect();
         assert_eq!(kinds, vec!["m.good", "m.later"]);
+    }
+
+    #[test]
+    fn ignore_lists() {
+        let c = test_conn();
+        assert!(ignored_users(&c, "@a:x").unwrap().is_empty());
+        assert!(!ignores(&c, "@a:x", "@b:x").unwrap());
+        put(&c, "@a:x", "", IGNORED_USER_LIST, r#"{"ignored_users":{"@b:x":{},"@c:x":{}}}"#, 1).unwrap();
+        assert_eq!(ignored_users(&c, "@a:x").unwrap(), HashSet::from(["@b:x".to_owned(), "@c:x".to_owned()]));
+        assert!(ignores(&c, "@a:x", "@b:x").unwrap());
+        assert!(!ignores(&c, "@a:x", "@d:x").unwrap());
+        assert!(!ignores(&c, "@b:x", "@a:x").unwrap());
+        // A room's entry of that type is not the ignore list.
+        put(&c, "@b:x", "!r:x", IGNORED_USER_LIST, r#"{"ignored_users":{"@a:x":{}}}"#, 2).unwrap();
+        assert!(!ignores(&c, "@b:x", "@a:x").unwrap());
+        for bad in [r#"{"ignored_users":["@b:x"]}"#, r#"{"ignored_users":"@b:x"}"#, "{\"a\":", "[]"] {
+            put(&c, "@a:x", "", IGNORED_USER_LIST, bad, 3).unwrap();
+            assert!(ignored_users(&c, "@a:x").unwrap().is_empty(), "{bad}");
+            assert!(!ignores(&c, "@a:x", "@b:x").unwrap(), "{bad}");
+        }
     }
 
     #[test]

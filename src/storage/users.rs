@@ -1,4 +1,10 @@
-//! Accounts: `users`.
+//! Accounts: `users`, and `erased_users` (who asked, on deactivation,
+//! for their content to be erased, and at which stream position).
+//!
+//! `erased_users` is made by [`erase`] when first needed (`CREATE TABLE IF
+//! NOT EXISTS`) until `schema.sql` carries it; readers take a missing table
+//! as "nobody erased" (they run on read-only connections, which cannot
+//! create it).
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -77,6 +83,41 @@ pub fn deactivate(conn: &Connection, user_id: &str) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// The erasure table, as `schema.sql` should carry it.
+pub const ERASED_USERS_SQL: &str = "CREATE TABLE IF NOT EXISTS erased_users (
+    user_id TEXT PRIMARY KEY NOT NULL,
+    pos INTEGER NOT NULL,
+    ts INTEGER NOT NULL
+)";
+
+/// Records that `user_id` asked for their content to be erased (the
+/// `erase` of account deactivation), as of the current stream position,
+/// and clears their profile. Returns the position. Asking again keeps the
+/// first position: those who could see the events then still can.
+pub fn erase(conn: &Connection, user_id: &str, now: i64) -> Result<i64> {
+    conn.execute_batch(ERASED_USERS_SQL)?;
+    let pos = crate::storage::events::current_pos(conn)?;
+    conn.execute(
+        "INSERT INTO erased_users (user_id, pos, ts) VALUES (?1, ?2, ?3) ON CONFLICT (user_id) DO NOTHING",
+        params![user_id, pos, now],
+    )?;
+    crate::storage::profiles::set_displayname(conn, user_id, None)?;
+    crate::storage::profiles::set_avatar_url(conn, user_id, None)?;
+    Ok(erased_at(conn, user_id)?.unwrap_or(pos))
+}
+
+/// The stream position at which `user_id` asked for erasure, if they did.
+pub fn erased_at(conn: &Connection, user_id: &str) -> Result<Option<i64>> {
+    let mut stmt = match conn.prepare_cached("SELECT pos FROM erased_users WHERE user_id = ?1") {
+        Ok(stmt) => stmt,
+        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.starts_with("no such table") => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(stmt.query_row([user_id], |r| r.get(0)).optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +136,20 @@ mod tests {
         assert!(devices::list(&c, "@a:x").unwrap().is_empty());
         assert!(!create(&c, "@a:x", None, false, 3).unwrap());
         assert!(!set_password(&c, "@a:x", "new").unwrap());
+    }
+
+    #[test]
+    fn erasure_is_recorded_once_and_clears_the_profile() {
+        let c = test_conn();
+        assert_eq!(erased_at(&c, "@a:x").unwrap(), None, "no table yet");
+        create(&c, "@a:x", Some("h"), false, 1).unwrap();
+        crate::storage::profiles::set_displayname(&c, "@a:x", Some("Alice")).unwrap();
+        let pos = erase(&c, "@a:x", 5).unwrap();
+        assert_eq!(erased_at(&c, "@a:x").unwrap(), Some(pos));
+        assert_eq!(erased_at(&c, "@b:x").unwrap(), None);
+        let p = crate::storage::profiles::get(&c, "@a:x").unwrap();
+        assert!(p.as_ref().is_none_or(|p| p.displayname.is_none() && p.avatar_url.is_none()), "{p:?}");
+        crate::storage::events::next_pos(&c).unwrap();
+        assert_eq!(erase(&c, "@a:x", 6).unwrap(), pos, "the first erasure stands");
     }
 }

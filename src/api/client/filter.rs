@@ -1,5 +1,7 @@
 //! The `RoomEventFilter` of the spec's Filtering section: parsing a filter
-//! given as JSON (bounded, with wrong types refused as `M_BAD_JSON`) and
+//! given as JSON (bounded, with wrong types refused as `M_BAD_JSON`, and
+//! entries of `rooms`/`senders` lists that are not room or user IDs as
+//! `M_INVALID_PARAM`) and
 //! matching events against it. `/messages` and `/context` take one in their
 //! query; `/sync` can reuse the same parser for the room parts of a filter.
 //!
@@ -8,6 +10,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::core::ids;
 use crate::error::{Error, Result};
 
 /// Most entries in one list of a filter (`types`, `senders`, ...).
@@ -65,10 +68,10 @@ impl RoomEventFilter {
             limit,
             types: list(obj, "types")?,
             not_types: list(obj, "not_types")?.unwrap_or_default(),
-            senders: list(obj, "senders")?,
-            not_senders: list(obj, "not_senders")?.unwrap_or_default(),
-            rooms: list(obj, "rooms")?,
-            not_rooms: list(obj, "not_rooms")?.unwrap_or_default(),
+            senders: ids_list(obj, "senders", Id::User)?,
+            not_senders: ids_list(obj, "not_senders", Id::User)?.unwrap_or_default(),
+            rooms: ids_list(obj, "rooms", Id::Room)?,
+            not_rooms: ids_list(obj, "not_rooms", Id::Room)?.unwrap_or_default(),
             contains_url: flag(obj, "contains_url")?,
             lazy_load_members: flag(obj, "lazy_load_members")?.unwrap_or(false),
             include_redundant_members: flag(obj, "include_redundant_members")?.unwrap_or(false),
@@ -146,6 +149,29 @@ fn list(obj: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>> {
         .map(Some)
 }
 
+/// What the entries of an identifier list must be.
+#[derive(Clone, Copy)]
+enum Id {
+    User,
+    Room,
+}
+
+/// A list of user or room IDs: of the wrong shape `M_BAD_JSON`, like any
+/// list; an entry that is a string but not such an ID `M_INVALID_PARAM`
+/// (the value, not the JSON, is wrong), as Hearth answers for IDs in
+/// bodies elsewhere.
+fn ids_list(obj: &Map<String, Value>, key: &str, id: Id) -> Result<Option<Vec<String>>> {
+    let Some(items) = list(obj, key)? else { return Ok(None) };
+    let (valid, what): (fn(&str) -> bool, &str) = match id {
+        Id::User => (|s| ids::parse_user_id(s).is_some(), "user IDs"),
+        Id::Room => (ids::is_valid_room_id, "room IDs"),
+    };
+    if let Some(bad) = items.iter().find(|s| !valid(s)) {
+        return Err(Error::invalid_param(format!("filter.{key} must hold {what}; {bad:?} is not one")));
+    }
+    Ok(Some(items))
+}
+
 /// Event type patterns: `*` matches any run of characters, everything else
 /// itself. Linear in practice: both sides are at most 255 bytes.
 pub fn type_matches(pattern: &str, kind: &str) -> bool {
@@ -221,9 +247,22 @@ mod tests {
             json!({ "lazy_load_members": "yes" }),
             json!({ "types": vec!["x"; FILTER_LIST_MAX + 1] }),
             json!({ "types": ["x".repeat(FILTER_ITEM_MAX_BYTES + 1)] }),
+            json!({ "rooms": [7] }),
         ] {
             assert_eq!(RoomEventFilter::parse(&bad).unwrap_err().errcode(), "M_BAD_JSON", "{bad}");
         }
+        for bad in [
+            json!({ "rooms": ["!a:x", "#alias:x"] }),
+            json!({ "not_rooms": ["a:x"] }),
+            json!({ "senders": ["bob"] }),
+            json!({ "not_senders": ["@:x"] }),
+            json!({ "senders": ["@bob:"] }),
+        ] {
+            assert_eq!(RoomEventFilter::parse(&bad).unwrap_err().errcode(), "M_INVALID_PARAM", "{bad}");
+        }
+        let ok =
+            json!({ "rooms": ["!a:x", "!v12opaque"], "senders": ["@b:x"], "not_senders": ["@c:y:8448"] });
+        assert!(RoomEventFilter::parse(&ok).is_ok());
         assert_eq!(RoomEventFilter::from_query(Some("{nope")).unwrap_err().errcode(), "M_NOT_JSON");
         assert_eq!(RoomEventFilter::from_query(None).unwrap(), RoomEventFilter::default());
         assert!(RoomEventFilter::parse(&json!({ "types": null })).unwrap().types.is_none());

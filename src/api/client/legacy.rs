@@ -12,7 +12,8 @@
 //! as on the other read paths. `/events` with nothing new waits in the hub
 //! like `/sync`, never on an HTTP worker; what it returns is bounded
 //! ([`STREAM_CHUNK_MAX`] room events), the rest coming with the next call.
-//! Presence is not served yet: the presence lists are always empty.
+//! The initial syncs carry the presence of the user's contacts (everyone
+//! sharing a joined room); `/events` does not carry presence changes yet.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::{Auth, Poll, Request, Response};
 use crate::app::App;
+use crate::ephemeral::presence_event;
 use crate::error::{Error, Result};
 use crate::hub::Waiter;
 use crate::rooms::format::{client_event, Viewer};
@@ -89,10 +91,12 @@ pub fn initial_sync(app: &App, req: &Request) -> Result<Response> {
             .filter(|(room, _, _)| room.is_empty())
             .map(|(_, kind, content)| account_data_event(kind, content))
             .collect();
+        let joined = state::rooms_of_user(conn, &who.user_id, "join")?;
+        let presence = contacts_presence(app, conn, &who.user_id, &joined)?;
         Response::ok(json!({
             "end": ctx.end(ctx.now_pos),
             "rooms": rooms,
-            "presence": [],
+            "presence": presence,
             "account_data": global,
         }))
     })
@@ -122,9 +126,29 @@ pub fn room_initial_sync(app: &App, req: &Request) -> Result<Response> {
         let data = account_data::changed(conn, &who.user_id, 0, ctx.now_pos)?;
         let membership = membership.as_deref().unwrap_or("leave");
         let mut info = ctx.room_info(room_id, membership, upto.as_ref(), limit, &data)?;
-        info["presence"] = json!([]);
+        // The members' presence, for a member; a preview or a past stay
+        // shows none.
+        info["presence"] = match membership {
+            "join" => json!(contacts_presence(app, conn, &who.user_id, &[room_id.to_owned()])?),
+            _ => json!([]),
+        };
         Response::ok(info)
     })
+}
+
+/// The `m.presence` events of `user_id` and of everyone joined to one of
+/// `rooms` (the user's contacts), as they stand now, by user ID; a user
+/// the server has not seen is `offline`. None when presence is off.
+fn contacts_presence(app: &App, conn: &Connection, user_id: &str, rooms: &[String]) -> Result<Vec<Value>> {
+    if !app.ephemeral.presence_enabled() {
+        return Ok(Vec::new());
+    }
+    let mut users = std::collections::BTreeSet::from([user_id.to_owned()]);
+    for room in rooms {
+        users.extend(state::members(conn, room, "join")?);
+    }
+    let now = storage::now_ms();
+    Ok(users.iter().map(|u| presence_event(u, &app.ephemeral.presence_of(u, now))).collect())
 }
 
 /// The `limit` query parameter, defaulted and clamped.
@@ -146,6 +170,8 @@ struct Ctx<'a> {
     now_ms: i64,
     now_pos: i64,
     ephemeral: u64,
+    /// The users the viewer ignores: their messages are left out.
+    ignored: HashSet<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -157,6 +183,7 @@ impl<'a> Ctx<'a> {
             now_ms: storage::now_ms(),
             now_pos: events::current_pos(conn)?,
             ephemeral: app.hub.current_ephemeral(),
+            ignored: account_data::ignored_users(conn, &who.user_id)?,
         })
     }
 
@@ -230,7 +257,10 @@ impl<'a> Ctx<'a> {
             for e in page {
                 scanned += 1;
                 cursor = e.pos;
-                if out.len() < limit && vis.may_see(&e)? {
+                if out.len() < limit
+                    && !account_data::hides(&self.ignored, &e.sender, e.state_key.is_some())
+                    && vis.may_see(&e)?
+                {
                     out.push(e);
                 }
             }
@@ -287,7 +317,7 @@ pub fn get_event(app: &App, req: &Request) -> Result<Response> {
 
 // ------------------------------------------------------------ event stream
 
-/// GET /_matrix/client/v3/events?from&timeout&room_id: what happened after
+/// GET /_matrix/client/v3/events?from&timeout&room_id&limit&dir: what happened after
 /// `from` in the user's rooms (room events, receipts, account data), or,
 /// with `room_id`, in that one room (a preview of a world-readable room,
 /// or a room the user is in). Without `from` the stream starts now. With
@@ -299,6 +329,20 @@ pub fn events(app: &App, req: &Request) -> Result<Poll> {
     let from = match req.query("from") {
         None => None,
         Some(t) => Some((Since::parse(t).ok_or_else(|| Error::invalid_param("Invalid from token"))?, t)),
+    };
+    // The stream runs forwards only; `dir` and `limit` are the pagination
+    // parameters the original specification let it take.
+    match req.query("dir") {
+        None | Some("f") => {}
+        Some("b") => return Err(Error::invalid_param("The event stream only goes forwards: dir=f")),
+        Some(_) => return Err(Error::invalid_param("dir must be 'f'")),
+    }
+    let limit = match req.query("limit") {
+        None => STREAM_CHUNK_MAX,
+        Some(t) => t
+            .parse::<u64>()
+            .map_err(|_| Error::invalid_param("limit must be a whole number"))?
+            .clamp(1, STREAM_CHUNK_MAX as u64) as usize,
     };
     let timeout_ms = match req.query("timeout") {
         None => 0,
@@ -328,6 +372,7 @@ pub fn events(app: &App, req: &Request) -> Result<Poll> {
         device_id: who.device_id.clone(),
         from: from.pos,
         from_token,
+        limit,
         peek,
         rooms: HashSet::new(),
         seen: (0, 0),
@@ -349,6 +394,8 @@ struct EventsWaiter {
     from: i64,
     /// The `from` token as given (or made), echoed as `start`.
     from_token: String,
+    /// Most room events per answer.
+    limit: usize,
     /// The one room watched, for a preview.
     peek: Option<String>,
     rooms: HashSet<String>,
@@ -365,6 +412,7 @@ impl EventsWaiter {
                 user_id: &self.user_id,
                 viewer: Viewer { user_id: &self.user_id, device_id: &self.device_id },
                 from: self.from,
+                limit: self.limit,
                 peek: self.peek.as_deref(),
             };
             q.run()
@@ -415,6 +463,8 @@ struct StreamQuery<'a> {
     user_id: &'a str,
     viewer: Viewer<'a>,
     from: i64,
+    /// Most room events in the answer, at most [`STREAM_CHUNK_MAX`].
+    limit: usize,
     peek: Option<&'a str>,
 }
 
@@ -452,7 +502,8 @@ impl StreamQuery<'_> {
                 (joined, list)
             }
         };
-        let (picked, end) = self.room_events(&candidates, from, now_pos)?;
+        let ignored = account_data::ignored_users(conn, self.user_id)?;
+        let (picked, end) = self.room_events(&candidates, &ignored, from, now_pos)?;
         let now_ms = storage::now_ms();
         let mut chunk = Vec::with_capacity(picked.len());
         for e in &picked {
@@ -481,9 +532,15 @@ impl StreamQuery<'_> {
     }
 
     /// The room events in `(from, now_pos]` of `rooms` the user may see, in
-    /// stream order, at most [`STREAM_CHUNK_MAX`]; and the position through
+    /// stream order, at most `limit`; and the position through
     /// which all were examined.
-    fn room_events(&self, rooms: &[String], from: i64, now_pos: i64) -> Result<(Vec<StoredEvent>, i64)> {
+    fn room_events(
+        &self,
+        rooms: &[String],
+        ignored: &HashSet<String>,
+        from: i64,
+        now_pos: i64,
+    ) -> Result<(Vec<StoredEvent>, i64)> {
         let mut vis: HashMap<&str, Visibility> =
             rooms.iter().map(|r| (r.as_str(), Visibility::new(self.conn, self.user_id, r))).collect();
         let mut picked = Vec::new();
@@ -491,7 +548,7 @@ impl StreamQuery<'_> {
         let mut examined = 0;
         loop {
             // Each room's first events past the cursor; merged, the first
-            // STREAM_CHUNK_MAX of them are the stream's next ones. One more
+            // `limit` of them are the stream's next ones. One more
             // per room tells whether the merge left any out.
             let mut page = Vec::new();
             for room in rooms {
@@ -501,18 +558,19 @@ impl StreamQuery<'_> {
                     cursor,
                     Some(now_pos + 1),
                     Dir::Forward,
-                    STREAM_CHUNK_MAX + 1,
+                    self.limit + 1,
                 )?);
             }
             page.sort_by_key(|e| e.pos);
-            let more = page.len() > STREAM_CHUNK_MAX;
-            page.truncate(STREAM_CHUNK_MAX);
+            let more = page.len() > self.limit;
+            page.truncate(self.limit);
             examined += page.len();
             for e in page {
                 cursor = e.pos;
                 let own_membership =
                     e.kind == "m.room.member" && e.state_key.as_deref() == Some(self.user_id);
                 let visible = match vis.get_mut(e.room_id.as_str()) {
+                    Some(_) if account_data::hides(ignored, &e.sender, e.state_key.is_some()) => false,
                     Some(v) => own_membership || v.may_see(&e)?,
                     None => false,
                 };

@@ -8,13 +8,11 @@
 //! state, a user who left the state as it was when they left, and anyone
 //! the current state of a `world_readable` room.
 //!
-//! Pagination tokens (`rooms::token`): a plain `s{p}` (what `/messages`,
-//! `/context` and sync's `prev_batch` hand out) stands at event position
-//! `p` and excludes it both ways: backwards from it come the events at
-//! positions `< p`, forwards those `> p`. A sync token `s{p}_…`
-//! (`next_batch`) means "everything through `p`": backwards from it come
-//! the events `<= p`. So a backward page whose oldest event is `e` ends at
-//! `s{e.pos}`, and paging forward from there resumes after `e`.
+//! Pagination tokens (`rooms::token`) are points between events: a
+//! backward page whose oldest event is `e` ends at the point just before
+//! `e`, a forward page whose newest event is `e` at the point just after
+//! it, so paging back and then forward from the same token (or from a
+//! sync's `prev_batch`) sees every event exactly once.
 
 use std::collections::HashSet;
 
@@ -32,7 +30,7 @@ use crate::rooms::visibility::{self, Visibility};
 use crate::rooms::{self, token, NewEvent};
 use crate::storage::events::{self, Dir, StoredEvent};
 use crate::storage::state::{self, StateMap};
-use crate::storage::{self, rooms as room_store};
+use crate::storage::{self, account_data, rooms as room_store};
 
 /// Events per `/messages` page unless the client asks otherwise.
 const MESSAGES_LIMIT_DEFAULT: usize = 10;
@@ -320,7 +318,8 @@ pub fn get_event(app: &App, req: &Request) -> Result<Response> {
 ///
 /// `limit` is shared: half before the event (rounded down), the rest after.
 /// The filter applies to the events around the event and to `state`, not to
-/// the event itself.
+/// the event itself. Users the viewer ignores are left out; their event
+/// itself is not found.
 pub fn context(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
@@ -330,15 +329,26 @@ pub fn context(app: &App, req: &Request) -> Result<Response> {
     app.db.read(|conn| {
         check_may_read(conn, room_id, &who.user_id)?;
         let target = visible_event(conn, room_id, event_id, &who.user_id)?;
+        // An ignored user's events are not shown, the one asked for neither.
+        let ignored = account_data::ignored_users(conn, &who.user_id)?;
+        if account_data::hides(&ignored, &target.sender, target.state_key.is_some()) {
+            return Err(unreadable());
+        }
         let room_allowed = filter.allows_room(room_id);
         let mut vis = Visibility::new(conn, &who.user_id, room_id);
-        let mut keep =
-            |e: &StoredEvent| -> Result<bool> { Ok(room_allowed && vis.may_see(e)? && passes(&filter, e)?) };
+        let mut keep = |e: &StoredEvent| -> Result<bool> {
+            Ok(room_allowed
+                && !account_data::hides(&ignored, &e.sender, e.state_key.is_some())
+                && vis.may_see(e)?
+                && passes(&filter, e)?)
+        };
         let before_limit = limit / 2;
         let before = scan(conn, room_id, target.pos, None, Dir::Backward, before_limit, &mut keep)?;
         let after = scan(conn, room_id, target.pos, None, Dir::Forward, limit - before_limit, &mut keep)?;
-        let start = token::at(before.last.unwrap_or(target.pos));
-        let end = token::at(after.last.unwrap_or(target.pos));
+        // Backwards from `start` come the events before `events_before`,
+        // forwards from `end` those after `events_after`.
+        let start = token::before(before.last.unwrap_or(target.pos));
+        let end = token::after(after.last.unwrap_or(target.pos));
 
         let last = after.events.last().unwrap_or(&target);
         let state_map = rooms::state_after(conn, last)?;
@@ -379,9 +389,11 @@ pub fn context(app: &App, req: &Request) -> Result<Response> {
 /// GET /_matrix/client/v3/rooms/{roomId}/messages?dir&from&to&limit&filter
 ///
 /// `from` defaults to the newest point going backwards and the oldest going
-/// forwards; sync tokens are accepted (their `s{pos}` part). `end` is
-/// omitted once the range has no more events. With `lazy_load_members`,
-/// `state` holds the senders' member events as of their events.
+/// forwards; sync tokens are accepted (`rooms::token`). `end` is omitted
+/// once paging backwards exhausted the range; forwards it is always there.
+/// Events of users the viewer ignores (`m.ignored_user_list`) are left
+/// out. With `lazy_load_members`, `state` holds the senders' member events
+/// as of their events.
 pub fn messages(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
@@ -392,22 +404,26 @@ pub fn messages(app: &App, req: &Request) -> Result<Response> {
     let limit = limit_query(req)?.or(filter.limit).unwrap_or(MESSAGES_LIMIT_DEFAULT).min(EVENTS_LIMIT_MAX);
     app.db.read(|conn| {
         check_may_read(conn, room_id, &who.user_id)?;
-        // Without `from`: just past the newest event, or before the first.
+        // Without `from`: the live end going backwards, the room's start
+        // going forwards.
         let from = match (from, dir) {
             (Some(point), _) => point,
-            (None, Dir::Backward) => {
-                Point { pos: events::current_pos(conn)?.saturating_add(1), through: false }
-            }
-            (None, Dir::Forward) => Point { pos: 0, through: false },
+            (None, Dir::Backward) => Point { after: events::current_pos(conn)? },
+            (None, Dir::Forward) => Point::START,
         };
-        let start = req.query("from").map_or_else(|| token::at(from.pos), str::to_owned);
+        let start = req.query("from").map_or_else(|| from.token(), str::to_owned);
         let (cursor, bound) = match dir {
             Dir::Backward => (from.backward_from(), to.map(Point::backward_to)),
             Dir::Forward => (from.forward_from(), to.map(Point::forward_to)),
         };
         let page = if filter.allows_room(room_id) {
+            let ignored = account_data::ignored_users(conn, &who.user_id)?;
             let mut vis = Visibility::new(conn, &who.user_id, room_id);
-            let mut keep = |e: &StoredEvent| -> Result<bool> { Ok(vis.may_see(e)? && passes(&filter, e)?) };
+            let mut keep = |e: &StoredEvent| -> Result<bool> {
+                Ok(!account_data::hides(&ignored, &e.sender, e.state_key.is_some())
+                    && vis.may_see(e)?
+                    && passes(&filter, e)?)
+            };
             scan(conn, room_id, cursor, bound, dir, limit, &mut keep)?
         } else {
             Scan { events: Vec::new(), last: None, exhausted: true }
@@ -418,8 +434,14 @@ pub fn messages(app: &App, req: &Request) -> Result<Response> {
             "start": start,
             "chunk": format::client_events(conn, &page.events, v, now)?,
         });
-        if !page.exhausted {
-            out["end"] = json!(page.last.map_or(start, token::at));
+        // Backwards, `end` goes once the range is exhausted (the room's
+        // start, or `to`). Forwards it always comes: more events may
+        // follow, and a client polls on from it.
+        match (dir, page.last) {
+            (Dir::Backward, _) if page.exhausted => {}
+            (Dir::Backward, Some(last)) => out["end"] = json!(token::before(last)),
+            (Dir::Forward, Some(last)) => out["end"] = json!(token::after(last)),
+            (_, None) => out["end"] = json!(from.token()),
         }
         if filter.lazy_load_members {
             out["state"] = json!(format::client_events(conn, &sender_members(conn, &page.events)?, v, now)?);
@@ -511,43 +533,44 @@ fn object_body(req: &Request) -> Result<Map<String, Value>> {
     }
 }
 
-/// A pagination token as the module doc reads it.
+/// A pagination token's point: everything through stream position
+/// `after` is behind it, everything past it ahead (`rooms::token`).
 #[derive(Debug, Clone, Copy)]
 struct Point {
-    pos: i64,
-    /// A sync token: everything through `pos`, rather than the point at
-    /// event `pos` that excludes it.
-    through: bool,
+    after: i64,
 }
 
 impl Point {
+    /// Before the first event.
+    const START: Point = Point { after: -1 };
+
     fn parse(text: &str) -> Result<Point> {
-        let pos = token::parse(text).ok_or_else(|| Error::invalid_param("Invalid pagination token"))?;
-        Ok(Point { pos, through: text.contains('_') })
+        let after = token::point(text).ok_or_else(|| Error::invalid_param("Invalid pagination token"))?;
+        Ok(Point { after })
+    }
+
+    fn token(self) -> String {
+        token::after(self.after)
     }
 
     /// The exclusive storage bound for reading backwards from the point.
     fn backward_from(self) -> i64 {
-        if self.through {
-            self.pos.saturating_add(1)
-        } else {
-            self.pos
-        }
+        self.after.saturating_add(1)
     }
 
     /// The exclusive storage bound for reading forwards from the point.
     fn forward_from(self) -> i64 {
-        self.pos
+        self.after
     }
 
     /// The exclusive storage bound for reading backwards down to the point.
     fn backward_to(self) -> i64 {
-        self.pos
+        self.after
     }
 
     /// The exclusive storage bound for reading forwards up to the point.
     fn forward_to(self) -> i64 {
-        self.backward_from()
+        self.after.saturating_add(1)
     }
 }
 
