@@ -384,6 +384,25 @@ CREATE TRIGGER e2e_device_keys_deleted AFTER DELETE ON e2e_device_keys BEGIN
         VALUES (OLD.user_id, (SELECT pos FROM stream_position WHERE id = 1));
 END;
 
+-- A device added, renamed or removed is a device-list change too, before
+-- (or without) any keys: clients show "new session" from it. Schema 3.
+CREATE TRIGGER devices_added AFTER INSERT ON devices BEGIN
+    UPDATE stream_position SET pos = pos + 1 WHERE id = 1;
+    INSERT OR REPLACE INTO e2e_device_list_changes (user_id, pos)
+        VALUES (NEW.user_id, (SELECT pos FROM stream_position WHERE id = 1));
+END;
+CREATE TRIGGER devices_renamed AFTER UPDATE OF display_name ON devices
+    WHEN OLD.display_name IS NOT NEW.display_name BEGIN
+    UPDATE stream_position SET pos = pos + 1 WHERE id = 1;
+    INSERT OR REPLACE INTO e2e_device_list_changes (user_id, pos)
+        VALUES (NEW.user_id, (SELECT pos FROM stream_position WHERE id = 1));
+END;
+CREATE TRIGGER devices_removed AFTER DELETE ON devices BEGIN
+    UPDATE stream_position SET pos = pos + 1 WHERE id = 1;
+    INSERT OR REPLACE INTO e2e_device_list_changes (user_id, pos)
+        VALUES (OLD.user_id, (SELECT pos FROM stream_position WHERE id = 1));
+END;
+
 -- To-device messages waiting for their device's next /sync; deleted once a
 -- sync with a later `since` acknowledges them.
 CREATE TABLE to_device_messages (

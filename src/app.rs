@@ -18,6 +18,8 @@ pub struct App {
     pub hub: Hub,
     /// Typing notices and presence (in memory).
     pub ephemeral: crate::ephemeral::Ephemeral,
+    /// The member events each device was sent (lazy loading, in memory).
+    pub sent_members: crate::sync::lazy::SentMembers,
     pub shutdown: AtomicBool,
 }
 
@@ -29,7 +31,16 @@ impl App {
         let limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
         let hub = Hub::new(config.max_parked_requests);
         let ephemeral = crate::ephemeral::Ephemeral::new(config.presence);
-        Ok(App { config, db, server_key, limiter, hub, ephemeral, shutdown: AtomicBool::new(false) })
+        Ok(App {
+            config,
+            db,
+            server_key,
+            limiter,
+            hub,
+            ephemeral,
+            sent_members: crate::sync::lazy::SentMembers::new(),
+            shutdown: AtomicBool::new(false),
+        })
     }
 }
 

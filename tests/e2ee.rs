@@ -391,11 +391,13 @@ fn device_list_changes_reach_room_peers_only() {
     let room = create_room(&s, &a1);
     join(&s, &b1, &room);
     a1.upload(&s, json!({ "device_keys": a1.device_keys() }));
+    // Logging in is a device-list change of its own (`tests/sync_join.rs`);
+    // here the new device exists before the tokens are taken.
+    let a2 = Dev::login(&s, "alice", "ALICE2");
     let tb = b1.sync(&s, None, 0)["next_batch"].as_str().unwrap().to_owned();
     let tc = c1.sync(&s, None, 0)["next_batch"].as_str().unwrap().to_owned();
 
     // Alice's new device uploads keys: Bob's parked sync wakes with it.
-    let a2 = Dev::login(&s, "alice", "ALICE2");
     let woken = std::thread::scope(|scope| {
         let waiter = scope.spawn(|| woken_sync(&s, &b1, &tb));
         std::thread::sleep(std::time::Duration::from_millis(300));

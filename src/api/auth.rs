@@ -69,6 +69,10 @@ pub fn issue_session(
 ) -> Result<Session> {
     let now = storage::now_ms();
     devices::create(tx, user_id, device_id, display_name, now)?;
+    // A new device is a device-list change (recorded by a trigger): the
+    // syncs of the user and of the rooms they share wake for it.
+    let pos = crate::storage::events::current_pos(tx)?;
+    crate::api::client::keys::wake_device_list_watchers(tx, user_id, pos)?;
     devices::delete_device_tokens(tx, user_id, device_id)?;
     issue_tokens(app, tx, user_id, device_id, with_refresh, now)
 }

@@ -29,6 +29,7 @@ pub mod acme;
 pub mod devices;
 pub mod e2ee;
 pub mod events;
+pub mod ignored;
 pub mod key_backup;
 pub mod media;
 pub mod openid;

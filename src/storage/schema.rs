@@ -12,13 +12,13 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
 /// upgrades the frozen first schema (`tests/data/schema-v1.sql`) and
 /// compares it with a new database.
-const UPGRADES: &[&str] = &[UPGRADE_TO_2];
+const UPGRADES: &[&str] = &[UPGRADE_TO_2, upgrade_3_device_list_triggers()];
 
 /// Version 2 (issue 12).
 ///
@@ -85,6 +85,34 @@ CREATE TABLE openid_tokens (
 CREATE INDEX openid_tokens_device ON openid_tokens(user_id, device_id);
 CREATE INDEX openid_tokens_expiry ON openid_tokens(expires_ts);
 ";
+
+// ------------------------------------------------- upgrade step 2 -> 3 (sync)
+
+/// Schema 3: devices added, renamed or removed record a device-list change
+/// (`/sync`'s `device_lists.changed`) even before they upload keys. The
+/// same triggers are in `schema.sql`.
+const fn upgrade_3_device_list_triggers() -> &'static str {
+    "
+CREATE TRIGGER devices_added AFTER INSERT ON devices BEGIN
+    UPDATE stream_position SET pos = pos + 1 WHERE id = 1;
+    INSERT OR REPLACE INTO e2e_device_list_changes (user_id, pos)
+        VALUES (NEW.user_id, (SELECT pos FROM stream_position WHERE id = 1));
+END;
+CREATE TRIGGER devices_renamed AFTER UPDATE OF display_name ON devices
+    WHEN OLD.display_name IS NOT NEW.display_name BEGIN
+    UPDATE stream_position SET pos = pos + 1 WHERE id = 1;
+    INSERT OR REPLACE INTO e2e_device_list_changes (user_id, pos)
+        VALUES (NEW.user_id, (SELECT pos FROM stream_position WHERE id = 1));
+END;
+CREATE TRIGGER devices_removed AFTER DELETE ON devices BEGIN
+    UPDATE stream_position SET pos = pos + 1 WHERE id = 1;
+    INSERT OR REPLACE INTO e2e_device_list_changes (user_id, pos)
+        VALUES (OLD.user_id, (SELECT pos FROM stream_position WHERE id = 1));
+END;
+"
+}
+
+// ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
 /// first and opens a write transaction only when there is something to
@@ -160,6 +188,32 @@ mod tests {
         migrate(&mut ro).unwrap();
         drop(ro);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A version 2 database (the current schema without what step 3 adds)
+    /// gets the device triggers, the same as a new one.
+    #[test]
+    fn upgrade_3_adds_the_device_list_triggers() {
+        let triggers = |c: &Connection| -> Vec<String> {
+            let mut st = c
+                .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'devices_%' ORDER BY name")
+                .unwrap();
+            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old).unwrap();
+        old.execute_batch(
+            "DROP TRIGGER devices_added; DROP TRIGGER devices_renamed; DROP TRIGGER devices_removed;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        migrate(&mut old).unwrap();
+        assert_eq!(triggers(&old).len(), 3);
+        assert_eq!(triggers(&old), triggers(&fresh));
+        let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, VERSION);
     }
 
     #[test]

@@ -212,6 +212,62 @@ pub fn memberships_after(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// A member event in a sync window, with what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberChange {
+    pub pos: i64,
+    /// The user whose membership it sets (its state key).
+    pub user_id: String,
+    /// Its `content.membership` (empty if the stored PDU cannot be read).
+    pub membership: String,
+    /// The state group in force before it.
+    pub state_before: i64,
+}
+
+/// The member events of a room in `(from, upto]` (only `user_id`'s if
+/// given), oldest first. Walks the room's events in the window by position.
+pub fn member_changes(
+    conn: &Connection,
+    room_id: &str,
+    user_id: Option<&str>,
+    from: i64,
+    upto: i64,
+) -> Result<Vec<MemberChange>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT pos, state_key, state_before, pdu FROM events
+         WHERE room_id = ?1 AND pos > ?2 AND pos <= ?3 AND type = 'm.room.member'
+           AND state_key IS NOT NULL AND (?4 IS NULL OR state_key = ?4)
+         ORDER BY pos",
+    )?;
+    let rows = stmt.query_map(params![room_id, from, upto, user_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (pos, user_id, state_before, pdu) = row?;
+        out.push(MemberChange { pos, user_id, membership: membership_of_pdu(&pdu), state_before });
+    }
+    Ok(out)
+}
+
+/// The membership `user_id` had in a state group (`None`: no member event).
+pub fn membership_in_group(conn: &Connection, group: i64, user_id: &str) -> Result<Option<String>> {
+    let Some(event_id) = group_entry(conn, group, "m.room.member", user_id)? else { return Ok(None) };
+    let pdu: Option<String> = conn
+        .prepare_cached("SELECT pdu FROM events WHERE event_id = ?1")?
+        .query_row([&event_id], |r| r.get(0))
+        .optional()?;
+    Ok(pdu.map(|p| membership_of_pdu(&p)))
+}
+
+/// `content.membership` of a stored member PDU; empty if it cannot be read.
+fn membership_of_pdu(pdu: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(pdu)
+        .ok()
+        .and_then(|v| v.get("content")?.get("membership")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

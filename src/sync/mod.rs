@@ -11,8 +11,9 @@
 //! second part of the token.
 
 pub mod e2ee;
+pub mod lazy;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
@@ -122,7 +123,6 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
     let from = req.since.map_or(0, |s| s.pos);
     let now = storage::now_ms();
     let viewer = Viewer { user_id: req.user_id, device_id: req.device_id };
-    let ctx = Ctx { app, conn, req, viewer, now, from, upto: now_pos };
 
     let joined: HashSet<String> = state::rooms_of_user(conn, req.user_id, "join")?.into_iter().collect();
     let full = req.since.is_none() || req.full_state;
@@ -135,6 +135,12 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
         body["device_unused_fallback_key_types"] = json!(fallback);
         return Ok(Answer { body, empty: true, next, joined });
     }
+    if req.since.is_none() {
+        // A new sync sequence: the client has no members yet.
+        app.sent_members.reset(req.user_id, req.device_id);
+    }
+    let ignored = storage::ignored::ignored_users(conn, req.user_id)?;
+    let ctx = Ctx { app, conn, req, viewer, now, from, upto: now_pos, ignored };
     // Only rooms where something happened need looking at.
     let mut active: HashSet<String> = if full { joined.clone() } else { changed_rooms(conn, from, now_pos)? };
     let eph_since = req.since.map(|s| s.ephemeral);
@@ -143,6 +149,9 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
             active.insert(room_id.clone());
         }
     }
+    // Users whose presence the answer must carry because the syncing user
+    // newly shares a room with them (either of them joined).
+    let mut new_company: BTreeSet<String> = BTreeSet::new();
     let mut joined_out = Map::new();
     let mut rooms: Vec<&String> = joined.iter().filter(|r| active.contains(*r)).collect();
     rooms.sort();
@@ -150,7 +159,28 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
         if !req.filter.allows_room(room_id) {
             continue;
         }
-        if let Some(room) = ctx.joined_room(room_id)? {
+        // A room is new to the client only if the user's membership moved
+        // to `join` in the window (a profile change is a member event too).
+        let fresh = match req.since {
+            None => true,
+            Some(_) => {
+                let changes = state::member_changes(conn, room_id, None, from, now_pos)?;
+                let fresh = ctx.newly_joined(&changes)?;
+                if fresh {
+                    new_company.extend(state::members(conn, room_id, "join")?);
+                } else {
+                    for c in changes.iter().filter(|c| c.membership == "join" && c.user_id != req.user_id) {
+                        if state::membership_in_group(conn, c.state_before, &c.user_id)?.as_deref()
+                            != Some("join")
+                        {
+                            new_company.insert(c.user_id.clone());
+                        }
+                    }
+                }
+                fresh
+            }
+        };
+        if let Some(room) = ctx.joined_room(room_id, fresh)? {
             joined_out.insert(room_id.clone(), room);
         }
     }
@@ -163,6 +193,11 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
         }
         match membership.as_str() {
             "invite" => {
+                // Invites from ignored users are not delivered.
+                let inviter = events::get(conn, &event_id)?.map(|e| e.sender);
+                if inviter.is_some_and(|s| ctx.ignored.contains(&s)) {
+                    continue;
+                }
                 let events = ctx.stripped_state(&room_id, &event_id)?;
                 invite_out.insert(room_id, json!({ "invite_state": { "events": events } }));
             }
@@ -190,7 +225,16 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
             global_data.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
         }
     }
-    let presence: Vec<Value> = crate::ephemeral::presence_events_for(app, conn, req.user_id, eph_since)?
+    let mut presence = crate::ephemeral::presence_events_for(app, conn, req.user_id, eph_since)?;
+    if app.ephemeral.presence_enabled() {
+        for user_id in new_company {
+            if user_id != req.user_id && !presence.iter().any(|e| e["sender"] == user_id.as_str()) {
+                let view = app.ephemeral.presence_of(&user_id, now);
+                presence.push(crate::ephemeral::presence_event(&user_id, &view));
+            }
+        }
+    }
+    let presence: Vec<Value> = presence
         .into_iter()
         .filter(|e| {
             let sender = e.get("sender").and_then(Value::as_str).unwrap_or("");
@@ -274,12 +318,42 @@ struct Ctx<'a> {
     now: i64,
     from: i64,
     upto: i64,
+    /// Users the syncing user ignores: their non-state events are left out.
+    ignored: HashSet<String>,
+}
+
+/// How much of a room an answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    /// The room is new to the client: its latest events (as far as history
+    /// visibility lets the user see) and the full state before them.
+    Fresh,
+    /// What happened in the window, like any incremental sync.
+    Window,
+    /// The window's events, and the whole state (`full_state=true`).
+    WindowFullState,
 }
 
 impl Ctx<'_> {
-    /// The newest events of a room in `(from, before)`, filtered, oldest
-    /// first, and whether more were left out.
-    fn timeline(&self, room_id: &str, before: i64) -> Result<(Vec<StoredEvent>, bool)> {
+    /// True if the user's membership moved to `join` in the window: a
+    /// non-join of theirs in it (they left and joined again), or a join
+    /// while their membership at `since` was not one. `changes` are the
+    /// room's member events in the window. Display name and avatar changes
+    /// are member events too, but not joins.
+    fn newly_joined(&self, changes: &[state::MemberChange]) -> Result<bool> {
+        let mut mine = changes.iter().filter(|c| c.user_id == self.req.user_id).peekable();
+        let Some(first) = mine.peek() else { return Ok(false) };
+        let before = state::membership_in_group(self.conn, first.state_before, self.req.user_id)?;
+        if before.as_deref() != Some("join") {
+            return Ok(true);
+        }
+        Ok(mine.any(|c| c.membership != "join"))
+    }
+
+    /// The newest events of a room before `before` (and after `after`, if
+    /// given), filtered, oldest first, and whether more were left out.
+    /// Non-state events of ignored users are left out.
+    fn timeline(&self, room_id: &str, before: i64, after: Option<i64>) -> Result<(Vec<StoredEvent>, bool)> {
         let filter = &self.req.filter.timeline;
         let limit = filter.limit.unwrap_or(TIMELINE_LIMIT_DEFAULT).clamp(1, TIMELINE_LIMIT_MAX);
         let mut visibility = Visibility::new(self.conn, self.req.user_id, room_id);
@@ -288,14 +362,16 @@ impl Ctx<'_> {
         let mut scanned = 0;
         let mut limited = false;
         'scan: loop {
-            let page =
-                events::room_events(self.conn, room_id, cursor, Some(self.from), Dir::Backward, limit + 1)?;
+            let page = events::room_events(self.conn, room_id, cursor, after, Dir::Backward, limit + 1)?;
             if page.is_empty() {
                 break;
             }
             for e in page {
                 cursor = e.pos;
                 scanned += 1;
+                if e.state_key.is_none() && self.ignored.contains(&e.sender) {
+                    continue;
+                }
                 // An event that cannot be read (logged) is left out.
                 let pdu = match filter.needs_content() {
                     true => match readable_pdu(&e) {
@@ -350,21 +426,45 @@ impl Ctx<'_> {
         }
     }
 
+    /// True if lazy loading leaves out members this device already has.
+    fn skips_redundant(&self, span: Span) -> bool {
+        let f = &self.req.filter.state;
+        f.lazy_load_members
+            && !f.include_redundant_members
+            && span == Span::Window
+            && self.req.since.is_some()
+    }
+
     /// State events from a map, filtered by the state filter (and lazy
-    /// loading: members only for `senders`), skipping `skip`.
+    /// loading: members only for `senders`, and with `dedupe` not those
+    /// the device was sent already), skipping `skip`.
     fn state_events(
         &self,
+        room_id: &str,
         map: &state::StateMap,
         senders: &HashSet<String>,
         skip: &HashSet<String>,
+        dedupe: bool,
     ) -> Result<Vec<Value>> {
         let filter = &self.req.filter.state;
+        let since = self.from;
         let mut ids: Vec<&String> = map
             .iter()
             .filter(|((kind, key), id)| {
                 !skip.contains(*id)
                     && filter.allows_event(kind, "", None)
-                    && (kind != "m.room.member" || !filter.lazy_load_members || senders.contains(key))
+                    && (kind != "m.room.member"
+                        || !filter.lazy_load_members
+                        || (senders.contains(key)
+                            && !(dedupe
+                                && self.app.sent_members.delivered(
+                                    self.req.user_id,
+                                    self.req.device_id,
+                                    room_id,
+                                    key,
+                                    id,
+                                    since,
+                                ))))
             })
             .map(|(_, id)| id)
             .collect();
@@ -382,47 +482,95 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn joined_room(&self, room_id: &str) -> Result<Option<Value>> {
-        let since = self.req.since;
-        let member_pos = self
-            .conn
-            .prepare_cached("SELECT pos FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
-            .query_row([self.req.user_id, room_id], |r| r.get::<_, i64>(0))?;
-        let newly_joined = since.is_some_and(|s| member_pos > s.pos);
-        let full = since.is_none() || newly_joined || self.req.full_state;
-        let (timeline, limited) = self.timeline(room_id, self.upto + 1)?;
+    /// Remembers the member events an answer carries (state and timeline),
+    /// when lazy loading needs to know.
+    fn record_members(&self, room_id: &str, state: &[Value], timeline: &[StoredEvent]) {
+        if !self.req.filter.state.lazy_load_members {
+            return;
+        }
+        let mut sent: Vec<(String, String)> = state
+            .iter()
+            .filter(|e| e["type"] == "m.room.member")
+            .filter_map(|e| Some((e["state_key"].as_str()?.to_owned(), e["event_id"].as_str()?.to_owned())))
+            .collect();
+        for e in timeline.iter().filter(|e| e.kind == "m.room.member") {
+            if let Some(key) = &e.state_key {
+                sent.push((key.clone(), e.event_id.clone()));
+            }
+        }
+        self.app.sent_members.record(self.req.user_id, self.req.device_id, room_id, &sent, self.upto);
+    }
+
+    /// The `state` section of a room: the state before the timeline (all
+    /// of it, or lazy-loaded members), or what changed in the gap. `upto`:
+    /// the last position the room's part of the answer covers.
+    fn room_state(
+        &self,
+        room_id: &str,
+        span: Span,
+        timeline: &[StoredEvent],
+        limited: bool,
+        upto: i64,
+    ) -> Result<Vec<Value>> {
         let timeline_ids: HashSet<String> = timeline.iter().map(|e| e.event_id.clone()).collect();
         let mut senders: HashSet<String> = timeline.iter().map(|e| e.sender.clone()).collect();
         senders.insert(self.req.user_id.to_owned());
+        let full = span != Span::Window;
+        let lazy = self.req.filter.state.lazy_load_members;
+        let dedupe = self.skips_redundant(span);
         let start_state = match timeline.first() {
             Some(first) => crate::rooms::state_before(self.conn, first)?,
-            None if full => state::current_state(self.conn, room_id)?,
+            None if full => self.state_at(room_id, upto)?,
             // Nothing new in the timeline: no state can have changed either.
-            None => state::StateMap::new(),
+            None => return Ok(Vec::new()),
         };
-        let state = if full {
-            self.state_events(&start_state, &senders, &timeline_ids)?
-        } else if limited {
+        if full {
+            return self.state_events(room_id, &start_state, &senders, &timeline_ids, false);
+        }
+        let mut map: state::StateMap = if limited {
             // The state that changed in the gap between `since` and the timeline.
             let before = self.state_at(room_id, self.from)?;
-            let changed: state::StateMap =
-                start_state.into_iter().filter(|(k, id)| before.get(k) != Some(id)).collect();
-            let mut all = senders.clone();
-            all.extend(changed.keys().filter(|(k, _)| k == "m.room.member").map(|(_, s)| s.clone()));
-            self.state_events(&changed, &all, &timeline_ids)?
-        } else if self.req.filter.state.lazy_load_members {
-            // Members of the timeline's senders whose events are not in it.
-            let members: state::StateMap = start_state
-                .into_iter()
-                .filter(|((k, s), _)| k == "m.room.member" && senders.contains(s))
-                .collect();
-            self.state_events(&members, &senders, &timeline_ids)?
+            start_state
+                .iter()
+                .filter(|(k, id)| before.get(*k) != Some(*id))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
         } else {
-            Vec::new()
+            state::StateMap::new()
         };
+        let mut wanted = senders.clone();
+        wanted.extend(map.keys().filter(|(k, _)| k == "m.room.member").map(|(_, s)| s.clone()));
+        if lazy {
+            // Members of the timeline's senders whose events are not in it
+            // (and, without `include_redundant_members`, the device lacks).
+            for s in &senders {
+                let key = ("m.room.member".to_owned(), s.clone());
+                if let Some(id) = start_state.get(&key) {
+                    map.entry(key).or_insert_with(|| id.clone());
+                }
+            }
+        }
+        self.state_events(room_id, &map, &wanted, &timeline_ids, dedupe)
+    }
+
+    /// A joined room's part of the answer; `None` if nothing in it is new.
+    /// `fresh`: the room is new to the client (initial sync, or joined in
+    /// the window).
+    fn joined_room(&self, room_id: &str, fresh: bool) -> Result<Option<Value>> {
+        let span = match (fresh, self.req.full_state) {
+            (true, _) => Span::Fresh,
+            (false, true) => Span::WindowFullState,
+            (false, false) => Span::Window,
+        };
+        let after = (span != Span::Fresh).then_some(self.from);
+        let (timeline, limited) = self.timeline(room_id, self.upto + 1, after)?;
+        let state = self.room_state(room_id, span, &timeline, limited, self.upto)?;
+        let full = span != Span::Window;
         let ephemeral = self.ephemeral(room_id)?;
         let mut room_data = Vec::new();
-        for (r, kind, content) in account_data::changed(self.conn, self.req.user_id, self.from, self.upto)? {
+        // A room new to the client gets all its room account data.
+        let data_from = if fresh { 0 } else { self.from };
+        for (r, kind, content) in account_data::changed(self.conn, self.req.user_id, data_from, self.upto)? {
             if r == room_id && self.req.filter.room_account_data.allows_event(&kind, self.req.user_id, None) {
                 room_data.push(json!({ "type": kind, "content": content }));
             }
@@ -430,6 +578,7 @@ impl Ctx<'_> {
         if !full && timeline.is_empty() && state.is_empty() && ephemeral.is_empty() && room_data.is_empty() {
             return Ok(None);
         }
+        self.record_members(room_id, &state, &timeline);
         let members_changed = full || timeline.iter().any(|e| e.kind == "m.room.member");
         let prev_batch = timeline.first().map_or_else(|| token::at(self.upto + 1), |e| token::at(e.pos));
         let mut timeline_json = Vec::with_capacity(timeline.len());
@@ -537,9 +686,34 @@ impl Ctx<'_> {
     }
 
     /// A room the user left or was banned from since the token: the events
-    /// up to their leaving.
+    /// up to their leaving and the state before them. A room they joined
+    /// in the window (and left again) is new to the client: its latest
+    /// events and full state, as for a joined room; one they were joined to
+    /// at `since` gets what changed, like a joined room's window; one they
+    /// never joined (an invite refused or withdrawn) no state.
     fn left_room(&self, room_id: &str, leave_pos: i64) -> Result<Value> {
-        let (timeline, limited) = self.timeline(room_id, leave_pos + 1)?;
+        let mine = state::member_changes(self.conn, room_id, Some(self.req.user_id), self.from, leave_pos)?;
+        let was_joined = match mine.first() {
+            Some(first) => {
+                state::membership_in_group(self.conn, first.state_before, self.req.user_id)?.as_deref()
+                    == Some("join")
+            }
+            None => true,
+        };
+        let joined_in_window = mine.iter().any(|c| c.membership == "join");
+        let span = match (was_joined, joined_in_window || self.req.since.is_none()) {
+            (false, true) => Some(Span::Fresh),
+            (false, false) => None,
+            (true, _) if self.req.full_state => Some(Span::WindowFullState),
+            (true, _) => Some(Span::Window),
+        };
+        let after = (span != Some(Span::Fresh)).then_some(self.from);
+        let (timeline, limited) = self.timeline(room_id, leave_pos + 1, after)?;
+        let state = match span {
+            Some(span) => self.room_state(room_id, span, &timeline, limited, leave_pos)?,
+            None => Vec::new(),
+        };
+        self.record_members(room_id, &state, &timeline);
         let prev_batch = timeline.first().map_or_else(|| token::at(leave_pos + 1), |e| token::at(e.pos));
         let mut events_json = Vec::with_capacity(timeline.len());
         for e in &timeline {
@@ -547,7 +721,7 @@ impl Ctx<'_> {
         }
         Ok(json!({
             "timeline": { "events": events_json, "limited": limited, "prev_batch": prev_batch },
-            "state": { "events": [] },
+            "state": { "events": state },
             "account_data": { "events": [] },
         }))
     }
@@ -668,6 +842,9 @@ pub fn parse_filter(v: &Value) -> Result<SyncFilter> {
     let timeline = sub(&room, "timeline")?;
     if timeline.lazy_load_members {
         state_filter.lazy_load_members = true;
+    }
+    if timeline.include_redundant_members {
+        state_filter.include_redundant_members = true;
     }
     Ok(SyncFilter {
         rooms: room_lists.rooms,
