@@ -149,3 +149,54 @@ fn deactivation_is_final() {
     assert_error(&again, 400, "M_USER_IN_USE");
     assert_error(&s.get(&format!("{V3}/register/available?username=fred"), None), 400, "M_USER_IN_USE");
 }
+
+/// Issue 12: deactivation with `erase: true` serves the user's events
+/// redacted to users who join later, keeps them for those who saw them,
+/// and clears the profile.
+#[test]
+fn erasure_redacts_for_later_joiners_only() {
+    let s = Server::start();
+    let (alice, alice_token, _) = s.register("alice", OLD);
+    let (_, bob_token, _) = s.register("bob", OLD);
+    let (_, carol_token, _) = s.register("carol", OLD);
+    let (status, room) =
+        s.post(&format!("{V3}/createRoom"), Some(&alice_token), json!({ "preset": "public_chat" }));
+    assert_eq!(status, 200, "{room}");
+    let room = room["room_id"].as_str().expect("room_id").to_owned();
+    let room_path = format!("{V3}/rooms/{}", common::enc(&room));
+    assert_eq!(s.post(&format!("{room_path}/join"), Some(&bob_token), json!({})).0, 200);
+    let (status, sent) = s.put(
+        &format!("{room_path}/send/m.room.message/t1"),
+        Some(&alice_token),
+        json!({ "msgtype": "m.text", "body": "mine" }),
+    );
+    assert_eq!(status, 200, "{sent}");
+    let event_id = sent["event_id"].as_str().expect("event_id").to_owned();
+
+    let path = format!("{V3}/account/deactivate");
+    let (_, uia) = s.post(&path, Some(&alice_token), json!({ "erase": true }));
+    let session = uia["session"].as_str().expect("session").to_owned();
+    let (status, done) = s.post(
+        &path,
+        Some(&alice_token),
+        json!({ "erase": true, "auth": password_auth(&alice, OLD, &session) }),
+    );
+    assert_eq!(status, 200, "{done}");
+
+    assert_eq!(s.post(&format!("{room_path}/join"), Some(&carol_token), json!({})).0, 200);
+    let content_for = |token: &str| -> Value {
+        let (status, page) = s.get(&format!("{room_path}/messages?dir=b&limit=50"), Some(token));
+        assert_eq!(status, 200, "{page}");
+        let ev = page["chunk"]
+            .as_array()
+            .expect("chunk")
+            .iter()
+            .find(|e| e["event_id"] == event_id.as_str())
+            .cloned();
+        ev.expect("the event is listed")["content"].clone()
+    };
+    assert_eq!(content_for(&bob_token)["body"], "mine", "bob saw it before the erasure");
+    assert_eq!(content_for(&carol_token), json!({}), "carol joined after the erasure");
+    let (status, profile) = s.get(&format!("{V3}/profile/{}", common::enc(&alice)), None);
+    assert!(status == 404 || profile.get("displayname").is_none(), "{status} {profile}");
+}

@@ -44,6 +44,16 @@ fn run(s: &Server, scenario: &str) -> Value {
 }
 
 #[test]
+fn js_sdk_invitee_sees_the_history_after_accepting() {
+    let s = Server::start();
+    let result = run(&s, "invite-history");
+    let seen: Vec<&str> = result["seen"].as_array().expect("seen").iter().filter_map(Value::as_str).collect();
+    for i in 0..5 {
+        assert!(seen.contains(&format!("before the invite {i}").as_str()), "{seen:?}");
+    }
+}
+
+#[test]
 fn js_sdk_bootstraps_cross_signing() {
     let s = Server::start();
     let result = run(&s, "cross-signing");

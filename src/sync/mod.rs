@@ -59,9 +59,9 @@ impl Since {
     }
 
     /// Parses `s{pos}_{ephemeral}` (a plain `s{pos}` token from `/messages`
-    /// counts as ephemeral 0).
+    /// counts as ephemeral 0, and as the point before its position, as /messages reads it).
     pub fn parse(s: &str) -> Option<Since> {
-        let pos = token::parse(s)?;
+        let pos = token::point(s)?;
         let ephemeral = match s.split('_').nth(1) {
             None => 0,
             Some(e) => e.parse().ok()?,
@@ -869,7 +869,7 @@ mod tests {
     fn tokens() {
         let t = Since { pos: 42, ephemeral: 7 };
         assert_eq!(Since::parse(&t.format()), Some(t));
-        assert_eq!(Since::parse("s5"), Some(Since { pos: 5, ephemeral: 0 }));
+        assert_eq!(Since::parse("s5"), Some(Since { pos: 4, ephemeral: 0 }));
         assert_eq!(Since::parse("s5_x"), None);
         assert_eq!(Since::parse("garbage"), None);
     }

@@ -66,8 +66,9 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
 #[derive(Deserialize)]
 struct DeactivateBody {
     auth: Option<Value>,
-    /// Read only to bind the UIA session: Hearth keeps no identity-server
-    /// bindings, and erasure is not offered.
+    /// Erasure: the user's events are served redacted to those who could
+    /// not see them before (`storage::users::erase`). Also binds the UIA
+    /// session; Hearth keeps no identity-server bindings.
     #[serde(default)]
     erase: bool,
     id_server: Option<String>,
@@ -87,6 +88,9 @@ pub fn deactivate(app: &App, req: &Request) -> Result<Response> {
     app.db.write(|tx| {
         passed.finish(tx)?;
         let done = users::deactivate(tx, &who.user_id)?;
+        if body.erase {
+            users::erase(tx, &who.user_id, crate::storage::now_ms())?;
+        }
         crate::api::client::keys::devices_removed(tx, &who.user_id)?;
         Ok(done)
     })?;

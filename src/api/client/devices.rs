@@ -63,7 +63,14 @@ pub fn update(app: &App, req: &Request) -> Result<Response> {
     // The spec: "If not given, the display name is unchanged."
     let found = match body.display_name.as_deref() {
         Some(name) => {
-            app.db.write(|tx| devices::set_display_name(tx, &who.user_id, device_id, Some(name)))?
+            app.db.write(|tx| {
+                let found = devices::set_display_name(tx, &who.user_id, device_id, Some(name))?;
+                // The rename is a device-list change (a trigger records it):
+                // parked syncs of those who share a room hear of it now.
+                let pos = crate::storage::events::current_pos(tx)?;
+                crate::api::client::keys::wake_device_list_watchers(tx, &who.user_id, pos)?;
+                Ok(found)
+            })?
         }
         None => app.db.read(|tx| devices::get(tx, &who.user_id, device_id))?.is_some(),
     };
