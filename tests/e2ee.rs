@@ -666,3 +666,31 @@ fn a_cross_signing_session_is_bound_to_its_keys() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(stored(), master(&wanted)["master_key"]["keys"]);
 }
+
+/// Issue 12: an upload of no keys is Element's probe for whether replacing
+/// the cross-signing keys needs re-authentication: 200 with none stored,
+/// 401 with the flows once they are; it never changes the keys.
+#[test]
+fn an_empty_cross_signing_upload_asks_whether_auth_is_needed() {
+    let s = Server::start();
+    register(&s, "probe");
+    let d = Dev::login(&s, "probe", "PROBE1");
+    let url = format!("{V3}/keys/device_signing/upload");
+    let (status, r) = s.post(&url, d.token(), json!({}));
+    assert_eq!((status, r), (200, json!({})));
+    let me = d.user_id.clone();
+    let (master, ssk, usk) = (Ed25519Keypair::new(), Ed25519Keypair::new(), Ed25519Keypair::new());
+    let upload = json!({
+        "master_key": cross_key(&me, "master", &master, None),
+        "self_signing_key": cross_key(&me, "self_signing", &ssk, Some(&master)),
+        "user_signing_key": cross_key(&me, "user_signing", &usk, Some(&master)),
+    });
+    assert_eq!(s.post(&url, d.token(), upload).0, 200);
+    let before = query(&s, &d, &[&me]);
+    let (status, r) = s.post(&url, d.token(), json!({}));
+    assert_eq!(status, 401, "{r}");
+    let flows: Vec<&Value> = r["flows"].as_array().expect("flows").iter().collect();
+    assert!(flows.iter().any(|f| f["stages"] == json!(["m.login.password"])), "a password-only flow: {r}");
+    assert!(r["session"].is_string(), "{r}");
+    assert_eq!(query(&s, &d, &[&me])["master_keys"], before["master_keys"]);
+}

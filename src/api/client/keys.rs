@@ -585,9 +585,6 @@ pub fn device_signing_upload(app: &App, req: &Request) -> Result<Response> {
     let master = parse(&body.master_key, "master")?;
     let self_signing = parse(&body.self_signing_key, "self_signing")?;
     let user_signing = parse(&body.user_signing_key, "user_signing")?;
-    if master.is_none() && self_signing.is_none() && user_signing.is_none() {
-        return Err(Error::missing_param("No cross-signing key given"));
-    }
     let stored = app.db.read(|tx| {
         Ok((
             e2ee::cross_signing_key(tx, me, "master")?,
@@ -595,6 +592,23 @@ pub fn device_signing_upload(app: &App, req: &Request) -> Result<Response> {
             e2ee::cross_signing_key(tx, me, "user_signing")?,
         ))
     })?;
+    if master.is_none() && self_signing.is_none() && user_signing.is_none() {
+        // An upload of nothing is how clients (Element) ask whether
+        // replacing the keys needs re-authentication, and with which
+        // flows: with keys stored it does (401 and the flows), without it
+        // does not. Nothing is written either way.
+        if stored.0.is_some() {
+            let spec = Spec {
+                endpoint: "POST /keys/device_signing/upload",
+                user_id: Some(me),
+                flows: DEVICE_SIGNING_FLOWS,
+                params: json!({ "master_key": null, "self_signing_key": null, "user_signing_key": null }),
+            };
+            let passed = uia::check(app, body.auth.as_ref(), &spec)?;
+            app.db.write(|tx| passed.finish(tx))?;
+        }
+        return Response::ok(json!({}));
+    }
     let master_public: [u8; 32] = match (&master, &stored.0) {
         (Some(m), _) => m.public_bytes,
         (None, Some((public, _))) => key32(public).ok_or_else(|| Error::internal("stored master key"))?,
