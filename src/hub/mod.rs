@@ -388,6 +388,14 @@ fn responder(app: &App, jobs: &Mutex<Receiver<Job>>, back: &SyncSender<Msg>) {
         match outcome {
             Ok(Some(resp)) => crate::http::respond_since(p.request, Ok(resp), p.started),
             Ok(None) => {
+                // Parked again only within max_parked (others may have
+                // taken the places meanwhile): else answered now, as a
+                // long-poll past the limit is.
+                if !app.hub.has_room() {
+                    let resp = p.waiter.timeout_response(app);
+                    crate::http::respond_since(p.request, resp, p.started);
+                    continue;
+                }
                 app.hub.parked.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = back.try_send(Msg::Park(p)) {
                     app.hub.parked.fetch_sub(1, Ordering::Relaxed);
