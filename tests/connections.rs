@@ -66,16 +66,6 @@ fn assert_json_error(response: &str, status: u16, errcode: &str) {
     assert!(json["error"].is_string(), "{response}");
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn head_limits_answer_json_and_close() {
     let s = Server::start();
@@ -284,7 +274,7 @@ fn a_huge_header_costs_no_memory() {
     let s = Server::start();
     let pid = s.pid();
     assert_eq!(s.raw("GET", "/_matrix/client/versions", &[], None).status, 200);
-    let before = rss_kib(pid);
+    let before = common::proc_status(pid, "VmRSS");
     let mut threads = Vec::new();
     for _ in 0..4 {
         let port = s.port;
@@ -305,7 +295,7 @@ fn a_huge_header_costs_no_memory() {
         t.join().expect("flooder");
     }
     assert_eq!(s.raw("GET", "/_matrix/client/versions", &[], None).status, 200);
-    let after = rss_kib(pid);
+    let after = common::proc_status(pid, "VmRSS");
     assert!(after < before + 8 * 1024, "RSS grew from {before} KiB to {after} KiB");
 }
 

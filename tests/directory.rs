@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{assert_error, enc, Server, V3};
+use common::{assert_error, create_room, enc, Server, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "directory-test-password";
@@ -21,13 +21,6 @@ fn list_path(room_id: &str) -> String {
 
 fn aliases_path(room_id: &str) -> String {
     format!("{V3}/rooms/{}/aliases", enc(room_id))
-}
-
-/// Creates a room with `body` and returns its ID.
-fn create_room(s: &Server, token: &str, body: Value) -> String {
-    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(token), body);
-    assert_eq!(status, 200, "createRoom: {reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
 }
 
 fn join(s: &Server, token: &str, room_id: &str) {

@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{assert_error, enc, room_path, Server, User, V3};
+use common::{assert_error, enc, get_ok, room_path, Server, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "legacy-test-password";
@@ -44,14 +44,6 @@ fn send(s: &Server, who: &User, room: &str, body: &str) -> String {
     let (status, reply) = s.put(&path, Some(&who.token), json!({ "msgtype": "m.text", "body": body }));
     assert_eq!(status, 200, "send: {reply}");
     reply["event_id"].as_str().expect("event_id").to_owned()
-}
-
-/// GET with a 200 expected.
-#[track_caller]
-fn get_ok(s: &Server, who: &User, path: &str) -> Value {
-    let (status, body) = s.get(path, Some(&who.token));
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
 }
 
 /// The room entry of an `/initialSync` answer.

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_error, enc, room_path, Server, User, V3};
+use common::{assert_error, enc, get_ok, room_path, Server, User, V3};
 use hearth::core::json::{depth, DEPTH_MAX};
 use serde_json::{json, Value};
 
@@ -56,13 +56,6 @@ fn set_state(s: &Server, who: &User, room: &str, kind: &str, body: Value) -> Str
     let (status, reply) = s.put(&room_path(room, &format!("state/{kind}")), Some(&who.token), body);
     assert_eq!(status, 200, "state {kind}: {reply}");
     reply["event_id"].as_str().expect("event_id").to_owned()
-}
-
-#[track_caller]
-fn get_ok(s: &Server, who: &User, path: &str) -> Value {
-    let (status, body) = s.get(path, Some(&who.token));
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
 }
 
 /// A GET whose raw answer is also measured: it must parse (serde_json, as

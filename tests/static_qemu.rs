@@ -119,23 +119,12 @@ fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: &Value) 
     (status, response.into_json().unwrap_or(Value::Null))
 }
 
-/// RSS of a process in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS")
-}
-
 /// Start, /versions, register, create a room, send a message.
 fn exercise(label: &str, cmd: Command) {
     let dir = TempDir::new();
     let server = start(cmd, dir.path());
     std::thread::sleep(SETTLE);
-    let rss = rss_kib(server.child.id());
+    let rss = common::proc_status(server.child.id(), "VmRSS");
     eprintln!(
         "figure: {label}: cold start to first /versions {} ms, idle RSS {rss} KiB",
         server.started_in.as_millis()

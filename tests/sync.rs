@@ -4,24 +4,8 @@
 
 mod common;
 
-use common::{assert_error, enc, Server, V3};
+use common::{assert_error, create_room, enc, send_text, Server, V3};
 use serde_json::{json, Value};
-
-fn create_room(s: &Server, token: &str, body: Value) -> String {
-    let (status, r) = s.post(&format!("{V3}/createRoom"), Some(token), body);
-    assert_eq!(status, 200, "createRoom: {r}");
-    r["room_id"].as_str().expect("room_id").to_owned()
-}
-
-fn send(s: &Server, token: &str, room: &str, txn: &str, body: &str) -> String {
-    let (status, r) = s.put(
-        &format!("{V3}/rooms/{}/send/m.room.message/{txn}", enc(room)),
-        Some(token),
-        json!({ "msgtype": "m.text", "body": body }),
-    );
-    assert_eq!(status, 200, "send: {r}");
-    r["event_id"].as_str().expect("event_id").to_owned()
-}
 
 fn join(s: &Server, token: &str, room: &str) {
     let (status, r) = s.post(&format!("{V3}/rooms/{}/join", enc(room)), Some(token), json!({}));
@@ -49,7 +33,7 @@ fn initial_sync_shows_rooms_and_incremental_sync_only_what_is_new() {
     let s = Server::start();
     let (alice, a, _) = s.register("alice", "pw-alice");
     let room = create_room(&s, &a, json!({ "preset": "public_chat", "name": "Family" }));
-    send(&s, &a, &room, "t1", "hello");
+    send_text(&s, &a, &room, "t1", "hello");
 
     let first = sync(&s, &a, "");
     let joined = &first["rooms"]["join"][&room];
@@ -70,7 +54,7 @@ fn initial_sync_shows_rooms_and_incremental_sync_only_what_is_new() {
     assert!(nothing["rooms"]["join"].as_object().unwrap().is_empty(), "{nothing}");
     assert_eq!(nothing["next_batch"], token);
 
-    send(&s, &a, &room, "t2", "second");
+    send_text(&s, &a, &room, "t2", "second");
     let next = sync(&s, &a, &format!("?since={token}"));
     assert_eq!(bodies(&next["rooms"]["join"][&room]["timeline"]), ["second"]);
     assert_eq!(next["rooms"]["join"][&room]["timeline"]["limited"], false);
@@ -89,7 +73,7 @@ fn parked_sync_wakes_with_exactly_the_new_event_then_yields_nothing() {
         let waiter = scope.spawn(|| sync(&s, &b, &format!("?since={token}&timeout=20000")));
         // Give the sync time to park; the answer is right either way.
         std::thread::sleep(std::time::Duration::from_millis(300));
-        send(&s, &a, &room, "w1", "wake up");
+        send_text(&s, &a, &room, "w1", "wake up");
         waiter.join().expect("waiter")
     });
     let events = &woken["rooms"]["join"][&room]["timeline"];
@@ -124,7 +108,7 @@ fn limited_timeline_has_state_and_a_prev_batch_that_pages_back() {
     let (_, a, _) = s.register("alice", "pw-alice");
     let room = create_room(&s, &a, json!({ "preset": "private_chat", "name": "Kitchen", "topic": "food" }));
     for i in 0..6 {
-        send(&s, &a, &room, &format!("m{i}"), &format!("msg {i}"));
+        send_text(&s, &a, &room, &format!("m{i}"), &format!("msg {i}"));
     }
     let filter = enc(r#"{"room":{"timeline":{"limit":2}}}"#);
     let r = sync(&s, &a, &format!("?filter={filter}"));
@@ -154,7 +138,7 @@ fn limited_timeline_has_state_and_a_prev_batch_that_pages_back() {
     );
     assert_eq!(status, 200);
     for i in 0..3 {
-        send(&s, &a, &room, &format!("n{i}"), &format!("new {i}"));
+        send_text(&s, &a, &room, &format!("n{i}"), &format!("new {i}"));
     }
     let r = sync(&s, &a, &format!("?since={token}&filter={filter}"));
     let joined = &r["rooms"]["join"][&room];
@@ -175,7 +159,7 @@ fn stored_and_inline_filters_and_lazy_loading() {
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
     join(&s, &b, &room);
     join(&s, &c, &room);
-    send(&s, &b, &room, "b1", "from bob");
+    send_text(&s, &b, &room, "b1", "from bob");
 
     let filter = json!({ "room": { "timeline": { "limit": 1 }, "state": { "lazy_load_members": true } } });
     let (status, made) = s.post(&format!("{V3}/user/{}/filter", enc(&alice)), Some(&a), filter.clone());
@@ -247,13 +231,13 @@ fn invites_and_leaves_appear_and_a_leaver_stops_seeing_the_room() {
 
     let (status, _) = s.post(&format!("{V3}/rooms/{}/leave", enc(&room)), Some(&b), json!({}));
     assert_eq!(status, 200);
-    send(&s, &a, &room, "after", "after bob left");
+    send_text(&s, &a, &room, "after", "after bob left");
     let left = sync(&s, &b, &format!("?since={token}"));
     assert!(left["rooms"]["leave"][&room].is_object(), "{left}");
     assert!(left["rooms"]["join"].get(&room).is_none());
     assert!(!bodies(&left["rooms"]["leave"][&room]["timeline"]).contains(&"after bob left".to_owned()));
     let token = left["next_batch"].as_str().unwrap();
-    send(&s, &a, &room, "later", "still talking");
+    send_text(&s, &a, &room, "later", "still talking");
     let later = sync(&s, &b, &format!("?since={token}&timeout=0"));
     assert!(
         later["rooms"]["join"].as_object().unwrap().is_empty()
@@ -279,7 +263,7 @@ fn many_parked_syncs_do_not_starve_others_and_all_wake() {
         // The pool still serves other requests while they are parked.
         let (status, v) = s.get("/_matrix/client/versions", None);
         assert_eq!(status, 200, "{v}");
-        send(&s, &a, &room, "fan", "everyone wake");
+        send_text(&s, &a, &room, "fan", "everyone wake");
         for w in waiters {
             let r = w.join().expect("waiter");
             assert_eq!(bodies(&r["rooms"]["join"][&room]["timeline"]), ["everyone wake"]);
@@ -293,7 +277,7 @@ fn full_state_returns_the_whole_state_on_an_incremental_sync() {
     let (_, a, _) = s.register("alice", "pw-alice");
     let room = create_room(&s, &a, json!({ "name": "Den" }));
     let token = sync(&s, &a, "")["next_batch"].as_str().unwrap().to_owned();
-    send(&s, &a, &room, "x", "x");
+    send_text(&s, &a, &room, "x", "x");
     let r = sync(&s, &a, &format!("?since={token}&full_state=true"));
     let state = r["rooms"]["join"][&room]["state"]["events"].as_array().unwrap();
     assert!(state.iter().any(|e| e["type"] == "m.room.name"), "{r}");

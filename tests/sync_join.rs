@@ -6,24 +6,8 @@
 
 mod common;
 
-use common::{enc, room_path, Server, V3};
+use common::{create_room, enc, room_path, send_text, Server, V3};
 use serde_json::{json, Value};
-
-fn create_room(s: &Server, token: &str, body: Value) -> String {
-    let (status, r) = s.post(&format!("{V3}/createRoom"), Some(token), body);
-    assert_eq!(status, 200, "createRoom: {r}");
-    r["room_id"].as_str().expect("room_id").to_owned()
-}
-
-fn send(s: &Server, token: &str, room: &str, txn: &str, body: &str) -> String {
-    let (status, r) = s.put(
-        &room_path(room, &format!("send/m.room.message/{txn}")),
-        Some(token),
-        json!({ "msgtype": "m.text", "body": body }),
-    );
-    assert_eq!(status, 200, "send: {r}");
-    r["event_id"].as_str().expect("event_id").to_owned()
-}
 
 fn state(s: &Server, token: &str, room: &str, kind: &str, key: &str, content: Value) {
     let (status, r) = s.put(&room_path(room, &format!("state/{kind}/{}", enc(key))), Some(token), content);
@@ -103,8 +87,8 @@ fn a_room_joined_in_the_window_shows_its_history_as_visibility_allows() {
     let joined_only = create_room(&s, &a, json!({ "preset": "public_chat", "name": "Joined only" }));
     state(&s, &a, &joined_only, "m.room.history_visibility", "", json!({ "history_visibility": "joined" }));
     for i in 0..8 {
-        send(&s, &a, &shared, &format!("s{i}"), &format!("shared {i}"));
-        send(&s, &a, &joined_only, &format!("j{i}"), &format!("joined {i}"));
+        send_text(&s, &a, &shared, &format!("s{i}"), &format!("shared {i}"));
+        send_text(&s, &a, &joined_only, &format!("j{i}"), &format!("joined {i}"));
     }
     let first = sync(&s, &b, &q(&limit(5), None));
     post_room(&s, &b, &shared, "join", json!({}));
@@ -145,7 +129,7 @@ fn invite_then_join_and_leave_then_rejoin_within_one_window_are_new_rooms() {
     let (bob, b, _) = s.register("bob", "pw-bob");
     let room = create_room(&s, &a, json!({ "preset": "private_chat" }));
     for i in 0..3 {
-        send(&s, &a, &room, &format!("t{i}"), &format!("before {i}"));
+        send_text(&s, &a, &room, &format!("t{i}"), &format!("before {i}"));
     }
     let first = sync(&s, &b, &q(&limit(10), None));
     post_room(&s, &a, &room, "invite", json!({ "user_id": bob }));
@@ -156,7 +140,7 @@ fn invite_then_join_and_leave_then_rejoin_within_one_window_are_new_rooms() {
     assert!(next["rooms"]["invite"].get(&room).is_none(), "{next}");
 
     // Joined at `since`, then left and joined again: new again.
-    send(&s, &a, &room, "t9", "while joined");
+    send_text(&s, &a, &room, "t9", "while joined");
     let mid = sync(&s, &b, &q(&limit(10), Some(&since(&next))));
     post_room(&s, &b, &room, "leave", json!({}));
     post_room(&s, &a, &room, "invite", json!({ "user_id": bob }));
@@ -176,7 +160,7 @@ fn a_profile_change_is_not_a_new_join() {
     let (bob, b, _) = s.register("bob", "pw-bob");
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
     post_room(&s, &b, &room, "join", json!({}));
-    send(&s, &a, &room, "t1", "hello");
+    send_text(&s, &a, &room, "t1", "hello");
     let first = sync(&s, &b, &q(&limit(10), None));
     state(&s, &b, &room, "m.room.member", &bob, json!({ "membership": "join", "displayname": "Bobby" }));
     let next = sync(&s, &b, &q(&limit(10), Some(&since(&first))));
@@ -198,7 +182,7 @@ fn a_room_left_between_two_syncs_carries_its_state() {
     let first = sync(&s, &b, &q(&limit(2), None));
     state(&s, &a, &room, "m.room.topic", "", json!({ "topic": "changed in the gap" }));
     for i in 0..4 {
-        send(&s, &a, &room, &format!("t{i}"), &format!("m{i}"));
+        send_text(&s, &a, &room, &format!("t{i}"), &format!("m{i}"));
     }
     post_room(&s, &b, &room, "leave", json!({}));
     let next = sync(&s, &b, &q(&limit(2), Some(&since(&first))));
@@ -238,14 +222,14 @@ fn lazy_loaded_members_are_sent_once_and_follow_gappy_syncs() {
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
     post_room(&s, &c, &room, "join", json!({}));
     post_room(&s, &b, &room, "join", json!({}));
-    send(&s, &c, &room, "c0", "carol speaks");
+    send_text(&s, &c, &room, "c0", "carol speaks");
     // The last two events: bob's join and carol's message.
     let first = sync(&s, &b, &q(&lazy(2, false), None));
     let r = &first["rooms"]["join"][&room];
     assert_eq!(members(r), [carol.as_str()], "the sender's member event: {r}");
 
     // Carol again: the device has her member event; not resent.
-    send(&s, &c, &room, "c1", "carol again");
+    send_text(&s, &c, &room, "c1", "carol again");
     let second = sync(&s, &b, &q(&lazy(2, false), Some(&since(&first))));
     let r = &second["rooms"]["join"][&room];
     assert_eq!(bodies(r), ["carol again"]);
@@ -256,7 +240,7 @@ fn lazy_loaded_members_are_sent_once_and_follow_gappy_syncs() {
 
     // A gappy sync: alice's member event comes with her messages.
     for i in 0..4 {
-        send(&s, &a, &room, &format!("a{i}"), &format!("alice {i}"));
+        send_text(&s, &a, &room, &format!("a{i}"), &format!("alice {i}"));
     }
     let gappy = sync(&s, &b, &q(&lazy(2, false), Some(&since(&second))));
     let r = &gappy["rooms"]["join"][&room];
@@ -266,7 +250,7 @@ fn lazy_loaded_members_are_sent_once_and_follow_gappy_syncs() {
     let retry = sync(&s, &b, &q(&lazy(2, false), Some(&since(&second))));
     assert_eq!(members(&retry["rooms"]["join"][&room]), [alice.as_str()]);
     // Once the client moved on, not again.
-    send(&s, &a, &room, "a9", "alice later");
+    send_text(&s, &a, &room, "a9", "alice later");
     let after = sync(&s, &b, &q(&lazy(2, false), Some(&since(&retry))));
     let r = &after["rooms"]["join"][&room];
     assert_eq!(bodies(r), ["alice later"]);
@@ -349,9 +333,9 @@ fn ignored_users_messages_and_invites_are_not_delivered() {
     );
     assert_eq!(status, 200, "{r}");
     let first = sync(&s, &b, "?timeout=0");
-    send(&s, &a, &room, "a1", "from alice");
+    send_text(&s, &a, &room, "a1", "from alice");
     state(&s, &a, &room, "m.room.topic", "", json!({ "topic": "state still shows" }));
-    send(&s, &c, &room, "c1", "from carol");
+    send_text(&s, &c, &room, "c1", "from carol");
     let other = create_room(&s, &a, json!({ "preset": "private_chat" }));
     post_room(&s, &a, &other, "invite", json!({ "user_id": bob }));
 

@@ -230,15 +230,6 @@ fn tls_without_certificate_is_a_config_error() {
     assert!(err.contains("tls_listen"), "{err}");
 }
 
-fn threads_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("Threads")
-}
-
 /// Issue 11: TLS connections live on the connection reactor: hundreds of
 /// idle ones (plain and TLS, some mid-handshake) add no thread, and a TLS
 /// connection carries several requests.
@@ -255,7 +246,7 @@ fn idle_connections_cost_no_threads_and_tls_keeps_alive() {
     // Every thread the server starts lazily is running once it has served.
     get_versions(&config, port).expect("https works");
     assert_eq!(s.get("/_matrix/client/versions", None).0, 200);
-    let before = threads_of(s.pid());
+    let before = common::proc_status(s.pid(), "Threads");
     let plain: Vec<TcpStream> =
         (0..200).map(|_| TcpStream::connect(("127.0.0.1", s.port)).expect("plain")).collect();
     let raw_tls: Vec<TcpStream> =
@@ -279,7 +270,7 @@ fn idle_connections_cost_no_threads_and_tls_keeps_alive() {
         assert!(read_one(tls).starts_with("HTTP/1.1 200"));
     }
     assert_eq!(s.get("/_matrix/client/versions", None).0, 200);
-    let during = threads_of(s.pid());
+    let during = common::proc_status(s.pid(), "Threads");
     assert_eq!(during, before, "threads grew with 350 open connections");
     drop((plain, raw_tls, open_tls));
 }

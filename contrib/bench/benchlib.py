@@ -46,3 +46,21 @@ def register(conn, name, password):
     if status != 200:
         sys.exit(f"register {name}: HTTP {status}: {r}")
     return r["access_token"]
+
+
+def pct(values, q):
+    """The q-quantile of `values` (nearest rank); None when empty."""
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else None
+
+
+def rss_kib(pid):
+    """A process's resident memory in KiB from /proc; None if unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, TypeError):
+        return None
+    return None

@@ -34,25 +34,13 @@ import urllib.parse
 import uuid
 
 import benchlib
-from benchlib import API, Conn
+from benchlib import API, Conn, pct, rss_kib
 
 FILTER = urllib.parse.quote(json.dumps({"room": {"timeline": {"limit": 1}}}))
 
 
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, TypeError):
-        return None
-    return None
-
-
-def pct(values, q):
-    v = sorted(values)
-    return round(v[min(len(v) - 1, int(q * len(v)))], 3) if v else None
+def r3(x):
+    return round(x, 3) if x is not None else None
 
 
 def open_socket(host, port):
@@ -222,11 +210,11 @@ def main():
         i += 1
         rss_peak = max(rss_peak, rss_kib(a.pid) or 0)
         time.sleep(a.interval)
-    out["versions_ms_p50"] = pct(versions, 0.5)
-    out["versions_ms_p99"] = pct(versions, 0.99)
+    out["versions_ms_p50"] = r3(pct(versions, 0.5))
+    out["versions_ms_p99"] = r3(pct(versions, 0.99))
     out["versions_ok"], out["versions_failed"] = len(versions), len(vfail)
-    out["send_ms_p50"] = pct(sends, 0.5)
-    out["send_ms_p99"] = pct(sends, 0.99)
+    out["send_ms_p50"] = r3(pct(sends, 0.5))
+    out["send_ms_p99"] = r3(pct(sends, 0.99))
     out["send_ok"], out["send_failed"] = len(sends), len(sfail)
     out["slowloris_reopened"] = flood.reopened
     if rss0:

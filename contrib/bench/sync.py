@@ -30,7 +30,7 @@ import urllib.parse
 import uuid
 
 import benchlib
-from benchlib import API, Conn
+from benchlib import API, Conn, pct, rss_kib
 WAKE_FILTER = urllib.parse.quote(json.dumps({"room": {"timeline": {"limit": 10}}}))
 
 
@@ -43,22 +43,6 @@ def must(result, what):
 
 def register(conn, name):
     return benchlib.register(conn, name, "bench-" + name)
-
-
-def pct(values, q):
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * len(v)))]
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def send(conn, token, room_q, txn, body):

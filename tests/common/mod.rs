@@ -474,3 +474,40 @@ pub fn enc(s: &str) -> String {
 pub fn room_path(room: &str, rest: &str) -> String {
     format!("{V3}/rooms/{}/{rest}", enc(room))
 }
+
+/// A numeric field of `/proc/{pid}/status` (`VmRSS` in KiB, `Threads`).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// Creates a room with `body` as `token`'s user; its ID.
+pub fn create_room(s: &Server, token: &str, body: Value) -> String {
+    let (status, r) = s.post(&format!("{V3}/createRoom"), Some(token), body);
+    assert_eq!(status, 200, "createRoom: {r}");
+    r["room_id"].as_str().expect("room_id").to_owned()
+}
+
+/// Sends a text message with transaction ID `txn`; its event ID.
+pub fn send_text(s: &Server, token: &str, room: &str, txn: &str, body: &str) -> String {
+    let (status, r) = s.put(
+        &room_path(room, &format!("send/m.room.message/{txn}")),
+        Some(token),
+        json!({ "msgtype": "m.text", "body": body }),
+    );
+    assert_eq!(status, 200, "send: {r}");
+    r["event_id"].as_str().expect("event_id").to_owned()
+}
+
+/// GET as `who` with a 200 expected; the body.
+#[track_caller]
+pub fn get_ok(s: &Server, who: &User, path: &str) -> Value {
+    let (status, body) = s.get(path, Some(&who.token));
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
