@@ -19,7 +19,16 @@ CREATE TABLE users (
     password_hash TEXT,                    -- argon2id PHC string; NULL = no password login
     is_admin      INTEGER NOT NULL DEFAULT 0,
     created_ts    INTEGER NOT NULL,
-    deactivated   INTEGER NOT NULL DEFAULT 0
+    deactivated   INTEGER NOT NULL DEFAULT 0,
+    is_guest      INTEGER NOT NULL DEFAULT 0  -- a guest account (no password; spec's guest access)
+) STRICT;
+
+-- Users who asked, on deactivation, for their content to be erased, and
+-- the stream position then: later joiners see their events redacted.
+CREATE TABLE erased_users (
+    user_id       TEXT PRIMARY KEY,
+    pos           INTEGER NOT NULL,
+    ts            INTEGER NOT NULL
 ) STRICT;
 
 CREATE TABLE devices (

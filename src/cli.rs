@@ -290,6 +290,7 @@ fn value_name(option: &str) -> Option<&'static str> {
         "max-connections" => "N",
         "presence" => "BOOL",
         "user-directory-search-all-users" => "BOOL",
+        "allow-guest-access" => "BOOL",
         "turn-uris" => "URIS",
         "turn-shared-secret" => "SECRET",
         "turn-user-lifetime-ms" => "MS",

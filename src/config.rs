@@ -185,6 +185,9 @@ pub struct Config {
     /// The user directory searches every local user, not only those
     /// sharing a room with the searcher or in a public room.
     pub user_directory_search_all_users: bool,
+    /// Guest accounts (`register?kind=guest`) may be made, with the small
+    /// part of the API the spec allows them.
+    pub allow_guest_access: bool,
     pub turn_uris: Vec<String>,
     pub turn_shared_secret: Option<String>,
     pub turn_user_lifetime_ms: u64,
@@ -306,6 +309,7 @@ impl Config {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             presence: true,
             user_directory_search_all_users: false,
+            allow_guest_access: false,
             turn_uris: Vec::new(),
             turn_shared_secret: None,
             turn_user_lifetime_ms: 86_400_000,
@@ -398,7 +402,7 @@ struct Spec {
     notes: &'static [&'static str],
 }
 
-const SPEC_COUNT: usize = 33;
+const SPEC_COUNT: usize = 34;
 
 const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -589,6 +593,17 @@ const SPECS: [Spec; SPEC_COUNT] = [
             "false: a search finds users who share a room with the searcher or",
             "are in a public room. true: every active local user as well, as on",
             "a server where everyone knows each other.",
+        ],
+    },
+    Spec {
+        key: "allow_guest_access",
+        summary: "Guest accounts may be registered (register?kind=guest).",
+        default: "false",
+        example: "false",
+        notes: &[
+            "A guest has no password; it may read and join rooms whose",
+            "m.room.guest_access is can_join, send messages there, and upgrade",
+            "to a full account by registering with its guest_access_token.",
         ],
     },
     Spec {
@@ -1046,6 +1061,7 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
         }
         "presence" => config.presence = value.boolean()?,
         "user_directory_search_all_users" => config.user_directory_search_all_users = value.boolean()?,
+        "allow_guest_access" => config.allow_guest_access = value.boolean()?,
         "turn_uris" => {
             let uris = value.string()?;
             config.turn_uris =
@@ -1389,6 +1405,7 @@ mod tests {
             ("max_connections", "200"),
             ("presence", "no"),
             ("user_directory_search_all_users", "yes"),
+            ("allow_guest_access", "yes"),
             ("turn_uris", "turn:t.example.org:3478"),
             ("turn_shared_secret", "s3cret"),
             ("turn_user_lifetime_ms", "60000"),
@@ -1432,6 +1449,7 @@ mod tests {
             max_connections: 200,
             presence: false,
             user_directory_search_all_users: true,
+            allow_guest_access: true,
             turn_uris: vec!["turn:t.example.org:3478".to_owned()],
             turn_shared_secret: Some("s3cret".to_owned()),
             turn_user_lifetime_ms: 60_000,

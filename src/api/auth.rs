@@ -47,6 +47,7 @@ pub fn authenticate(app: &App, access_token: &str, ip: &IpAddr) -> Result<Auth> 
         device_id: owner.device_id,
         token_hash: hash,
         is_admin: owner.is_admin,
+        is_guest: owner.is_guest,
     })
 }
 

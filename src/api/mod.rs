@@ -36,6 +36,8 @@ pub struct Auth {
     pub device_id: String,
     pub token_hash: [u8; 32],
     pub is_admin: bool,
+    /// A guest account: only the routes marked for guests serve it.
+    pub is_guest: bool,
 }
 
 /// A request as handlers see it: decoded path parameters and query, the

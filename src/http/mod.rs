@@ -232,12 +232,17 @@ fn check(
     let token = if route.auth == AuthReq::None { None } else { access_token(rq, query)? };
     let auth = match (route.auth, token) {
         (AuthReq::None, _) => None,
-        (AuthReq::Required, None) => return Err(Error::new(ErrorKind::MissingToken, "Missing access token")),
-        (AuthReq::Required | AuthReq::Optional, Some(t)) => {
+        (AuthReq::Required | AuthReq::Guests, None) => {
+            return Err(Error::new(ErrorKind::MissingToken, "Missing access token"))
+        }
+        (AuthReq::Required | AuthReq::Guests | AuthReq::Optional, Some(t)) => {
             Some(api::auth::authenticate(app, &t, &remote_ip)?)
         }
         (AuthReq::Optional, None) => None,
     };
+    if route.auth == AuthReq::Required && auth.as_ref().is_some_and(|a| a.is_guest) {
+        return Err(Error::new(ErrorKind::GuestAccessForbidden, "Guest accounts may not use this endpoint"));
+    }
     if route.rate_limited {
         app.limiter.check(&format!("ip:{remote_ip}"))?;
         if let Some(a) = &auth {

@@ -23,8 +23,12 @@ pub enum Method {
 pub enum AuthReq {
     /// No token looked at.
     None,
-    /// A valid token or 401.
+    /// A valid token of a full account: 401 without one, 403
+    /// `M_GUEST_ACCESS_FORBIDDEN` for a guest's.
     Required,
+    /// A valid token or 401; guests' too (the spec's guest access module,
+    /// and what a guest needs to keep its session and read what it joined).
+    Guests,
     /// A token is checked if given.
     Optional,
 }
@@ -69,7 +73,7 @@ const CLIENT_UNSTABLE: &[&str] = &["_matrix/client/v3", "_matrix/client/r0", "_m
 const ROOT: &[&str] = &[""];
 
 fn table() -> Vec<Route> {
-    use AuthReq::{None as Open, Required as Token};
+    use AuthReq::{Guests as Guest, None as Open, Required as Token};
     use Method::*;
     let mut t = Vec::new();
     let mut add_kind = |prefixes: &[&str], method, pattern: &str, handler: Kind, auth, rate_limited| {
@@ -94,7 +98,7 @@ fn table() -> Vec<Route> {
     add(ROOT, Get, "_matrix/client/versions", client::versions::versions, Open, false);
     add(ROOT, Get, ".well-known/matrix/client", client::versions::well_known_client, Open, false);
     add(ROOT, Get, ".well-known/matrix/server", client::versions::well_known_server, Open, false);
-    add(CLIENT, Get, "capabilities", client::versions::capabilities, Token, false);
+    add(CLIENT, Get, "capabilities", client::versions::capabilities, Guest, false);
     add(CLIENT, Get, "thirdparty/protocols", client::versions::thirdparty_protocols, Token, false);
     add(ROOT, Get, "_matrix/key/v2/server", api::keys::server_key, Open, false);
     add(ROOT, Get, "_matrix/key/v2/server/{}", api::keys::server_key, Open, false);
@@ -102,9 +106,9 @@ fn table() -> Vec<Route> {
     add(CLIENT_LEGACY, Get, "login", client::login::flows, Open, false);
     add(CLIENT_LEGACY, Post, "login", client::login::login, Open, true);
     add(CLIENT, Post, "refresh", client::login::refresh, Open, true);
-    add(CLIENT_LEGACY, Post, "logout", client::login::logout, Token, false);
-    add(CLIENT, Post, "logout/all", client::login::logout_all, Token, false);
-    add(CLIENT, Get, "account/whoami", client::login::whoami, Token, false);
+    add(CLIENT_LEGACY, Post, "logout", client::login::logout, Guest, false);
+    add(CLIENT, Post, "logout/all", client::login::logout_all, Guest, false);
+    add(CLIENT, Get, "account/whoami", client::login::whoami, Guest, false);
     // Accounts.
     add(CLIENT, Post, "register", client::register::register, Open, true);
     add(CLIENT, Get, "register/available", client::register::available, Open, true);
@@ -123,41 +127,41 @@ fn table() -> Vec<Route> {
     add(CLIENT, Post, "user/{}/openid/request_token", client::openid::request_token, Token, true);
     add(ROOT, Get, "_matrix/federation/v1/openid/userinfo", client::openid::userinfo, Open, true);
     // Devices.
-    add(CLIENT, Get, "devices", client::devices::list, Token, false);
-    add(CLIENT, Get, "devices/{}", client::devices::get, Token, false);
-    add(CLIENT, Put, "devices/{}", client::devices::update, Token, false);
+    add(CLIENT, Get, "devices", client::devices::list, Guest, false);
+    add(CLIENT, Get, "devices/{}", client::devices::get, Guest, false);
+    add(CLIENT, Put, "devices/{}", client::devices::update, Guest, false);
     add(CLIENT, Delete, "devices/{}", client::devices::delete, Token, true);
     add(CLIENT, Post, "delete_devices", client::devices::delete_many, Token, true);
     // Rooms and membership.
     add(CLIENT, Post, "createRoom", client::rooms::create_room, Token, true);
-    add(CLIENT, Post, "join/{}", client::membership::join_by_id_or_alias, Token, true);
+    add(CLIENT, Post, "join/{}", client::membership::join_by_id_or_alias, Guest, true);
     add(CLIENT, Post, "knock/{}", client::membership::knock, Token, true);
-    add(CLIENT, Post, "rooms/{}/join", client::membership::join, Token, true);
+    add(CLIENT, Post, "rooms/{}/join", client::membership::join, Guest, true);
     add(CLIENT, Post, "rooms/{}/invite", client::membership::invite, Token, true);
-    add(CLIENT, Post, "rooms/{}/leave", client::membership::leave, Token, true);
+    add(CLIENT, Post, "rooms/{}/leave", client::membership::leave, Guest, true);
     add(CLIENT, Post, "rooms/{}/forget", client::membership::forget, Token, false);
     add(CLIENT, Post, "rooms/{}/kick", client::membership::kick, Token, true);
     add(CLIENT, Post, "rooms/{}/ban", client::membership::ban, Token, true);
     add(CLIENT, Post, "rooms/{}/unban", client::membership::unban, Token, true);
-    add(CLIENT, Get, "joined_rooms", client::membership::joined_rooms, Token, false);
+    add(CLIENT, Get, "joined_rooms", client::membership::joined_rooms, Guest, false);
     // Events and state.
-    add(CLIENT, Put, "rooms/{}/send/{}/{}", client::message::send, Token, true);
+    add(CLIENT, Put, "rooms/{}/send/{}/{}", client::message::send, Guest, true);
     add(CLIENT_LEGACY, Post, "rooms/{}/send/{}", client::message::send_legacy, Token, true);
     add(CLIENT, Put, "rooms/{}/state/{}/{?}", client::message::put_state, Token, true);
     add(CLIENT, Put, "rooms/{}/state/{}", client::message::put_state, Token, true);
-    add(CLIENT, Get, "rooms/{}/state", client::message::get_state_all, Token, false);
-    add(CLIENT, Get, "rooms/{}/state/{}/{?}", client::message::get_state, Token, false);
-    add(CLIENT, Get, "rooms/{}/state/{}", client::message::get_state, Token, false);
+    add(CLIENT, Get, "rooms/{}/state", client::message::get_state_all, Guest, false);
+    add(CLIENT, Get, "rooms/{}/state/{}/{?}", client::message::get_state, Guest, false);
+    add(CLIENT, Get, "rooms/{}/state/{}", client::message::get_state, Guest, false);
     add(CLIENT, Put, "rooms/{}/redact/{}/{}", client::message::redact, Token, true);
-    add(CLIENT, Get, "rooms/{}/event/{}", client::message::get_event, Token, false);
-    add(CLIENT, Get, "rooms/{}/members", client::message::members, Token, false);
-    add(CLIENT, Get, "rooms/{}/joined_members", client::message::joined_members, Token, false);
-    add(CLIENT, Get, "rooms/{}/context/{}", client::message::context, Token, false);
-    add(CLIENT, Get, "rooms/{}/messages", client::message::messages, Token, false);
+    add(CLIENT, Get, "rooms/{}/event/{}", client::message::get_event, Guest, false);
+    add(CLIENT, Get, "rooms/{}/members", client::message::members, Guest, false);
+    add(CLIENT, Get, "rooms/{}/joined_members", client::message::joined_members, Guest, false);
+    add(CLIENT, Get, "rooms/{}/context/{}", client::message::context, Guest, false);
+    add(CLIENT, Get, "rooms/{}/messages", client::message::messages, Guest, false);
     add(CLIENT_V1, Get, "rooms/{}/timestamp_to_event", client::message::timestamp_to_event, Token, false);
     // Sync.
-    add(CLIENT, Post, "user/{}/filter", client::sync::create_filter, Token, false);
-    add(CLIENT, Get, "user/{}/filter/{}", client::sync::get_filter, Token, false);
+    add(CLIENT, Post, "user/{}/filter", client::sync::create_filter, Guest, false);
+    add(CLIENT, Get, "user/{}/filter/{}", client::sync::get_filter, Guest, false);
     // Aliases and the room directory.
     add(CLIENT, Put, "directory/room/{}", client::directory::put_alias, Token, false);
     add(CLIENT, Get, "directory/room/{}", client::directory::get_alias, AuthReq::Optional, false);
@@ -177,7 +181,7 @@ fn table() -> Vec<Route> {
         AuthReq::Optional,
         false,
     );
-    add(CLIENT_LEGACY, Put, "profile/{}/displayname", client::profile::set_displayname, Token, true);
+    add(CLIENT_LEGACY, Put, "profile/{}/displayname", client::profile::set_displayname, Guest, true);
     add(
         CLIENT_LEGACY,
         Get,
@@ -186,29 +190,29 @@ fn table() -> Vec<Route> {
         AuthReq::Optional,
         false,
     );
-    add(CLIENT_LEGACY, Put, "profile/{}/avatar_url", client::profile::set_avatar_url, Token, true);
+    add(CLIENT_LEGACY, Put, "profile/{}/avatar_url", client::profile::set_avatar_url, Guest, true);
     add(CLIENT, Post, "user_directory/search", client::profile::user_directory_search, Token, false);
     // Account data and tags.
-    add(CLIENT, Get, "user/{}/account_data/{}", client::account_data::get_global, Token, false);
-    add(CLIENT, Put, "user/{}/account_data/{}", client::account_data::put_global, Token, false);
-    add(CLIENT, Get, "user/{}/rooms/{}/account_data/{}", client::account_data::get_room, Token, false);
-    add(CLIENT, Put, "user/{}/rooms/{}/account_data/{}", client::account_data::put_room, Token, false);
-    add(CLIENT, Get, "user/{}/rooms/{}/tags", client::account_data::get_tags, Token, false);
+    add(CLIENT, Get, "user/{}/account_data/{}", client::account_data::get_global, Guest, false);
+    add(CLIENT, Put, "user/{}/account_data/{}", client::account_data::put_global, Guest, false);
+    add(CLIENT, Get, "user/{}/rooms/{}/account_data/{}", client::account_data::get_room, Guest, false);
+    add(CLIENT, Put, "user/{}/rooms/{}/account_data/{}", client::account_data::put_room, Guest, false);
+    add(CLIENT, Get, "user/{}/rooms/{}/tags", client::account_data::get_tags, Guest, false);
     add(CLIENT, Put, "user/{}/rooms/{}/tags/{}", client::account_data::put_tag, Token, false);
     add(CLIENT, Delete, "user/{}/rooms/{}/tags/{}", client::account_data::delete_tag, Token, false);
-    add(CLIENT, Get, "voip/turnServer", client::voip::turn_server, Token, false);
+    add(CLIENT, Get, "voip/turnServer", client::voip::turn_server, Guest, false);
     // Typing, receipts, presence.
-    add(CLIENT, Put, "rooms/{}/typing/{}", client::ephemeral::typing, Token, false);
-    add(CLIENT, Post, "rooms/{}/receipt/{}/{}", client::ephemeral::receipt, Token, false);
-    add(CLIENT, Post, "rooms/{}/read_markers", client::ephemeral::read_markers, Token, false);
-    add(CLIENT_LEGACY, Get, "presence/{}/status", client::ephemeral::get_presence, Token, false);
-    add(CLIENT_LEGACY, Put, "presence/{}/status", client::ephemeral::set_presence, Token, false);
+    add(CLIENT, Put, "rooms/{}/typing/{}", client::ephemeral::typing, Guest, false);
+    add(CLIENT, Post, "rooms/{}/receipt/{}/{}", client::ephemeral::receipt, Guest, false);
+    add(CLIENT, Post, "rooms/{}/read_markers", client::ephemeral::read_markers, Guest, false);
+    add(CLIENT_LEGACY, Get, "presence/{}/status", client::ephemeral::get_presence, Guest, false);
+    add(CLIENT_LEGACY, Put, "presence/{}/status", client::ephemeral::set_presence, Guest, false);
     add(CLIENT_LEGACY, Get, "presence/list/{}", client::ephemeral::get_presence_list, Token, false);
     add(CLIENT_LEGACY, Post, "presence/list/{}", client::ephemeral::update_presence_list, Token, false);
     // The original specification's v1 surface.
-    add(CLIENT_LEGACY, Get, "initialSync", client::legacy::initial_sync, Token, false);
-    add(CLIENT_LEGACY, Get, "rooms/{}/initialSync", client::legacy::room_initial_sync, Token, false);
-    add(CLIENT_LEGACY, Get, "events/{}", client::legacy::get_event, Token, false);
+    add(CLIENT_LEGACY, Get, "initialSync", client::legacy::initial_sync, Guest, false);
+    add(CLIENT_LEGACY, Get, "rooms/{}/initialSync", client::legacy::room_initial_sync, Guest, false);
+    add(CLIENT_LEGACY, Get, "events/{}", client::legacy::get_event, Guest, false);
     // Media (issue 6): uploads read their body as it arrives; downloads
     // answer bytes. Legacy unauthenticated media under /_matrix/media.
     {
@@ -220,11 +224,11 @@ fn table() -> Vec<Route> {
         add_kind(MEDIA, Post, "upload", up(media::upload), Token, false);
         add_kind(MEDIA, Put, "upload/{}/{}", up(media::upload_to), Token, false);
         add_kind(MEDIA_V1, Post, "create", Kind::Plain(media::create), Token, true);
-        add_kind(CLIENT_MEDIA, Get, "config", Kind::Plain(media::config), Token, false);
-        add_kind(CLIENT_MEDIA, Get, "download/{}/{}", raw(media::download), Token, false);
-        add_kind(CLIENT_MEDIA, Get, "download/{}/{}/{}", raw(media::download), Token, false);
-        add_kind(CLIENT_MEDIA, Get, "thumbnail/{}/{}", raw(media::thumbnail), Token, false);
-        add_kind(MEDIA, Get, "config", Kind::Plain(media::config), Token, false);
+        add_kind(CLIENT_MEDIA, Get, "config", Kind::Plain(media::config), Guest, false);
+        add_kind(CLIENT_MEDIA, Get, "download/{}/{}", raw(media::download), Guest, false);
+        add_kind(CLIENT_MEDIA, Get, "download/{}/{}/{}", raw(media::download), Guest, false);
+        add_kind(CLIENT_MEDIA, Get, "thumbnail/{}/{}", raw(media::thumbnail), Guest, false);
+        add_kind(MEDIA, Get, "config", Kind::Plain(media::config), Guest, false);
         add_kind(MEDIA, Get, "download/{}/{}", raw(media::legacy_download), Open, false);
         add_kind(MEDIA, Get, "download/{}/{}/{}", raw(media::legacy_download), Open, false);
         add_kind(MEDIA, Get, "thumbnail/{}/{}", raw(media::legacy_thumbnail), Open, false);
@@ -234,10 +238,10 @@ fn table() -> Vec<Route> {
     {
         use client::{key_backup as kb, keys, to_device};
         let p = Kind::Plain;
-        add_kind(CLIENT, Post, "keys/upload", p(keys::upload), Token, false);
-        add_kind(CLIENT, Post, "keys/query", p(keys::query), Token, false);
-        add_kind(CLIENT, Post, "keys/claim", p(keys::claim), Token, false);
-        add_kind(CLIENT, Get, "keys/changes", p(keys::changes), Token, false);
+        add_kind(CLIENT, Post, "keys/upload", p(keys::upload), Guest, false);
+        add_kind(CLIENT, Post, "keys/query", p(keys::query), Guest, false);
+        add_kind(CLIENT, Post, "keys/claim", p(keys::claim), Guest, false);
+        add_kind(CLIENT, Get, "keys/changes", p(keys::changes), Guest, false);
         add_kind(
             CLIENT_UNSTABLE,
             Post,
@@ -247,7 +251,7 @@ fn table() -> Vec<Route> {
             true,
         );
         add_kind(CLIENT_UNSTABLE, Post, "keys/signatures/upload", p(keys::signatures_upload), Token, false);
-        add_kind(CLIENT, Put, "sendToDevice/{}/{}", p(to_device::send), Token, true);
+        add_kind(CLIENT, Put, "sendToDevice/{}/{}", p(to_device::send), Guest, true);
         add_kind(CLIENT, Post, "room_keys/version", p(kb::create_version), Token, false);
         add_kind(CLIENT, Get, "room_keys/version", p(kb::get_current_version), Token, false);
         add_kind(CLIENT, Get, "room_keys/version/{}", p(kb::get_version), Token, false);
@@ -263,8 +267,8 @@ fn table() -> Vec<Route> {
     {
         use client::push;
         let p = Kind::Plain;
-        add_kind(CLIENT, Get, "pushrules", p(push::get_all), Token, false);
-        add_kind(CLIENT, Get, "pushrules/{?}", p(push::get_scope), Token, false);
+        add_kind(CLIENT, Get, "pushrules", p(push::get_all), Guest, false);
+        add_kind(CLIENT, Get, "pushrules/{?}", p(push::get_scope), Guest, false);
         add_kind(CLIENT, Get, "pushrules/global/{?}", p(push::get_kind), Token, false);
         add_kind(CLIENT, Get, "pushrules/global/{}/{}", p(push::get_rule), Token, false);
         add_kind(CLIENT, Put, "pushrules/global/{}/{}", p(push::put_rule), Token, false);
@@ -278,8 +282,8 @@ fn table() -> Vec<Route> {
         add_kind(CLIENT, Get, "notifications", p(push::notifications), Token, false);
     }
     // Long-polls (after the last `add`, which borrows `add_kind`).
-    add_kind(CLIENT_LEGACY, Get, "events", Kind::LongPoll(client::legacy::events), Token, false);
-    add_kind(CLIENT, Get, "sync", Kind::LongPoll(client::sync::sync), Token, false);
+    add_kind(CLIENT_LEGACY, Get, "events", Kind::LongPoll(client::legacy::events), Guest, false);
+    add_kind(CLIENT, Get, "sync", Kind::LongPoll(client::sync::sync), Guest, false);
     t
 }
 

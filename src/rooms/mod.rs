@@ -172,6 +172,9 @@ pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: Ne
     if new.kind == "m.room.canonical_alias" && new.state_key == Some("") {
         check_canonical_alias(app, conn, room_id, &new.content)?;
     }
+    if new.kind == "m.room.member" && new.state_key == Some(sender) {
+        check_guest_join(conn, room_id, sender, &new.content)?;
+    }
     // The auth state: what the rules look at, and what the event cites.
     let selected = auth::auth_types_for_event(version, new.kind, new.state_key, sender, &new.content);
     let mut auth_state: HashMap<(String, String), Value> = HashMap::new();
@@ -224,7 +227,49 @@ pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: Ne
             apply_redaction(conn, version, room_id, target, &event_id)?;
         }
     }
+    if new.kind == "m.room.guest_access" && new.state_key == Some("") {
+        evict_guests_unless_allowed(app, conn, room_id)?;
+    }
     Ok(Appended { event_id, pos })
+}
+
+/// Whether the room's current `m.room.guest_access` lets guests join.
+fn guests_can_join(conn: &Connection, room_id: &str) -> Result<bool> {
+    let access = current_state_event(conn, room_id, "m.room.guest_access", "")?;
+    Ok(access.as_ref().and_then(|e| e.pointer("/content/guest_access")).and_then(Value::as_str)
+        == Some("can_join"))
+}
+
+/// A local guest joins only rooms whose `m.room.guest_access` is
+/// `can_join` (the guest access module's server rule).
+fn check_guest_join(conn: &Connection, room_id: &str, sender: &str, content: &Value) -> Result<()> {
+    if content.get("membership").and_then(Value::as_str) != Some("join") {
+        return Ok(());
+    }
+    if crate::storage::users::is_guest(conn, sender)? && !guests_can_join(conn, room_id)? {
+        return Err(Error::new(ErrorKind::GuestAccessForbidden, "Guests may not join this room"));
+    }
+    Ok(())
+}
+
+/// When a room stops letting guests join, the local guests in it leave
+/// (the module's rule: their membership becomes `leave`), in the same
+/// transaction as the change.
+fn evict_guests_unless_allowed(app: &App, conn: &Connection, room_id: &str) -> Result<()> {
+    if guests_can_join(conn, room_id)? {
+        return Ok(());
+    }
+    for guest in crate::storage::users::joined_guests(conn, room_id)? {
+        let leave = NewEvent {
+            kind: "m.room.member",
+            state_key: Some(&guest),
+            content: serde_json::json!({ "membership": "leave" }),
+            redacts: None,
+            txn: None,
+        };
+        append(app, conn, room_id, &guest, leave)?;
+    }
+    Ok(())
 }
 
 /// A local user's join (or invite, or knock) carries their display name and

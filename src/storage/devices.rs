@@ -22,6 +22,7 @@ pub struct TokenOwner {
     pub last_seen_ts: Option<i64>,
     pub deactivated: bool,
     pub is_admin: bool,
+    pub is_guest: bool,
 }
 
 fn device_from_row(r: &Row) -> rusqlite::Result<Device> {
@@ -146,7 +147,7 @@ pub fn delete_device_tokens(conn: &Connection, user_id: &str, device_id: &str) -
 pub fn lookup_access_token(conn: &Connection, hash: &[u8; 32]) -> Result<Option<TokenOwner>> {
     Ok(conn
         .query_row(
-            "SELECT t.user_id, t.device_id, t.expires_ts, d.last_seen_ts, u.deactivated, u.is_admin
+            "SELECT t.user_id, t.device_id, t.expires_ts, d.last_seen_ts, u.deactivated, u.is_admin, u.is_guest
              FROM access_tokens t
              JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id
              JOIN users u ON u.user_id = t.user_id
@@ -160,6 +161,7 @@ pub fn lookup_access_token(conn: &Connection, hash: &[u8; 32]) -> Result<Option<
                     last_seen_ts: r.get(3)?,
                     deactivated: r.get(4)?,
                     is_admin: r.get(5)?,
+                    is_guest: r.get(6)?,
                 })
             },
         )

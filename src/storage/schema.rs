@@ -12,13 +12,13 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
 /// upgrades the frozen first schema (`tests/data/schema-v1.sql`) and
 /// compares it with a new database.
-const UPGRADES: &[&str] = &[UPGRADE_TO_2, upgrade_3_device_list_triggers()];
+const UPGRADES: &[&str] = &[UPGRADE_TO_2, upgrade_3_device_list_triggers(), UPGRADE_TO_4];
 
 /// Version 2 (issue 12).
 ///
@@ -112,6 +112,29 @@ END;
 "
 }
 
+// ------------------------------------------------- upgrade step 3 -> 4 (guests)
+
+/// Schema 4: accounts can be guests (`users.is_guest`), and the erasure
+/// table, which schema 3 servers made on first use without `STRICT`, is
+/// part of the schema: made if missing, then rebuilt into its final form
+/// with the rows it held.
+const UPGRADE_TO_4: &str = "
+ALTER TABLE users ADD COLUMN is_guest INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS erased_users (
+    user_id TEXT PRIMARY KEY NOT NULL,
+    pos INTEGER NOT NULL,
+    ts INTEGER NOT NULL
+);
+CREATE TABLE erased_users_v4 (
+    user_id       TEXT PRIMARY KEY,
+    pos           INTEGER NOT NULL,
+    ts            INTEGER NOT NULL
+) STRICT;
+INSERT INTO erased_users_v4 (user_id, pos, ts) SELECT user_id, pos, ts FROM erased_users;
+DROP TABLE erased_users;
+ALTER TABLE erased_users_v4 RENAME TO erased_users;
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -190,8 +213,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// A version 2 database (the current schema without what step 3 adds)
-    /// gets the device triggers, the same as a new one.
+    /// A version 2 database (the current schema without what steps 3 and 4
+    /// add) gets the device triggers, the same as a new one.
     #[test]
     fn upgrade_3_adds_the_device_list_triggers() {
         let triggers = |c: &Connection| -> Vec<String> {
@@ -206,6 +229,7 @@ mod tests {
         migrate(&mut old).unwrap();
         old.execute_batch(
             "DROP TRIGGER devices_added; DROP TRIGGER devices_renamed; DROP TRIGGER devices_removed;
+             ALTER TABLE users DROP COLUMN is_guest; DROP TABLE erased_users;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -279,7 +303,9 @@ mod tests {
                  VALUES ('s', 'register', '[\"m.login.registration_token\"]', 'tok', 0);
              INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,
                                   lang, data, pushkey_ts)
-                 VALUES ('@a:x', 'app', 'key', 'http', 'App', 'Phone', 'en', '{}', 5);",
+                 VALUES ('@a:x', 'app', 'key', 'http', 'App', 'Phone', 'en', '{}', 5);
+             CREATE TABLE erased_users (user_id TEXT PRIMARY KEY NOT NULL, pos INTEGER NOT NULL, ts INTEGER NOT NULL);
+             INSERT INTO erased_users VALUES ('@gone:x', 3, 4);",
         )
         .unwrap();
         let mut new = Connection::open_in_memory().unwrap();
@@ -297,6 +323,9 @@ mod tests {
         assert_eq!(pending, 0);
         let sessions: i64 = old.query_row("SELECT count(*) FROM uia_sessions", [], |r| r.get(0)).unwrap();
         assert_eq!(sessions, 0);
+        // Rows of the erasure table schema 3 made on first use survive.
+        let erased: i64 = old.query_row("SELECT count(*) FROM erased_users", [], |r| r.get(0)).unwrap();
+        assert_eq!(erased, 1);
         // Pushers are kept, their device unknown.
         let pusher: (String, i64, Option<String>) = old
             .query_row("SELECT pushkey, pushkey_ts, device_id FROM pushers", [], |r| {

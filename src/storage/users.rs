@@ -1,10 +1,6 @@
-//! Accounts: `users`, and `erased_users` (who asked, on deactivation,
-//! for their content to be erased, and at which stream position).
-//!
-//! `erased_users` is made by [`erase`] when first needed (`CREATE TABLE IF
-//! NOT EXISTS`) until `schema.sql` carries it; readers take a missing table
-//! as "nobody erased" (they run on read-only connections, which cannot
-//! create it).
+//! Accounts: `users` (guests among them), and `erased_users` (who asked,
+//! on deactivation, for their content to be erased, and at which stream
+//! position).
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -17,9 +13,10 @@ pub struct User {
     pub is_admin: bool,
     pub created_ts: i64,
     pub deactivated: bool,
+    pub is_guest: bool,
 }
 
-const COLUMNS: &str = "user_id, password_hash, is_admin, created_ts, deactivated";
+const COLUMNS: &str = "user_id, password_hash, is_admin, created_ts, deactivated, is_guest";
 
 fn from_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -28,6 +25,7 @@ fn from_row(r: &Row) -> rusqlite::Result<User> {
         is_admin: r.get(2)?,
         created_ts: r.get(3)?,
         deactivated: r.get(4)?,
+        is_guest: r.get(5)?,
     })
 }
 
@@ -46,6 +44,43 @@ pub fn create(
         params![user_id, password_hash, is_admin, now],
     )?;
     Ok(n == 1)
+}
+
+/// Creates a guest account (no password). False if the ID is taken.
+pub fn create_guest(conn: &Connection, user_id: &str, now: i64) -> Result<bool> {
+    let n = conn.execute(
+        "INSERT INTO users (user_id, created_ts, is_guest) VALUES (?1, ?2, 1) ON CONFLICT (user_id) DO NOTHING",
+        params![user_id, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Turns an active guest account into a full one with a password. False
+/// if `user_id` is not an active guest.
+pub fn upgrade_guest(conn: &Connection, user_id: &str, password_hash: Option<&str>) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE users SET is_guest = 0, password_hash = ?2 WHERE user_id = ?1 AND is_guest = 1 AND deactivated = 0",
+        params![user_id, password_hash],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn is_guest(conn: &Connection, user_id: &str) -> Result<bool> {
+    let found = conn
+        .prepare_cached("SELECT is_guest FROM users WHERE user_id = ?1")?
+        .query_row([user_id], |r| r.get::<_, bool>(0))
+        .optional()?;
+    Ok(found.unwrap_or(false))
+}
+
+/// The local guests joined to a room.
+pub fn joined_guests(conn: &Connection, room_id: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.user_id FROM memberships m JOIN users u ON u.user_id = m.user_id
+         WHERE m.room_id = ?1 AND m.membership = 'join' AND u.is_guest = 1 ORDER BY m.user_id",
+    )?;
+    let rows = stmt.query_map([room_id], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn get(conn: &Connection, user_id: &str) -> Result<Option<User>> {
@@ -83,19 +118,11 @@ pub fn deactivate(conn: &Connection, user_id: &str) -> Result<bool> {
     Ok(n == 1)
 }
 
-/// The erasure table, as `schema.sql` should carry it.
-pub const ERASED_USERS_SQL: &str = "CREATE TABLE IF NOT EXISTS erased_users (
-    user_id TEXT PRIMARY KEY NOT NULL,
-    pos INTEGER NOT NULL,
-    ts INTEGER NOT NULL
-)";
-
 /// Records that `user_id` asked for their content to be erased (the
 /// `erase` of account deactivation), as of the current stream position,
 /// and clears their profile. Returns the position. Asking again keeps the
 /// first position: those who could see the events then still can.
 pub fn erase(conn: &Connection, user_id: &str, now: i64) -> Result<i64> {
-    conn.execute_batch(ERASED_USERS_SQL)?;
     let pos = crate::storage::events::current_pos(conn)?;
     conn.execute(
         "INSERT INTO erased_users (user_id, pos, ts) VALUES (?1, ?2, ?3) ON CONFLICT (user_id) DO NOTHING",
@@ -108,13 +135,7 @@ pub fn erase(conn: &Connection, user_id: &str, now: i64) -> Result<i64> {
 
 /// The stream position at which `user_id` asked for erasure, if they did.
 pub fn erased_at(conn: &Connection, user_id: &str) -> Result<Option<i64>> {
-    let mut stmt = match conn.prepare_cached("SELECT pos FROM erased_users WHERE user_id = ?1") {
-        Ok(stmt) => stmt,
-        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.starts_with("no such table") => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let mut stmt = conn.prepare_cached("SELECT pos FROM erased_users WHERE user_id = ?1")?;
     Ok(stmt.query_row([user_id], |r| r.get(0)).optional()?)
 }
 
@@ -141,7 +162,7 @@ mod tests {
     #[test]
     fn erasure_is_recorded_once_and_clears_the_profile() {
         let c = test_conn();
-        assert_eq!(erased_at(&c, "@a:x").unwrap(), None, "no table yet");
+        assert_eq!(erased_at(&c, "@a:x").unwrap(), None);
         create(&c, "@a:x", Some("h"), false, 1).unwrap();
         crate::storage::profiles::set_displayname(&c, "@a:x", Some("Alice")).unwrap();
         let pos = erase(&c, "@a:x", 5).unwrap();

@@ -179,5 +179,5 @@ pub fn logout_all(app: &App, req: &Request) -> Result<Response> {
 /// GET /_matrix/client/v3/account/whoami
 pub fn whoami(_app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    Response::ok(json!({ "user_id": who.user_id, "device_id": who.device_id, "is_guest": false }))
+    Response::ok(json!({ "user_id": who.user_id, "device_id": who.device_id, "is_guest": who.is_guest }))
 }

@@ -24,7 +24,7 @@ use crate::api::client::filter::RoomEventFilter;
 use crate::api::{Auth, Request, Response};
 use crate::app::App;
 use crate::core::ids;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::rooms::format::{self, Viewer};
 use crate::rooms::visibility::{self, Visibility};
 use crate::rooms::{self, token, NewEvent};
@@ -67,6 +67,13 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
     let txn_id = req.param(2);
     if txn_id.len() > TXN_ID_MAX_BYTES {
         return Err(Error::invalid_param(format!("Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes")));
+    }
+    // Guests send messages and nothing else (the guest access module).
+    if who.is_guest && req.param(1) != "m.room.message" {
+        return Err(Error::new(
+            ErrorKind::GuestAccessForbidden,
+            "Guests may send only m.room.message events",
+        ));
     }
     send_event(app, req, who, Some(txn_id))
 }

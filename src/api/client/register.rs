@@ -29,6 +29,15 @@ struct RegisterBody {
     inhibit_login: bool,
     #[serde(default)]
     refresh_token: bool,
+    /// A guest upgrading to a full account (the guest access module).
+    guest_access_token: Option<String>,
+}
+
+/// What a guest registration reads of its body.
+#[derive(Deserialize, Default)]
+struct GuestBody {
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
 }
 
 /// Checks a requested localpart and turns it into a full user ID.
@@ -53,36 +62,89 @@ fn flows(mode: Registration) -> &'static [&'static [&'static str]] {
     }
 }
 
+fn device_id_or_new(requested: Option<&str>) -> Result<String> {
+    match requested {
+        Some(d) if ids::is_valid_device_id(d) => Ok(d.to_owned()),
+        Some(_) => Err(Error::invalid_param("Invalid device_id")),
+        None => Ok(auth::new_device_id()),
+    }
+}
+
+/// POST /_matrix/client/v3/register?kind=guest: an account with no
+/// password, no UIA, and only the guest routes (`http::router`).
+fn register_guest(app: &App, req: &Request) -> Result<Response> {
+    if !app.config.allow_guest_access {
+        return Err(Error::new(ErrorKind::GuestAccessForbidden, "Guest accounts are not allowed here"));
+    }
+    let body: GuestBody = req.json_or_empty()?;
+    let device_id = device_id_or_new(body.device_id.as_deref())?;
+    let now = crate::storage::now_ms();
+    let (user_id, session) = app.db.write(|tx| {
+        // A random localpart is taken only by another guest's astronomically
+        // unlikely draw; draw again then.
+        for _ in 0..4 {
+            let user_id = generated_user_id(app);
+            if users::create_guest(tx, &user_id, now)? {
+                let name = body.initial_device_display_name.as_deref();
+                let s = auth::issue_session(app, tx, &user_id, &device_id, name, false)?;
+                return Ok((user_id, s));
+            }
+        }
+        Err(Error::internal("could not draw a free guest user ID"))
+    })?;
+    crate::log::info(format_args!("registered guest {user_id}"));
+    Response::ok(session_body(app, &user_id, &device_id, session))
+}
+
+fn generated_user_id(app: &App) -> String {
+    ids::user_id(&token::random_string(GENERATED_LOCALPART_LEN, LOWER_DIGITS), &app.config.server_name)
+}
+
+/// The guest a `guest_access_token` belongs to: its user ID if it is an
+/// active guest account.
+fn upgrading_guest(app: &App, req: &Request, guest_token: &str) -> Result<String> {
+    let owner = auth::authenticate(app, guest_token, &req.remote_ip)?;
+    if !owner.is_guest {
+        return Err(Error::forbidden("guest_access_token does not belong to a guest account"));
+    }
+    Ok(owner.user_id)
+}
+
 /// POST /_matrix/client/v3/register
 pub fn register(app: &App, req: &Request) -> Result<Response> {
     match req.query("kind").unwrap_or("user") {
         "user" => {}
-        "guest" => {
-            return Err(Error::new(ErrorKind::GuestAccessForbidden, "Guest accounts are not allowed here"))
-        }
+        "guest" => return register_guest(app, req),
         _ => return Err(Error::invalid_param("kind must be user or guest")),
     }
     if app.config.registration == Registration::Closed {
         return Err(Error::forbidden("Registration is closed on this server"));
     }
     let body: RegisterBody = req.json()?;
-    let requested = match &body.username {
-        Some(name) => Some(user_id_for(app, name)?),
+    // A guest upgrading keeps its user ID: the spec has it name its own
+    // localpart as `username` (it may leave it out here).
+    let guest = match &body.guest_access_token {
+        Some(t) => Some(upgrading_guest(app, req, t)?),
         None => None,
     };
+    let requested = match &body.username {
+        Some(name) => Some(user_id_for(app, name)?),
+        None => guest.clone(),
+    };
     if let Some(user_id) = &requested {
-        if app.db.read(|tx| users::exists(tx, user_id))? {
+        if guest.as_ref().is_some_and(|g| g != user_id) {
+            return Err(Error::forbidden(
+                "A guest upgrades to its own user ID; username must be its localpart",
+            ));
+        }
+        if guest.is_none() && app.db.read(|tx| users::exists(tx, user_id))? {
             return Err(Error::new(ErrorKind::UserInUse, "That user ID is taken"));
         }
     }
     if let Some(p) = &body.password {
         crate::api::client::account::check_new_password(p)?;
     }
-    let device_id = match &body.device_id {
-        Some(d) if ids::is_valid_device_id(d) => d.clone(),
-        Some(_) => return Err(Error::invalid_param("Invalid device_id")),
-        None => auth::new_device_id(),
-    };
+    let device_id = device_id_or_new(body.device_id.as_deref())?;
     // Bound to the endpoint only: clients (matrix-js-sdk) open the session
     // with a request that names no user yet, to learn the flows, and send
     // the user name and password in a later stage.
@@ -98,17 +160,21 @@ pub fn register(app: &App, req: &Request) -> Result<Response> {
         Some(p) => Some(password::hash_password(p).map_err(|e| Error::internal(format!("hashing: {e}")))?),
         None => None,
     };
-    let user_id = requested.unwrap_or_else(|| {
-        ids::user_id(&token::random_string(GENERATED_LOCALPART_LEN, LOWER_DIGITS), &app.config.server_name)
-    });
+    let user_id = requested.unwrap_or_else(|| generated_user_id(app));
     let now = crate::storage::now_ms();
     let session = app.db.write(|tx| {
-        if !users::create(tx, &user_id, hash.as_deref(), false, now)? {
+        if guest.is_some() {
+            if !users::upgrade_guest(tx, &user_id, hash.as_deref())? {
+                return Err(Error::forbidden("The guest account is no longer a guest"));
+            }
+        } else if !users::create(tx, &user_id, hash.as_deref(), false, now)? {
             return Err(Error::new(ErrorKind::UserInUse, "That user ID is taken"));
         }
         // A new account is called by its localpart until it picks a name
-        // (as Synapse and Conduit do), so member events and profiles show one.
-        if let Some((localpart, _)) = ids::parse_user_id(&user_id) {
+        // (as Synapse and Conduit do), so member events and profiles show one;
+        // an upgraded guest keeps the name it chose.
+        let named = guest.is_some() && profiles::get(tx, &user_id)?.is_some_and(|p| p.displayname.is_some());
+        if let Some((localpart, _)) = ids::parse_user_id(&user_id).filter(|_| !named) {
             profiles::set_displayname(tx, &user_id, Some(localpart))?;
         }
         passed.finish(tx)?;
@@ -118,7 +184,8 @@ pub fn register(app: &App, req: &Request) -> Result<Response> {
         let name = body.initial_device_display_name.as_deref();
         auth::issue_session(app, tx, &user_id, &device_id, name, body.refresh_token).map(Some)
     })?;
-    crate::log::info(format_args!("registered {user_id}"));
+    let what = if guest.is_some() { "upgraded guest" } else { "registered" };
+    crate::log::info(format_args!("{what} {user_id}"));
     match session {
         None => Response::ok(json!({ "user_id": user_id })),
         Some(s) => Response::ok(session_body(app, &user_id, &device_id, s)),
