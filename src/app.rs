@@ -3,11 +3,12 @@
 //! shutdown flag. There is no global service locator.
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::crypto::sign::ServerKey;
-use crate::http::ratelimit::RateLimiter;
 use crate::hub::Hub;
+use crate::ratelimit::RateLimiter;
 use crate::storage::{self, server_keys, Db};
 
 pub struct App {
@@ -15,9 +16,10 @@ pub struct App {
     pub db: Db,
     pub server_key: ServerKey,
     pub limiter: RateLimiter,
-    pub hub: Hub,
+    /// Parked long-polls, and where committed changes are announced.
+    pub hub: Arc<Hub>,
     /// Typing notices and presence (in memory).
-    pub ephemeral: crate::ephemeral::Ephemeral,
+    pub ephemeral: crate::ephemeral::tables::Ephemeral,
     /// The member events each device was sent (lazy loading, in memory).
     pub sent_members: crate::sync::lazy::SentMembers,
     pub shutdown: AtomicBool,
@@ -29,8 +31,12 @@ impl App {
         let db = Db::open(&config.database)?;
         let server_key = load_or_create_key(&db)?;
         let limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
-        let hub = Hub::new(config.max_parked_requests);
-        let ephemeral = crate::ephemeral::Ephemeral::new(config.presence);
+        let hub = Arc::new(Hub::new(config.max_parked_requests));
+        // The change feed: every committed write tells the hub what it
+        // changed, from whichever thread wrote.
+        let sink = hub.clone();
+        db.set_sink(Box::new(move |changes| sink.notify(changes)));
+        let ephemeral = crate::ephemeral::tables::Ephemeral::new(config.presence);
         Ok(App {
             config,
             db,

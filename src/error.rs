@@ -76,6 +76,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const STORAGE_FULL_MESSAGE: &str = "server storage is full";
 
 impl Error {
+    /// A request text that is not an acceptable JSON document: too deep is
+    /// `M_BAD_JSON`, not JSON at all `M_NOT_JSON`. `what` names the text
+    /// ("Content", "The filter").
+    pub fn json(e: crate::core::json::ParseError, what: &str) -> Error {
+        match e {
+            crate::core::json::ParseError::TooDeep(depth) => Error::bad_json(format!(
+                "{what} nests {depth} levels deep; at most {} are allowed",
+                crate::core::json::DEPTH_MAX
+            )),
+            crate::core::json::ParseError::NotJson => {
+                Error::new(ErrorKind::NotJson, format!("{what} is not valid JSON"))
+            }
+        }
+    }
+
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Error {
         Error { kind, message: message.into() }
     }

@@ -52,7 +52,7 @@ pub fn run(config: Config) -> i32 {
     // HTTPS (issue 8): the TLS listener, certificate from files or ACME;
     // bound before "serving" is logged.
     if app.config.tls_listen.is_some() {
-        match crate::tls::start_https(&app) {
+        match start_https(&app) {
             Ok((sock, tls)) => listeners.push(Listener { sock, tls: Some(tls) }),
             Err(e) => {
                 log::error(format_args!("{e}"));
@@ -90,13 +90,39 @@ pub fn run(config: Config) -> i32 {
             .spawn(move || wait_for_shutdown(&app, signals))
             .expect("spawning the signal thread");
     }
-    crate::hub::Hub::start(app.clone());
+    app.hub.start();
+    crate::ephemeral::start(app.clone());
+    crate::push::sender::start(app.clone());
     http::serve(app.clone(), front);
     if let Err(e) = app.db.checkpoint() {
         log::warn(format_args!("final WAL checkpoint failed: {}", e.message));
     }
     log::info(format_args!("shut down cleanly"));
     0
+}
+
+/// Binds `tls_listen` and loads its certificate as configured (files,
+/// watched; or ACME); the caller serves the listener. Errors (a port in
+/// use, unreadable certificate files, ACME misconfiguration) stop the
+/// server from starting.
+fn start_https(app: &Arc<App>) -> Result<(std::net::TcpListener, Arc<crate::tls::Tls>), String> {
+    let config = &app.config;
+    let addr = config.tls_listen.ok_or("tls_listen is not set")?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} for HTTPS: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let tls = Tls::new();
+    use crate::tls::{load_files, watch_files, Tls};
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            load_files(&tls, cert, key)?;
+            watch_files(tls.clone(), cert.clone(), key.clone());
+        }
+        _ if config.acme_enabled => crate::acme::start(app.clone(), tls.clone())?,
+        _ => return Err("tls_listen needs tls_cert and tls_key, or acme_enabled".to_owned()),
+    }
+    log::info(format_args!("tls: listening on https://{bound}"));
+    Ok((listener, tls))
 }
 
 /// Raises the soft open-files limit to the hard one (each connection is a

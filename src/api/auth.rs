@@ -62,7 +62,7 @@ pub struct Session {
 /// caller's write transaction. A reused device's old tokens are revoked.
 pub fn issue_session(
     app: &App,
-    tx: &rusqlite::Connection,
+    tx: &crate::storage::Tx,
     user_id: &str,
     device_id: &str,
     display_name: Option<&str>,
@@ -73,7 +73,7 @@ pub fn issue_session(
     // A new device is a device-list change (recorded by a trigger): the
     // syncs of the user and of the rooms they share wake for it.
     let pos = crate::storage::events::current_pos(tx)?;
-    crate::api::client::keys::wake_device_list_watchers(tx, user_id, pos)?;
+    crate::e2ee::wake_device_list_watchers(tx, user_id, pos)?;
     devices::delete_device_tokens(tx, user_id, device_id)?;
     issue_tokens(app, tx, user_id, device_id, with_refresh, now)
 }

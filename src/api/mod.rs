@@ -26,7 +26,24 @@ pub type PollHandler = fn(&App, &Request) -> Result<Poll>;
 
 pub enum Poll {
     Ready(Response),
-    Wait(Box<dyn crate::hub::Waiter>, std::time::Instant),
+    Wait(Box<dyn Waiter>, std::time::Instant),
+}
+
+/// What a parked long-poll waits for, and how to answer it: the handler's
+/// side of a parked request (the HTTP layer wraps it for the hub).
+pub trait Waiter: Send {
+    /// The user whose changes (invites, account data, presence of people
+    /// they share rooms with...) wake this waiter.
+    fn user_id(&self) -> &str;
+    /// The rooms whose events wake this waiter.
+    fn rooms(&self) -> &std::collections::HashSet<String>;
+    /// The stream positions (`pos`, ephemeral serial) the last answer covered.
+    fn seen(&self) -> (i64, u64);
+    /// Computes the answer if there is something new; `None` to keep
+    /// waiting. May refresh the rooms and positions it watches.
+    fn poll(&mut self, app: &App) -> Result<Option<Response>>;
+    /// The answer at the deadline (nothing new).
+    fn timeout_response(&mut self, app: &App) -> Result<Response>;
 }
 
 /// The authenticated requester.
@@ -56,15 +73,7 @@ pub struct Request {
 /// inside larger documents; not JSON at all is `M_NOT_JSON`. `what` names
 /// the text in the error messages ("Content", "The filter").
 pub fn parse_json(text: &[u8], what: &str) -> Result<Value> {
-    let depth = json::depth(text);
-    if depth > json::DEPTH_MAX {
-        return Err(Error::bad_json(format!(
-            "{what} nests {depth} levels deep; at most {} are allowed",
-            json::DEPTH_MAX
-        )));
-    }
-    serde_json::from_slice(text)
-        .map_err(|_| Error::new(ErrorKind::NotJson, format!("{what} is not valid JSON")))
+    json::parse(text).map_err(|e| Error::json(e, what))
 }
 
 impl Request {

@@ -69,6 +69,26 @@ pub fn too_deep(text: &[u8]) -> bool {
     depth(text) > DEPTH_MAX
 }
 
+/// Why a text is not accepted as a JSON document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParseError {
+    /// It nests deeper than [`DEPTH_MAX`] (this deep).
+    TooDeep(usize),
+    /// It is not JSON at all.
+    NotJson,
+}
+
+/// Parses a JSON document whose nesting is checked first (a linear scan),
+/// so that whatever is stored from it can be read back inside larger
+/// documents and the parser never recurses past the limit.
+pub fn parse(text: &[u8]) -> Result<serde_json::Value, ParseError> {
+    let depth = depth(text);
+    if depth > DEPTH_MAX {
+        return Err(ParseError::TooDeep(depth));
+    }
+    serde_json::from_slice(text).map_err(|_| ParseError::NotJson)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

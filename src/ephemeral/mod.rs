@@ -25,168 +25,19 @@
 //! `storage::presence_list`) and knows no HTTP.
 
 pub mod presence;
+pub mod tables;
 pub mod typing;
-
-use std::sync::Mutex;
 
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::error::Result;
-use crate::hub::{Hub, Notify};
-use crate::storage::{self, lock, presence_list, state};
+use crate::hub::Changes;
+use crate::storage::{self, presence_list, state};
 
 pub use presence::{State as PresenceState, View as PresenceView};
-
-/// The in-memory typing and presence tables. Every table is bounded (see
-/// the limits in `typing` and `presence`).
-pub struct Ephemeral {
-    typing: Mutex<typing::Typing>,
-    presence: Mutex<presence::PresenceMap>,
-    presence_enabled: bool,
-}
-
-/// What time changed: the rooms whose typers ran out, the users whose
-/// presence decayed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Expired {
-    pub rooms: Vec<String>,
-    pub users: Vec<String>,
-    /// The serial taken for them (0 if nothing changed).
-    pub serial: u64,
-}
-
-impl Ephemeral {
-    pub fn new(presence_enabled: bool) -> Ephemeral {
-        Ephemeral {
-            typing: Mutex::new(typing::Typing::default()),
-            presence: Mutex::new(presence::PresenceMap::default()),
-            presence_enabled,
-        }
-    }
-
-    pub fn presence_enabled(&self) -> bool {
-        self.presence_enabled
-    }
-
-    // ------------------------------------------------------------ typing
-
-    /// Marks `user_id` typing in the room until `until` (ms since the
-    /// epoch), or not typing for `None`. Returns the new serial if the
-    /// room's typers changed.
-    pub fn set_typing(
-        &self,
-        hub: &Hub,
-        room_id: &str,
-        user_id: &str,
-        until: Option<i64>,
-        now: i64,
-    ) -> Option<u64> {
-        lock(&self.typing).set(room_id, user_id, until, now, || hub.next_ephemeral())
-    }
-
-    /// The users typing in the room now.
-    pub fn typers(&self, room_id: &str, now: i64) -> Vec<String> {
-        lock(&self.typing).typers(room_id, now)
-    }
-
-    /// True if the room's typers changed after serial `since`.
-    pub fn typing_changed_since(&self, room_id: &str, since: u64) -> bool {
-        lock(&self.typing).changed_since(room_id, since)
-    }
-
-    /// The room's `m.typing` event for a sync from `since` (`None`: an
-    /// initial sync): present if the typers changed after `since`, or, for
-    /// an initial sync, if anyone is typing.
-    pub fn typing_event(&self, room_id: &str, since: Option<u64>, now: i64) -> Option<Value> {
-        let t = lock(&self.typing);
-        let typers = t.typers(room_id, now);
-        let include = match since {
-            Some(s) => t.changed_since(room_id, s),
-            None => !typers.is_empty(),
-        };
-        include.then(|| json!({ "type": "m.typing", "content": { "user_ids": typers } }))
-    }
-
-    // ---------------------------------------------------------- presence
-
-    /// The user set their presence. Returns the new serial if what others
-    /// see changed (never when presence is off).
-    pub fn set_presence(
-        &self,
-        hub: &Hub,
-        user_id: &str,
-        state: PresenceState,
-        status_msg: Option<String>,
-        now: i64,
-    ) -> Option<u64> {
-        if !self.presence_enabled {
-            return None;
-        }
-        lock(&self.presence).set(user_id, state, status_msg, now, || hub.next_ephemeral())
-    }
-
-    /// A client of the user synced with `set_presence = state`. Returns the
-    /// new serial if what others see changed.
-    pub fn synced(&self, hub: &Hub, user_id: &str, state: PresenceState, now: i64) -> Option<u64> {
-        if !self.presence_enabled {
-            return None;
-        }
-        lock(&self.presence).synced(user_id, state, now, || hub.next_ephemeral())
-    }
-
-    /// Tells the users' presence again to everyone who may see it (someone
-    /// newly gained that right). Returns the serial if any was known.
-    pub fn reannounce(&self, hub: &Hub, user_ids: &[&str]) -> Option<u64> {
-        if !self.presence_enabled {
-            return None;
-        }
-        let mut p = lock(&self.presence);
-        let mut last = None;
-        for u in user_ids {
-            last = p.reannounce(u, || hub.next_ephemeral()).or(last);
-        }
-        last
-    }
-
-    /// What others see of the user now (`offline` when presence is off).
-    pub fn presence_of(&self, user_id: &str, now: i64) -> PresenceView {
-        if !self.presence_enabled {
-            return PresenceView::unknown();
-        }
-        lock(&self.presence).view(user_id, now)
-    }
-
-    /// Users whose presence changed after `since` (all known for `None`),
-    /// before any visibility check.
-    pub fn presence_changed_since(&self, since: Option<u64>, now: i64) -> Vec<(String, PresenceView)> {
-        if !self.presence_enabled {
-            return Vec::new();
-        }
-        lock(&self.presence).changed_since(since, now)
-    }
-
-    // -------------------------------------------------------------- time
-
-    /// Applies what time changed by `now`: typing notices that ran out and
-    /// presence that decayed, under one new serial. Needs no database, so a
-    /// periodic tick may call it; [`refresh`] also wakes the long-polls.
-    pub fn expire(&self, hub: &Hub, now: i64) -> Expired {
-        let mut serial = 0;
-        let mut take = || {
-            if serial == 0 {
-                serial = hub.next_ephemeral();
-            }
-            serial
-        };
-        // One lock at a time, so the serial is taken under each table's lock.
-        let rooms = lock(&self.typing).expire(now, &mut take);
-        let users =
-            if self.presence_enabled { lock(&self.presence).decay(now, &mut take) } else { Vec::new() };
-        Expired { rooms, users, serial }
-    }
-}
+pub use tables::{Ephemeral, Expired};
 
 /// Applies what time changed (see [`Ephemeral::expire`]) and wakes the
 /// long-polls concerned: syncs in the rooms whose typers ran out, and the
@@ -197,7 +48,7 @@ pub fn refresh(app: &App, conn: &Connection) -> Result<()> {
     if expired.serial == 0 {
         return Ok(());
     }
-    let mut n = Notify { pos: 0, ephemeral: expired.serial, rooms: expired.rooms, users: Vec::new() };
+    let mut n = Changes { pos: 0, ephemeral: expired.serial, rooms: expired.rooms, users: Vec::new() };
     for user in &expired.users {
         let (rooms, users) = presence_audience(conn, user)?;
         n.rooms.extend(rooms);
@@ -211,6 +62,24 @@ pub fn refresh(app: &App, conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// How often expired typing and decayed presence are looked for.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Starts the tick thread: typing runs out and presence decays with the
+/// clock, not with a request, so once a second the changes that brings
+/// are announced to parked syncs. Called once by the server.
+pub fn start(app: std::sync::Arc<App>) {
+    std::thread::Builder::new()
+        .name("ephemeral-tick".into())
+        .spawn(move || loop {
+            std::thread::sleep(TICK);
+            if let Err(e) = app.db.read(|c| refresh(&app, c)) {
+                crate::log::warn(format_args!("expiring typing and presence failed: {}", e.message));
+            }
+        })
+        .expect("spawning the ephemeral tick thread");
+}
+
 /// A sync of `user_id` asked for `set_presence` (`online` when the query
 /// leaves it out): marks them active, connected-but-idle, or changes
 /// nothing (`offline`), waking those who may see a change. Parse the query
@@ -220,7 +89,7 @@ pub fn mark_sync(app: &App, conn: &Connection, user_id: &str, set_presence: Pres
         return Ok(());
     };
     let (rooms, users) = presence_audience(conn, user_id)?;
-    app.hub.notify(Notify { pos: 0, ephemeral: serial, rooms, users });
+    app.hub.notify(Changes { pos: 0, ephemeral: serial, rooms, users });
     Ok(())
 }
 
@@ -282,6 +151,7 @@ pub fn presence_events_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Hub;
 
     #[test]
     fn typing_events_follow_the_serial() {

@@ -12,7 +12,6 @@
 
 pub mod conn;
 pub mod head;
-pub mod ratelimit;
 pub mod reactor;
 pub mod router;
 
@@ -53,7 +52,7 @@ pub fn serve(app: Arc<App>, front: Arc<reactor::Front>) {
     }
 }
 
-fn worker(app: &App, front: &reactor::Front) {
+fn worker(app: &Arc<App>, front: &reactor::Front) {
     while !app.shutdown.load(Ordering::Relaxed) {
         if let Some(rq) = front.recv_timeout(RECV_POLL) {
             handle(app, rq);
@@ -61,28 +60,19 @@ fn worker(app: &App, front: &reactor::Front) {
     }
 }
 
-fn handle(app: &App, mut rq: tiny_http::Request) {
+fn handle(app: &Arc<App>, mut rq: tiny_http::Request) {
     let started = Instant::now();
-    hub::pending::take();
     let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut rq)));
     let outcome = outcome.unwrap_or_else(|_| Outcome::Done(Err(Error::internal("handler panicked"))));
-    // What the request changed wakes the long-polls it concerns; only
-    // after the handler succeeded, so its writes are committed.
-    let changed = hub::pending::take();
-    let succeeded = matches!(outcome, Outcome::Done(Ok(_)) | Outcome::Raw(Ok(_)));
-    if succeeded && (!changed.rooms.is_empty() || !changed.users.is_empty()) {
-        app.hub.notify(changed);
-    }
     match outcome {
         Outcome::Done(result) => respond_since(rq, result, started),
         Outcome::Raw(Ok(raw)) => respond_raw(rq, raw, started),
         Outcome::Raw(Err(e)) => respond_since(rq, Err(e), started),
         Outcome::Wait(waiter, deadline) => {
-            let parked = hub::Parked { request: rq, waiter, deadline, started };
-            if let Err(mut p) = app.hub.park(parked) {
+            let parked = Box::new(ParkedPoll { app: app.clone(), request: rq, waiter, deadline, started });
+            if let Err(p) = app.hub.park(parked) {
                 // The hub is full: answer now with what there is.
-                let result = p.waiter.timeout_response(app);
-                respond_since(p.request, result, p.started);
+                p.expire();
             }
         }
     }
@@ -93,7 +83,65 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
 enum Outcome<'a> {
     Done(Result<Response>),
     Raw(Result<RawResponse<'a>>),
-    Wait(Box<dyn hub::Waiter>, Instant),
+    Wait(Box<dyn api::Waiter>, Instant),
+}
+
+/// A long-poll parked in the hub: the request, the handler's waiter, and
+/// the HTTP side of answering it (CORS, JSON errors, the access log).
+struct ParkedPoll {
+    app: Arc<App>,
+    request: tiny_http::Request,
+    waiter: Box<dyn api::Waiter>,
+    deadline: Instant,
+    /// When the request arrived, for the access log.
+    started: Instant,
+}
+
+impl hub::Parked for ParkedPoll {
+    fn user_id(&self) -> &str {
+        self.waiter.user_id()
+    }
+
+    fn rooms(&self) -> &std::collections::HashSet<String> {
+        self.waiter.rooms()
+    }
+
+    fn seen(&self) -> (i64, u64) {
+        self.waiter.seen()
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn gone(&self) -> bool {
+        self.request.peer_gone()
+    }
+
+    fn recheck(mut self: Box<Self>) -> Option<Box<dyn hub::Parked>> {
+        match self.waiter.poll(&self.app) {
+            Ok(None) => Some(self),
+            Ok(Some(resp)) => {
+                respond_since(self.request, Ok(resp), self.started);
+                None
+            }
+            Err(e) => {
+                log::warn(format_args!("long-poll answer failed: {}", e.message));
+                respond_since(self.request, Err(e), self.started);
+                None
+            }
+        }
+    }
+
+    fn expire(mut self: Box<Self>) {
+        let resp = self.waiter.timeout_response(&self.app);
+        respond_since(self.request, resp, self.started);
+    }
+
+    fn refuse(self: Box<Self>) {
+        let busy = Error::new(ErrorKind::LimitExceeded { retry_after_ms: 1000 }, "The server is busy");
+        respond_since(self.request, Err(busy), self.started);
+    }
 }
 
 /// Writes the answer (or the error's JSON body) with the standard headers,

@@ -1,121 +1,83 @@
-//! The hub: the one worker thread that holds parked long-polls (`/sync`, the
+//! The hub: the one thread that holds parked long-polls (`/sync`, the
 //! original specification's `/events`) and wakes them when something they
-//! may see happens.
+//! may see happens; and the publisher of the change feed.
+//!
+//! Every committed write announces what it changed (`storage::feed`): the
+//! database hands the [`Changes`] to [`Hub::notify`], from whichever thread
+//! wrote; in-memory changes (typing, presence) are announced the same way.
+//! The hub wakes the parked requests they concern and tells its other
+//! subscribers ([`Hub::subscribe`]: the push sender, later the federation
+//! sender and appservices).
 //!
 //! A long-poll that finds nothing new is not left on an HTTP worker: the
-//! HTTP layer hands its `tiny_http::Request` and its [`Waiter`] to the hub
-//! and the worker goes back to serving. Handlers that change something call
-//! [`Hub::notify`] after their commit, naming the rooms and users touched.
-//! The hub thread only does bookkeeping: it never touches the database or a
-//! socket. Waking a waiter means handing it to a small pool of responder
-//! threads, which recompute the answer (a read-only query) and write it; if
-//! there is still nothing for that client, it is parked again. At its
-//! deadline a waiter is answered with its empty response.
+//! HTTP layer hands the hub a [`Parked`] (its request, its waiter, and how
+//! to answer) and the worker goes back to serving. The hub knows neither
+//! HTTP nor the database: the hub thread only does bookkeeping (indexes by
+//! user and room, deadlines), and waking a parked request means handing it
+//! to a small pool of responder threads, which call [`Parked::recheck`]
+//! (the HTTP layer's code recomputes the answer, a read-only query, and
+//! writes it); if there is still nothing for that client, it comes back to
+//! be parked again. At its deadline a parked request is answered with its
+//! empty response ([`Parked::expire`]).
 //!
-//! Lost wake-ups are impossible: every waiter carries the stream positions
-//! its last answer covered, and the hub remembers the newest positions it
-//! was notified of; a waiter parked behind them is rechecked at once.
+//! Lost wake-ups are impossible: every parked request carries the stream
+//! positions its last answer covered, and the hub remembers the newest
+//! positions it was notified of; one parked behind them is rechecked at once.
 //!
-//! Limits: at most `max_parked` waiters (past that a long-poll is answered
-//! at once), the hub's inbox and the responders' queue are bounded, and
-//! every waiter has a deadline (the client's timeout, clamped).
+//! Limits: at most `max_parked` parked requests (past that a long-poll is
+//! answered at once), the hub's inbox and the responders' queue are
+//! bounded, and every parked request has a deadline (the client's timeout,
+//! clamped).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::api::Response;
-use crate::app::App;
-use crate::error::Result;
 use crate::log;
+pub use crate::storage::Changes;
 
 /// Messages the hub's inbox holds before senders wait.
 const INBOX_CAPACITY: usize = 4096;
 /// Responder threads that recompute and answer woken long-polls.
 const RESPONDERS: usize = 2;
-/// How often expired typing and decayed presence are looked for.
-const TICK: Duration = Duration::from_secs(1);
 /// Jobs queued for the responders before the hub answers cheaply itself.
 const RESPONDER_QUEUE: usize = 4096;
 /// How often parked requests are looked at for clients that went away.
 const GONE_SWEEP: Duration = Duration::from_secs(1);
 
-/// What a parked long-poll waits for, and how to answer it.
-pub trait Waiter: Send {
+/// A parked long-poll: what it waits for, and how it is answered. The
+/// HTTP layer implements it around its request.
+pub trait Parked: Send {
     /// The user whose changes (invites, account data, presence of people
-    /// they share rooms with...) wake this waiter.
+    /// they share rooms with...) wake it.
     fn user_id(&self) -> &str;
-    /// The rooms whose events wake this waiter.
+    /// The rooms whose events wake it.
     fn rooms(&self) -> &HashSet<String>;
-    /// The stream positions (`pos`, ephemeral serial) the last answer covered.
+    /// The stream positions (`pos`, ephemeral serial) its last answer covered.
     fn seen(&self) -> (i64, u64);
-    /// Computes the answer if there is something new; `None` to keep
-    /// waiting. May refresh the rooms and positions it watches.
-    fn poll(&mut self, app: &App) -> Result<Option<Response>>;
-    /// The answer at the deadline (nothing new).
-    fn timeout_response(&mut self, app: &App) -> Result<Response>;
+    /// When it is answered with nothing new.
+    fn deadline(&self) -> Instant;
+    /// True once its client has closed the connection.
+    fn gone(&self) -> bool;
+    /// Something may be new: computes the answer and writes it (`None`),
+    /// or comes back to be parked again (`Some`) if there is still nothing.
+    fn recheck(self: Box<Self>) -> Option<Box<dyn Parked>>;
+    /// Answers with the empty response (the deadline passed, the client
+    /// went away, or there is no room to park it again).
+    fn expire(self: Box<Self>);
+    /// Answers at once without computing anything: the responders are
+    /// swamped.
+    fn refuse(self: Box<Self>);
 }
 
-/// A change that may wake waiters.
-#[derive(Debug, Default, Clone)]
-pub struct Notify {
-    /// The stream position reached (0 if only ephemeral data changed).
-    pub pos: i64,
-    /// The ephemeral serial reached (typing, presence), if it changed.
-    pub ephemeral: u64,
-    pub rooms: Vec<String>,
-    pub users: Vec<String>,
-}
-
-/// Changes recorded while a request runs, announced to the hub by the HTTP
-/// layer once the handler has succeeded (and so its writes committed).
-/// Recording happens where the change is made (the room service), so no
-/// endpoint can forget to wake the long-polls its change concerns.
-pub mod pending {
-    use std::cell::RefCell;
-
-    use super::Notify;
-
-    thread_local! {
-        static PENDING: RefCell<Notify> = RefCell::new(Notify::default());
-    }
-
-    /// Notes a change made by the current request.
-    pub fn record(pos: i64, rooms: &[&str], users: &[&str]) {
-        PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            p.pos = p.pos.max(pos);
-            p.rooms.extend(rooms.iter().map(|r| r.to_string()));
-            p.users.extend(users.iter().map(|u| u.to_string()));
-        });
-    }
-
-    /// Notes an ephemeral change (typing, presence) of the current request.
-    pub fn record_ephemeral(serial: u64, rooms: &[&str], users: &[&str]) {
-        PENDING.with(|p| p.borrow_mut().ephemeral = serial);
-        record(0, rooms, users);
-    }
-
-    /// Takes what the current request recorded.
-    pub fn take() -> Notify {
-        PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()))
-    }
-}
-
-/// A request the HTTP layer parked, with what it waits for.
-pub struct Parked {
-    pub request: tiny_http::Request,
-    pub waiter: Box<dyn Waiter>,
-    pub deadline: Instant,
-    /// When the request arrived, for the access log.
-    pub started: Instant,
-}
+/// A subscriber to the change feed (push now; federation, appservices next).
+pub type Subscriber = Box<dyn Fn(&Changes) + Send + Sync>;
 
 enum Msg {
-    Park(Parked),
-    Notify(Notify),
+    Park(Box<dyn Parked>),
+    Notify(Changes),
 }
 
 /// The handle other threads use.
@@ -124,10 +86,13 @@ pub struct Hub {
     parked: Arc<AtomicUsize>,
     ephemeral: AtomicU64,
     max_parked: usize,
-    /// Filled in when the threads start; the hub needs the `App` to answer.
+    /// Set once the hub thread runs: before that (the command line, unit
+    /// tests) changes only reach the subscribers, so the bounded inbox
+    /// cannot fill with nobody to empty it.
+    running: AtomicBool,
+    /// Filled in until the threads start.
     start: Mutex<Option<(Receiver<Msg>, SyncSender<Msg>)>>,
-    /// The push outbox's senders, woken after each commit (issue 7).
-    pub push: crate::push::sender::Queue,
+    subscribers: RwLock<Vec<Subscriber>>,
 }
 
 impl Hub {
@@ -138,56 +103,52 @@ impl Hub {
             parked: Arc::new(AtomicUsize::new(0)),
             ephemeral: AtomicU64::new(0),
             max_parked,
+            running: AtomicBool::new(false),
             start: Mutex::new(Some((rx, tx))),
-            push: crate::push::sender::Queue::new(),
+            subscribers: RwLock::new(Vec::new()),
         }
     }
 
     /// Starts the hub thread and its responders. Called once by the server.
-    pub fn start(app: Arc<App>) {
-        let Some((rx, tx)) = crate::storage::lock(&app.hub.start).take() else { return };
+    pub fn start(self: &Arc<Hub>) {
+        let Some((rx, tx)) = lock(&self.start).take() else { return };
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(RESPONDER_QUEUE);
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         for i in 0..RESPONDERS {
-            let app = app.clone();
+            let hub = self.clone();
             let jobs = jobs_rx.clone();
             let back = tx.clone();
             std::thread::Builder::new()
                 .name(format!("hub-responder-{i}"))
-                .spawn(move || responder(&app, &jobs, &back))
+                .spawn(move || responder(&hub, &jobs, &back))
                 .expect("spawning a hub responder thread");
         }
-        // Typing runs out and presence decays with the clock, not with a
-        // request: a tick announces those changes to parked syncs.
-        {
-            let app = app.clone();
-            std::thread::Builder::new()
-                .name("hub-tick".into())
-                .spawn(move || loop {
-                    std::thread::sleep(TICK);
-                    if let Err(e) = app.db.read(|c| crate::ephemeral::refresh(&app, c)) {
-                        log::warn(format_args!("expiring typing and presence failed: {}", e.message));
-                    }
-                })
-                .expect("spawning the hub tick thread");
-        }
-        crate::push::sender::start(app.clone());
-        let parked = app.hub.parked.clone();
+        let parked = self.parked.clone();
         std::thread::Builder::new()
             .name("hub".into())
             .spawn(move || run(rx, jobs_tx, parked))
             .expect("spawning the hub thread");
+        self.running.store(true, Ordering::SeqCst);
+    }
+
+    /// Adds a subscriber to the change feed; it is called with every
+    /// change, on the thread that made it, so it must only take note (set
+    /// a flag, wake its own thread) and never block.
+    pub fn subscribe(&self, s: Subscriber) {
+        self.subscribers.write().unwrap_or_else(|p| p.into_inner()).push(s);
     }
 
     /// Tells the hub something changed (after the change committed).
-    pub fn notify(&self, n: Notify) {
-        if n.pos > 0 {
-            // The commit may have queued pushes (issue 7).
-            self.push.poke();
+    pub fn notify(&self, changes: Changes) {
+        for s in self.subscribers.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            s(&changes);
+        }
+        if !self.running.load(Ordering::SeqCst) {
+            return;
         }
         // A full inbox means the hub is far behind; waiting here keeps the
-        // wake-up (and bounds memory) at the cost of this request's latency.
-        let _ = self.inbox.send(Msg::Notify(n));
+        // wake-up (and bounds memory) at the cost of this writer's latency.
+        let _ = self.inbox.send(Msg::Notify(changes));
     }
 
     /// A new ephemeral serial (typing, presence changed).
@@ -204,18 +165,18 @@ impl Hub {
         self.parked.load(Ordering::Relaxed) < self.max_parked
     }
 
-    /// Parks a long-poll. If the hub is full or gone, the request comes back
-    /// (boxed: it is large) for the caller to answer at once.
-    pub fn park(&self, p: Parked) -> std::result::Result<(), Box<Parked>> {
-        if !self.has_room() {
-            return Err(Box::new(p));
+    /// Parks a long-poll. If the hub is full or not running, it comes back
+    /// for the caller to answer at once.
+    pub fn park(&self, p: Box<dyn Parked>) -> std::result::Result<(), Box<dyn Parked>> {
+        if !self.has_room() || !self.running.load(Ordering::SeqCst) {
+            return Err(p);
         }
         self.parked.fetch_add(1, Ordering::Relaxed);
         match self.inbox.try_send(Msg::Park(p)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(Msg::Park(p)) | TrySendError::Disconnected(Msg::Park(p))) => {
                 self.parked.fetch_sub(1, Ordering::Relaxed);
-                Err(Box::new(p))
+                Err(p)
             }
             Err(_) => Ok(()),
         }
@@ -228,34 +189,127 @@ impl Hub {
 
 enum Job {
     /// Something may be new: recompute.
-    Recheck(Parked),
-    /// The deadline passed: answer with the empty response.
-    Expire(Parked),
+    Recheck(Box<dyn Parked>),
+    /// The deadline passed (or the client went away): answer with the
+    /// empty response.
+    Expire(Box<dyn Parked>),
 }
 
-/// The hub thread: parked waiters indexed by user and room, deadlines.
-fn run(rx: Receiver<Msg>, jobs: SyncSender<Job>, parked_count: Arc<AtomicUsize>) {
-    let mut next_id: u64 = 0;
-    let mut waiting: HashMap<u64, Parked> = HashMap::new();
-    let mut by_user: HashMap<String, HashSet<u64>> = HashMap::new();
-    let mut by_room: HashMap<String, HashSet<u64>> = HashMap::new();
-    let mut deadlines: BTreeMap<(Instant, u64), ()> = BTreeMap::new();
-    let mut latest: (i64, u64) = (0, 0);
+/// The hub's bookkeeping: parked requests indexed by user and room, their
+/// deadlines, and the newest positions announced. No threads, no I/O: the
+/// hub thread drives it, and unit tests drive it directly.
+struct Book {
+    next_id: u64,
+    waiting: HashMap<u64, Box<dyn Parked>>,
+    by_user: HashMap<String, HashSet<u64>>,
+    by_room: HashMap<String, HashSet<u64>>,
+    deadlines: BTreeMap<(Instant, u64), ()>,
+    latest: (i64, u64),
+}
 
-    let dispatch = |job: Job, parked_count: &AtomicUsize| {
+impl Book {
+    fn new() -> Book {
+        Book {
+            next_id: 0,
+            waiting: HashMap::new(),
+            by_user: HashMap::new(),
+            by_room: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            latest: (0, 0),
+        }
+    }
+
+    /// Parks `p`, or hands it back to be rechecked at once if something
+    /// was announced after the answer it last saw.
+    fn park(&mut self, p: Box<dyn Parked>) -> Option<Box<dyn Parked>> {
+        let (pos, eph) = p.seen();
+        if pos < self.latest.0 || eph < self.latest.1 {
+            return Some(p);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_user.entry(p.user_id().to_owned()).or_default().insert(id);
+        for room in p.rooms() {
+            self.by_room.entry(room.clone()).or_default().insert(id);
+        }
+        self.deadlines.insert((p.deadline(), id), ());
+        self.waiting.insert(id, p);
+        None
+    }
+
+    /// The parked requests `c` concerns, taken out of the book.
+    fn woken_by(&mut self, c: &Changes) -> Vec<Box<dyn Parked>> {
+        self.latest = (self.latest.0.max(c.pos), self.latest.1.max(c.ephemeral));
+        let mut ids: HashSet<u64> = HashSet::new();
+        for room in &c.rooms {
+            ids.extend(self.by_room.get(room).into_iter().flatten());
+        }
+        for user in &c.users {
+            ids.extend(self.by_user.get(user).into_iter().flatten());
+        }
+        let mut ids: Vec<u64> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.into_iter().filter_map(|id| self.take(id)).collect()
+    }
+
+    /// Those whose deadline is at or before `now`.
+    fn expired(&mut self, now: Instant) -> Vec<Box<dyn Parked>> {
+        let due: Vec<u64> = self.deadlines.range(..=(now, u64::MAX)).map(|(&(_, id), _)| id).collect();
+        due.into_iter().filter_map(|id| self.take(id)).collect()
+    }
+
+    /// Those whose client has gone away.
+    fn gone(&mut self) -> Vec<Box<dyn Parked>> {
+        let gone: Vec<u64> = self.waiting.iter().filter(|(_, p)| p.gone()).map(|(id, _)| *id).collect();
+        gone.into_iter().filter_map(|id| self.take(id)).collect()
+    }
+
+    /// The earliest deadline.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.keys().next().map(|(d, _)| *d)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Removes a parked request from every index.
+    fn take(&mut self, id: u64) -> Option<Box<dyn Parked>> {
+        let p = self.waiting.remove(&id)?;
+        if let Some(set) = self.by_user.get_mut(p.user_id()) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_user.remove(p.user_id());
+            }
+        }
+        for room in p.rooms() {
+            if let Some(set) = self.by_room.get_mut(room) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_room.remove(room);
+                }
+            }
+        }
+        self.deadlines.remove(&(p.deadline(), id));
+        Some(p)
+    }
+}
+
+/// The hub thread: receives parkings and changes, keeps the book, and
+/// hands what is due to the responders.
+fn run(rx: Receiver<Msg>, jobs: SyncSender<Job>, parked_count: Arc<AtomicUsize>) {
+    let mut book = Book::new();
+    let dispatch = |job: Job| {
         parked_count.fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = jobs.try_send(job) {
-            // The responders are swamped: answer with the empty response
-            // rather than let the queue grow. (Cannot happen while the
-            // queue is larger than max_parked.)
+            // The responders are swamped: answer at once rather than let
+            // the queue grow. (Cannot happen while the queue is larger
+            // than max_parked.)
             let (TrySendError::Full(job) | TrySendError::Disconnected(job)) = e;
-            let p = match job {
-                Job::Recheck(p) | Job::Expire(p) => p,
-            };
-            let _ = p.request.respond(tiny_http::Response::empty(503));
+            let (Job::Recheck(p) | Job::Expire(p)) = job;
+            p.refuse();
         }
     };
-
     let mut next_gone_sweep = Instant::now() + GONE_SWEEP;
     loop {
         let now = Instant::now();
@@ -264,154 +318,229 @@ fn run(rx: Receiver<Msg>, jobs: SyncSender<Job>, parked_count: Arc<AtomicUsize>)
         // under max_parked come free) rather than at its deadline.
         if now >= next_gone_sweep {
             next_gone_sweep = now + GONE_SWEEP;
-            let gone: Vec<u64> =
-                waiting.iter().filter(|(_, p)| p.request.peer_gone()).map(|(id, _)| *id).collect();
-            for id in gone {
-                if let Some(p) = waiting.remove(&id) {
-                    unindex(id, &p, &mut by_user, &mut by_room, &mut deadlines);
-                    dispatch(Job::Expire(p), &parked_count);
-                }
-            }
+            book.gone().into_iter().for_each(|p| dispatch(Job::Expire(p)));
         }
-        // Answer everything whose deadline has passed.
-        while let Some((&(deadline, id), _)) = deadlines.iter().next() {
-            if deadline > now {
-                break;
-            }
-            if let Some(p) = waiting.remove(&id) {
-                unindex(id, &p, &mut by_user, &mut by_room, &mut deadlines);
-                dispatch(Job::Expire(p), &parked_count);
-            } else {
-                deadlines.remove(&(deadline, id));
-            }
-        }
-        let mut wait = deadlines
-            .keys()
-            .next()
-            .map_or(Duration::from_secs(60), |(d, _)| d.saturating_duration_since(now));
-        if !waiting.is_empty() {
+        book.expired(now).into_iter().for_each(|p| dispatch(Job::Expire(p)));
+        let mut wait =
+            book.next_deadline().map_or(Duration::from_secs(60), |d| d.saturating_duration_since(now));
+        if !book.is_empty() {
             wait = wait.min(next_gone_sweep.saturating_duration_since(now));
         }
-        let msg = match rx.recv_timeout(wait) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        match msg {
-            Msg::Park(p) => {
-                let (pos, eph) = p.waiter.seen();
-                if pos < latest.0 || eph < latest.1 {
+        match rx.recv_timeout(wait) {
+            Ok(Msg::Park(p)) => {
+                let user = p.user_id().to_owned();
+                match book.park(p) {
                     // Something happened between its answer and its parking.
-                    dispatch(Job::Recheck(p), &parked_count);
-                    continue;
-                }
-                let id = next_id;
-                next_id += 1;
-                by_user.entry(p.waiter.user_id().to_owned()).or_default().insert(id);
-                for room in p.waiter.rooms() {
-                    by_room.entry(room.clone()).or_default().insert(id);
-                }
-                deadlines.insert((p.deadline, id), ());
-                log::debug(format_args!(
-                    "long-poll of {} parked ({} parked)",
-                    p.waiter.user_id(),
-                    parked_count.load(Ordering::Relaxed)
-                ));
-                waiting.insert(id, p);
-            }
-            Msg::Notify(n) => {
-                latest = (latest.0.max(n.pos), latest.1.max(n.ephemeral));
-                let mut woken: HashSet<u64> = HashSet::new();
-                for room in &n.rooms {
-                    if let Some(ids) = by_room.get(room) {
-                        woken.extend(ids);
-                    }
-                }
-                for user in &n.users {
-                    if let Some(ids) = by_user.get(user) {
-                        woken.extend(ids);
-                    }
-                }
-                for id in woken {
-                    if let Some(p) = waiting.remove(&id) {
-                        unindex(id, &p, &mut by_user, &mut by_room, &mut deadlines);
-                        dispatch(Job::Recheck(p), &parked_count);
-                    }
+                    Some(p) => dispatch(Job::Recheck(p)),
+                    None => log::debug(format_args!(
+                        "long-poll of {user} parked ({} parked)",
+                        parked_count.load(Ordering::Relaxed)
+                    )),
                 }
             }
+            Ok(Msg::Notify(c)) => book.woken_by(&c).into_iter().for_each(|p| dispatch(Job::Recheck(p))),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-/// Removes a waiter from the indexes.
-fn unindex(
-    id: u64,
-    p: &Parked,
-    by_user: &mut HashMap<String, HashSet<u64>>,
-    by_room: &mut HashMap<String, HashSet<u64>>,
-    deadlines: &mut BTreeMap<(Instant, u64), ()>,
-) {
-    if let Some(set) = by_user.get_mut(p.waiter.user_id()) {
-        set.remove(&id);
-        if set.is_empty() {
-            by_user.remove(p.waiter.user_id());
-        }
-    }
-    for room in p.waiter.rooms() {
-        if let Some(set) = by_room.get_mut(room) {
-            set.remove(&id);
-            if set.is_empty() {
-                by_room.remove(room);
-            }
-        }
-    }
-    deadlines.remove(&(p.deadline, id));
-}
-
-/// A responder thread: recomputes woken waiters and answers them, or parks
+/// A responder thread: rechecks woken requests and answers them, or parks
 /// them again when there is still nothing new.
-fn responder(app: &App, jobs: &Mutex<Receiver<Job>>, back: &SyncSender<Msg>) {
+fn responder(hub: &Hub, jobs: &Mutex<Receiver<Job>>, back: &SyncSender<Msg>) {
     loop {
-        let job = match crate::storage::lock(jobs).recv() {
+        let job = match lock(jobs).recv() {
             Ok(j) => j,
             Err(_) => return,
         };
-        let (mut p, expired) = match job {
-            Job::Recheck(p) => (p, false),
-            Job::Expire(p) => (p, true),
-        };
-        let outcome = if expired || Instant::now() >= p.deadline {
-            p.waiter.timeout_response(app).map(Some)
-        } else {
-            p.waiter.poll(app)
-        };
-        match outcome {
-            Ok(Some(resp)) => crate::http::respond_since(p.request, Ok(resp), p.started),
-            Ok(None) => {
-                // Parked again only within max_parked (others may have
-                // taken the places meanwhile): else answered now, as a
-                // long-poll past the limit is.
-                if !app.hub.has_room() {
-                    let resp = p.waiter.timeout_response(app);
-                    crate::http::respond_since(p.request, resp, p.started);
-                    continue;
-                }
-                app.hub.parked.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = back.try_send(Msg::Park(p)) {
-                    app.hub.parked.fetch_sub(1, Ordering::Relaxed);
-                    let (TrySendError::Full(Msg::Park(mut p)) | TrySendError::Disconnected(Msg::Park(mut p))) =
-                        e
-                    else {
-                        continue;
-                    };
-                    let resp = p.waiter.timeout_response(app);
-                    crate::http::respond_since(p.request, resp, p.started);
-                }
+        let again = match job {
+            Job::Expire(p) => {
+                p.expire();
+                continue;
             }
-            Err(e) => {
-                log::warn(format_args!("long-poll answer failed: {}", e.message));
-                crate::http::respond_since(p.request, Err(e), p.started);
+            Job::Recheck(p) if Instant::now() >= p.deadline() => {
+                p.expire();
+                continue;
             }
+            Job::Recheck(p) => match p.recheck() {
+                None => continue,
+                Some(again) => again,
+            },
+        };
+        // Parked again only within max_parked (others may have taken the
+        // places meanwhile): else answered now, as a long-poll past the
+        // limit is.
+        if !hub.has_room() {
+            again.expire();
+            continue;
+        }
+        hub.parked.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = back.try_send(Msg::Park(again)) {
+            hub.parked.fetch_sub(1, Ordering::Relaxed);
+            if let TrySendError::Full(Msg::Park(p)) | TrySendError::Disconnected(Msg::Park(p)) = e {
+                p.expire();
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{channel, Sender};
+
+    /// A parked request that reports what happens to it.
+    struct Probe {
+        name: &'static str,
+        user: String,
+        rooms: HashSet<String>,
+        seen: (i64, u64),
+        deadline: Instant,
+        gone: bool,
+        log: Sender<String>,
+    }
+
+    impl Parked for Probe {
+        fn user_id(&self) -> &str {
+            &self.user
+        }
+        fn rooms(&self) -> &HashSet<String> {
+            &self.rooms
+        }
+        fn seen(&self) -> (i64, u64) {
+            self.seen
+        }
+        fn deadline(&self) -> Instant {
+            self.deadline
+        }
+        fn gone(&self) -> bool {
+            self.gone
+        }
+        fn recheck(self: Box<Self>) -> Option<Box<dyn Parked>> {
+            let _ = self.log.send(format!("recheck {}", self.name));
+            None
+        }
+        fn expire(self: Box<Self>) {
+            let _ = self.log.send(format!("expire {}", self.name));
+        }
+        fn refuse(self: Box<Self>) {
+            let _ = self.log.send(format!("refuse {}", self.name));
+        }
+    }
+
+    fn probe(name: &'static str, user: &str, rooms: &[&str], in_ms: u64, log: &Sender<String>) -> Box<Probe> {
+        Box::new(Probe {
+            name,
+            user: user.into(),
+            rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            seen: (0, 0),
+            deadline: Instant::now() + Duration::from_millis(in_ms),
+            gone: false,
+            log: log.clone(),
+        })
+    }
+
+    fn names(ps: Vec<Box<dyn Parked>>) -> Vec<String> {
+        ps.into_iter().map(|p| p.user_id().to_owned()).collect()
+    }
+
+    #[test]
+    fn changes_wake_exactly_the_users_and_rooms_they_name() {
+        let (log, _rx) = channel();
+        let mut book = Book::new();
+        assert!(book.park(probe("a", "@a", &["!r"], 60_000, &log)).is_none());
+        assert!(book.park(probe("b", "@b", &["!s"], 60_000, &log)).is_none());
+        assert!(book.park(probe("c", "@c", &[], 60_000, &log)).is_none());
+        let woken = book.woken_by(&Changes {
+            pos: 1,
+            rooms: vec!["!r".into()],
+            users: vec!["@c".into()],
+            ..Default::default()
+        });
+        assert_eq!(names(woken), ["@a", "@c"]);
+        // Woken ones are out of every index: the same change wakes nobody now.
+        let again = book.woken_by(&Changes {
+            pos: 2,
+            rooms: vec!["!r".into()],
+            users: vec!["@c".into()],
+            ..Default::default()
+        });
+        assert!(again.is_empty());
+        assert_eq!(names(book.woken_by(&Changes::ephemeral(1, &["!s"], &[]))), ["@b"]);
+        assert!(
+            book.is_empty()
+                && book.by_room.is_empty()
+                && book.by_user.is_empty()
+                && book.deadlines.is_empty()
+        );
+    }
+
+    #[test]
+    fn a_request_parked_behind_an_announced_change_is_handed_back() {
+        let (log, _rx) = channel();
+        let mut book = Book::new();
+        book.woken_by(&Changes { pos: 10, ephemeral: 3, users: vec!["@x".into()], ..Default::default() });
+        let mut late = probe("late", "@a", &[], 60_000, &log);
+        late.seen = (9, 3);
+        assert!(book.park(late).is_some(), "it missed position 10");
+        let mut eph = probe("eph", "@a", &[], 60_000, &log);
+        eph.seen = (10, 2);
+        assert!(book.park(eph).is_some(), "it missed ephemeral serial 3");
+        let mut current = probe("current", "@a", &[], 60_000, &log);
+        current.seen = (10, 3);
+        assert!(book.park(current).is_none());
+    }
+
+    #[test]
+    fn deadlines_and_gone_clients_come_out_in_order() {
+        let (log, _rx) = channel();
+        let mut book = Book::new();
+        book.park(probe("late", "@late", &["!r"], 60_000, &log));
+        book.park(probe("soon", "@soon", &["!r"], 0, &log));
+        let mut gone = probe("gone", "@gone", &["!r"], 60_000, &log);
+        gone.gone = true;
+        book.park(gone);
+        assert_eq!(names(book.expired(Instant::now())), ["@soon"]);
+        assert_eq!(names(book.gone()), ["@gone"]);
+        assert!(book.next_deadline().is_some_and(|d| d > Instant::now()));
+        assert_eq!(
+            names(book.woken_by(&Changes { pos: 1, rooms: vec!["!r".into()], ..Default::default() })),
+            ["@late"]
+        );
+        assert!(book.next_deadline().is_none());
+    }
+
+    #[test]
+    fn the_running_hub_answers_woken_and_expired_requests() {
+        let hub = Arc::new(Hub::new(2));
+        let (log, rx) = channel();
+        // Not running: parking is refused, so the caller answers at once.
+        assert!(hub.park(probe("early", "@a", &[], 60_000, &log)).is_err());
+        hub.start();
+        assert!(hub.park(probe("woken", "@a", &["!r"], 60_000, &log)).is_ok());
+        assert!(hub.park(probe("expiring", "@b", &[], 10, &log)).is_ok());
+        assert!(hub.park(probe("over", "@c", &[], 60_000, &log)).is_err(), "max_parked is 2");
+        let wait = Duration::from_secs(10);
+        assert_eq!(rx.recv_timeout(wait).unwrap(), "expire expiring");
+        // The change may reach the hub before the parking does: both orders
+        // end in one recheck (parked behind it, or woken by it).
+        hub.notify(Changes { pos: 1, rooms: vec!["!r".into()], ..Default::default() });
+        assert_eq!(rx.recv_timeout(wait).unwrap(), "recheck woken");
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        hub.subscribe(Box::new(move |c| {
+            counter.fetch_add(c.pos as usize, Ordering::SeqCst);
+        }));
+        hub.notify(Changes { pos: 5, users: vec!["@z".into()], ..Default::default() });
+        assert_eq!(seen.load(Ordering::SeqCst), 5, "subscribers hear every change");
+        let deadline = Instant::now() + wait;
+        while hub.parked() != 0 {
+            assert!(Instant::now() < deadline, "parked count stays at {}", hub.parked());
+            std::thread::yield_now();
         }
     }
 }

@@ -119,7 +119,7 @@ pub fn on_event(
     // The room's power levels, read only if a rule asks.
     let power = OnceCell::new();
     let sender_may = |key: &str| -> bool {
-        let levels = power.get_or_init(|| crate::rooms::current_power(conn, room_id, version).ok());
+        let levels = power.get_or_init(|| crate::rooms::read::current_power(conn, room_id, version).ok());
         let Some((levels, creators)) = levels else { return false };
         match levels.notification_level(key) {
             Some(needed) => levels.user_level(sender, creators).at_least(needed),

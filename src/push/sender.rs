@@ -90,37 +90,41 @@ impl Queue {
     }
 }
 
-/// Starts the sender threads. Called once by the hub.
+/// Starts the sender threads, woken by the change feed after every commit
+/// that advanced the stream. Called once by the server.
 pub fn start(app: Arc<App>) {
+    let queue = Arc::new(Queue::new());
+    let poked = queue.clone();
+    app.hub.subscribe(Box::new(move |c| {
+        if c.pos > 0 {
+            poked.poke();
+        }
+    }));
     for i in 0..SENDERS {
-        let app = app.clone();
+        let (app, queue) = (app.clone(), queue.clone());
         std::thread::Builder::new()
             .name(format!("push-sender-{i}"))
-            .spawn(move || run(&app))
+            .spawn(move || run(&app, &queue))
             .expect("spawning a push sender thread");
     }
 }
 
-fn queue(app: &App) -> &Queue {
-    &app.hub.push
-}
-
-fn run(app: &App) {
+fn run(app: &App, queue: &Queue) {
     loop {
-        storage::lock(&queue(app).state).poked = false;
-        match next_job(app) {
+        storage::lock(&queue.state).poked = false;
+        match next_job(app, queue) {
             Ok(Some(p)) => {
                 let id = p.id;
                 if let Err(e) = deliver(app, p) {
                     log::warn(format_args!("push {id}: {}", e.message));
                 }
-                storage::lock(&queue(app).state).in_flight.remove(&id);
+                storage::lock(&queue.state).in_flight.remove(&id);
                 continue;
             }
             Ok(None) => {}
             Err(e) => log::warn(format_args!("reading the push outbox: {}", e.message)),
         }
-        prune(app);
+        prune(app, queue);
         let now = storage::now_ms();
         let wait = match app.db.read(|c| push::next_due(c)) {
             Ok(Some(due)) => {
@@ -128,7 +132,7 @@ fn run(app: &App) {
             }
             _ => IDLE_WAIT,
         };
-        let q = queue(app);
+        let q = queue;
         let st = storage::lock(&q.state);
         if !st.poked && !wait.is_zero() {
             let _ = q.wake.wait_timeout(st, wait);
@@ -141,9 +145,9 @@ fn run(app: &App) {
 }
 
 /// Claims the oldest due push no other sender has.
-fn next_job(app: &App) -> Result<Option<push::Push>> {
+fn next_job(app: &App, queue: &Queue) -> Result<Option<push::Push>> {
     let due = app.db.read(|c| push::due(c, storage::now_ms(), BATCH))?;
-    let mut st = storage::lock(&queue(app).state);
+    let mut st = storage::lock(&queue.state);
     for p in due {
         if st.in_flight.insert(p.id) {
             return Ok(Some(p));
@@ -153,10 +157,10 @@ fn next_job(app: &App) -> Result<Option<push::Push>> {
 }
 
 /// Forgets notifications past their retention, once an hour.
-fn prune(app: &App) {
+fn prune(app: &App, queue: &Queue) {
     let now = storage::now_ms();
     {
-        let mut st = storage::lock(&queue(app).state);
+        let mut st = storage::lock(&queue.state);
         if now - st.last_prune_ms < PRUNE_EVERY_MS {
             return;
         }
@@ -219,7 +223,7 @@ fn deliver(app: &App, p: push::Push) -> Result<()> {
 /// cannot be read, which is logged).
 fn payload(conn: &rusqlite::Connection, p: &push::Push, pusher: &push::Pusher) -> Result<Option<Value>> {
     let Some(event) = events::get(conn, &p.event_id)? else { return Ok(None) };
-    let Some(pdu) = crate::rooms::readable_pdu(&event) else { return Ok(None) };
+    let Some(pdu) = crate::rooms::read::readable_pdu(&event) else { return Ok(None) };
     let mut data: Map<String, Value> = serde_json::from_str(&pusher.data).unwrap_or_default();
     data.remove("url");
     let id_only = data.get("format").and_then(Value::as_str) == Some("event_id_only");
@@ -246,14 +250,14 @@ fn payload(conn: &rusqlite::Connection, p: &push::Push, pusher: &push::Pusher) -
         if let Some(content) = pdu.get("content") {
             n["content"] = content.clone();
         }
-        let state_content = |kind: &str, key: &str| -> Result<Option<Value>> {
-            match state::current_entry(conn, &event.room_id, kind, key)? {
-                Some(id) => {
-                    Ok(crate::rooms::load_readable_pdu(conn, &id)?.and_then(|e| e.get("content").cloned()))
+        let state_content =
+            |kind: &str, key: &str| -> Result<Option<Value>> {
+                match state::current_entry(conn, &event.room_id, kind, key)? {
+                    Some(id) => Ok(crate::rooms::read::load_readable_pdu(conn, &id)?
+                        .and_then(|e| e.get("content").cloned())),
+                    None => Ok(None),
                 }
-                None => Ok(None),
-            }
-        };
+            };
         let field = |v: Option<Value>, name: &str| {
             v.and_then(|c| c.get(name).and_then(Value::as_str).map(str::to_owned))
         };

@@ -1,6 +1,5 @@
 //! Room creation: the spec's sequence of initial events.
 
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::app::App;
@@ -52,7 +51,7 @@ pub struct CreateRoom {
 
 /// Creates the room and returns its ID. All events go into the caller's
 /// transaction: either the whole room exists afterwards or none of it.
-pub fn create_room(app: &App, conn: &Connection, creator: &str, req: CreateRoom) -> Result<String> {
+pub fn create_room(app: &App, conn: &crate::storage::Tx, creator: &str, req: CreateRoom) -> Result<String> {
     let version = req.version;
     let server = app.config.server_name.as_str();
     let now = storage::now_ms();

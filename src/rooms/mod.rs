@@ -11,6 +11,7 @@
 
 pub mod create;
 pub mod format;
+pub mod read;
 pub mod token;
 pub mod visibility;
 
@@ -22,13 +23,13 @@ use serde_json::Value;
 use crate::app::App;
 use crate::core::auth;
 use crate::core::event::{self, EventError, PduTemplate};
-use crate::core::power_levels::{Creators, PowerLevels};
 use crate::core::room_version::{self, RoomVersion};
 use crate::crypto::canonical;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::events::{self, StoredEvent};
 use crate::storage::rooms::{self, Room};
-use crate::storage::{self, state};
+use crate::storage::{self, state, Tx};
+pub use read::*;
 
 /// Most `prev_events` a local event cites.
 const PREV_EVENTS_MAX: usize = 10;
@@ -59,84 +60,6 @@ pub fn room_and_version(conn: &Connection, room_id: &str) -> Result<(Room, &'sta
     Ok((room, version))
 }
 
-/// Parses a stored PDU, for the checks that protect a room (auth events,
-/// power levels, redaction): one that cannot be parsed fails the request,
-/// as guessing its content could let an event through that the rules
-/// refuse. Readers use [`readable_pdu`].
-pub fn pdu_json(e: &StoredEvent) -> Result<Value> {
-    serde_json::from_str(&e.pdu).map_err(|err| Error::internal(format!("stored PDU {}: {err}", e.event_id)))
-}
-
-/// Parses a stored PDU for a reader. One that cannot be parsed (stored
-/// before the nesting limit, or damaged) is logged and is `None`: the
-/// reader leaves the event out rather than fail its whole answer, so one
-/// bad row never breaks `/sync` or `/messages` for a room.
-pub fn readable_pdu(e: &StoredEvent) -> Option<Value> {
-    match serde_json::from_str(&e.pdu) {
-        Ok(pdu) => Some(pdu),
-        Err(err) => {
-            crate::log::warn(format_args!(
-                "skipping unreadable stored event {} in {}: {err}",
-                e.event_id, e.room_id
-            ));
-            None
-        }
-    }
-}
-
-/// The PDU of an event by ID, if stored (strict, as [`pdu_json`]).
-pub fn load_pdu(conn: &Connection, event_id: &str) -> Result<Option<Value>> {
-    events::get(conn, event_id)?.map(|e| pdu_json(&e)).transpose()
-}
-
-/// The PDU of an event by ID for a reader: absent if not stored or not
-/// readable (logged, as [`readable_pdu`]).
-pub fn load_readable_pdu(conn: &Connection, event_id: &str) -> Result<Option<Value>> {
-    Ok(events::get(conn, event_id)?.and_then(|e| readable_pdu(&e)))
-}
-
-/// The current state event of `(kind, state_key)` in a room, as a PDU.
-pub fn current_state_event(
-    conn: &Connection,
-    room_id: &str,
-    kind: &str,
-    state_key: &str,
-) -> Result<Option<Value>> {
-    match state::current_entry(conn, room_id, kind, state_key)? {
-        Some(id) => load_pdu(conn, &id),
-        None => Ok(None),
-    }
-}
-
-/// The current state event of `(kind, state_key)` for a reader: absent if
-/// there is none or it cannot be read (logged, as [`readable_pdu`]).
-pub fn current_readable_state_event(
-    conn: &Connection,
-    room_id: &str,
-    kind: &str,
-    state_key: &str,
-) -> Result<Option<Value>> {
-    match state::current_entry(conn, room_id, kind, state_key)? {
-        Some(id) => load_readable_pdu(conn, &id),
-        None => Ok(None),
-    }
-}
-
-/// The room's power levels and creators as they are now.
-pub fn current_power(
-    conn: &Connection,
-    room_id: &str,
-    version: &RoomVersion,
-) -> Result<(PowerLevels, Creators)> {
-    let create = current_state_event(conn, room_id, "m.room.create", "")?
-        .ok_or_else(|| Error::internal(format!("room {room_id} has no create event")))?;
-    let creators = Creators::from_create(version, &create);
-    let pl = current_state_event(conn, room_id, "m.room.power_levels", "")?;
-    let levels = PowerLevels::from_event(version, pl.as_ref())
-        .map_err(|e| Error::internal(format!("stored power levels of {room_id}: {e}")))?;
-    Ok((levels, creators))
-}
-
 fn event_error(e: EventError) -> Error {
     match e {
         EventError::TooLarge(n) => Error::new(
@@ -154,7 +77,7 @@ fn event_error(e: EventError) -> Error {
 
 /// Adds a local event to a room: auth events, PDU, authorization, storage,
 /// state. An event refused by the rules is a 403 and stores nothing.
-pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: NewEvent) -> Result<Appended> {
+pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) -> Result<Appended> {
     if let Some((device, txn_id)) = new.txn {
         if let Some(event_id) = events::by_txn(conn, sender, device, txn_id)? {
             let pos = events::get(conn, &event_id)?.map_or(0, |e| e.pos);
@@ -221,7 +144,7 @@ pub fn append(app: &App, conn: &Connection, room_id: &str, sender: &str, new: Ne
     // Wake the room's long-polls, and the target of a membership change
     // (an invitee is not in the room yet).
     let target = if new.kind == "m.room.member" { new.state_key } else { None };
-    crate::hub::pending::record(pos, &[room_id], &target.into_iter().collect::<Vec<_>>());
+    conn.changed(pos, &[room_id], &target.into_iter().collect::<Vec<_>>());
     if new.kind == "m.room.redaction" {
         if let Some(target) = new.redacts {
             apply_redaction(conn, version, room_id, target, &event_id)?;
@@ -255,7 +178,7 @@ fn check_guest_join(conn: &Connection, room_id: &str, sender: &str, content: &Va
 /// When a room stops letting guests join, the local guests in it leave
 /// (the module's rule: their membership becomes `leave`), in the same
 /// transaction as the change.
-fn evict_guests_unless_allowed(app: &App, conn: &Connection, room_id: &str) -> Result<()> {
+fn evict_guests_unless_allowed(app: &App, conn: &Tx, room_id: &str) -> Result<()> {
     if guests_can_join(conn, room_id)? {
         return Ok(());
     }
@@ -404,21 +327,6 @@ pub(crate) fn persist(
     rooms::set_head(conn, &room.room_id, group, depth)?;
     events::set_sole_extremity(conn, &room.room_id, event_id)?;
     Ok(pos)
-}
-
-/// The state before an event, as `(type, state_key) → event ID`.
-pub fn state_before(conn: &Connection, e: &StoredEvent) -> Result<state::StateMap> {
-    state::group_state(conn, e.state_before)
-}
-
-/// The state after an event: the state before it plus itself if it is a
-/// state event.
-pub fn state_after(conn: &Connection, e: &StoredEvent) -> Result<state::StateMap> {
-    let mut s = state::group_state(conn, e.state_before)?;
-    if let Some(key) = &e.state_key {
-        s.insert((e.kind.clone(), key.clone()), e.event_id.clone());
-    }
-    Ok(s)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod acme;
 pub mod devices;
 pub mod e2ee;
 pub mod events;
+pub mod feed;
 pub mod ignored;
 pub mod key_backup;
 pub mod media;
@@ -45,6 +46,7 @@ pub mod state;
 pub mod uia;
 pub mod users;
 
+use std::cell::RefCell;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -56,6 +58,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::log;
+pub use feed::{Changes, Tx};
 
 /// How long a connection waits for a lock held by another process (the
 /// admin command line writes while the server runs).
@@ -98,6 +101,8 @@ pub struct Db {
     full: AtomicBool,
     readers: Mutex<Readers>,
     reader_free: Condvar,
+    /// Where committed writes announce what they changed (the hub).
+    sink: OnceLock<Box<dyn Fn(Changes) + Send + Sync>>,
 }
 
 /// The writer connection and the batch (transaction) it has open.
@@ -166,11 +171,29 @@ impl Db {
             full: AtomicBool::new(false),
             readers: Mutex::new(Readers { idle: Vec::new(), open: 0 }),
             reader_free: Condvar::new(),
+            sink: OnceLock::new(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Installs where committed writes announce their [`Changes`] (once;
+    /// the server points it at the hub). Until then they are dropped.
+    pub fn set_sink(&self, sink: Box<dyn Fn(Changes) + Send + Sync>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// Announces changes that need no write (typing, presence) the way a
+    /// committed write's are.
+    pub fn announce(&self, changes: Changes) {
+        if changes.is_empty() {
+            return;
+        }
+        if let Some(sink) = self.sink.get() {
+            sink(changes);
+        }
     }
 
     /// Runs `f` as one atomic write and returns once it is durable.
@@ -184,7 +207,19 @@ impl Db {
     /// (the disk is full, or SQLite had to undo the whole transaction),
     /// every write in it fails with that error and the writer is left
     /// with no transaction open, ready for the next write.
-    pub fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    ///
+    /// What `f` recorded on its [`Tx`] is announced (`set_sink`) after the
+    /// batch committed, by this thread, and only if the write succeeded.
+    pub fn write<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        let changes = RefCell::new(Changes::default());
+        let result = self.write_conn(|conn| f(&Tx::new(conn, &changes)));
+        if result.is_ok() {
+            self.announce(changes.into_inner());
+        }
+        result
+    }
+
+    fn write_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.writers_waiting.fetch_add(1, Ordering::SeqCst);
         let mut guard = lock(&self.writer);
         self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
@@ -549,6 +584,35 @@ mod tests {
     }
 
     #[test]
+    fn committed_writes_announce_what_they_changed_and_failed_ones_nothing() {
+        let (db, dir) = temp_db("feed");
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        db.set_sink(Box::new(move |c| lock(&sink).push(c)));
+        db.write(|tx| {
+            tx.execute("INSERT INTO t (n) VALUES (1)", [])?;
+            tx.changed(1, &["!r"], &["@a"]);
+            // Not yet: nothing is announced before the commit.
+            assert!(lock(&heard).is_empty());
+            Ok(())
+        })
+        .unwrap();
+        let failed = db.write(|tx| {
+            tx.changed(2, &["!s"], &[]);
+            Err::<(), _>(Error::forbidden("refused"))
+        });
+        assert!(failed.is_err());
+        db.write(|_| Ok(())).unwrap();
+        let heard = lock(&heard).clone();
+        assert_eq!(heard.len(), 1, "{heard:?}");
+        assert_eq!(
+            (heard[0].pos, heard[0].rooms.as_slice(), heard[0].users.as_slice()),
+            (1, &["!r".to_owned()][..], &["@a".to_owned()][..])
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn grouped_writes_fail_alone_and_survive_reopen() {
         let (db, dir) = temp_db("group");
         let db = Arc::new(db);
@@ -626,7 +690,7 @@ mod tests {
             })
         });
         entered.recv().unwrap();
-        let b = std::thread::spawn(move || db2.write(second));
+        let b = std::thread::spawn(move || db2.write(|c| second(c)));
         (a.join().unwrap(), b.join().unwrap())
     }
 

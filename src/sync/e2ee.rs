@@ -49,7 +49,7 @@ impl Parts {
 /// The key counts of a device only (for an answer with nothing new).
 pub fn counts(conn: &Connection, user_id: &str, device_id: &str) -> Result<(Value, Vec<String>)> {
     Ok((
-        crate::api::client::keys::one_time_key_counts(conn, user_id, device_id)?,
+        crate::e2ee::one_time_key_counts(conn, user_id, device_id)?,
         e2ee::unused_fallback_algorithms(conn, user_id, device_id)?,
     ))
 }

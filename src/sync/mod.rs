@@ -11,6 +11,7 @@
 //! second part of the token.
 
 pub mod e2ee;
+pub mod filter;
 pub mod lazy;
 
 use std::collections::{BTreeSet, HashSet};
@@ -18,7 +19,6 @@ use std::collections::{BTreeSet, HashSet};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
-use crate::api::client::filter::RoomEventFilter;
 use crate::app::App;
 use crate::error::Result;
 use crate::rooms::format::{client_event, Viewer};
@@ -26,6 +26,7 @@ use crate::rooms::visibility::Visibility;
 use crate::rooms::{load_readable_pdu, readable_pdu, token};
 use crate::storage::events::{self, Dir, StoredEvent};
 use crate::storage::{self, account_data, receipts, state};
+use crate::sync::filter::RoomEventFilter;
 
 /// Timeline events per room when the filter does not say.
 pub const TIMELINE_LIMIT_DEFAULT: usize = 10;

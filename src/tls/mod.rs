@@ -14,7 +14,6 @@
 //! This module does not know tiny_http, the database or the ACME protocol.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
@@ -155,28 +154,6 @@ pub fn parse_pem(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key PEM: {e}"))?;
     Ok((chain, key))
-}
-
-/// Binds `tls_listen` and loads its certificate as configured (files,
-/// watched; or ACME); the caller serves the listener. Errors (a port in
-/// use, unreadable certificate files, ACME misconfiguration) stop the
-/// server from starting.
-pub fn start_https(app: &Arc<crate::app::App>) -> Result<(TcpListener, Arc<Tls>), String> {
-    let config = &app.config;
-    let addr = config.tls_listen.ok_or("tls_listen is not set")?;
-    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} for HTTPS: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let tls = Tls::new();
-    match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            load_files(&tls, cert, key)?;
-            watch_files(tls.clone(), cert.clone(), key.clone());
-        }
-        _ if config.acme_enabled => crate::acme::start(app.clone(), tls.clone())?,
-        _ => return Err("tls_listen needs tls_cert and tls_key, or acme_enabled".to_owned()),
-    }
-    log::info(format_args!("tls: listening on https://{bound}"));
-    Ok((listener, tls))
 }
 
 /// Loads the certificate files once; an error names the file.

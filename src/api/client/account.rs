@@ -56,7 +56,7 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
         if logout_devices {
             devices::delete_all_except(tx, &who.user_id, Some(&who.device_id))?;
             push::delete_pushers_except_device(tx, &who.user_id, Some(&who.device_id))?;
-            crate::api::client::keys::devices_removed(tx, &who.user_id)?;
+            crate::e2ee::devices_removed(tx, &who.user_id)?;
         }
         Ok(())
     })?;
@@ -91,7 +91,7 @@ pub fn deactivate(app: &App, req: &Request) -> Result<Response> {
         if body.erase {
             users::erase(tx, &who.user_id, crate::storage::now_ms())?;
         }
-        crate::api::client::keys::devices_removed(tx, &who.user_id)?;
+        crate::e2ee::devices_removed(tx, &who.user_id)?;
         Ok(done)
     })?;
     crate::log::info(format_args!("deactivated {}", who.user_id));

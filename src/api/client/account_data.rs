@@ -18,7 +18,6 @@ use crate::api::{Auth, Request, Response};
 use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, ErrorKind, Result};
-use crate::hub;
 use crate::log;
 use crate::storage::{account_data, events};
 
@@ -166,20 +165,15 @@ fn store(
     content: &Value,
 ) -> Result<std::result::Result<(), OverQuota>> {
     let text = content.to_string();
-    let pos = app.db.write(|c| {
+    app.db.write(|c| {
         if let Err(over) = check_quota(c, user_id, room_id, kind, text.len() as u64)? {
             return Ok(Err(over));
         }
         let pos = events::next_pos(c)?;
         account_data::put(c, user_id, room_id, kind, &text, pos)?;
-        Ok(Ok(pos))
-    })?;
-    let pos = match pos {
-        Ok(pos) => pos,
-        Err(over) => return Ok(Err(over)),
-    };
-    hub::pending::record(pos, &[], &[user_id]);
-    Ok(Ok(()))
+        c.changed(pos, &[], &[user_id]);
+        Ok(Ok(()))
+    })
 }
 
 fn put(app: &App, req: &Request, user_id: &str, room_id: &str, kind: &str) -> Result<Response> {
@@ -254,10 +248,10 @@ fn update_tags(
     room_id: &str,
     change: impl FnOnce(&mut Map<String, Value>) -> Result<bool>,
 ) -> Result<std::result::Result<(), OverQuota>> {
-    let pos = app.db.write(|c| {
+    app.db.write(|c| {
         let mut tags = load_tags(c, user_id, room_id)?;
         if !change(&mut tags)? {
-            return Ok(Ok(None));
+            return Ok(Ok(()));
         }
         let text = json!({ "tags": tags }).to_string();
         if let Err(over) = check_quota(c, user_id, room_id, TAG_TYPE, text.len() as u64)? {
@@ -265,14 +259,9 @@ fn update_tags(
         }
         let pos = events::next_pos(c)?;
         account_data::put(c, user_id, room_id, TAG_TYPE, &text, pos)?;
-        Ok(Ok(Some(pos)))
-    })?;
-    match pos {
-        Ok(Some(pos)) => hub::pending::record(pos, &[], &[user_id]),
-        Ok(None) => {}
-        Err(over) => return Ok(Err(over)),
-    }
-    Ok(Ok(()))
+        c.changed(pos, &[], &[user_id]);
+        Ok(Ok(()))
+    })
 }
 
 /// The `{tag}` path parameter.

@@ -68,7 +68,7 @@ pub fn update(app: &App, req: &Request) -> Result<Response> {
                 // The rename is a device-list change (a trigger records it):
                 // parked syncs of those who share a room hear of it now.
                 let pos = crate::storage::events::current_pos(tx)?;
-                crate::api::client::keys::wake_device_list_watchers(tx, &who.user_id, pos)?;
+                crate::e2ee::wake_device_list_watchers(tx, &who.user_id, pos)?;
                 Ok(found)
             })?
         }
@@ -104,7 +104,7 @@ pub fn delete(app: &App, req: &Request) -> Result<Response> {
         passed.finish(tx)?;
         devices::delete(tx, &who.user_id, device_id)?;
         // Its keys went with it (a device-list change): wake room peers.
-        crate::api::client::keys::devices_removed(tx, &who.user_id)
+        crate::e2ee::devices_removed(tx, &who.user_id)
     })?;
     Response::ok(json!({}))
 }
@@ -138,7 +138,7 @@ pub fn delete_many(app: &App, req: &Request) -> Result<Response> {
         for d in &devices {
             devices::delete(tx, &who.user_id, d)?;
         }
-        crate::api::client::keys::devices_removed(tx, &who.user_id)
+        crate::e2ee::devices_removed(tx, &who.user_id)
     })?;
     Response::ok(json!({}))
 }

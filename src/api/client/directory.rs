@@ -157,7 +157,7 @@ pub fn delete_alias(app: &App, req: &Request) -> Result<Response> {
 /// either way, as the spec recommends.
 fn drop_from_canonical_alias(
     app: &App,
-    conn: &rusqlite::Connection,
+    conn: &crate::storage::Tx,
     room_id: &str,
     alias: &str,
     who: &Auth,

@@ -14,9 +14,8 @@ use crate::app::App;
 use crate::core::ids;
 use crate::ephemeral::{self, presence::STATUS_MSG_MAX_BYTES, typing, PresenceState};
 use crate::error::{Error, Result};
-use crate::hub::pending;
 use crate::rooms::visibility::Visibility;
-use crate::storage::{self, account_data, events, presence_list, receipts, state, users};
+use crate::storage::{self, account_data, events, presence_list, receipts, state, users, Changes, Tx};
 
 /// Longest `thread_id` of a receipt.
 const THREAD_ID_MAX_BYTES: usize = 255;
@@ -77,7 +76,7 @@ pub fn typing(app: &App, req: &Request) -> Result<Response> {
     let now = storage::now_ms();
     let until = is_typing.then(|| now.saturating_add(typing::clamp_timeout(timeout) as i64));
     if let Some(serial) = app.ephemeral.set_typing(&app.hub, room_id, user_id, until, now) {
-        pending::record_ephemeral(serial, &[room_id], &[]);
+        app.hub.notify(Changes::ephemeral(serial, &[room_id], &[]));
     }
     Response::ok(json!({}))
 }
@@ -92,14 +91,10 @@ struct Mark<'a> {
 }
 
 /// Checks that the event is in the room and visible to the user, then
-/// stores each mark at stream position `pos`. Returns the rooms and users
-/// whose long-polls must hear of it.
-fn store_marks(
-    conn: &rusqlite::Connection,
-    user_id: &str,
-    room_id: &str,
-    marks: &[Mark],
-) -> Result<(i64, bool, bool)> {
+/// stores each mark at a new stream position, recording whose long-polls
+/// must hear of it: the room's members for a public receipt, only the user
+/// for private receipts and markers.
+fn store_marks(conn: &Tx, user_id: &str, room_id: &str, marks: &[Mark]) -> Result<()> {
     ensure_joined(conn, user_id, room_id)?;
     let mut visibility = Visibility::new(conn, user_id, room_id);
     for m in marks {
@@ -129,17 +124,12 @@ fn store_marks(
             }
         }
     }
-    Ok((pos, public, private))
-}
-
-/// Records the wake-ups for stored marks: the room's members for a public
-/// receipt, only the user for private receipts and markers.
-fn record_marks(room_id: &str, user_id: &str, (pos, public, private): (i64, bool, bool)) {
     match (public, private) {
-        (true, _) => pending::record(pos, &[room_id], &[user_id]),
-        (false, true) => pending::record(pos, &[], &[user_id]),
+        (true, _) => conn.changed(pos, &[room_id], &[user_id]),
+        (false, true) => conn.changed(pos, &[], &[user_id]),
         (false, false) => {}
     }
+    Ok(())
 }
 
 fn check_event_id(event_id: &str) -> Result<()> {
@@ -183,8 +173,7 @@ pub fn receipt(app: &App, req: &Request) -> Result<Response> {
         }
     }
     let marks = [Mark { kind, event_id, thread_id }];
-    let stored = app.db.write(|c| store_marks(c, &who.user_id, room_id, &marks))?;
-    record_marks(room_id, &who.user_id, stored);
+    app.db.write(|c| store_marks(c, &who.user_id, room_id, &marks))?;
     Response::ok(json!({}))
 }
 
@@ -208,15 +197,13 @@ pub fn read_markers(app: &App, req: &Request) -> Result<Response> {
             Some(_) => return Err(Error::bad_json(format!("{kind} must be an event ID"))),
         }
     }
-    let stored = app.db.write(|c| {
+    app.db.write(|c| {
         if marks.is_empty() {
             // Nothing to set, but the room must still be one of the user's.
-            ensure_joined(c, &who.user_id, room_id)?;
-            return Ok((0, false, false));
+            return ensure_joined(c, &who.user_id, room_id);
         }
         store_marks(c, &who.user_id, room_id, &marks)
     })?;
-    record_marks(room_id, &who.user_id, stored);
     Response::ok(json!({}))
 }
 
@@ -289,7 +276,7 @@ pub fn set_presence(app: &App, req: &Request) -> Result<Response> {
         let (rooms, users) = app.db.read(|c| ephemeral::presence_audience(c, &who.user_id))?;
         let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
         let users: Vec<&str> = users.iter().map(String::as_str).collect();
-        pending::record_ephemeral(serial, &rooms, &users);
+        app.hub.notify(Changes::ephemeral(serial, &rooms, &users));
     }
     Response::ok(json!({}))
 }
@@ -395,7 +382,7 @@ pub fn update_presence_list(app: &App, req: &Request) -> Result<Response> {
     if let Some(serial) = serial {
         let mut users: Vec<&str> = newly_agreed.iter().map(String::as_str).collect();
         users.push(owner);
-        pending::record_ephemeral(serial, &[], &users);
+        app.hub.notify(Changes::ephemeral(serial, &[], &users));
     }
     Response::ok(json!({}))
 }

@@ -23,13 +23,12 @@ use crate::core::ids;
 use crate::crypto::canonical::to_canonical_excluding;
 use crate::crypto::{b64_decode, sign::verify_json};
 use crate::error::{Error, Result};
-use crate::hub;
 use crate::log;
-use crate::storage::{e2ee, events, state};
+use crate::storage::{e2ee, events};
 use crate::sync::Since;
 
 /// The one one-time and fallback key algorithm served.
-pub const SIGNED_CURVE25519: &str = "signed_curve25519";
+use crate::e2ee::SIGNED_CURVE25519;
 /// One-time keys one upload may carry.
 pub const ONE_TIME_KEYS_PER_UPLOAD_MAX: usize = 200;
 /// Unclaimed one-time keys a device may have stored.
@@ -110,25 +109,6 @@ fn readable_stored(text: &str, what: std::fmt::Arguments) -> Option<Value> {
     }
 }
 
-/// Records a change of `user_id`'s devices or keys: a new stream position,
-/// and a wake-up for the user and everyone in their rooms.
-pub fn device_list_changed(conn: &Connection, user_id: &str) -> Result<()> {
-    let pos = events::next_pos(conn)?;
-    e2ee::mark_device_list_changed(conn, user_id, pos)?;
-    wake_device_list_watchers(conn, user_id, pos)
-}
-
-/// Wakes the syncs that may see a device-list change of `user_id` (the
-/// user's and those of the rooms they are in). A device deletion records
-/// its change in the database itself (a trigger); its handler calls this
-/// with the current position.
-pub fn wake_device_list_watchers(conn: &Connection, user_id: &str, pos: i64) -> Result<()> {
-    let rooms = state::rooms_of_user(conn, user_id, "join")?;
-    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-    hub::pending::record(pos, &rooms, &[user_id]);
-    Ok(())
-}
-
 /// True if `user_id` is a user of this server. A user of another server is
 /// unreachable until federation exists: their server goes into `failures`.
 fn local_or_failure(user_id: &str, server_name: &str, failures: &mut Map<String, Value>) -> bool {
@@ -143,12 +123,6 @@ fn local_or_failure(user_id: &str, server_name: &str, failures: &mut Map<String,
         }
         None => false,
     }
-}
-
-/// After devices were deleted: wakes whoever may see the change.
-pub fn devices_removed(conn: &Connection, user_id: &str) -> Result<()> {
-    let pos = events::current_pos(conn)?;
-    wake_device_list_watchers(conn, user_id, pos)
 }
 
 // POST /keys/upload
@@ -280,17 +254,6 @@ fn stored_ed25519(conn: &Connection, user_id: &str, device_id: &str) -> Result<O
         .and_then(key32))
 }
 
-/// `one_time_key_counts` for a device: every stored algorithm, and
-/// `signed_curve25519` always (clients read a missing count as unknown).
-pub fn one_time_key_counts(conn: &Connection, user_id: &str, device_id: &str) -> Result<Value> {
-    let mut counts = Map::new();
-    counts.insert(SIGNED_CURVE25519.to_owned(), json!(0));
-    for (alg, n) in e2ee::one_time_key_counts(conn, user_id, device_id)? {
-        counts.insert(alg, json!(n));
-    }
-    Ok(Value::Object(counts))
-}
-
 /// POST /_matrix/client/v3/keys/upload
 pub fn upload(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
@@ -324,7 +287,7 @@ pub fn upload(app: &App, req: &Request) -> Result<Response> {
     let counts = app.db.write(|tx| {
         if let Some((text, _)) = &device_keys {
             if e2ee::set_device_keys(tx, user_id, device_id, text)? {
-                device_list_changed(tx, user_id)?;
+                crate::e2ee::device_list_changed(tx, user_id)?;
             }
         }
         for k in &otks {
@@ -350,7 +313,7 @@ pub fn upload(app: &App, req: &Request) -> Result<Response> {
         for k in &fallbacks {
             e2ee::set_fallback_key(tx, user_id, device_id, &k.algorithm, &k.key_id, &k.json)?;
         }
-        one_time_key_counts(tx, user_id, device_id)
+        crate::e2ee::one_time_key_counts(tx, user_id, device_id)
     })?;
     Response::ok(json!({ "one_time_key_counts": counts }))
 }
@@ -664,7 +627,7 @@ pub fn device_signing_upload(app: &App, req: &Request) -> Result<Response> {
             }
         }
         if changed {
-            device_list_changed(tx, me)?;
+            crate::e2ee::device_list_changed(tx, me)?;
         }
         Ok(())
     })?;
@@ -832,7 +795,7 @@ pub fn signatures_upload(app: &App, req: &Request) -> Result<Response> {
             }
             // Signatures of my keys change what everyone sees of me; my
             // signatures of others are seen by me only.
-            device_list_changed(tx, me)
+            crate::e2ee::device_list_changed(tx, me)
         })?;
     }
     Response::ok(json!({ "failures": failures }))

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
+use crate::api::Waiter;
 use crate::api::{Auth, Poll, Request, Response};
 use crate::app::App;
 use crate::ephemeral::presence_event;
 use crate::error::{Error, Result};
-use crate::hub::Waiter;
 use crate::rooms::format::{client_event, Viewer};
 use crate::rooms::visibility::{self, Visibility};
 use crate::rooms::{self, token};

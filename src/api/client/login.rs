@@ -159,7 +159,7 @@ pub fn logout(app: &App, req: &Request) -> Result<Response> {
     app.db.write(|tx| {
         devices::delete(tx, &who.user_id, &who.device_id)?;
         // Its keys went with it: room peers' device lists change.
-        crate::api::client::keys::devices_removed(tx, &who.user_id)
+        crate::e2ee::devices_removed(tx, &who.user_id)
     })?;
     Response::ok(json!({}))
 }
@@ -171,7 +171,7 @@ pub fn logout_all(app: &App, req: &Request) -> Result<Response> {
     app.db.write(|tx| {
         devices::delete_all_except(tx, &who.user_id, None)?;
         storage::push::delete_pushers_except_device(tx, &who.user_id, None)?;
-        crate::api::client::keys::devices_removed(tx, &who.user_id)
+        crate::e2ee::devices_removed(tx, &who.user_id)
     })?;
     Response::ok(json!({}))
 }

@@ -102,7 +102,7 @@ fn resolve(app: &App, conn: &rusqlite::Connection, id_or_alias: &str) -> Result<
 /// Appends `sender`'s `m.room.member` event for `target`.
 fn append_member(
     app: &App,
-    conn: &rusqlite::Connection,
+    conn: &crate::storage::Tx,
     room_id: &str,
     sender: &str,
     target: &str,
@@ -121,7 +121,7 @@ fn append_member(
 /// changes nothing and succeeds, so a retried join is harmless.
 fn join_room(
     app: &App,
-    conn: &rusqlite::Connection,
+    conn: &crate::storage::Tx,
     who: &Auth,
     room_id: &str,
     body: &ReasonBody,

@@ -20,7 +20,6 @@ use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::api::client::filter::RoomEventFilter;
 use crate::api::{Auth, Request, Response};
 use crate::app::App;
 use crate::core::ids;
@@ -31,6 +30,7 @@ use crate::rooms::{self, token, NewEvent};
 use crate::storage::events::{self, Dir, StoredEvent};
 use crate::storage::state::{self, StateMap};
 use crate::storage::{self, account_data, rooms as room_store};
+use crate::sync::filter::RoomEventFilter;
 
 /// Events per `/messages` page unless the client asks otherwise.
 const MESSAGES_LIMIT_DEFAULT: usize = 10;

@@ -6,7 +6,6 @@ pub mod account_data;
 pub mod devices;
 pub mod directory;
 pub mod ephemeral;
-pub mod filter;
 pub mod key_backup;
 pub mod keys;
 pub mod legacy;

@@ -177,7 +177,7 @@ pub fn set_avatar_url(app: &App, req: &Request) -> Result<Response> {
 /// they are joined to whose member event shows something else. A room
 /// whose rules refuse the event (nothing is stored then) is skipped, so one
 /// odd room does not block a profile change.
-fn update_member_events(app: &App, conn: &rusqlite::Connection, user_id: &str) -> Result<()> {
+fn update_member_events(app: &App, conn: &crate::storage::Tx, user_id: &str) -> Result<()> {
     let profile = profiles::get(conn, user_id)?.unwrap_or_default();
     for room_id in state::rooms_of_user(conn, user_id, "join")? {
         // A member event that cannot be read (logged) is skipped like an

@@ -12,7 +12,6 @@ use crate::api::{Request, Response};
 use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, ErrorKind, Result};
-use crate::hub::pending;
 use crate::push::rules::{self, Kind, Rule, Stored};
 use crate::push::sender;
 use crate::rooms::format::{client_event, Viewer};
@@ -45,12 +44,12 @@ fn announce(c: &rusqlite::Connection, user_id: &str) -> Result<i64> {
 
 /// Runs a rule change and announces the new ruleset.
 fn change<T>(app: &App, user_id: &str, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
-    let (out, pos) = app.db.write(|c| {
+    app.db.write(|c| {
         let out = f(c)?;
-        Ok((out, announce(c, user_id)?))
-    })?;
-    pending::record(pos, &[], &[user_id]);
-    Ok(out)
+        let pos = announce(c, user_id)?;
+        c.changed(pos, &[], &[user_id]);
+        Ok(out)
+    })
 }
 
 fn kind_param(s: &str) -> Result<Kind> {

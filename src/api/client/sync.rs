@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::api::Waiter;
 use crate::api::{parse_json, Poll, Request, Response};
 use crate::app::App;
 use crate::error::{Error, ErrorKind, Result};
-use crate::hub::Waiter;
 use crate::log;
 use crate::storage::account_data;
 use crate::sync::{self, Since, SyncFilter};

@@ -16,8 +16,8 @@ use crate::api::{Request, Response};
 use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, ErrorKind, Result};
+use crate::log;
 use crate::storage::{self, e2ee, events};
-use crate::{hub, log};
 
 /// Recipient devices one request may reach (after `*` is expanded).
 pub const TO_DEVICE_MESSAGES_PER_REQUEST_MAX: usize = 1000;
@@ -112,7 +112,7 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
             }
         }
         e2ee::add_to_device_txn(tx, &who.user_id, &who.device_id, txn_id, now, now - TXN_KEEP_MS)?;
-        hub::pending::record(pos, &[], &recipients);
+        tx.changed(pos, &[], &recipients);
         Ok(())
     })?;
     Response::ok(json!({}))

@@ -47,7 +47,7 @@ impl RoomEventFilter {
         if text.len() > FILTER_JSON_MAX_BYTES {
             return Err(Error::bad_json(format!("The filter is longer than {FILTER_JSON_MAX_BYTES} bytes")));
         }
-        let value = crate::api::parse_json(text.as_bytes(), "The filter")?;
+        let value = crate::core::json::parse(text.as_bytes()).map_err(|e| Error::json(e, "The filter"))?;
         RoomEventFilter::parse(&value)
     }
 

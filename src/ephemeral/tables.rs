@@ -1,0 +1,162 @@
+//! The in-memory typing and presence tables the server holds (in `App`),
+//! with the ephemeral serial each change takes from the hub. What the
+//! changes mean for readers (who is told, when time expires them) is in
+//! the module above.
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use super::presence::{self, State as PresenceState, View as PresenceView};
+use super::typing;
+use crate::hub::Hub;
+use crate::storage::lock;
+
+/// The in-memory typing and presence tables. Every table is bounded (see
+/// the limits in `typing` and `presence`).
+pub struct Ephemeral {
+    typing: Mutex<typing::Typing>,
+    presence: Mutex<presence::PresenceMap>,
+    presence_enabled: bool,
+}
+
+/// What time changed: the rooms whose typers ran out, the users whose
+/// presence decayed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub rooms: Vec<String>,
+    pub users: Vec<String>,
+    /// The serial taken for them (0 if nothing changed).
+    pub serial: u64,
+}
+
+impl Ephemeral {
+    pub fn new(presence_enabled: bool) -> Ephemeral {
+        Ephemeral {
+            typing: Mutex::new(typing::Typing::default()),
+            presence: Mutex::new(presence::PresenceMap::default()),
+            presence_enabled,
+        }
+    }
+
+    pub fn presence_enabled(&self) -> bool {
+        self.presence_enabled
+    }
+
+    // ------------------------------------------------------------ typing
+
+    /// Marks `user_id` typing in the room until `until` (ms since the
+    /// epoch), or not typing for `None`. Returns the new serial if the
+    /// room's typers changed.
+    pub fn set_typing(
+        &self,
+        hub: &Hub,
+        room_id: &str,
+        user_id: &str,
+        until: Option<i64>,
+        now: i64,
+    ) -> Option<u64> {
+        lock(&self.typing).set(room_id, user_id, until, now, || hub.next_ephemeral())
+    }
+
+    /// The users typing in the room now.
+    pub fn typers(&self, room_id: &str, now: i64) -> Vec<String> {
+        lock(&self.typing).typers(room_id, now)
+    }
+
+    /// True if the room's typers changed after serial `since`.
+    pub fn typing_changed_since(&self, room_id: &str, since: u64) -> bool {
+        lock(&self.typing).changed_since(room_id, since)
+    }
+
+    /// The room's `m.typing` event for a sync from `since` (`None`: an
+    /// initial sync): present if the typers changed after `since`, or, for
+    /// an initial sync, if anyone is typing.
+    pub fn typing_event(&self, room_id: &str, since: Option<u64>, now: i64) -> Option<Value> {
+        let t = lock(&self.typing);
+        let typers = t.typers(room_id, now);
+        let include = match since {
+            Some(s) => t.changed_since(room_id, s),
+            None => !typers.is_empty(),
+        };
+        include.then(|| json!({ "type": "m.typing", "content": { "user_ids": typers } }))
+    }
+
+    // ---------------------------------------------------------- presence
+
+    /// The user set their presence. Returns the new serial if what others
+    /// see changed (never when presence is off).
+    pub fn set_presence(
+        &self,
+        hub: &Hub,
+        user_id: &str,
+        state: PresenceState,
+        status_msg: Option<String>,
+        now: i64,
+    ) -> Option<u64> {
+        if !self.presence_enabled {
+            return None;
+        }
+        lock(&self.presence).set(user_id, state, status_msg, now, || hub.next_ephemeral())
+    }
+
+    /// A client of the user synced with `set_presence = state`. Returns the
+    /// new serial if what others see changed.
+    pub fn synced(&self, hub: &Hub, user_id: &str, state: PresenceState, now: i64) -> Option<u64> {
+        if !self.presence_enabled {
+            return None;
+        }
+        lock(&self.presence).synced(user_id, state, now, || hub.next_ephemeral())
+    }
+
+    /// Tells the users' presence again to everyone who may see it (someone
+    /// newly gained that right). Returns the serial if any was known.
+    pub fn reannounce(&self, hub: &Hub, user_ids: &[&str]) -> Option<u64> {
+        if !self.presence_enabled {
+            return None;
+        }
+        let mut p = lock(&self.presence);
+        let mut last = None;
+        for u in user_ids {
+            last = p.reannounce(u, || hub.next_ephemeral()).or(last);
+        }
+        last
+    }
+
+    /// What others see of the user now (`offline` when presence is off).
+    pub fn presence_of(&self, user_id: &str, now: i64) -> PresenceView {
+        if !self.presence_enabled {
+            return PresenceView::unknown();
+        }
+        lock(&self.presence).view(user_id, now)
+    }
+
+    /// Users whose presence changed after `since` (all known for `None`),
+    /// before any visibility check.
+    pub fn presence_changed_since(&self, since: Option<u64>, now: i64) -> Vec<(String, PresenceView)> {
+        if !self.presence_enabled {
+            return Vec::new();
+        }
+        lock(&self.presence).changed_since(since, now)
+    }
+
+    // -------------------------------------------------------------- time
+
+    /// Applies what time changed by `now`: typing notices that ran out and
+    /// presence that decayed, under one new serial. Needs no database, so a
+    /// periodic tick may call it; [`refresh`] also wakes the long-polls.
+    pub fn expire(&self, hub: &Hub, now: i64) -> Expired {
+        let mut serial = 0;
+        let mut take = || {
+            if serial == 0 {
+                serial = hub.next_ephemeral();
+            }
+            serial
+        };
+        // One lock at a time, so the serial is taken under each table's lock.
+        let rooms = lock(&self.typing).expire(now, &mut take);
+        let users =
+            if self.presence_enabled { lock(&self.presence).decay(now, &mut take) } else { Vec::new() };
+        Expired { rooms, users, serial }
+    }
+}

@@ -1,0 +1,106 @@
+//! Reading a room: stored PDUs parsed strictly (for the checks that
+//! protect a room) or leniently (for readers), current state events, the
+//! power levels, and the state at any event. Below the rest of the room
+//! service and the push rules, which both read rooms this way.
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::core::power_levels::{Creators, PowerLevels};
+use crate::core::room_version::RoomVersion;
+use crate::error::{Error, Result};
+use crate::storage::events::{self, StoredEvent};
+use crate::storage::state;
+
+/// Parses a stored PDU, for the checks that protect a room (auth events,
+/// power levels, redaction): one that cannot be parsed fails the request,
+/// as guessing its content could let an event through that the rules
+/// refuse. Readers use [`readable_pdu`].
+pub fn pdu_json(e: &StoredEvent) -> Result<Value> {
+    serde_json::from_str(&e.pdu).map_err(|err| Error::internal(format!("stored PDU {}: {err}", e.event_id)))
+}
+
+/// Parses a stored PDU for a reader. One that cannot be parsed (stored
+/// before the nesting limit, or damaged) is logged and is `None`: the
+/// reader leaves the event out rather than fail its whole answer, so one
+/// bad row never breaks `/sync` or `/messages` for a room.
+pub fn readable_pdu(e: &StoredEvent) -> Option<Value> {
+    match serde_json::from_str(&e.pdu) {
+        Ok(pdu) => Some(pdu),
+        Err(err) => {
+            crate::log::warn(format_args!(
+                "skipping unreadable stored event {} in {}: {err}",
+                e.event_id, e.room_id
+            ));
+            None
+        }
+    }
+}
+
+/// The PDU of an event by ID, if stored (strict, as [`pdu_json`]).
+pub fn load_pdu(conn: &Connection, event_id: &str) -> Result<Option<Value>> {
+    events::get(conn, event_id)?.map(|e| pdu_json(&e)).transpose()
+}
+
+/// The PDU of an event by ID for a reader: absent if not stored or not
+/// readable (logged, as [`readable_pdu`]).
+pub fn load_readable_pdu(conn: &Connection, event_id: &str) -> Result<Option<Value>> {
+    Ok(events::get(conn, event_id)?.and_then(|e| readable_pdu(&e)))
+}
+
+/// The current state event of `(kind, state_key)` in a room, as a PDU.
+pub fn current_state_event(
+    conn: &Connection,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+) -> Result<Option<Value>> {
+    match state::current_entry(conn, room_id, kind, state_key)? {
+        Some(id) => load_pdu(conn, &id),
+        None => Ok(None),
+    }
+}
+
+/// The current state event of `(kind, state_key)` for a reader: absent if
+/// there is none or it cannot be read (logged, as [`readable_pdu`]).
+pub fn current_readable_state_event(
+    conn: &Connection,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+) -> Result<Option<Value>> {
+    match state::current_entry(conn, room_id, kind, state_key)? {
+        Some(id) => load_readable_pdu(conn, &id),
+        None => Ok(None),
+    }
+}
+
+/// The room's power levels and creators as they are now.
+pub fn current_power(
+    conn: &Connection,
+    room_id: &str,
+    version: &RoomVersion,
+) -> Result<(PowerLevels, Creators)> {
+    let create = current_state_event(conn, room_id, "m.room.create", "")?
+        .ok_or_else(|| Error::internal(format!("room {room_id} has no create event")))?;
+    let creators = Creators::from_create(version, &create);
+    let pl = current_state_event(conn, room_id, "m.room.power_levels", "")?;
+    let levels = PowerLevels::from_event(version, pl.as_ref())
+        .map_err(|e| Error::internal(format!("stored power levels of {room_id}: {e}")))?;
+    Ok((levels, creators))
+}
+
+/// The state before an event, as `(type, state_key) → event ID`.
+pub fn state_before(conn: &Connection, e: &StoredEvent) -> Result<state::StateMap> {
+    state::group_state(conn, e.state_before)
+}
+
+/// The state after an event: the state before it plus itself if it is a
+/// state event.
+pub fn state_after(conn: &Connection, e: &StoredEvent) -> Result<state::StateMap> {
+    let mut s = state::group_state(conn, e.state_before)?;
+    if let Some(key) = &e.state_key {
+        s.insert((e.kind.clone(), key.clone()), e.event_id.clone());
+    }
+    Ok(s)
+}
