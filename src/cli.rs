@@ -33,8 +33,6 @@ pub const TOKEN_EXPIRES_IN_DAYS_MIN: u32 = 1;
 /// Longest validity, in days, of `token create --expires-in` (about ten
 /// years).
 pub const TOKEN_EXPIRES_IN_DAYS_MAX: u32 = 3650;
-/// Longest registration token, as the Matrix specification bounds it.
-pub const TOKEN_LEN_MAX: usize = 64;
 /// Largest `media purge --older-than` (about a century).
 pub const MEDIA_PURGE_DAYS_MAX: u32 = 36_500;
 
@@ -684,10 +682,10 @@ fn number(scan: &Scan<'_>, option: &str, min: u32, max: u32) -> Result<Option<u3
 /// Checks a registration token against the specification's grammar: 1 to 64
 /// of `A-Z a-z 0-9 . _ ~ -`.
 fn registration_token(token: &str) -> Result<String, UsageError> {
-    let valid_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-');
-    if token.is_empty() || token.len() > TOKEN_LEN_MAX || !token.bytes().all(valid_char) {
+    if !crate::core::ids::is_valid_registration_token(token) {
         return Err(UsageError(format!(
-            "a registration token is 1 to {TOKEN_LEN_MAX} of A-Z a-z 0-9 . _ ~ -, got \"{token}\""
+            "a registration token is 1 to {} of A-Z a-z 0-9 . _ ~ -, got \"{token}\"",
+            crate::core::ids::REGISTRATION_TOKEN_MAX_LEN
         )));
     }
     Ok(token.to_owned())
@@ -885,7 +883,7 @@ mod tests {
             Command::TokenCreate { uses: Some(u32::MAX), expires_in_days: Some(3650), token: None }
         );
         assert!(error_of("token create --token a/b").contains("registration token"));
-        let long = "a".repeat(TOKEN_LEN_MAX + 1);
+        let long = "a".repeat(crate::core::ids::REGISTRATION_TOKEN_MAX_LEN + 1);
         assert!(error_of(&format!("token create --token {long}")).contains("registration token"));
         assert!(error_of("token create --token=").contains("registration token"));
         assert!(error_of("token revoke a+b").contains("registration token"));

@@ -169,10 +169,7 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
         }
         Command::TokenCreate { uses, expires_in_days, token } => {
             let t = token.unwrap_or_else(|| token::random_string(REG_TOKEN_LEN, token::ALNUM));
-            if t.is_empty()
-                || t.len() > hearth::api::uia::REG_TOKEN_MAX_LEN
-                || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
-            {
+            if !hearth::core::ids::is_valid_registration_token(&t) {
                 return Err("a token is 1 to 64 characters of A-Z, a-z, 0-9 and ._~-".into());
             }
             let expiry = expires_in_days.map(|d| now + i64::from(d) * DAY_MS);

@@ -36,8 +36,6 @@ pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
 
 /// Length of session IDs.
 const SESSION_ID_LEN: usize = 24;
-/// Registration tokens longer than this are refused without a lookup.
-pub const REG_TOKEN_MAX_LEN: usize = 64;
 
 /// What the endpoint asks for, and what the authentication is for.
 pub struct Spec<'a> {
@@ -137,7 +135,7 @@ pub fn check(app: &App, auth: Option<&Value>, spec: &Spec) -> Result<Passed> {
             REGISTRATION_TOKEN => {
                 let token = auth.get("token").and_then(Value::as_str).unwrap_or("");
                 let taken = app.db.write(|tx| {
-                    let valid = token.len() <= REG_TOKEN_MAX_LEN
+                    let valid = crate::core::ids::is_valid_registration_token(token)
                         && reg_tokens::get(tx, token)?.is_some_and(|t| t.is_valid(now));
                     if valid {
                         reg_tokens::add_pending(tx, token, 1)?;

@@ -33,6 +33,16 @@ pub fn parse_user_id(s: &str) -> Option<(&str, &str)> {
     (local_ok && is_valid_server_name(server)).then_some((local, server))
 }
 
+/// Longest registration token (the spec's grammar: 1 to 64 characters).
+pub const REGISTRATION_TOKEN_MAX_LEN: usize = 64;
+
+/// Registration token grammar: 1 to 64 of `A-Z a-z 0-9 . _ ~ -`.
+pub fn is_valid_registration_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= REGISTRATION_TOKEN_MAX_LEN
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+}
+
 /// Server name grammar: a DNS name, IPv4 literal or `[IPv6]` literal, with
 /// an optional `:port`.
 pub fn is_valid_server_name(s: &str) -> bool {
@@ -157,6 +167,15 @@ mod tests {
         assert!(is_valid_event_id("$acR1l0raoZnm60CBwAVgqbZqoO_mYU81xysh1u7XcJk"));
         assert!(!is_valid_event_id("$") && !is_valid_event_id("x") && !is_valid_event_id("$a b"));
         assert!(is_valid_event_type("m.room.message") && !is_valid_event_type(""));
+    }
+
+    #[test]
+    fn registration_tokens() {
+        assert!(is_valid_registration_token("a.b_c~d-E9"));
+        assert!(is_valid_registration_token(&"x".repeat(REGISTRATION_TOKEN_MAX_LEN)));
+        for bad in ["", "sp ace", "slash/", "ü", &"x".repeat(REGISTRATION_TOKEN_MAX_LEN + 1)] {
+            assert!(!is_valid_registration_token(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::core::redaction::redact;
 use crate::error::Result;
 use crate::rooms::readable_pdu;
 use crate::storage::events::{self, Dir, StoredEvent};
-use crate::storage::{state, users};
+use crate::storage::{receipts, state, users};
 
 /// Who is looking, so that `transaction_id` reaches only the sending device.
 #[derive(Debug, Clone, Copy)]
@@ -191,4 +191,28 @@ pub fn client_events(
         out.extend(client_event(conn, e, viewer, now)?);
     }
     Ok(out)
+}
+/// The content of the `m.receipt` event for a room's receipts that changed
+/// in `(from, upto]`, as `viewer` may see them: private receipts only for
+/// their owner. Empty when nothing changed.
+pub fn receipt_content(
+    conn: &Connection,
+    room_id: &str,
+    from: i64,
+    upto: i64,
+    viewer: &str,
+) -> Result<Map<String, Value>> {
+    let mut content = Map::new();
+    for r in receipts::changed(conn, room_id, from, upto)? {
+        if r.receipt_type == "m.read.private" && r.user_id != viewer {
+            continue;
+        }
+        let mut entry = json!({ "ts": r.ts });
+        if !r.thread_id.is_empty() {
+            entry["thread_id"] = json!(r.thread_id);
+        }
+        let by_event = content.entry(r.event_id).or_insert_with(|| json!({}));
+        by_event[&r.receipt_type][&r.user_id] = entry;
+    }
+    Ok(content)
 }

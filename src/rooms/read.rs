@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::storage::events::{self, StoredEvent};
 use crate::storage::state;
 
+/// Membership events followed back in search of a user's last join.
+const MEMBERSHIP_HOPS_MAX: usize = 64;
+
 /// Parses a stored PDU, for the checks that protect a room (auth events,
 /// power levels, redaction): one that cannot be parsed fails the request,
 /// as guessing its content could let an event through that the rules
@@ -103,4 +106,25 @@ pub fn state_after(conn: &Connection, e: &StoredEvent) -> Result<state::StateMap
         s.insert((e.kind.clone(), key.clone()), e.event_id.clone());
     }
     Ok(s)
+}
+
+/// The membership event that ended the user's last stay in the room,
+/// following their membership changes back; `None` if they never joined
+/// (an invite rejected, say), or the last join is further back than
+/// `MEMBERSHIP_HOPS_MAX` changes.
+pub fn left_event(conn: &Connection, room_id: &str, user_id: &str) -> Result<Option<StoredEvent>> {
+    let mut next = state::current_entry(conn, room_id, "m.room.member", user_id)?;
+    let mut later: Option<StoredEvent> = None;
+    for _ in 0..MEMBERSHIP_HOPS_MAX {
+        let Some(id) = next else { return Ok(None) };
+        let Some(e) = events::get(conn, &id)? else { return Ok(None) };
+        // An unreadable event (logged) is not a join: look further back.
+        let membership = readable_pdu(&e).and_then(|p| p.pointer("/content/membership").cloned());
+        if membership.as_ref().and_then(Value::as_str) == Some("join") {
+            return Ok(later);
+        }
+        next = state::group_entry(conn, e.state_before, "m.room.member", user_id)?;
+        later = Some(e);
+    }
+    Ok(None)
 }

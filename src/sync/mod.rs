@@ -25,7 +25,7 @@ use crate::rooms::format::{client_event, Viewer};
 use crate::rooms::visibility::Visibility;
 use crate::rooms::{load_readable_pdu, readable_pdu, token};
 use crate::storage::events::{self, Dir, StoredEvent};
-use crate::storage::{self, account_data, receipts, state};
+use crate::storage::{self, account_data, state};
 use crate::sync::filter::RoomEventFilter;
 
 /// Timeline events per room when the filter does not say.
@@ -627,20 +627,13 @@ impl Ctx<'_> {
         if !self.req.filter.ephemeral.allows_room(room_id) {
             return Ok(out);
         }
-        let changed = receipts::changed(self.conn, room_id, self.from, self.upto)?;
-        let mut content = Map::new();
-        for r in changed {
-            // Private receipts are shown to their owner only.
-            if r.receipt_type == "m.read.private" && r.user_id != self.req.user_id {
-                continue;
-            }
-            let mut entry = json!({ "ts": r.ts });
-            if !r.thread_id.is_empty() {
-                entry["thread_id"] = json!(r.thread_id);
-            }
-            let by_event = content.entry(r.event_id).or_insert_with(|| json!({}));
-            by_event[&r.receipt_type][&r.user_id] = entry;
-        }
+        let content = crate::rooms::format::receipt_content(
+            self.conn,
+            room_id,
+            self.from,
+            self.upto,
+            &self.req.user_id,
+        )?;
         if !content.is_empty() && self.req.filter.ephemeral.allows_event("m.receipt", "", None) {
             out.push(json!({ "type": "m.receipt", "content": content }));
         }

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::api::Waiter;
 use crate::api::{Auth, Poll, Request, Response};
@@ -30,7 +30,7 @@ use crate::rooms::format::{client_event, Viewer};
 use crate::rooms::visibility::{self, Visibility};
 use crate::rooms::{self, token};
 use crate::storage::events::{self, Dir, StoredEvent};
-use crate::storage::{self, account_data, receipts, rooms as room_store, state};
+use crate::storage::{self, account_data, rooms as room_store, state};
 use crate::sync::Since;
 
 /// Messages per room in an initial sync unless the client asks otherwise.
@@ -47,8 +47,6 @@ const STREAM_CHUNK_MAX: usize = 100;
 /// Most room events one `/events` computation examines; past this it
 /// answers with what it has (maybe nothing) and a token to go on from.
 const STREAM_SCAN_MAX: usize = 1000;
-/// Most membership changes followed back to find when a user left a room.
-const MEMBERSHIP_HOPS_MAX: usize = 64;
 
 // ------------------------------------------------------------ initial sync
 
@@ -120,7 +118,7 @@ pub fn room_initial_sync(app: &App, req: &Request) -> Result<Response> {
         let upto = if membership.as_deref() == Some("join") || visibility::world_readable(conn, room_id)? {
             None
         } else {
-            Some(left_event(conn, room_id, &who.user_id)?.ok_or_else(refused)?)
+            Some(rooms::read::left_event(conn, room_id, &who.user_id)?.ok_or_else(refused)?)
         };
         let ctx = Ctx::new(app, conn, who)?;
         let data = account_data::changed(conn, &who.user_id, 0, ctx.now_pos)?;
@@ -271,25 +269,6 @@ impl<'a> Ctx<'a> {
         out.reverse();
         Ok(out)
     }
-}
-
-/// The membership event that ended the user's last stay in the room,
-/// following their membership changes back; `None` if they never joined.
-fn left_event(conn: &Connection, room_id: &str, user_id: &str) -> Result<Option<StoredEvent>> {
-    let mut next = state::current_entry(conn, room_id, "m.room.member", user_id)?;
-    let mut later: Option<StoredEvent> = None;
-    for _ in 0..MEMBERSHIP_HOPS_MAX {
-        let Some(id) = next else { return Ok(None) };
-        let Some(e) = events::get(conn, &id)? else { return Ok(None) };
-        // An unreadable event (logged) is not a join: look further back.
-        let membership = rooms::readable_pdu(&e).and_then(|p| p.pointer("/content/membership").cloned());
-        if membership.as_ref().and_then(Value::as_str) == Some("join") {
-            return Ok(later);
-        }
-        next = state::group_entry(conn, e.state_before, "m.room.member", user_id)?;
-        later = Some(e);
-    }
-    Ok(None)
 }
 
 /// An account data entry as an event.
@@ -590,18 +569,7 @@ impl StreamQuery<'_> {
     /// The room's receipts that changed in `(from, upto]`, as one
     /// `m.receipt` event; private receipts only for their owner.
     fn receipts(&self, room_id: &str, from: i64, upto: i64) -> Result<Option<Value>> {
-        let mut content = Map::new();
-        for r in receipts::changed(self.conn, room_id, from, upto)? {
-            if r.receipt_type == "m.read.private" && r.user_id != self.user_id {
-                continue;
-            }
-            let mut entry = json!({ "ts": r.ts });
-            if !r.thread_id.is_empty() {
-                entry["thread_id"] = json!(r.thread_id);
-            }
-            let by_event = content.entry(r.event_id).or_insert_with(|| json!({}));
-            by_event[&r.receipt_type][&r.user_id] = entry;
-        }
+        let content = rooms::format::receipt_content(self.conn, room_id, from, upto, &self.user_id)?;
         Ok((!content.is_empty())
             .then(|| json!({ "type": "m.receipt", "room_id": room_id, "content": content })))
     }

@@ -50,8 +50,6 @@ const TS_SCAN_MAX: usize = 1000;
 const TS_SCAN_BATCH: usize = 100;
 /// Longest client transaction ID.
 const TXN_ID_MAX_BYTES: usize = 255;
-/// Most membership changes followed back to find when a user left.
-const MEMBERSHIP_HOPS_MAX: usize = 64;
 /// The memberships `/members` can filter on.
 const MEMBERSHIPS: &[&str] = &["join", "invite", "knock", "leave", "ban"];
 
@@ -690,28 +688,10 @@ fn state_view(conn: &Connection, room_id: &str, user_id: &str) -> Result<StateVi
     {
         return Ok(StateView::Current);
     }
-    match left_event(conn, room_id, user_id)? {
+    match rooms::read::left_event(conn, room_id, user_id)? {
         Some(e) => Ok(StateView::LeftAt(Box::new(e))),
         None => Err(Error::forbidden("You are not a member of this room and never were")),
     }
-}
-
-/// The membership event that ended the user's last time joined, following
-/// the user's membership changes back; `None` if they never joined (an
-/// invite rejected, say).
-fn left_event(conn: &Connection, room_id: &str, user_id: &str) -> Result<Option<StoredEvent>> {
-    let mut next = state::current_entry(conn, room_id, "m.room.member", user_id)?;
-    let mut later: Option<StoredEvent> = None;
-    for _ in 0..MEMBERSHIP_HOPS_MAX {
-        let Some(id) = next else { return Ok(None) };
-        let Some(e) = events::get(conn, &id)? else { return Ok(None) };
-        if content_str(&e, "membership")?.as_deref() == Some("join") {
-            return Ok(later);
-        }
-        next = state::group_entry(conn, e.state_before, "m.room.member", user_id)?;
-        later = Some(e);
-    }
-    Ok(None)
 }
 
 /// The room's state after its last event before stream position `before`

@@ -209,7 +209,7 @@ pub fn token_validity(app: &App, req: &Request) -> Result<Response> {
     }
     let t = req.query("token").ok_or_else(|| Error::missing_param("token is required"))?;
     let now = crate::storage::now_ms();
-    let valid = t.len() <= uia::REG_TOKEN_MAX_LEN
+    let valid = ids::is_valid_registration_token(t)
         && app.db.read(|tx| crate::storage::reg_tokens::get(tx, t))?.is_some_and(|tok| tok.is_valid(now));
     Response::ok(json!({ "valid": valid }))
 }
