@@ -1,6 +1,7 @@
 //! Hearth: a Matrix homeserver for small hosts that keeps everything in one
 //! SQLite file. See ARCHITECTURE.md for the map.
 
+pub mod accounts;
 pub mod acme;
 pub mod api;
 pub mod app;

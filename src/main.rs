@@ -11,7 +11,7 @@ use hearth::cli::{self, Command};
 use hearth::config::{self, Config};
 use hearth::core::ids;
 use hearth::crypto::{password, token};
-use hearth::storage::{self, devices, media, profiles, push, reg_tokens, users, Db};
+use hearth::storage::{self, media, profiles, reg_tokens, users, Db};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -97,7 +97,7 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
     }
     let db = Db::open(&cfg.database)?;
     let now = storage::now_ms();
-    let write = |f: &dyn Fn(&rusqlite::Connection) -> hearth::error::Result<bool>| {
+    let write = |f: &dyn Fn(&storage::Tx) -> hearth::error::Result<bool>| {
         db.write(|tx| f(tx)).map_err(|e| e.message.to_string())
     };
     let user_id_of = |name: &str| -> Result<String, String> {
@@ -145,16 +145,9 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
         Command::UserResetPassword { name, password_stdin } => {
             let user_id = user_id_of(&name)?;
             let hash = new_password_hash(password_stdin)?;
-            let done = write(&|tx| {
-                let ok = users::set_password(tx, &user_id, &hash)?;
-                if ok {
-                    // Signed out everywhere: devices (their tokens and keys
-                    // with them) and every pusher.
-                    devices::delete_all_except(tx, &user_id, None)?;
-                    push::delete_pushers_except_device(tx, &user_id, None)?;
-                }
-                Ok(ok)
-            })?;
+            // Signed out everywhere: devices (their tokens and keys with
+            // them) and every pusher.
+            let done = write(&|tx| hearth::accounts::set_password(tx, &user_id, &hash, true, None))?;
             if !done {
                 return Err(format!("{user_id}: no such active user"));
             }
@@ -162,7 +155,7 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
         }
         Command::UserDeactivate { name } => {
             let user_id = user_id_of(&name)?;
-            if !write(&|tx| users::deactivate(tx, &user_id))? {
+            if !write(&|tx| hearth::accounts::deactivate(tx, &user_id, false))? {
                 return Err(format!("{user_id}: no such user"));
             }
             println!("deactivated {user_id}");

@@ -3,12 +3,12 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::accounts;
 use crate::api::uia::{self, Spec};
 use crate::api::{Request, Response};
 use crate::app::App;
 use crate::crypto::password;
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{devices, push, users};
 
 const PASSWORD_FLOWS: &[&[&str]] = &[&[uia::PASSWORD]];
 
@@ -51,14 +51,8 @@ pub fn change_password(app: &App, req: &Request) -> Result<Response> {
     let hash =
         password::hash_password(&body.new_password).map_err(|e| Error::internal(format!("hashing: {e}")))?;
     app.db.write(|tx| {
-        users::set_password(tx, &who.user_id, &hash)?;
-        passed.finish(tx)?;
-        if logout_devices {
-            devices::delete_all_except(tx, &who.user_id, Some(&who.device_id))?;
-            push::delete_pushers_except_device(tx, &who.user_id, Some(&who.device_id))?;
-            crate::e2ee::devices_removed(tx, &who.user_id)?;
-        }
-        Ok(())
+        accounts::set_password(tx, &who.user_id, &hash, logout_devices, Some(&who.device_id))?;
+        passed.finish(tx)
     })?;
     Response::ok(json!({}))
 }
@@ -87,12 +81,7 @@ pub fn deactivate(app: &App, req: &Request) -> Result<Response> {
     let passed = uia::check(app, body.auth.as_ref(), &spec)?;
     app.db.write(|tx| {
         passed.finish(tx)?;
-        let done = users::deactivate(tx, &who.user_id)?;
-        if body.erase {
-            users::erase(tx, &who.user_id, crate::storage::now_ms())?;
-        }
-        crate::e2ee::devices_removed(tx, &who.user_id)?;
-        Ok(done)
+        accounts::deactivate(tx, &who.user_id, body.erase)
     })?;
     crate::log::info(format_args!("deactivated {}", who.user_id));
     Response::ok(json!({ "id_server_unbind_result": "no-support" }))
