@@ -632,7 +632,7 @@ impl Ctx<'_> {
             room_id,
             self.from,
             self.upto,
-            &self.req.user_id,
+            self.req.user_id,
         )?;
         if !content.is_empty() && self.req.filter.ephemeral.allows_event("m.receipt", "", None) {
             out.push(json!({ "type": "m.receipt", "content": content }));

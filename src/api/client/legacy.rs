@@ -569,7 +569,7 @@ impl StreamQuery<'_> {
     /// The room's receipts that changed in `(from, upto]`, as one
     /// `m.receipt` event; private receipts only for their owner.
     fn receipts(&self, room_id: &str, from: i64, upto: i64) -> Result<Option<Value>> {
-        let content = rooms::format::receipt_content(self.conn, room_id, from, upto, &self.user_id)?;
+        let content = rooms::format::receipt_content(self.conn, room_id, from, upto, self.user_id)?;
         Ok((!content.is_empty())
             .then(|| json!({ "type": "m.receipt", "room_id": room_id, "content": content })))
     }
