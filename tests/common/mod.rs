@@ -594,6 +594,17 @@ pub fn send_message(s: &Server, token: &str, room: &str, content: Value) -> Stri
     r["event_id"].as_str().expect("event_id").to_owned()
 }
 
+/// The content of an `m.text` message with `body`.
+pub fn text(body: &str) -> Value {
+    json!({ "msgtype": "m.text", "body": body })
+}
+
+/// Sends the text message `body` with a fresh transaction ID; its event ID.
+#[track_caller]
+pub fn say(s: &Server, token: &str, room: &str, body: &str) -> String {
+    send_message(s, token, room, text(body))
+}
+
 // ------------------------------------------------------------ sync helpers
 
 /// `GET /sync{query}` as `token`'s user (`query` is "" or starts with
