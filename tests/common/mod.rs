@@ -537,6 +537,12 @@ pub fn join(s: &Server, token: &str, room: &str) {
     room_post(s, token, room, "join", json!({}));
 }
 
+/// `POST /join/{room_id_or_alias}` as `token`'s user; the answer, whatever
+/// it is.
+pub fn try_join(s: &Server, token: &str, room_id_or_alias: &str) -> (u16, Value) {
+    s.post(&format!("{V3}/join/{}", enc(room_id_or_alias)), Some(token), json!({}))
+}
+
 /// Invites `user_id` to `room` as `token`'s user; must succeed.
 #[track_caller]
 pub fn invite(s: &Server, token: &str, room: &str, user_id: &str) {
