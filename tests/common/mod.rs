@@ -668,6 +668,14 @@ pub fn wait_until(s: &Server, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch, as the server
+/// stamps events.
+pub fn now_ms() -> i64 {
+    let since =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("a clock after 1970");
+    i64::try_from(since.as_millis()).expect("milliseconds fit")
+}
+
 /// How many lines of the server's log so far contain `needle`.
 pub fn log_count(s: &Server, needle: &str) -> usize {
     s.log_text().lines().filter(|l| l.contains(needle)).count()
