@@ -49,8 +49,8 @@ fn typing_users(event: &Value) -> Vec<String> {
 fn two_in_a_room(s: &Server) -> (User, User, String) {
     let alice = s.user("alice", PW);
     let bob = s.user("bob", PW);
-    let room = public_room(&s, &alice.token);
-    join(&s, &bob.token, &room);
+    let room = public_room(s, &alice.token);
+    join(s, &bob.token, &room);
     (alice, bob, room)
 }
 
