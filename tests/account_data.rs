@@ -7,18 +7,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
-use common::{assert_error, enc, room_path, Server, User, V3};
+use common::{
+    assert_error, create_room, enc, next_batch, room_path, start_debug, sync, woken_by, Server, User, V3,
+};
 use hearth::api::client::account_data::{QUOTA_BYTES_PER_USER, QUOTA_ENTRIES_PER_USER};
 use serde_json::{json, Value};
 
 const PW: &str = "account-data-test-password";
-
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
 
 fn global(user_id: &str, kind: &str) -> String {
     format!("{V3}/user/{}/account_data/{}", enc(user_id), enc(kind))
@@ -41,23 +39,6 @@ fn put_ok(s: &Server, who: &User, path: &str, body: Value) {
     assert_eq!(s.put(path, Some(&who.token), body), (200, json!({})), "PUT {path}");
 }
 
-#[track_caller]
-fn create(s: &Server, who: &User, body: Value) -> String {
-    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(&who.token), body);
-    assert_eq!(status, 200, "{reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
-}
-
-fn sync(s: &Server, who: &User, query: &str) -> Value {
-    let (status, body) = s.get(&format!("{V3}/sync{query}"), Some(&who.token));
-    assert_eq!(status, 200, "sync: {body}");
-    body
-}
-
-fn next_batch(v: &Value) -> String {
-    v["next_batch"].as_str().expect("next_batch").to_owned()
-}
-
 /// The `{type: content}` of an `account_data.events` list.
 fn by_type(events: &Value) -> serde_json::Map<String, Value> {
     events["events"]
@@ -71,8 +52,8 @@ fn by_type(events: &Value) -> serde_json::Map<String, Value> {
 #[test]
 fn global_account_data_round_trips_for_its_owner_only() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
     let path = global(&alice.id, "org.example.config");
 
     assert_error(&s.get(&path, Some(&alice.token)), 404, "M_NOT_FOUND");
@@ -116,10 +97,10 @@ fn global_account_data_round_trips_for_its_owner_only() {
 #[test]
 fn room_account_data_is_separate_from_global_data() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({}));
-    let other = create(&s, &alice, json!({}));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({}));
+    let other = create_room(&s, &alice.token, json!({}));
     let path = in_room(&alice.id, &room, "org.example.room");
 
     assert_error(&s.get(&path, Some(&alice.token)), 404, "M_NOT_FOUND");
@@ -152,9 +133,9 @@ fn room_account_data_is_separate_from_global_data() {
 #[test]
 fn tags_are_put_listed_and_deleted() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({}));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({}));
 
     assert_eq!(s.get(&tags(&alice.id, &room), Some(&alice.token)), (200, json!({ "tags": {} })));
     put_ok(&s, &alice, &tag(&alice.id, &room, "u.work"), json!({ "order": 0.25 }));
@@ -202,14 +183,14 @@ fn tags_are_put_listed_and_deleted() {
 
 #[test]
 fn sync_shows_account_data_once_and_a_write_wakes_a_parked_sync() {
-    let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({}));
+    let s = start_debug(&[], &[]);
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({}));
     put_ok(&s, &alice, &global(&alice.id, "m.direct"), json!({ "@bob:localhost": [room.clone()] }));
     put_ok(&s, &alice, &in_room(&alice.id, &room, "org.example.room"), json!({ "a": 1 }));
     put_ok(&s, &alice, &tag(&alice.id, &room, "m.favourite"), json!({ "order": 0.1 }));
 
-    let first = sync(&s, &alice, "");
+    let first = sync(&s, &alice.token, "");
     let global_data = by_type(&first["account_data"]);
     assert_eq!(global_data.get("m.direct"), Some(&json!({ "@bob:localhost": [room.clone()] })), "{first}");
     assert!(!global_data.contains_key("org.example.room"), "room data stays in the room");
@@ -219,27 +200,20 @@ fn sync_shows_account_data_once_and_a_write_wakes_a_parked_sync() {
 
     // Nothing new: nothing again.
     let since = next_batch(&first);
-    let quiet = sync(&s, &alice, &format!("?since={since}&timeout=0"));
+    let quiet = sync(&s, &alice.token, &format!("?since={since}&timeout=0"));
     assert!(by_type(&quiet["account_data"]).is_empty(), "{quiet}");
     assert!(quiet["rooms"]["join"].get(&room).is_none(), "{quiet}");
 
     // A change shows up once, alone.
     put_ok(&s, &alice, &global(&alice.id, "org.example.later"), json!({ "b": 2 }));
-    let later = sync(&s, &alice, &format!("?since={since}&timeout=0"));
+    let later = sync(&s, &alice.token, &format!("?since={since}&timeout=0"));
     assert_eq!(by_type(&later["account_data"]).keys().collect::<Vec<_>>(), ["org.example.later"]);
     let since = next_batch(&later);
 
     // Writes wake a parked sync: global data, a tag, room data, tag deletion.
     let wake = |what: &dyn Fn(), since: &str| {
-        std::thread::scope(|scope| {
-            let started = Instant::now();
-            let waiter = scope.spawn(|| sync(&s, &alice, &format!("?since={since}&timeout=20000")));
-            std::thread::sleep(Duration::from_millis(300));
-            what();
-            let got = waiter.join().expect("waiter");
-            assert!(started.elapsed() < Duration::from_secs(10), "the sync was not woken");
-            got
-        })
+        let long_poll = || sync(&s, &alice.token, &format!("?since={since}&timeout=20000"));
+        woken_by(&s, &alice.id, Duration::from_secs(20), long_poll, what).0
     };
     let woken =
         wake(&|| put_ok(&s, &alice, &global(&alice.id, "org.example.wake"), json!({ "c": 3 })), &since);
@@ -279,9 +253,9 @@ fn assert_over_quota(got: &(u16, Value)) {
 #[test]
 fn account_data_bytes_have_a_per_user_quota() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({}));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({}));
     const MB: u64 = 1_000_000;
     // Four values of 1 MB: 4 000 000 of the 4 194 304 bytes.
     for k in 1..=4 {
@@ -328,8 +302,8 @@ fn account_data_bytes_have_a_per_user_quota() {
 #[test]
 fn account_data_entries_have_a_per_user_cap() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({}));
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({}));
     put_ok(&s, &alice, &global(&alice.id, "m.first"), json!({ "n": 1 }));
     // Fill up to one short of the cap behind the server's back: thousands
     // of PUTs would only make the test slow.
@@ -362,12 +336,12 @@ fn account_data_entries_have_a_per_user_cap() {
 #[test]
 fn turn_server_is_empty_without_configuration() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     assert_eq!(s.get(&format!("{V3}/voip/turnServer"), Some(&alice.token)), (200, json!({})));
     assert_error(&s.get(&format!("{V3}/voip/turnServer"), None), 401, "M_MISSING_TOKEN");
     // URIs without a secret are no usable configuration either.
     let s = Server::start_with(&[], &[("HEARTH_TURN_URIS", "turn:turn.example.org:3478")]);
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     assert_eq!(s.get(&format!("{V3}/voip/turnServer"), Some(&alice.token)), (200, json!({})));
 }
 
@@ -383,7 +357,7 @@ fn turn_server_hands_out_time_limited_hmac_credentials() {
             ("HEARTH_TURN_USER_LIFETIME_MS", "3600000"),
         ],
     );
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     let (status, body) = s.get(&format!("{V3}/voip/turnServer"), Some(&alice.token));
     assert_eq!(status, 200, "{body}");
     assert_eq!(

@@ -253,7 +253,8 @@ fn slow_heads_and_bodies_are_cut_off_at_their_deadlines() {
     let trickle = std::thread::spawn({
         let mut head = head.try_clone().expect("clone");
         move || {
-            // Keeps sending until the server closes (bounded by ANSWER_WAIT).
+            // Keeps sending until the server closes (bounded by ANSWER_WAIT);
+            // the pause is the point: a client this slow.
             while started.elapsed() < ANSWER_WAIT && head.write_all(b"a").is_ok() {
                 std::thread::sleep(Duration::from_millis(500));
             }
@@ -301,8 +302,8 @@ fn a_huge_header_costs_no_memory() {
 
 #[test]
 fn a_parked_sync_whose_client_left_is_let_go() {
-    let s = Server::start();
-    let (_, token, _) = s.register("leaver", "leaver-password");
+    let s = common::start_debug(&[], &[]);
+    let (user, token, _) = s.register("leaver", "leaver-password");
     let (status, first) = s.get("/_matrix/client/v3/sync", Some(&token));
     assert_eq!(status, 200);
     let since = first["next_batch"].as_str().expect("next_batch").to_owned();
@@ -314,7 +315,8 @@ fn a_parked_sync_whose_client_left_is_let_go() {
         .as_bytes(),
     )
     .expect("send");
-    // Parked: no answer yet.
+    // Parked: the hub holds it, and there is no answer yet.
+    common::wait_for_log(&s, &common::parked_line(&user), 1);
     c.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
     let mut byte = [0u8; 1];
     assert!(c.read(&mut byte).is_err(), "answered at once");

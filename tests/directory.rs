@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{assert_error, create_room, enc, Server, V3};
+use common::{assert_error, create_room, enc, join, Server, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "directory-test-password";
@@ -21,16 +21,6 @@ fn list_path(room_id: &str) -> String {
 
 fn aliases_path(room_id: &str) -> String {
     format!("{V3}/rooms/{}/aliases", enc(room_id))
-}
-
-fn join(s: &Server, token: &str, room_id: &str) {
-    let (status, reply) = s.post(&format!("{V3}/rooms/{}/join", enc(room_id)), Some(token), json!({}));
-    assert_eq!(status, 200, "join: {reply}");
-}
-
-/// Registers `name` and returns its access token.
-fn user(s: &Server, name: &str) -> String {
-    s.register(name, PW).1
 }
 
 /// Makes a server admin with the admin command line and logs it in.
@@ -60,7 +50,7 @@ fn entry<'a>(page: &'a Value, room_id: &str) -> Option<&'a Value> {
 #[test]
 fn aliases_are_created_resolved_listed_and_deleted() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW).token;
     let room = create_room(&s, &alice, json!({ "name": "Family" }));
     let other = create_room(&s, &alice, json!({}));
 
@@ -118,8 +108,8 @@ fn aliases_are_created_resolved_listed_and_deleted() {
 #[test]
 fn alias_creation_refuses_bad_input_unknown_rooms_and_strangers() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW).token;
+    let bob = s.user("bob", PW).token;
     let room = create_room(&s, &alice, json!({ "preset": "public_chat" }));
     let body = json!({ "room_id": room });
 
@@ -160,9 +150,9 @@ fn alias_creation_refuses_bad_input_unknown_rooms_and_strangers() {
 #[test]
 fn alias_deletion_needs_the_creator_an_admin_or_canonical_alias_power() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
+    let alice = s.user("alice", PW).token;
+    let bob = s.user("bob", PW).token;
+    let carol = s.user("carol", PW).token;
     let root = admin(&s, "root");
     let room = create_room(
         &s,
@@ -209,8 +199,8 @@ fn alias_deletion_needs_the_creator_an_admin_or_canonical_alias_power() {
 #[test]
 fn room_alias_lists_are_for_members_world_readable_rooms_and_admins() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW).token;
+    let bob = s.user("bob", PW).token;
     let root = admin(&s, "root");
     let closed = create_room(&s, &alice, json!({ "room_alias_name": "closed" }));
     let open = create_room(
@@ -239,8 +229,8 @@ fn room_alias_lists_are_for_members_world_readable_rooms_and_admins() {
 #[test]
 fn published_rooms_are_listed_with_their_summary() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW).token;
+    let bob = s.user("bob", PW).token;
     let public = create_room(
         &s,
         &alice,
@@ -319,7 +309,7 @@ fn published_rooms_are_listed_with_their_summary() {
 #[test]
 fn search_filters_by_name_topic_alias_and_room_type() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW).token;
     let knitting = create_room(&s, &alice, json!({ "visibility": "public", "name": "Knitting Circle" }));
     let chess = create_room(
         &s,
@@ -409,7 +399,7 @@ fn pages_forward(s: &Server, limit: u32) -> Vec<Value> {
 #[test]
 fn pagination_walks_pages_both_ways_without_duplicates() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW).token;
     let mut rooms = Vec::new();
     for i in 0..5 {
         rooms.push(create_room(&s, &alice, json!({ "visibility": "public", "name": format!("Room {i}") })));
@@ -466,9 +456,9 @@ fn pagination_walks_pages_both_ways_without_duplicates() {
 #[test]
 fn directory_visibility_is_read_by_anyone_and_set_by_moderators_or_admins() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
+    let alice = s.user("alice", PW).token;
+    let bob = s.user("bob", PW).token;
+    let carol = s.user("carol", PW).token;
     let root = admin(&s, "root");
     let room = create_room(&s, &alice, json!({ "preset": "public_chat", "name": "Lounge" }));
     join(&s, &bob, &room);

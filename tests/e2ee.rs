@@ -6,8 +6,12 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use common::{assert_error, enc, password_auth, password_login, Server, V3};
+use common::{
+    assert_error, enc, join, leave, password_auth, password_login, public_room, start_debug, woken_by,
+    Server, V3,
+};
 use hearth::crypto::canonical::to_canonical_excluding;
 use serde_json::{json, Value};
 use vodozemac::olm::{Account, OlmMessage, SessionConfig};
@@ -112,27 +116,14 @@ impl Dev {
     }
 }
 
-/// A long-poll sync that must be woken well before its 20 s timeout.
-fn woken_sync(s: &Server, d: &Dev, since: &str) -> Value {
-    let started = std::time::Instant::now();
-    let r = d.sync(s, Some(since), 20000);
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the parked sync was not woken: {r}");
-    r
+/// Bob's or Alice's long-poll sync since `since`, woken by `change` once
+/// the hub has parked it (well before its 20 s timeout).
+fn woken_sync(s: &Server, d: &Dev, since: &str, change: impl FnOnce()) -> Value {
+    woken_by(s, &d.user_id, Duration::from_secs(20), || d.sync(s, Some(since), 20000), change).0
 }
 
 fn register(s: &Server, user: &str) {
     s.register(user, PW);
-}
-
-fn create_room(s: &Server, d: &Dev) -> String {
-    let (status, r) = s.post(&format!("{V3}/createRoom"), d.token(), json!({ "preset": "public_chat" }));
-    assert_eq!(status, 200, "{r}");
-    r["room_id"].as_str().unwrap().to_owned()
-}
-
-fn join(s: &Server, d: &Dev, room: &str) {
-    let (status, r) = s.post(&format!("{V3}/rooms/{}/join", enc(room)), d.token(), json!({}));
-    assert_eq!(status, 200, "{r}");
 }
 
 fn query(s: &Server, d: &Dev, users: &[&str]) -> Value {
@@ -165,7 +156,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[test]
 fn olm_message_travels_through_send_to_device_and_sync() {
-    let s = Server::start();
+    let s = start_debug(&[], &[]);
     register(&s, "alice");
     register(&s, "bob");
     let mut a1 = Dev::login(&s, "alice", "ALICE1");
@@ -213,16 +204,13 @@ fn olm_message_travels_through_send_to_device_and_sync() {
     let since_a1 = first["next_batch"].as_str().unwrap().to_owned();
     let since_a2 = a2.sync(&s, None, 0)["next_batch"].as_str().unwrap().to_owned();
     // Alice's device is parked in a long-poll; the send wakes it.
-    let woken = std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| woken_sync(&s, &a1, &since_a1));
-        std::thread::sleep(std::time::Duration::from_millis(300));
+    let woken = woken_sync(&s, &a1, &since_a1, || {
         let (status, r) = s.put(
             &format!("{V3}/sendToDevice/m.room.encrypted/txn1"),
             b1.token(),
             json!({ "messages": { &a1.user_id: { "ALICE1": content } } }),
         );
         assert_eq!(status, 200, "{r}");
-        waiter.join().unwrap()
     });
     let events = to_device_events(&woken);
     assert_eq!(events.len(), 1, "{woken}");
@@ -381,15 +369,15 @@ fn fallback_key_is_used_when_one_time_keys_run_out() {
 
 #[test]
 fn device_list_changes_reach_room_peers_only() {
-    let s = Server::start();
+    let s = start_debug(&[], &[]);
     register(&s, "alice");
     register(&s, "bob");
     register(&s, "carol");
     let a1 = Dev::login(&s, "alice", "ALICE1");
     let b1 = Dev::login(&s, "bob", "BOB1");
     let c1 = Dev::login(&s, "carol", "CAROL1");
-    let room = create_room(&s, &a1);
-    join(&s, &b1, &room);
+    let room = public_room(&s, &a1.token);
+    join(&s, &b1.token, &room);
     a1.upload(&s, json!({ "device_keys": a1.device_keys() }));
     // Logging in is a device-list change of its own (`tests/sync_join.rs`);
     // here the new device exists before the tokens are taken.
@@ -398,11 +386,8 @@ fn device_list_changes_reach_room_peers_only() {
     let tc = c1.sync(&s, None, 0)["next_batch"].as_str().unwrap().to_owned();
 
     // Alice's new device uploads keys: Bob's parked sync wakes with it.
-    let woken = std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| woken_sync(&s, &b1, &tb));
-        std::thread::sleep(std::time::Duration::from_millis(300));
+    let woken = woken_sync(&s, &b1, &tb, || {
         a2.upload(&s, json!({ "device_keys": a2.device_keys() }));
-        waiter.join().unwrap()
     });
     assert_eq!(strings(&woken["device_lists"]["changed"]), [a1.user_id.as_str()], "{woken}");
     let carol = c1.sync(&s, Some(&tc), 0);
@@ -426,12 +411,9 @@ fn device_list_changes_reach_room_peers_only() {
     assert_eq!(status, 401, "{first}");
     let auth = password_auth(&a1.user_id, PW, first["session"].as_str().unwrap());
     // Bob's parked sync wakes with the deletion.
-    let after = std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| woken_sync(&s, &b1, &tb));
-        std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = woken_sync(&s, &b1, &tb, || {
         let (status, r) = s.delete(&format!("{V3}/devices/ALICE2"), a1.token(), json!({ "auth": auth }));
         assert_eq!(status, 200, "{r}");
-        waiter.join().unwrap()
     });
     assert_eq!(strings(&after["device_lists"]["changed"]), [a1.user_id.as_str()], "{after}");
     let q = query(&s, &b1, &[&a1.user_id]);
@@ -442,9 +424,8 @@ fn device_list_changes_reach_room_peers_only() {
 
     // Carol joins: she is new to Alice. Bob leaves: Alice stops tracking him.
     let ta = a1.sync(&s, None, 0)["next_batch"].as_str().unwrap().to_owned();
-    join(&s, &c1, &room);
-    let (status, r) = s.post(&format!("{V3}/rooms/{}/leave", enc(&room)), b1.token(), json!({}));
-    assert_eq!(status, 200, "{r}");
+    join(&s, &c1.token, &room);
+    leave(&s, &b1.token, &room);
     let seen = a1.sync(&s, Some(&ta), 0);
     assert_eq!(strings(&seen["device_lists"]["changed"]), [c1.user_id.as_str()], "{seen}");
     assert_eq!(strings(&seen["device_lists"]["left"]), [b1.user_id.as_str()], "{seen}");
@@ -552,8 +533,8 @@ fn cross_signing_upload_query_and_signatures() {
     let a1 = Dev::login(&s, "alice", "ALICE1");
     let b1 = Dev::login(&s, "bob", "BOB1");
     a1.upload(&s, json!({ "device_keys": a1.device_keys() }));
-    let room = create_room(&s, &a1);
-    join(&s, &b1, &room);
+    let room = public_room(&s, &a1.token);
+    join(&s, &b1.token, &room);
     let alice = a1.user_id.clone();
     let bob = b1.user_id.clone();
     let url = format!("{V3}/keys/device_signing/upload");

@@ -6,53 +6,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_error, enc, room_path, Server, User, V3};
+use common::{
+    assert_error, enc, join, next_batch, public_room, room_path, say, sync, sync_since, Server, User, V3,
+};
 use serde_json::{json, Value};
 
 /// The original specification's prefix (presence lists live there).
 const V1: &str = "/_matrix/client/api/v1";
 const PW: &str = "ephemeral-test-password";
-
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
-
-#[track_caller]
-fn public_room(s: &Server, owner: &User) -> String {
-    let (status, r) =
-        s.post(&format!("{V3}/createRoom"), Some(&owner.token), json!({ "preset": "public_chat" }));
-    assert_eq!(status, 200, "createRoom: {r}");
-    r["room_id"].as_str().expect("room_id").to_owned()
-}
-
-#[track_caller]
-fn join(s: &Server, who: &User, room: &str) {
-    let (status, r) = s.post(&room_path(room, "join"), Some(&who.token), json!({}));
-    assert_eq!(status, 200, "join: {r}");
-}
-
-#[track_caller]
-fn send(s: &Server, who: &User, room: &str, txn: &str) -> String {
-    let (status, r) = s.put(
-        &room_path(room, &format!("send/m.room.message/{txn}")),
-        Some(&who.token),
-        json!({ "msgtype": "m.text", "body": txn }),
-    );
-    assert_eq!(status, 200, "send: {r}");
-    r["event_id"].as_str().expect("event_id").to_owned()
-}
-
-#[track_caller]
-fn sync(s: &Server, who: &User, since: Option<&str>) -> Value {
-    let query = since.map_or_else(String::new, |t| format!("?since={t}&timeout=0"));
-    let (status, r) = s.get(&format!("{V3}/sync{query}"), Some(&who.token));
-    assert_eq!(status, 200, "sync: {r}");
-    r
-}
-
-fn next_batch(v: &Value) -> String {
-    v["next_batch"].as_str().expect("next_batch").to_owned()
-}
 
 /// The room's ephemeral events of a given type in a sync answer.
 fn ephemeral_of(sync: &Value, room: &str, kind: &str) -> Vec<Value> {
@@ -86,10 +47,10 @@ fn typing_users(event: &Value) -> Vec<String> {
 
 /// Two users joined to one public room.
 fn two_in_a_room(s: &Server) -> (User, User, String) {
-    let alice = user(s, "alice");
-    let bob = user(s, "bob");
-    let room = public_room(s, &alice);
-    join(s, &bob, &room);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = public_room(s, &alice.token);
+    join(s, &bob.token, &room);
     (alice, bob, room)
 }
 
@@ -100,10 +61,10 @@ fn two_in_a_room(s: &Server) -> (User, User, String) {
 fn typing_reaches_other_members_sync_and_stopping_clears_it() {
     let s = Server::start();
     let (alice, bob, room) = two_in_a_room(&s);
-    let token = next_batch(&sync(&s, &bob, None));
+    let token = next_batch(&sync(&s, &bob.token, ""));
 
     assert_eq!(set_typing(&s, &alice, &room, json!({ "typing": true, "timeout": 30000 })), (200, json!({})));
-    let seen = sync(&s, &bob, Some(&token));
+    let seen = sync_since(&s, &bob.token, &token);
     let typing = ephemeral_of(&seen, &room, "m.typing");
     assert_eq!(typing.len(), 1, "{seen}");
     assert_eq!(typing_users(&typing[0]), [alice.id.as_str()]);
@@ -111,15 +72,15 @@ fn typing_reaches_other_members_sync_and_stopping_clears_it() {
     // Saying it again changes nothing anyone sees.
     let token = next_batch(&seen);
     assert_eq!(set_typing(&s, &alice, &room, json!({ "typing": true, "timeout": 30000 })).0, 200);
-    assert!(ephemeral_of(&sync(&s, &bob, Some(&token)), &room, "m.typing").is_empty());
+    assert!(ephemeral_of(&sync_since(&s, &bob.token, &token), &room, "m.typing").is_empty());
 
     assert_eq!(set_typing(&s, &alice, &room, json!({ "typing": false })), (200, json!({})));
-    let stopped = sync(&s, &bob, Some(&token));
+    let stopped = sync_since(&s, &bob.token, &token);
     let typing = ephemeral_of(&stopped, &room, "m.typing");
     assert_eq!(typing.len(), 1, "{stopped}");
     assert!(typing_users(&typing[0]).is_empty(), "{stopped}");
     // An initial sync shows no typing once nobody types.
-    assert!(ephemeral_of(&sync(&s, &bob, None), &room, "m.typing").is_empty());
+    assert!(ephemeral_of(&sync(&s, &bob.token, ""), &room, "m.typing").is_empty());
 }
 
 /// Needs typing wired into `/sync`: a notice runs out by itself, and a
@@ -130,7 +91,7 @@ fn typing_runs_out_after_its_timeout() {
     let (alice, bob, room) = two_in_a_room(&s);
     // The shortest notice the server grants is one second.
     assert_eq!(set_typing(&s, &alice, &room, json!({ "typing": true, "timeout": 1 })).0, 200);
-    let first = sync(&s, &bob, None);
+    let first = sync(&s, &bob.token, "");
     let typing = ephemeral_of(&first, &room, "m.typing");
     assert_eq!(typing.len(), 1, "an initial sync shows who types: {first}");
     assert_eq!(typing_users(&typing[0]), [alice.id.as_str()]);
@@ -149,7 +110,7 @@ fn typing_runs_out_after_its_timeout() {
 fn typing_is_only_for_yourself_in_rooms_you_are_joined_to() {
     let s = Server::start();
     let (alice, bob, room) = two_in_a_room(&s);
-    let carol = user(&s, "carol");
+    let carol = s.user("carol", PW);
     let other = s.put(
         &room_path(&room, &format!("typing/{}", enc(&alice.id))),
         Some(&bob.token),
@@ -202,12 +163,12 @@ fn post_receipt(s: &Server, who: &User, room: &str, kind: &str, event: &str, bod
 fn public_receipts_reach_others_and_private_ones_only_their_owner() {
     let s = Server::start();
     let (alice, bob, room) = two_in_a_room(&s);
-    let event = send(&s, &alice, &room, "hello");
-    let alice_token = next_batch(&sync(&s, &alice, None));
-    let bob_token = next_batch(&sync(&s, &bob, None));
+    let event = say(&s, &alice.token, &room, "hello");
+    let alice_token = next_batch(&sync(&s, &alice.token, ""));
+    let bob_token = next_batch(&sync(&s, &bob.token, ""));
 
     assert_eq!(post_receipt(&s, &bob, &room, "m.read", &event, json!({})), (200, json!({})));
-    let seen = sync(&s, &alice, Some(&alice_token));
+    let seen = sync_since(&s, &alice.token, &alice_token);
     let receipts = ephemeral_of(&seen, &room, "m.receipt");
     assert_eq!(receipts.len(), 1, "{seen}");
     let entry = &receipts[0]["content"][&event]["m.read"][&bob.id];
@@ -215,16 +176,16 @@ fn public_receipts_reach_others_and_private_ones_only_their_owner() {
     assert!(entry.get("thread_id").is_none(), "an unthreaded receipt has no thread_id");
     let alice_token = next_batch(&seen);
 
-    let later = send(&s, &alice, &room, "again");
-    let alice_token = next_batch(&sync(&s, &alice, Some(&alice_token)));
+    let later = say(&s, &alice.token, &room, "again");
+    let alice_token = next_batch(&sync_since(&s, &alice.token, &alice_token));
     assert_eq!(post_receipt(&s, &bob, &room, "m.read.private", &later, json!({})).0, 200);
     // Alice is not told of Bob's private receipt...
-    let quiet = sync(&s, &alice, Some(&alice_token));
+    let quiet = sync_since(&s, &alice.token, &alice_token);
     for r in ephemeral_of(&quiet, &room, "m.receipt") {
         assert!(r["content"][&later].get("m.read.private").is_none(), "{quiet}");
     }
     // ...but Bob sees his own.
-    let own = sync(&s, &bob, Some(&bob_token));
+    let own = sync_since(&s, &bob.token, &bob_token);
     let receipts = ephemeral_of(&own, &room, "m.receipt");
     assert!(receipts.iter().any(|r| r["content"][&later]["m.read.private"][&bob.id]["ts"].is_u64()), "{own}");
 }
@@ -233,10 +194,10 @@ fn public_receipts_reach_others_and_private_ones_only_their_owner() {
 fn threaded_receipts_carry_their_thread() {
     let s = Server::start();
     let (alice, bob, room) = two_in_a_room(&s);
-    let event = send(&s, &alice, &room, "hello");
-    let token = next_batch(&sync(&s, &alice, None));
+    let event = say(&s, &alice.token, &room, "hello");
+    let token = next_batch(&sync(&s, &alice.token, ""));
     assert_eq!(post_receipt(&s, &bob, &room, "m.read", &event, json!({ "thread_id": "main" })).0, 200);
-    let seen = sync(&s, &alice, Some(&token));
+    let seen = sync_since(&s, &alice.token, &token);
     let receipts = ephemeral_of(&seen, &room, "m.receipt");
     assert_eq!(receipts[0]["content"][&event]["m.read"][&bob.id]["thread_id"], "main", "{seen}");
 }
@@ -245,14 +206,14 @@ fn threaded_receipts_carry_their_thread() {
 fn receipts_need_a_known_event_in_a_joined_room() {
     let s = Server::start();
     let (alice, bob, room) = two_in_a_room(&s);
-    let carol = user(&s, "carol");
-    let event = send(&s, &alice, &room, "hello");
+    let carol = s.user("carol", PW);
+    let event = say(&s, &alice.token, &room, "hello");
     let missing = post_receipt(&s, &bob, &room, "m.read", "$nosuchevent", json!({}));
     assert_error(&missing, 404, "M_NOT_FOUND");
     assert_error(&post_receipt(&s, &carol, &room, "m.read", &event, json!({})), 403, "M_FORBIDDEN");
     // An event of another room is not in this one.
-    let other = public_room(&s, &bob);
-    let elsewhere = send(&s, &bob, &other, "elsewhere");
+    let other = public_room(&s, &bob.token);
+    let elsewhere = say(&s, &bob.token, &other, "elsewhere");
     assert_error(&post_receipt(&s, &bob, &room, "m.read", &elsewhere, json!({})), 404, "M_NOT_FOUND");
     assert_error(&post_receipt(&s, &bob, &room, "m.unknown", &event, json!({})), 400, "M_INVALID_PARAM");
     assert_error(
@@ -286,10 +247,10 @@ fn fully_read(sync: &Value, room: &str) -> Option<Value> {
 fn read_markers_set_the_fully_read_marker_and_receipts() {
     let s = Server::start();
     let (alice, bob, room) = two_in_a_room(&s);
-    let first = send(&s, &alice, &room, "one");
-    let second = send(&s, &alice, &room, "two");
-    let bob_token = next_batch(&sync(&s, &bob, None));
-    let alice_token = next_batch(&sync(&s, &alice, None));
+    let first = say(&s, &alice.token, &room, "one");
+    let second = say(&s, &alice.token, &room, "two");
+    let bob_token = next_batch(&sync(&s, &bob.token, ""));
+    let alice_token = next_batch(&sync(&s, &alice.token, ""));
 
     let (status, body) = s.post(
         &room_path(&room, "read_markers"),
@@ -297,9 +258,9 @@ fn read_markers_set_the_fully_read_marker_and_receipts() {
         json!({ "m.fully_read": first, "m.read": second }),
     );
     assert_eq!((status, body), (200, json!({})));
-    let own = sync(&s, &bob, Some(&bob_token));
+    let own = sync_since(&s, &bob.token, &bob_token);
     assert_eq!(fully_read(&own, &room), Some(json!({ "event_id": first })), "{own}");
-    let others = sync(&s, &alice, Some(&alice_token));
+    let others = sync_since(&s, &alice.token, &alice_token);
     let receipts = ephemeral_of(&others, &room, "m.receipt");
     assert!(receipts.iter().any(|r| r["content"][&second]["m.read"][&bob.id].is_object()), "{others}");
     assert_eq!(fully_read(&others, &room), None, "markers are private");
@@ -307,7 +268,7 @@ fn read_markers_set_the_fully_read_marker_and_receipts() {
     // The receipt endpoint sets the marker too.
     let bob_token = next_batch(&own);
     assert_eq!(post_receipt(&s, &bob, &room, "m.fully_read", &second, json!({})).0, 200);
-    let moved = sync(&s, &bob, Some(&bob_token));
+    let moved = sync_since(&s, &bob.token, &bob_token);
     assert_eq!(fully_read(&moved, &room), Some(json!({ "event_id": second })), "{moved}");
     // m.fully_read never appears as a receipt.
     for r in ephemeral_of(&moved, &room, "m.receipt") {
@@ -317,7 +278,7 @@ fn read_markers_set_the_fully_read_marker_and_receipts() {
     let missing =
         s.post(&room_path(&room, "read_markers"), Some(&bob.token), json!({ "m.fully_read": "$nope" }));
     assert_error(&missing, 404, "M_NOT_FOUND");
-    let carol = user(&s, "carol");
+    let carol = s.user("carol", PW);
     let outsider =
         s.post(&room_path(&room, "read_markers"), Some(&carol.token), json!({ "m.fully_read": first }));
     assert_error(&outsider, 403, "M_FORBIDDEN");
@@ -327,7 +288,7 @@ fn read_markers_set_the_fully_read_marker_and_receipts() {
     let alice_token = next_batch(&others);
     let r = s.post(&room_path(&room, "read_markers"), Some(&bob.token), json!({ "m.read.private": second }));
     assert_eq!(r.0, 200);
-    let quiet = sync(&s, &alice, Some(&alice_token));
+    let quiet = sync_since(&s, &alice.token, &alice_token);
     for r in ephemeral_of(&quiet, &room, "m.receipt") {
         assert!(r["content"][&second].get("m.read.private").is_none(), "{quiet}");
     }
@@ -342,7 +303,7 @@ fn status_path(prefix: &str, who: &str) -> String {
 #[test]
 fn presence_is_set_and_read_back() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     let none = s.get(&status_path(V3, &alice.id), Some(&alice.token));
     assert_eq!(none.0, 200, "{}", none.1);
     assert!(["offline", "online"].contains(&none.1["presence"].as_str().unwrap()), "{}", none.1);
@@ -375,8 +336,8 @@ fn presence_is_set_and_read_back() {
 #[test]
 fn presence_changes_are_checked() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
     let other = s.put(&status_path(V3, &alice.id), Some(&bob.token), json!({ "presence": "online" }));
     assert_error(&other, 403, "M_FORBIDDEN");
     let path = status_path(V3, &alice.id);
@@ -394,7 +355,7 @@ fn presence_changes_are_checked() {
 fn presence_is_visible_to_room_mates_not_to_strangers() {
     let s = Server::start();
     let (alice, bob, _room) = two_in_a_room(&s);
-    let carol = user(&s, "carol");
+    let carol = s.user("carol", PW);
     let set = s.put(&status_path(V3, &alice.id), Some(&alice.token), json!({ "presence": "online" }));
     assert_eq!(set.0, 200);
     let (status, got) = s.get(&status_path(V3, &alice.id), Some(&bob.token));
@@ -407,31 +368,31 @@ fn presence_is_visible_to_room_mates_not_to_strangers() {
 fn presence_changes_reach_room_mates_sync_only() {
     let s = Server::start();
     let (alice, bob, _room) = two_in_a_room(&s);
-    let carol = user(&s, "carol");
-    let bob_token = next_batch(&sync(&s, &bob, None));
-    let carol_token = next_batch(&sync(&s, &carol, None));
+    let carol = s.user("carol", PW);
+    let bob_token = next_batch(&sync(&s, &bob.token, ""));
+    let carol_token = next_batch(&sync(&s, &carol.token, ""));
     let set = s.put(
         &status_path(V3, &alice.id),
         Some(&alice.token),
         json!({ "presence": "online", "status_msg": "cooking" }),
     );
     assert_eq!(set.0, 200);
-    let seen = sync(&s, &bob, Some(&bob_token));
+    let seen = sync_since(&s, &bob.token, &bob_token);
     let events = presence_of(&seen, &alice.id);
     assert_eq!(events.len(), 1, "{seen}");
     assert_eq!(events[0]["content"]["presence"], "online");
     assert_eq!(events[0]["content"]["status_msg"], "cooking");
     assert_eq!(events[0]["content"]["currently_active"], true);
     assert!(events[0]["content"]["last_active_ago"].is_u64());
-    let stranger = sync(&s, &carol, Some(&carol_token));
+    let stranger = sync_since(&s, &carol.token, &carol_token);
     assert!(presence_of(&stranger, &alice.id).is_empty(), "{stranger}");
 }
 
 #[test]
 fn presence_lists_invite_accept_and_drop() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let carol = user(&s, "carol");
+    let alice = s.user("alice", PW);
+    let carol = s.user("carol", PW);
     let list = |who: &User| format!("{V1}/presence/list/{}", enc(&who.id));
     assert_eq!(s.get(&list(&alice), Some(&alice.token)), (200, json!([])));
 
@@ -471,8 +432,8 @@ fn presence_lists_invite_accept_and_drop() {
 #[test]
 fn presence_lists_are_their_owners_and_checked() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
     let list = |who: &User| format!("{V1}/presence/list/{}", enc(&who.id));
     assert_error(&s.get(&list(&alice), Some(&bob.token)), 403, "M_FORBIDDEN");
     assert_error(&s.post(&list(&alice), Some(&bob.token), json!({ "invite": [] })), 403, "M_FORBIDDEN");
@@ -496,7 +457,7 @@ fn presence_lists_are_their_owners_and_checked() {
 #[test]
 fn presence_turned_off_shows_everyone_offline() {
     let s = Server::start_with(&["--presence", "false"], &[]);
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     let set = s.put(&status_path(V3, &alice.id), Some(&alice.token), json!({ "presence": "online" }));
     assert_eq!(set, (200, json!({})));
     let (status, got) = s.get(&status_path(V3, &alice.id), Some(&alice.token));

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_error, create_room, enc, room_path, send_text, Server, V3};
+use common::{assert_error, create_room, enc, room_path, send_text, set_state, state_content, Server, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "guest-test-password";
@@ -24,15 +24,11 @@ fn guest(s: &Server) -> (String, String) {
 }
 
 fn set_guest_access(s: &Server, token: &str, room: &str, value: &str) {
-    let (status, body) =
-        s.put(&room_path(room, "state/m.room.guest_access/"), Some(token), json!({ "guest_access": value }));
-    assert_eq!(status, 200, "guest_access {value}: {body}");
+    set_state(s, token, room, "m.room.guest_access", "", json!({ "guest_access": value }));
 }
 
 fn membership(s: &Server, token: &str, room: &str, user: &str) -> Value {
-    let (status, body) = s.get(&room_path(room, &format!("state/m.room.member/{}", enc(user))), Some(token));
-    assert_eq!(status, 200, "{body}");
-    body["membership"].clone()
+    state_content(s, token, room, "m.room.member", user)["membership"].clone()
 }
 
 #[test]

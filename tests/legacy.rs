@@ -7,44 +7,15 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{assert_error, enc, get_ok, room_path, Server, User, V3};
+use common::{
+    assert_error, bodies, create_room, enc, get_ok, invite, join, leave, parked_line, parks_of, room_path,
+    say, start_debug, wait_for_log, woken_by, Server, User, V3,
+};
 use serde_json::{json, Value};
 
 const PW: &str = "legacy-test-password";
 /// The original specification's prefix.
 const V1: &str = "/_matrix/client/api/v1";
-
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
-
-#[track_caller]
-fn create(s: &Server, who: &User, body: Value) -> String {
-    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(&who.token), body);
-    assert_eq!(status, 200, "createRoom: {reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
-}
-
-#[track_caller]
-fn join(s: &Server, who: &User, room: &str) {
-    let (status, body) = s.post(&room_path(room, "join"), Some(&who.token), json!({}));
-    assert_eq!(status, 200, "join: {body}");
-}
-
-#[track_caller]
-fn act(s: &Server, who: &User, room: &str, action: &str, body: Value) {
-    let (status, reply) = s.post(&room_path(room, action), Some(&who.token), body);
-    assert_eq!(status, 200, "{action}: {reply}");
-}
-
-#[track_caller]
-fn send(s: &Server, who: &User, room: &str, body: &str) -> String {
-    let txn = format!("txn-{}", enc(body));
-    let path = room_path(room, &format!("send/m.room.message/{txn}"));
-    let (status, reply) = s.put(&path, Some(&who.token), json!({ "msgtype": "m.text", "body": body }));
-    assert_eq!(status, 200, "send: {reply}");
-    reply["event_id"].as_str().expect("event_id").to_owned()
-}
 
 /// The room entry of an `/initialSync` answer.
 #[track_caller]
@@ -59,16 +30,6 @@ fn room_of<'a>(sync: &'a Value, room: &str) -> &'a Value {
 
 fn has_room(sync: &Value, room: &str) -> bool {
     sync["rooms"].as_array().expect("rooms").iter().any(|r| r["room_id"] == room)
-}
-
-/// The `body` of each message event of a list, in order.
-fn bodies(list: &Value) -> Vec<String> {
-    list.as_array()
-        .expect("list")
-        .iter()
-        .filter(|e| e["type"] == "m.room.message")
-        .map(|e| e["content"]["body"].as_str().unwrap_or("").to_owned())
-        .collect()
 }
 
 fn state_types(list: &Value) -> Vec<String> {
@@ -87,11 +48,11 @@ fn events_path(query: &str) -> String {
 #[test]
 fn initial_sync_lists_rooms_with_messages_state_and_account_data() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat", "name": "Hall" }));
-    send(&s, &alice, &room, "one");
-    send(&s, &alice, &room, "two");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat", "name": "Hall" }));
+    say(&s, &alice.token, &room, "one");
+    say(&s, &alice.token, &room, "two");
     let (status, body) = s.put(
         &format!("{V3}/user/{}/account_data/org.example.conf", enc(&alice.id)),
         Some(&alice.token),
@@ -126,7 +87,7 @@ fn initial_sync_lists_rooms_with_messages_state_and_account_data() {
     }
 
     // A room published in the directory is public.
-    let listed = create(&s, &alice, json!({ "preset": "public_chat", "visibility": "public" }));
+    let listed = create_room(&s, &alice.token, json!({ "preset": "public_chat", "visibility": "public" }));
     let sync = get_ok(&s, &alice, &format!("{V3}/initialSync"));
     assert_eq!(room_of(&sync, &listed)["visibility"], "public");
 
@@ -145,12 +106,12 @@ fn initial_sync_lists_rooms_with_messages_state_and_account_data() {
     );
 
     // An invite shows with its event; a room left only with archived=true.
-    let private = create(&s, &alice, json!({ "preset": "private_chat" }));
-    act(&s, &alice, &private, "invite", json!({ "user_id": bob.id }));
-    join(&s, &bob, &room);
-    send(&s, &alice, &room, "three");
-    act(&s, &bob, &room, "leave", json!({}));
-    send(&s, &alice, &room, "after bob left");
+    let private = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
+    invite(&s, &alice.token, &private, &bob.id);
+    join(&s, &bob.token, &room);
+    say(&s, &alice.token, &room, "three");
+    leave(&s, &bob.token, &room);
+    say(&s, &alice.token, &room, "after bob left");
     let sync = get_ok(&s, &bob, &format!("{V3}/initialSync"));
     let invited = room_of(&sync, &private);
     assert_eq!(invited["membership"], "invite");
@@ -168,22 +129,20 @@ fn initial_sync_lists_rooms_with_messages_state_and_account_data() {
 
 #[test]
 fn events_long_poll_wakes_with_the_new_event() {
-    let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
-    join(&s, &bob, &room);
+    let s = start_debug(&[], &[]);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
+    join(&s, &bob.token, &room);
     let from = end_token(&s, &bob);
 
-    let (answer, sent) = std::thread::scope(|scope| {
-        let waiting =
-            scope.spawn(|| s.get(&events_path(&format!("from={from}&timeout=10000")), Some(&bob.token)));
-        // Give the request time to arrive and park; it returns with the
-        // event whichever comes first.
-        std::thread::sleep(Duration::from_millis(300));
-        let sent = send(&s, &alice, &room, "wake up");
-        (waiting.join().expect("the waiting request"), sent)
-    });
+    let (answer, sent) = woken_by(
+        &s,
+        &bob.id,
+        Duration::from_secs(10),
+        || s.get(&events_path(&format!("from={from}&timeout=10000")), Some(&bob.token)),
+        || say(&s, &alice.token, &room, "wake up"),
+    );
     let (status, body) = answer;
     assert_eq!(status, 200, "{body}");
     let chunk = body["chunk"].as_array().expect("chunk");
@@ -202,8 +161,8 @@ fn events_long_poll_wakes_with_the_new_event() {
     assert_eq!(next["end"], end);
 
     // The same through the original prefix, and several events in order.
-    send(&s, &alice, &room, "a");
-    send(&s, &bob, &room, "b");
+    say(&s, &alice.token, &room, "a");
+    say(&s, &bob.token, &room, "b");
     let more = get_ok(&s, &bob, &format!("{V1}/events?from={end}&timeout=5000"));
     assert_eq!(bodies(&more["chunk"]), ["a", "b"]);
     // The token is a sync token: /sync continues from it.
@@ -215,9 +174,9 @@ fn events_long_poll_wakes_with_the_new_event() {
 #[test]
 fn events_time_out_empty_and_validate_tokens() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
-    send(&s, &alice, &room, "before");
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
+    say(&s, &alice.token, &room, "before");
     let from = end_token(&s, &alice);
     let body = get_ok(&s, &alice, &events_path(&format!("from={from}&timeout=300")));
     assert_eq!(body["chunk"], json!([]), "{body}");
@@ -246,12 +205,12 @@ fn events_time_out_empty_and_validate_tokens() {
 #[test]
 fn events_chunks_are_bounded_and_continue() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
     let mut from = end_token(&s, &alice);
     let total = 130;
     for i in 0..total {
-        send(&s, &alice, &room, &format!("m{i}"));
+        say(&s, &alice.token, &room, &format!("m{i}"));
     }
     let mut got = Vec::new();
     let mut answers = 0;
@@ -274,10 +233,10 @@ fn events_chunks_are_bounded_and_continue() {
 #[test]
 fn room_initial_sync_for_members_previews_and_strangers() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let carol = user(&s, "carol");
-    let private = create(&s, &alice, json!({ "preset": "private_chat", "topic": "secret" }));
-    send(&s, &alice, &private, "hidden");
+    let alice = s.user("alice", PW);
+    let carol = s.user("carol", PW);
+    let private = create_room(&s, &alice.token, json!({ "preset": "private_chat", "topic": "secret" }));
+    say(&s, &alice.token, &private, "hidden");
     for prefix in [V1, V3] {
         let path = format!("{prefix}/rooms/{}/initialSync", enc(&private));
         let info = get_ok(&s, &alice, &path);
@@ -296,9 +255,9 @@ fn room_initial_sync_for_members_previews_and_strangers() {
     assert_error(&s.get(&unknown, Some(&carol.token)), 403, "M_FORBIDDEN");
 
     // A world-readable room can be previewed, and followed with /events.
-    let open = create(
+    let open = create_room(
         &s,
-        &alice,
+        &alice.token,
         json!({
             "preset": "public_chat",
             "initial_state": [{
@@ -307,13 +266,13 @@ fn room_initial_sync_for_members_previews_and_strangers() {
             }],
         }),
     );
-    send(&s, &alice, &open, "for all");
+    say(&s, &alice.token, &open, "for all");
     let info = get_ok(&s, &carol, &format!("{V3}/rooms/{}/initialSync", enc(&open)));
     assert_eq!(info["membership"], "leave");
     assert_eq!(bodies(&info["messages"]["chunk"]), ["for all"]);
     let end = info["messages"]["end"].as_str().unwrap().to_owned();
-    send(&s, &alice, &open, "later");
-    send(&s, &alice, &private, "not for carol");
+    say(&s, &alice.token, &open, "later");
+    say(&s, &alice.token, &private, "not for carol");
     let peek = get_ok(&s, &carol, &events_path(&format!("from={end}&room_id={}&timeout=5000", enc(&open))));
     assert_eq!(bodies(&peek["chunk"]), ["later"]);
     assert!(peek["chunk"].as_array().unwrap().iter().all(|e| e["room_id"] == open.as_str()), "{peek}");
@@ -327,13 +286,13 @@ fn room_initial_sync_for_members_previews_and_strangers() {
     assert_eq!(own["chunk"], json!([]), "{own}");
 
     // A member who left sees the room as it was when they left.
-    join(&s, &carol, &open);
-    act(&s, &carol, &open, "leave", json!({}));
-    act(&s, &alice, &private, "invite", json!({ "user_id": carol.id }));
-    join(&s, &carol, &private);
-    send(&s, &alice, &private, "while carol is here");
-    act(&s, &carol, &private, "leave", json!({}));
-    send(&s, &alice, &private, "after carol left");
+    join(&s, &carol.token, &open);
+    leave(&s, &carol.token, &open);
+    invite(&s, &alice.token, &private, &carol.id);
+    join(&s, &carol.token, &private);
+    say(&s, &alice.token, &private, "while carol is here");
+    leave(&s, &carol.token, &private);
+    say(&s, &alice.token, &private, "after carol left");
     let info = get_ok(&s, &carol, &format!("{V3}/rooms/{}/initialSync", enc(&private)));
     assert_eq!(info["membership"], "leave");
     let seen = bodies(&info["messages"]["chunk"]);
@@ -344,10 +303,10 @@ fn room_initial_sync_for_members_previews_and_strangers() {
 #[test]
 fn single_event_visible_or_not_found() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let carol = user(&s, "carol");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
-    let id = send(&s, &alice, &room, "mine");
+    let alice = s.user("alice", PW);
+    let carol = s.user("carol", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
+    let id = say(&s, &alice.token, &room, "mine");
     for prefix in [V1, V3] {
         let path = format!("{prefix}/events/{}", enc(&id));
         let e = get_ok(&s, &alice, &path);
@@ -363,13 +322,14 @@ fn single_event_visible_or_not_found() {
 #[test]
 fn parked_event_streams_leave_workers_free() {
     const PARKED: usize = 20;
-    let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
-    join(&s, &bob, &room);
+    let s = start_debug(&[], &[]);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
+    join(&s, &bob.token, &room);
     let from = end_token(&s, &bob);
     let answered = AtomicUsize::new(0);
+    let parked = parks_of(&s, &bob.id);
     std::thread::scope(|scope| {
         let waiters: Vec<_> = (0..PARKED)
             .map(|_| {
@@ -380,14 +340,14 @@ fn parked_event_streams_leave_workers_free() {
                 })
             })
             .collect();
-        // Let the requests arrive and park (far more than the workers).
-        std::thread::sleep(Duration::from_millis(1000));
+        // All of them parked (far more than the workers).
+        wait_for_log(&s, &parked_line(&bob.id), parked + PARKED);
         let (status, versions) = s.get("/_matrix/client/versions", None);
         assert_eq!(status, 200, "{versions}");
         assert!(versions["versions"].is_array(), "{versions}");
         assert_eq!(answered.load(Ordering::SeqCst), 0, "a parked /events answered before any event");
         // One message wakes them all.
-        let sent = send(&s, &alice, &room, "for everyone");
+        let sent = say(&s, &alice.token, &room, "for everyone");
         for w in waiters {
             let (status, body) = w.join().expect("a waiting request");
             assert_eq!(status, 200, "{body}");
@@ -401,11 +361,11 @@ fn parked_event_streams_leave_workers_free() {
 #[test]
 fn initial_sync_carries_the_presence_of_contacts() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
-    join(&s, &bob, &room);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
+    join(&s, &bob.token, &room);
     let (status, r) = s.put(
         &format!("{V3}/presence/{}/status", enc(&bob.id)),
         Some(&bob.token),

@@ -4,22 +4,12 @@
 
 mod common;
 
-use common::{assert_error, enc, Server, User, V3};
+use common::{
+    assert_error, create_room, enc, joined_rooms, public_room, state_content, try_join, Server, User, V3,
+};
 use serde_json::{json, Value};
 
 const PW: &str = "membership-test-password";
-
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
-
-/// Creates a room and returns its ID.
-#[track_caller]
-fn create(s: &Server, who: &User, body: Value) -> String {
-    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(&who.token), body);
-    assert_eq!(status, 200, "{reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
-}
 
 /// `POST /rooms/{roomId}/{action}`.
 fn act(s: &Server, who: &User, room_id: &str, action: &str, body: Value) -> (u16, Value) {
@@ -37,10 +27,6 @@ fn join(s: &Server, who: &User, room_id: &str) -> (u16, Value) {
     act(s, who, room_id, "join", json!({}))
 }
 
-fn join_any(s: &Server, who: &User, room_id_or_alias: &str) -> (u16, Value) {
-    s.post(&format!("{V3}/join/{}", enc(room_id_or_alias)), Some(&who.token), json!({}))
-}
-
 fn knock(s: &Server, who: &User, room_id_or_alias: &str, body: Value) -> (u16, Value) {
     s.post(&format!("{V3}/knock/{}", enc(room_id_or_alias)), Some(&who.token), body)
 }
@@ -51,86 +37,65 @@ fn joined_ok(s: &Server, who: &User, room_id: &str) {
     assert_eq!((status, &body), (200, &json!({ "room_id": room_id })), "{} joining", who.id);
 }
 
-/// The rooms `who` is joined to, sorted.
-fn joined(s: &Server, who: &User) -> Vec<String> {
-    let (status, body) = s.get(&format!("{V3}/joined_rooms"), Some(&who.token));
-    assert_eq!(status, 200, "{body}");
-    let mut rooms: Vec<String> = body["joined_rooms"]
-        .as_array()
-        .expect("joined_rooms")
-        .iter()
-        .map(|r| r.as_str().expect("room ID").to_owned())
-        .collect();
-    rooms.sort();
-    rooms
-}
-
 /// The `m.room.member` content of `target` as `viewer` sees it.
 #[track_caller]
 fn member(s: &Server, viewer: &User, room_id: &str, target: &User) -> Value {
-    let path = format!("{V3}/rooms/{}/state/m.room.member/{}", enc(room_id), enc(&target.id));
-    let (status, body) = s.get(&path, Some(&viewer.token));
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
-}
-
-fn public_room(s: &Server, creator: &User) -> String {
-    create(s, creator, json!({ "preset": "public_chat" }))
+    state_content(s, &viewer.token, room_id, "m.room.member", &target.id)
 }
 
 fn private_room(s: &Server, creator: &User) -> String {
-    create(s, creator, json!({ "preset": "private_chat" }))
+    create_room(s, &creator.token, json!({ "preset": "private_chat" }))
 }
 
 #[test]
 fn join_public_and_private_rooms() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let public = public_room(&s, &alice);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let public = public_room(&s, &alice.token);
     let private = private_room(&s, &alice);
 
     joined_ok(&s, &bob, &public);
     // Joining again changes nothing and succeeds.
     joined_ok(&s, &bob, &public);
-    let (status, body) = join_any(&s, &bob, &public);
+    let (status, body) = try_join(&s, &bob.token, &public);
     assert_eq!((status, &body["room_id"]), (200, &json!(public)), "{body}");
     assert_eq!(member(&s, &alice, &public, &bob)["membership"], "join");
 
     // Invitation only: refused, then allowed once invited.
     assert_error(&join(&s, &bob, &private), 403, "M_FORBIDDEN");
-    assert_error(&join_any(&s, &bob, &private), 403, "M_FORBIDDEN");
+    assert_error(&try_join(&s, &bob.token, &private), 403, "M_FORBIDDEN");
     act_ok(&s, &alice, &private, "invite", &bob);
     assert_eq!(member(&s, &alice, &private, &bob)["membership"], "invite");
-    assert_eq!(joined(&s, &bob), std::slice::from_ref(&public));
+    assert_eq!(joined_rooms(&s, &bob.token), std::slice::from_ref(&public));
     let (status, body) = act(&s, &bob, &private, "join", json!({ "reason": "hello" }));
     assert_eq!(status, 200, "{body}");
     assert_eq!(member(&s, &alice, &private, &bob)["reason"], "hello");
     let mut both = vec![public, private];
     both.sort();
-    assert_eq!(joined(&s, &bob), both);
+    assert_eq!(joined_rooms(&s, &bob.token), both);
 }
 
 #[test]
 fn join_by_alias_and_unknown_rooms() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat", "room_alias_name": "hall" }));
-    let (status, body) = join_any(&s, &bob, "#hall:localhost");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat", "room_alias_name": "hall" }));
+    let (status, body) = try_join(&s, &bob.token, "#hall:localhost");
     assert_eq!((status, body), (200, json!({ "room_id": room })));
     // `via` and `server_name` name servers to join through; ignored here.
     let path = format!("{V3}/join/{}?via=localhost&server_name=localhost", enc("#hall:localhost"));
     assert_eq!(s.post(&path, Some(&bob.token), json!({})).0, 200);
 
-    assert_error(&join_any(&s, &bob, "#nowhere:localhost"), 404, "M_NOT_FOUND");
-    assert_error(&join_any(&s, &bob, "#hall:elsewhere.example"), 404, "M_NOT_FOUND");
-    assert_error(&join_any(&s, &bob, "!unknown:localhost"), 404, "M_NOT_FOUND");
-    assert_error(&join_any(&s, &bob, "!unknown:elsewhere.example"), 404, "M_NOT_FOUND");
+    assert_error(&try_join(&s, &bob.token, "#nowhere:localhost"), 404, "M_NOT_FOUND");
+    assert_error(&try_join(&s, &bob.token, "#hall:elsewhere.example"), 404, "M_NOT_FOUND");
+    assert_error(&try_join(&s, &bob.token, "!unknown:localhost"), 404, "M_NOT_FOUND");
+    assert_error(&try_join(&s, &bob.token, "!unknown:elsewhere.example"), 404, "M_NOT_FOUND");
     assert_error(&join(&s, &bob, "!unknown:localhost"), 404, "M_NOT_FOUND");
     assert_error(&join(&s, &bob, "!31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM"), 404, "M_NOT_FOUND");
     for bad in ["hall", "#hall", "#:localhost", "!", "!a b:localhost", "@bob:localhost", "#hall:bad host"] {
-        assert_error(&join_any(&s, &bob, bad), 400, "M_INVALID_PARAM");
+        assert_error(&try_join(&s, &bob.token, bad), 400, "M_INVALID_PARAM");
     }
     for bad in ["#hall:localhost", "room", "!a b:localhost"] {
         assert_error(&join(&s, &bob, bad), 400, "M_INVALID_PARAM");
@@ -144,14 +109,14 @@ fn join_by_alias_and_unknown_rooms() {
 #[test]
 fn invites_need_membership_and_power() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let dave = user(&s, "dave");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let dave = s.user("dave", PW);
     // A public room where inviting needs level 50.
-    let room = create(
+    let room = create_room(
         &s,
-        &alice,
+        &alice.token,
         json!({ "preset": "public_chat", "power_level_content_override": { "invite": 50 } }),
     );
     joined_ok(&s, &bob, &room);
@@ -188,10 +153,10 @@ fn invites_need_membership_and_power() {
 #[test]
 fn leave_rejoin_and_reject_invites() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let public = public_room(&s, &alice);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let public = public_room(&s, &alice.token);
     let private = private_room(&s, &alice);
 
     joined_ok(&s, &bob, &public);
@@ -199,7 +164,7 @@ fn leave_rejoin_and_reject_invites() {
     assert_eq!((status, body), (200, json!({})));
     let left = member(&s, &alice, &public, &bob);
     assert_eq!((&left["membership"], &left["reason"]), (&json!("leave"), &json!("bye")));
-    assert!(joined(&s, &bob).is_empty());
+    assert!(joined_rooms(&s, &bob.token).is_empty());
     // Leaving again changes nothing; a body is optional.
     let r = s.raw(
         "POST",
@@ -209,7 +174,7 @@ fn leave_rejoin_and_reject_invites() {
     );
     assert_eq!((r.status, r.json), (200, json!({})));
     joined_ok(&s, &bob, &public);
-    assert_eq!(joined(&s, &bob), std::slice::from_ref(&public));
+    assert_eq!(joined_rooms(&s, &bob.token), std::slice::from_ref(&public));
 
     // Leaving a room one was never in is refused; an unknown room is 404.
     assert_error(&act(&s, &bob, &private, "leave", json!({})), 403, "M_FORBIDDEN");
@@ -232,23 +197,23 @@ fn leave_rejoin_and_reject_invites() {
 #[test]
 fn kicking() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let dave = user(&s, "dave");
-    let room = public_room(&s, &alice);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let dave = s.user("dave", PW);
+    let room = public_room(&s, &alice.token);
     joined_ok(&s, &bob, &room);
     joined_ok(&s, &carol, &room);
 
     // Bob (level 0) may not kick.
     assert_error(&act(&s, &bob, &room, "kick", json!({ "user_id": carol.id })), 403, "M_FORBIDDEN");
-    assert_eq!(joined(&s, &carol), std::slice::from_ref(&room));
+    assert_eq!(joined_rooms(&s, &carol.token), std::slice::from_ref(&room));
     // Alice may, with a reason on the event.
     let (status, body) = act(&s, &alice, &room, "kick", json!({ "user_id": carol.id, "reason": "jokes" }));
     assert_eq!((status, body), (200, json!({})));
     let kicked = member(&s, &alice, &room, &carol);
     assert_eq!((&kicked["membership"], &kicked["reason"]), (&json!("leave"), &json!("jokes")));
-    assert!(joined(&s, &carol).is_empty());
+    assert!(joined_rooms(&s, &carol.token).is_empty());
     // A kicked user may rejoin a public room.
     joined_ok(&s, &carol, &room);
     // Nobody kicks someone who is not there, or their own superior.
@@ -274,10 +239,10 @@ fn kicking() {
 #[test]
 fn ban_and_unban() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let room = public_room(&s, &alice);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let room = public_room(&s, &alice.token);
     joined_ok(&s, &bob, &room);
     joined_ok(&s, &carol, &room);
 
@@ -287,7 +252,7 @@ fn ban_and_unban() {
     assert_eq!((status, body), (200, json!({})));
     let banned = member(&s, &alice, &room, &bob);
     assert_eq!((&banned["membership"], &banned["reason"]), (&json!("ban"), &json!("spam")));
-    assert!(joined(&s, &bob).is_empty());
+    assert!(joined_rooms(&s, &bob.token).is_empty());
     // A banned user can neither join, be invited nor leave.
     assert_error(&join(&s, &bob, &room), 403, "M_FORBIDDEN");
     assert_error(&act(&s, &alice, &room, "invite", json!({ "user_id": bob.id })), 403, "M_FORBIDDEN");
@@ -297,14 +262,18 @@ fn ban_and_unban() {
     // Unbanning needs the ban level, and a banned target.
     assert_error(&act(&s, &carol, &room, "unban", json!({ "user_id": bob.id })), 403, "M_FORBIDDEN");
     assert_error(&act(&s, &alice, &room, "unban", json!({ "user_id": carol.id })), 403, "M_FORBIDDEN");
-    assert_eq!(joined(&s, &carol), std::slice::from_ref(&room), "an unban of a member must not kick");
+    assert_eq!(
+        joined_rooms(&s, &carol.token),
+        std::slice::from_ref(&room),
+        "an unban of a member must not kick"
+    );
     let (status, body) = act(&s, &alice, &room, "unban", json!({ "user_id": bob.id, "reason": "served" }));
     assert_eq!((status, body), (200, json!({})));
     assert_eq!(member(&s, &alice, &room, &bob)["membership"], "leave");
     joined_ok(&s, &bob, &room);
 
     // Anyone can be banned ahead of time, even a user who never came.
-    let dave = user(&s, "dave");
+    let dave = s.user("dave", PW);
     act_ok(&s, &alice, &room, "ban", &dave);
     assert_error(&join(&s, &dave, &room), 403, "M_FORBIDDEN");
     assert_error(&act(&s, &alice, &room, "ban", json!({ "user_id": "@x" })), 400, "M_INVALID_PARAM");
@@ -314,11 +283,12 @@ fn ban_and_unban() {
 #[test]
 fn membership_rules_in_each_room_version() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
     for version in ["10", "11", "12"] {
-        let room = create(&s, &alice, json!({ "room_version": version, "preset": "private_chat" }));
+        let room =
+            create_room(&s, &alice.token, json!({ "room_version": version, "preset": "private_chat" }));
         assert_error(&join(&s, &bob, &room), 403, "M_FORBIDDEN");
         act_ok(&s, &alice, &room, "invite", &bob);
         joined_ok(&s, &bob, &room);
@@ -337,13 +307,13 @@ fn membership_rules_in_each_room_version() {
 #[test]
 fn knocking() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let dave = user(&s, "dave");
-    let room = create(
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let dave = s.user("dave", PW);
+    let room = create_room(
         &s,
-        &alice,
+        &alice.token,
         json!({
             "room_alias_name": "door",
             "initial_state": [{ "type": "m.room.join_rules", "content": { "join_rule": "knock" } }],
@@ -355,7 +325,7 @@ fn knocking() {
     let knocked = member(&s, &alice, &room, &bob);
     assert_eq!((&knocked["membership"], &knocked["reason"]), (&json!("knock"), &json!("let me in")));
     assert_error(&join(&s, &bob, &room), 403, "M_FORBIDDEN");
-    assert!(joined(&s, &bob).is_empty());
+    assert!(joined_rooms(&s, &bob.token).is_empty());
     // Knocking again is harmless.
     assert_eq!(knock(&s, &bob, &room, json!({})).0, 200);
     // An invite accepts the knock.
@@ -380,7 +350,7 @@ fn knocking() {
 
     // Rooms whose join rule is not knock refuse knocks.
     for preset in ["public_chat", "private_chat"] {
-        let other = create(&s, &alice, json!({ "preset": preset }));
+        let other = create_room(&s, &alice.token, json!({ "preset": preset }));
         assert_error(&knock(&s, &dave, &other, json!({})), 403, "M_FORBIDDEN");
     }
     assert_error(&knock(&s, &dave, &room, json!({ "reason": 1 })), 400, "M_BAD_JSON");
@@ -389,9 +359,9 @@ fn knocking() {
 #[test]
 fn forgetting() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = public_room(&s, &alice);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = public_room(&s, &alice.token);
     let forget = |who: &User, room_id: &str| act(&s, who, room_id, "forget", json!({}));
 
     assert_error(&forget(&bob, &room), 404, "M_NOT_FOUND");
@@ -426,54 +396,54 @@ fn forgetting() {
 #[test]
 fn joined_rooms_lists_exactly_the_joined_rooms() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
     assert_eq!(
         s.get(&format!("{V3}/joined_rooms"), Some(&alice.token)),
         (200, json!({ "joined_rooms": [] }))
     );
-    let a = public_room(&s, &alice);
-    let b = public_room(&s, &alice);
-    let left = public_room(&s, &alice);
+    let a = public_room(&s, &alice.token);
+    let b = public_room(&s, &alice.token);
+    let left = public_room(&s, &alice.token);
     assert_eq!(act(&s, &alice, &left, "leave", json!({})).0, 200);
     // Invited, knocking, banned: not joined.
     let invited = private_room(&s, &bob);
     act_ok(&s, &bob, &invited, "invite", &alice);
-    let knocked = create(
+    let knocked = create_room(
         &s,
-        &bob,
+        &bob.token,
         json!({ "initial_state": [{ "type": "m.room.join_rules", "content": { "join_rule": "knock" } }] }),
     );
     assert_eq!(knock(&s, &alice, &knocked, json!({})).0, 200);
-    let banned = public_room(&s, &bob);
+    let banned = public_room(&s, &bob.token);
     act_ok(&s, &bob, &banned, "ban", &alice);
     let mut expected = vec![a, b];
     expected.sort();
-    assert_eq!(joined(&s, &alice), expected);
+    assert_eq!(joined_rooms(&s, &alice.token), expected);
     assert_error(&s.get(&format!("{V3}/joined_rooms"), None), 401, "M_MISSING_TOKEN");
 }
 
 #[test]
 fn nobody_joins_on_behalf_of_another() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = public_room(&s, &alice);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = public_room(&s, &alice.token);
     let path = format!("{V3}/rooms/{room}/state/m.room.member/{}", enc(&bob.id));
     assert_error(&s.put(&path, Some(&alice.token), json!({ "membership": "join" })), 403, "M_FORBIDDEN");
-    assert!(joined(&s, &bob).is_empty());
+    assert!(joined_rooms(&s, &bob.token).is_empty());
     // Setting one's own membership through the state API follows the same rules.
     let own = format!("{V3}/rooms/{room}/state/m.room.member/{}", enc(&bob.id));
     let (status, body) = s.put(&own, Some(&bob.token), json!({ "membership": "join" }));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(joined(&s, &bob), [room]);
+    assert_eq!(joined_rooms(&s, &bob.token), [room]);
 }
 
 #[test]
 fn bad_input() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = public_room(&s, &alice);
+    let alice = s.user("alice", PW);
+    let room = public_room(&s, &alice.token);
     let auth = format!("Bearer {}", alice.token);
     let raw = |path: &str, body: &[u8]| {
         let r = s.raw("POST", &format!("{V3}{path}"), &[("Authorization", &auth)], Some(body));
@@ -508,5 +478,5 @@ fn bad_input() {
     assert_error(&raw(&format!("/knock/{}", enc(&room)), b"not json"), 400, "M_NOT_JSON");
     assert_error(&s.post(&format!("{V3}/rooms/{room}/join"), None, json!({})), 401, "M_MISSING_TOKEN");
     // The server is unharmed.
-    assert_eq!(joined(&s, &alice), [room]);
+    assert_eq!(joined_rooms(&s, &alice.token), [room]);
 }

@@ -5,28 +5,19 @@
 
 mod common;
 
-use common::{assert_error, enc, room_path, Server, User, V3};
+use common::{
+    assert_error, create_room, enc, invite, leave, now_ms, room_path, say, wait_until, Server, User, V3,
+};
 use serde_json::{json, Value};
 
 const PW: &str = "messages-test-password";
 
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
-
-#[track_caller]
-fn create(s: &Server, who: &User, body: Value) -> String {
-    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(&who.token), body);
-    assert_eq!(status, 200, "createRoom: {reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
-}
-
 /// A room with the given preset and history visibility.
 #[track_caller]
 fn room_with(s: &Server, who: &User, preset: &str, visibility: &str) -> String {
-    create(
+    create_room(
         s,
-        who,
+        &who.token,
         json!({
             "preset": preset,
             "initial_state": [{
@@ -39,22 +30,8 @@ fn room_with(s: &Server, who: &User, preset: &str, visibility: &str) -> String {
 
 #[track_caller]
 fn join(s: &Server, who: &User, room: &str) -> String {
-    let (status, body) = s.post(&room_path(room, "join"), Some(&who.token), json!({}));
-    assert_eq!(status, 200, "join: {body}");
+    common::join(s, &who.token, room);
     current_member_event(s, who, room, &who.id)
-}
-
-#[track_caller]
-fn invite(s: &Server, who: &User, room: &str, target: &User) {
-    let (status, body) =
-        s.post(&room_path(room, "invite"), Some(&who.token), json!({ "user_id": target.id }));
-    assert_eq!(status, 200, "invite: {body}");
-}
-
-#[track_caller]
-fn leave(s: &Server, who: &User, room: &str) {
-    let (status, body) = s.post(&room_path(room, "leave"), Some(&who.token), json!({}));
-    assert_eq!(status, 200, "leave: {body}");
 }
 
 /// The event ID of `user`'s current member event, as `who` sees it.
@@ -66,15 +43,6 @@ fn current_member_event(s: &Server, who: &User, room: &str, user: &str) -> Strin
     body["event_id"].as_str().expect("event_id").to_owned()
 }
 
-#[track_caller]
-fn send(s: &Server, who: &User, room: &str, body: &str) -> String {
-    let txn = format!("txn-{body}-{}", std::process::id());
-    let path = room_path(room, &format!("send/m.room.message/{}", enc(&txn)));
-    let (status, reply) = s.put(&path, Some(&who.token), json!({ "msgtype": "m.text", "body": body }));
-    assert_eq!(status, 200, "send: {reply}");
-    reply["event_id"].as_str().expect("event_id").to_owned()
-}
-
 /// GET /messages with a query string; asserts a 200.
 #[track_caller]
 fn messages(s: &Server, who: &User, room: &str, query: &str) -> Value {
@@ -83,7 +51,8 @@ fn messages(s: &Server, who: &User, room: &str, query: &str) -> Value {
     body
 }
 
-/// The `body` of each message event of a chunk, in order.
+/// The `body` of each message event of a chunk, in order ("" for one
+/// whose content was redacted).
 fn bodies(page: &Value) -> Vec<String> {
     page["chunk"]
         .as_array()
@@ -124,8 +93,8 @@ fn all_bodies(s: &Server, who: &User, room: &str) -> Vec<String> {
 #[test]
 fn transaction_ids_make_sends_idempotent_per_device() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
     let path = room_path(&room, "send/m.room.message/t1");
     let content = json!({ "msgtype": "m.text", "body": "once" });
     let (status, first) = s.put(&path, Some(&alice.token), content.clone());
@@ -164,9 +133,9 @@ fn transaction_ids_make_sends_idempotent_per_device() {
 #[test]
 fn send_errors() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let eve = user(&s, "eve");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    let alice = s.user("alice", PW);
+    let eve = s.user("eve", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
     let path = room_path(&room, "send/m.room.message/x1");
 
     assert_error(&s.put(&path, Some(&eve.token), json!({ "body": "hi" })), 403, "M_FORBIDDEN");
@@ -202,15 +171,15 @@ fn send_errors() {
 #[test]
 fn redaction_strips_content_and_needs_power_for_others_events() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     join(&s, &bob, &room);
     join(&s, &carol, &room);
-    let from_alice = send(&s, &alice, &room, "alice says");
-    let from_bob = send(&s, &bob, &room, "bob says");
-    let bob_again = send(&s, &bob, &room, "bob again");
+    let from_alice = say(&s, &alice.token, &room, "alice says");
+    let from_bob = say(&s, &bob.token, &room, "bob says");
+    let bob_again = say(&s, &bob.token, &room, "bob again");
 
     // Bob may not redact Alice's message.
     let path = room_path(&room, &format!("redact/{}/r1", enc(&from_alice)));
@@ -269,13 +238,13 @@ fn redaction_strips_content_and_needs_power_for_others_events() {
 #[test]
 fn single_events_and_members() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let dave = user(&s, "dave");
-    let eve = user(&s, "eve");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
-    let hello = send(&s, &alice, &room, "hello");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let dave = s.user("dave", PW);
+    let eve = s.user("eve", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
+    let hello = say(&s, &alice.token, &room, "hello");
 
     let (status, event) = s.get(&room_path(&room, &format!("event/{}", enc(&hello))), Some(&alice.token));
     assert_eq!(status, 200, "{event}");
@@ -288,18 +257,18 @@ fn single_events_and_members() {
     // Unknown, in another room, or invisible: all 404.
     let unknown = room_path(&room, &format!("event/{}", enc("$unknown")));
     assert_error(&s.get(&unknown, Some(&alice.token)), 404, "M_NOT_FOUND");
-    let other = create(&s, &alice, json!({ "preset": "private_chat" }));
+    let other = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
     let elsewhere = room_path(&other, &format!("event/{}", enc(&hello)));
     assert_error(&s.get(&elsewhere, Some(&alice.token)), 404, "M_NOT_FOUND");
-    let secret = send(&s, &alice, &other, "secret");
+    let secret = say(&s, &alice.token, &other, "secret");
     let hidden = room_path(&other, &format!("event/{}", enc(&secret)));
     assert_error(&s.get(&hidden, Some(&eve.token)), 404, "M_NOT_FOUND");
 
     join(&s, &bob, &room);
     let before_carol = messages(&s, &alice, &room, "dir=b&limit=1")["start"].as_str().unwrap().to_owned();
-    invite(&s, &alice, &room, &carol);
+    invite(&s, &alice.token, &room, &carol.id);
     join(&s, &dave, &room);
-    leave(&s, &dave, &room);
+    leave(&s, &dave.token, &room);
     // Alice names herself in her member event.
     let path = room_path(&room, &format!("state/m.room.member/{}", enc(&alice.id)));
     let (status, body) =
@@ -361,9 +330,9 @@ fn single_events_and_members() {
 #[test]
 fn pagination_both_directions_with_exact_order_and_tokens() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
-    let sent: Vec<String> = (1..=25).map(|i| send(&s, &alice, &room, &format!("m{i}"))).collect();
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
+    let sent: Vec<String> = (1..=25).map(|i| say(&s, &alice.token, &room, &format!("m{i}"))).collect();
     let names =
         |range: std::ops::RangeInclusive<i32>| -> Vec<String> { range.map(|i| format!("m{i}")).collect() };
     let rev = |range: std::ops::RangeInclusive<i32>| -> Vec<String> {
@@ -402,7 +371,7 @@ fn pagination_both_directions_with_exact_order_and_tokens() {
     let none = messages(&s, &alice, &room, &format!("dir=f&limit=10&from={}", enc(&live)));
     assert!(bodies(&none).is_empty(), "{none}");
     assert_eq!(none["end"], live.as_str());
-    let m26 = send(&s, &alice, &room, "m26");
+    let m26 = say(&s, &alice.token, &room, "m26");
     let polled = messages(&s, &alice, &room, &format!("dir=f&limit=10&from={}", enc(&live)));
     assert_eq!(ids(&polled["chunk"]), [m26]);
     // Forwards from the end of the second page, in two steps.
@@ -442,13 +411,13 @@ fn pagination_both_directions_with_exact_order_and_tokens() {
 #[test]
 fn messages_filters_and_lazy_loaded_members() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     join(&s, &bob, &room);
     for i in 1..=6 {
         let who = if i % 2 == 0 { &bob } else { &alice };
-        send(&s, who, &room, &format!("m{i}"));
+        say(&s, &who.token, &room, &format!("m{i}"));
     }
     let path = room_path(&room, "send/m.reaction/react1");
     let (status, _) = s.put(&path, Some(&alice.token), json!({ "note": "not a message" }));
@@ -503,15 +472,15 @@ fn messages_filters_and_lazy_loaded_members() {
 #[test]
 fn context_around_an_event() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let eve = user(&s, "eve");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let eve = s.user("eve", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     join(&s, &bob, &room);
     let sent: Vec<String> = (1..=10)
         .map(|i| {
             let who = if i == 3 { &bob } else { &alice };
-            send(&s, who, &room, &format!("m{i}"))
+            say(&s, &who.token, &room, &format!("m{i}"))
         })
         .collect();
 
@@ -563,8 +532,8 @@ fn context_around_an_event() {
 
     let unknown = room_path(&room, &format!("context/{}", enc("$missing")));
     assert_error(&s.get(&unknown, Some(&alice.token)), 404, "M_NOT_FOUND");
-    let private = create(&s, &alice, json!({ "preset": "private_chat" }));
-    let secret = send(&s, &alice, &private, "secret");
+    let private = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
+    let secret = say(&s, &alice.token, &private, "secret");
     let path = room_path(&private, &format!("context/{}", enc(&secret)));
     assert_error(&s.get(&path, Some(&eve.token)), 403, "M_FORBIDDEN");
     let path = room_path(&room, &format!("context/{}?filter=%7B", enc(&sent[0])));
@@ -574,12 +543,12 @@ fn context_around_an_event() {
 #[test]
 fn joined_visibility_hides_history_before_the_join() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
     let room = room_with(&s, &alice, "public_chat", "joined");
-    let before = send(&s, &alice, &room, "before");
+    let before = say(&s, &alice.token, &room, "before");
     let bob_join = join(&s, &bob, &room);
-    send(&s, &alice, &room, "after");
+    say(&s, &alice.token, &room, "after");
 
     assert_eq!(all_bodies(&s, &bob, &room), ["after"]);
     assert_eq!(all_bodies(&s, &alice, &room), ["after", "before"]);
@@ -602,19 +571,19 @@ fn joined_visibility_hides_history_before_the_join() {
 #[test]
 fn shared_visibility_shows_history_to_a_new_joiner_until_they_leave() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let eve = user(&s, "eve");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let eve = s.user("eve", PW);
     let room = room_with(&s, &alice, "public_chat", "shared");
-    send(&s, &alice, &room, "before");
+    say(&s, &alice.token, &room, "before");
     // Not joined yet: no access at all.
     let path = room_path(&room, "messages?dir=b");
     assert_error(&s.get(&path, Some(&bob.token)), 403, "M_FORBIDDEN");
     join(&s, &bob, &room);
-    send(&s, &alice, &room, "while");
+    say(&s, &alice.token, &room, "while");
     assert_eq!(all_bodies(&s, &bob, &room), ["while", "before"]);
-    leave(&s, &bob, &room);
-    let later = send(&s, &alice, &room, "later");
+    leave(&s, &bob.token, &room);
+    let later = say(&s, &alice.token, &room, "later");
     // After leaving: what Bob could see, and his own leave, but nothing later.
     assert_eq!(all_bodies(&s, &bob, &room), ["while", "before"]);
     let page = messages(&s, &bob, &room, "dir=b&limit=1");
@@ -628,14 +597,14 @@ fn shared_visibility_shows_history_to_a_new_joiner_until_they_leave() {
 #[test]
 fn invited_visibility_starts_at_the_invite() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
     let room = room_with(&s, &alice, "private_chat", "invited");
-    send(&s, &alice, &room, "before invite");
-    invite(&s, &alice, &room, &bob);
-    send(&s, &alice, &room, "while invited");
+    say(&s, &alice.token, &room, "before invite");
+    invite(&s, &alice.token, &room, &bob.id);
+    say(&s, &alice.token, &room, "while invited");
     join(&s, &bob, &room);
-    send(&s, &alice, &room, "after join");
+    say(&s, &alice.token, &room, "after join");
     assert_eq!(all_bodies(&s, &bob, &room), ["after join", "while invited"]);
     assert_eq!(all_bodies(&s, &alice, &room), ["after join", "while invited", "before invite"]);
 }
@@ -643,10 +612,10 @@ fn invited_visibility_starts_at_the_invite() {
 #[test]
 fn world_readable_rooms_are_readable_by_anyone() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let eve = user(&s, "eve");
+    let alice = s.user("alice", PW);
+    let eve = s.user("eve", PW);
     let room = room_with(&s, &alice, "private_chat", "world_readable");
-    let hello = send(&s, &alice, &room, "hello world");
+    let hello = say(&s, &alice.token, &room, "hello world");
     assert_eq!(all_bodies(&s, &eve, &room), ["hello world"]);
     let (status, event) = s.get(&room_path(&room, &format!("event/{}", enc(&hello))), Some(&eve.token));
     assert_eq!(status, 200, "{event}");
@@ -659,7 +628,7 @@ fn world_readable_rooms_are_readable_by_anyone() {
     let path = room_path(&room, "state/m.room.history_visibility");
     let (status, body) = s.put(&path, Some(&alice.token), json!({ "history_visibility": "shared" }));
     assert_eq!(status, 200, "{body}");
-    send(&s, &alice, &room, "members only");
+    say(&s, &alice.token, &room, "members only");
     assert_error(&s.get(&room_path(&room, "messages?dir=b"), Some(&eve.token)), 403, "M_FORBIDDEN");
     assert_eq!(all_bodies(&s, &alice, &room), ["members only", "hello world"]);
 }
@@ -667,17 +636,19 @@ fn world_readable_rooms_are_readable_by_anyone() {
 #[test]
 fn timestamp_to_event_in_both_directions() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let eve = user(&s, "eve");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
-    let first = send(&s, &alice, &room, "first");
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let second = send(&s, &alice, &room, "second");
+    let alice = s.user("alice", PW);
+    let eve = s.user("eve", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
     let ts = |id: &str| -> i64 {
         let (_, e) = s.get(&room_path(&room, &format!("event/{}", enc(id))), Some(&alice.token));
         e["origin_server_ts"].as_i64().unwrap()
     };
-    let (t1, t2) = (ts(&first), ts(&second));
+    let first = say(&s, &alice.token, &room, "first");
+    let t1 = ts(&first);
+    // The second event is sent once the (shared) clock has passed the first's.
+    wait_until(&s, "the clock to pass the first event's timestamp", || now_ms() > t1);
+    let second = say(&s, &alice.token, &room, "second");
+    let t2 = ts(&second);
     assert!(t2 > t1);
     let find = |who: &User, query: &str| {
         s.get(
@@ -731,13 +702,13 @@ fn page_through(s: &Server, who: &User, room: &str, dir: &str, from: &str, k: us
 #[test]
 fn tokens_are_points_so_back_then_forward_sees_each_event_once() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
     // N a multiple of K: the last full page still has an `end`.
     const N: usize = 25;
     const K: usize = 5;
     for i in 1..=N {
-        send(&s, &alice, &room, &format!("m{i}"));
+        say(&s, &alice.token, &room, &format!("m{i}"));
     }
     let names: Vec<String> = (1..=N).map(|i| format!("m{i}")).collect();
     let rev: Vec<String> = names.iter().rev().cloned().collect();
@@ -786,9 +757,9 @@ fn tokens_are_points_so_back_then_forward_sees_each_event_once() {
 #[test]
 fn pagination_parameters_and_filter_ids_are_validated() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
-    send(&s, &alice, &room, "m1");
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
+    say(&s, &alice.token, &room, "m1");
     let q = |query: &str| s.get(&room_path(&room, &format!("messages?{query}")), Some(&alice.token));
     for bad in ["dir=b&limit=abc", "dir=b&limit=-2", "dir=x", "dir=B", "dir=b&from=x", "dir=b&from=s12abc"] {
         assert_error(&q(bad), 400, "M_INVALID_PARAM");
@@ -824,13 +795,13 @@ fn pagination_parameters_and_filter_ids_are_validated() {
 #[test]
 fn ignored_users_are_left_out_of_messages_and_context() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     join(&s, &bob, &room);
-    let a1 = send(&s, &alice, &room, "a1");
-    let b1 = send(&s, &bob, &room, "b1");
-    let a2 = send(&s, &alice, &room, "a2");
+    let a1 = say(&s, &alice.token, &room, "a1");
+    let b1 = say(&s, &bob.token, &room, "b1");
+    let a2 = say(&s, &alice.token, &room, "a2");
     let (status, r) = s.put(
         &format!("{V3}/user/{}/account_data/m.ignored_user_list", enc(&alice.id)),
         Some(&alice.token),

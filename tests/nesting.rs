@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_error, enc, get_ok, room_path, Server, User, V3};
+use common::{assert_error, create_room, enc, get_ok, room_path, set_state, timeline, Server, User, V3};
 use hearth::core::json::{depth, DEPTH_MAX};
 use serde_json::{json, Value};
 
@@ -28,17 +28,6 @@ fn depth_of(v: &Value) -> usize {
     depth(serde_json::to_string(v).expect("serialisable").as_bytes())
 }
 
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
-
-#[track_caller]
-fn create(s: &Server, who: &User, body: Value) -> String {
-    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(&who.token), body);
-    assert_eq!(status, 200, "createRoom: {reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
-}
-
 #[track_caller]
 fn send(s: &Server, who: &User, room: &str, txn: &str, body: Value) -> (u16, Value) {
     s.put(&room_path(room, &format!("send/m.room.message/{txn}")), Some(&who.token), body)
@@ -49,13 +38,6 @@ fn sent(s: &Server, who: &User, room: &str, txn: &str, body: Value) -> String {
     let got = send(s, who, room, txn, body);
     assert_eq!(got.0, 200, "send: {}", got.1);
     got.1["event_id"].as_str().expect("event_id").to_owned()
-}
-
-#[track_caller]
-fn set_state(s: &Server, who: &User, room: &str, kind: &str, body: Value) -> String {
-    let (status, reply) = s.put(&room_path(room, &format!("state/{kind}")), Some(&who.token), body);
-    assert_eq!(status, 200, "state {kind}: {reply}");
-    reply["event_id"].as_str().expect("event_id").to_owned()
 }
 
 /// A GET whose raw answer is also measured: it must parse (serde_json, as
@@ -81,10 +63,7 @@ fn assert_too_deep(got: &(u16, Value), what: &str) {
 
 /// The event IDs of a room's timeline in a `/sync` answer.
 fn timeline_ids(sync: &Value, room: &str) -> Vec<String> {
-    sync["rooms"]["join"][room]["timeline"]["events"]
-        .as_array()
-        .map(|events| events.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
+    timeline(sync, room).iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect()
 }
 
 /// The newest event of a room, as `/messages` shows it.
@@ -96,9 +75,9 @@ fn newest(s: &Server, who: &User, room: &str) -> Value {
 #[test]
 fn deep_bodies_are_refused_on_every_write_path() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     let (status, body) = s.post(&room_path(&room, "join"), Some(&bob.token), json!({}));
     assert_eq!(status, 200, "{body}");
     let target = sent(&s, &alice, &room, "target", json!({ "msgtype": "m.text", "body": "hi" }));
@@ -231,9 +210,9 @@ fn deep_bodies_are_refused_on_every_write_path() {
 #[test]
 fn content_at_the_limit_is_stored_and_reads_back_everywhere() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat" }));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     let (status, body) = s.post(&room_path(&room, "join"), Some(&bob.token), json!({}));
     assert_eq!(status, 200, "{body}");
     let first = get_ok(&s, &bob, &format!("{V3}/sync"));
@@ -253,9 +232,9 @@ fn content_at_the_limit_is_stored_and_reads_back_everywhere() {
     // the first's content in `unsigned.prev_content`, one level deeper.
     let topic = json!({ "topic": "t", "deep": nested(limit - 1) });
     assert_eq!(depth_of(&topic), limit);
-    set_state(&s, &alice, &room, "m.room.topic", topic.clone());
+    set_state(&s, &alice.token, &room, "m.room.topic", "", topic.clone());
     let topic2_body = json!({ "topic": "t2", "deep": nested(limit - 1) });
-    let topic2 = set_state(&s, &alice, &room, "m.room.topic", topic2_body.clone());
+    let topic2 = set_state(&s, &alice.token, &room, "m.room.topic", "", topic2_body.clone());
     let after = sent(&s, &alice, &room, "after", json!({ "msgtype": "m.text", "body": "after" }));
 
     // The deepest a sync answer can be: an event 6 levels down, plus 2
@@ -321,16 +300,16 @@ fn content_at_the_limit_is_stored_and_reads_back_everywhere() {
 #[test]
 fn a_stored_row_that_cannot_be_parsed_is_left_out_not_a_500() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let room = create(&s, &alice, json!({ "preset": "public_chat", "name": "Family" }));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat", "name": "Family" }));
     let (status, body) = s.post(&room_path(&room, "join"), Some(&bob.token), json!({}));
     assert_eq!(status, 200, "{body}");
     let before = sent(&s, &alice, &room, "before", json!({ "msgtype": "m.text", "body": "before" }));
     let bad = sent(&s, &alice, &room, "bad", json!({ "msgtype": "m.text", "body": "bad" }));
     let after = sent(&s, &alice, &room, "after", json!({ "msgtype": "m.text", "body": "after" }));
-    let topic = set_state(&s, &alice, &room, "m.room.topic", json!({ "topic": "t" }));
+    let topic = set_state(&s, &alice.token, &room, "m.room.topic", "", json!({ "topic": "t" }));
     let me = enc(&bob.id);
     let data_path = format!("{V3}/user/{me}/account_data/m.broken");
     assert_eq!(s.put(&data_path, Some(&bob.token), json!({ "x": 1 })), (200, json!({})));

@@ -5,24 +5,13 @@ mod common;
 
 use std::io::Read;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, V3};
+use common::{parked_line, wait_for_log, Server, V3};
 use serde_json::Value;
 
-/// Bound on waiting for the server to report something in its log.
-const LOG_WAIT: Duration = Duration::from_secs(30);
 /// Bound on one HTTP exchange, so a hung server fails the test.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Waits until the server's log has `count` lines containing `needle`.
-fn wait_for_log(s: &Server, needle: &str, count: usize) {
-    let deadline = Instant::now() + LOG_WAIT;
-    while s.log_text().matches(needle).count() < count {
-        assert!(Instant::now() < deadline, "no {count} × {needle:?} in the log:\n{}", s.log_text());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// A GET on a connection of its own, as separate clients make them: the
 /// harness's shared agent would reuse an idle pooled connection and hide
@@ -57,7 +46,7 @@ fn a_long_poll_past_the_park_limit_is_answered_at_once() {
                 let _ = done.send((i, status, body));
             });
         }
-        wait_for_log(&s, &format!("long-poll of {user} parked"), 2);
+        wait_for_log(&s, &parked_line(&user), 2);
 
         // The hub is full: the third is answered now, with nothing new,
         // while the first two are still parked (nothing wakes them yet).

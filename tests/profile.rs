@@ -5,14 +5,10 @@
 
 mod common;
 
-use common::{assert_error, enc, Server, User, V3};
+use common::{assert_error, create_room, enc, join, next_batch, state_content, sync, Server, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "profile-test-password";
-
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
 
 fn profile_path(user_id: &str, field: &str) -> String {
     match field {
@@ -27,30 +23,8 @@ fn set(s: &Server, who: &User, field: &str, value: Value) {
     assert_eq!(got, (200, json!({})), "set {field}");
 }
 
-#[track_caller]
-fn create(s: &Server, who: &User, body: Value) -> String {
-    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(&who.token), body);
-    assert_eq!(status, 200, "{reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
-}
-
-#[track_caller]
-fn join(s: &Server, who: &User, room_id: &str) {
-    let got = s.post(&format!("{V3}/rooms/{}/join", enc(room_id)), Some(&who.token), json!({}));
-    assert_eq!(got.0, 200, "join: {}", got.1);
-}
-
 fn member_content(s: &Server, viewer: &User, room_id: &str, user_id: &str) -> Value {
-    let path = format!("{V3}/rooms/{}/state/m.room.member/{}", enc(room_id), enc(user_id));
-    let (status, body) = s.get(&path, Some(&viewer.token));
-    assert_eq!(status, 200, "member state: {body}");
-    body
-}
-
-fn sync(s: &Server, who: &User, query: &str) -> Value {
-    let (status, body) = s.get(&format!("{V3}/sync{query}"), Some(&who.token));
-    assert_eq!(status, 200, "sync: {body}");
-    body
+    state_content(s, &viewer.token, room_id, "m.room.member", user_id)
 }
 
 fn search(s: &Server, who: &User, body: Value) -> Value {
@@ -71,8 +45,8 @@ fn found(reply: &Value) -> Vec<String> {
 #[test]
 fn profile_fields_round_trip_and_only_the_owner_changes_them() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
 
     // Nothing set yet: the name is the localpart (given at registration),
     // there is no avatar.
@@ -125,7 +99,7 @@ fn profile_fields_round_trip_and_only_the_owner_changes_them() {
 #[test]
 fn bad_profile_requests() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     let put = |field: &str, body: Value| s.put(&profile_path(&alice.id, field), Some(&alice.token), body);
 
     assert_error(&put("displayname", json!({ "displayname": "x".repeat(257) })), 400, "M_INVALID_PARAM");
@@ -162,16 +136,16 @@ fn bad_profile_requests() {
 #[test]
 fn a_profile_change_updates_the_member_event_in_every_joined_room() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let shared = create(&s, &bob, json!({ "preset": "public_chat" }));
-    let own = create(&s, &alice, json!({}));
-    let left = create(&s, &bob, json!({ "preset": "public_chat" }));
-    join(&s, &alice, &shared);
-    join(&s, &alice, &left);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let shared = create_room(&s, &bob.token, json!({ "preset": "public_chat" }));
+    let own = create_room(&s, &alice.token, json!({}));
+    let left = create_room(&s, &bob.token, json!({ "preset": "public_chat" }));
+    join(&s, &alice.token, &shared);
+    join(&s, &alice.token, &left);
     let got = s.post(&format!("{V3}/rooms/{}/leave", enc(&left)), Some(&alice.token), json!({}));
     assert_eq!(got.0, 200, "leave: {}", got.1);
-    let since = sync(&s, &bob, "")["next_batch"].as_str().expect("next_batch").to_owned();
+    let since = next_batch(&sync(&s, &bob.token, ""));
 
     set(&s, &alice, "displayname", json!("Alice"));
     set(&s, &alice, "avatar_url", json!("mxc://hearth.test/alice"));
@@ -187,7 +161,7 @@ fn a_profile_change_updates_the_member_event_in_every_joined_room() {
     assert!(content.get("displayname").is_none(), "{content}");
 
     // Bob sees the two changes as join events in the shared room.
-    let next = sync(&s, &bob, &format!("?since={since}"));
+    let next = sync(&s, &bob.token, &format!("?since={since}"));
     let timeline = next["rooms"]["join"][&shared]["timeline"]["events"].as_array().expect("timeline").clone();
     let changes: Vec<&Value> = timeline
         .iter()
@@ -202,7 +176,7 @@ fn a_profile_change_updates_the_member_event_in_every_joined_room() {
 
     // Setting the same name again sends nothing; clearing it does.
     set(&s, &alice, "displayname", json!("Alice"));
-    let again = sync(&s, &bob, &format!("?since={since}&timeout=0"));
+    let again = sync(&s, &bob.token, &format!("?since={since}&timeout=0"));
     assert!(again["rooms"]["join"].get(&shared).is_none(), "{again}");
     set(&s, &alice, "displayname", Value::Null);
     let content = member_content(&s, &bob, &shared, &alice.id);
@@ -210,25 +184,25 @@ fn a_profile_change_updates_the_member_event_in_every_joined_room() {
     assert_eq!(content["avatar_url"], "mxc://hearth.test/alice");
 
     // Joining later carries the current profile.
-    let third = create(&s, &bob, json!({ "preset": "public_chat" }));
-    join(&s, &alice, &third);
+    let third = create_room(&s, &bob.token, json!({ "preset": "public_chat" }));
+    join(&s, &alice.token, &third);
     assert_eq!(member_content(&s, &bob, &third, &alice.id)["avatar_url"], "mxc://hearth.test/alice");
 }
 
 #[test]
 fn directory_finds_room_mates_and_public_room_members_only() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let dave = user(&s, "dave");
-    let erin = user(&s, "erin");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let dave = s.user("dave", PW);
+    let erin = s.user("erin", PW);
     // Alice and Bob share a private room; Carol is alone in hers; Dave is in
     // a public room Alice is not in; Erin shares nothing with anyone.
-    let private = create(&s, &alice, json!({ "preset": "private_chat", "invite": [bob.id] }));
-    join(&s, &bob, &private);
-    create(&s, &carol, json!({ "preset": "private_chat" }));
-    create(&s, &dave, json!({ "preset": "public_chat" }));
+    let private = create_room(&s, &alice.token, json!({ "preset": "private_chat", "invite": [bob.id] }));
+    join(&s, &bob.token, &private);
+    create_room(&s, &carol.token, json!({ "preset": "private_chat" }));
+    create_room(&s, &dave.token, json!({ "preset": "public_chat" }));
     set(&s, &bob, "displayname", json!("Robert Builder"));
     set(&s, &bob, "avatar_url", json!("mxc://hearth.test/hat"));
 
@@ -281,11 +255,11 @@ fn directory_finds_room_mates_and_public_room_members_only() {
 #[test]
 fn directory_limit_and_ranking() {
     let s = Server::start();
-    let owner = user(&s, "owner");
-    let room = create(&s, &owner, json!({ "preset": "public_chat" }));
-    let members: Vec<User> = (1..=5).map(|i| user(&s, &format!("member{i}"))).collect();
+    let owner = s.user("owner", PW);
+    let room = create_room(&s, &owner.token, json!({ "preset": "public_chat" }));
+    let members: Vec<User> = (1..=5).map(|i| s.user(&format!("member{i}"), PW)).collect();
     for m in &members {
-        join(&s, m, &room);
+        join(&s, &m.token, &room);
     }
     set(&s, &members[4], "displayname", json!("member"));
     set(&s, &members[2], "displayname", json!("Old Member"));
@@ -327,10 +301,10 @@ fn directory_can_search_all_local_users() {
         (&[][..], &[("HEARTH_USER_DIRECTORY_SEARCH_ALL_USERS", "true")][..]),
     ] {
         let s = Server::start_with(args, envs);
-        let alice = user(&s, "alice");
-        let hermit = user(&s, "hermit");
-        let private = user(&s, "private");
-        create(&s, &private, json!({ "preset": "private_chat" }));
+        let alice = s.user("alice", PW);
+        let hermit = s.user("hermit", PW);
+        let private = s.user("private", PW);
+        create_room(&s, &private.token, json!({ "preset": "private_chat" }));
         set(&s, &hermit, "displayname", json!("Lone Wolf"));
 
         // Neither shares a room with Alice nor sits in a public one.
@@ -347,7 +321,7 @@ fn directory_can_search_all_local_users() {
     }
     // The default is off: the same search finds nobody.
     let s = Server::start();
-    let alice = user(&s, "alice");
-    user(&s, "hermit");
+    let alice = s.user("alice", PW);
+    s.user("hermit", PW);
     assert!(found(&search(&s, &alice, json!({ "search_term": "hermit" }))).is_empty());
 }

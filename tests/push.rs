@@ -10,7 +10,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_error, enc, room_path, Server, User, V3};
+use common::{
+    assert_error, enc, join, public_room, room_path, send_message, sync, sync_since, text, wait_until,
+    Server, User, V3,
+};
 use serde_json::{json, Value};
 
 const PW: &str = "push-test-password";
@@ -18,38 +21,6 @@ const PW: &str = "push-test-password";
 const PUSH_WAIT: Duration = Duration::from_secs(20);
 /// Lets the server push to the gateway on 127.0.0.1 over plain HTTP.
 const ALLOW_PRIVATE: (&str, &str) = ("HEARTH_PUSH_ALLOW_PRIVATE", "1");
-
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
-
-#[track_caller]
-fn public_room(s: &Server, owner: &User) -> String {
-    let (status, r) =
-        s.post(&format!("{V3}/createRoom"), Some(&owner.token), json!({ "preset": "public_chat" }));
-    assert_eq!(status, 200, "createRoom: {r}");
-    r["room_id"].as_str().expect("room_id").to_owned()
-}
-
-#[track_caller]
-fn join(s: &Server, who: &User, room: &str) {
-    let (status, r) = s.post(&room_path(room, "join"), Some(&who.token), json!({}));
-    assert_eq!(status, 200, "join: {r}");
-}
-
-#[track_caller]
-fn send(s: &Server, who: &User, room: &str, content: Value) -> String {
-    static TXN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let txn = TXN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (status, r) =
-        s.put(&room_path(room, &format!("send/m.room.message/t{txn}")), Some(&who.token), content);
-    assert_eq!(status, 200, "send: {r}");
-    r["event_id"].as_str().expect("event_id").to_owned()
-}
-
-fn text(body: &str) -> Value {
-    json!({ "msgtype": "m.text", "body": body })
-}
 
 #[track_caller]
 fn notifications(s: &Server, who: &User, query: &str) -> Vec<Value> {
@@ -74,14 +45,6 @@ fn receipt(s: &Server, who: &User, room: &str, kind: &str, event_id: &str) {
     let (status, r) =
         s.post(&room_path(room, &format!("receipt/{kind}/{}", enc(event_id))), Some(&who.token), json!({}));
     assert_eq!(status, 200, "receipt: {r}");
-}
-
-#[track_caller]
-fn sync(s: &Server, who: &User, since: Option<&str>) -> Value {
-    let query = since.map_or_else(String::new, |t| format!("?since={t}&timeout=0"));
-    let (status, r) = s.get(&format!("{V3}/sync{query}"), Some(&who.token));
-    assert_eq!(status, 200, "sync: {r}");
-    r
 }
 
 fn rule_ids(list: &Value) -> Vec<String> {
@@ -208,7 +171,7 @@ fn pushers(s: &Server, who: &User) -> Vec<Value> {
 #[test]
 fn default_ruleset_has_the_spec_shape() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     let (status, all) = s.get(&format!("{V3}/pushrules/"), Some(&alice.token));
     assert_eq!(status, 200, "{all}");
     let global = &all["global"];
@@ -283,38 +246,43 @@ fn default_ruleset_has_the_spec_shape() {
 #[test]
 fn mentions_highlight_and_notices_are_silent() {
     let s = Server::start();
-    let (alice, bob, carol) = (user(&s, "alice"), user(&s, "bob"), user(&s, "carol"));
+    let (alice, bob, carol) = (s.user("alice", PW), s.user("bob", PW), s.user("carol", PW));
     let (status, r) = s.put(
         &format!("{V3}/profile/{}/displayname", enc(&bob.id)),
         Some(&bob.token),
         json!({ "displayname": "Bobby Tables" }),
     );
     assert_eq!(status, 200, "{r}");
-    let room = public_room(&s, &alice);
-    join(&s, &bob, &room);
-    join(&s, &carol, &room);
+    let room = public_room(&s, &alice.token);
+    join(&s, &bob.token, &room);
+    join(&s, &carol.token, &room);
 
-    let plain = send(&s, &alice, &room, text("hello everyone"));
-    let by_name = send(&s, &alice, &room, text("are you there, bobby tables?"));
-    let partial = send(&s, &alice, &room, text("bobby tablesXYZ is not a mention"));
-    let by_localpart = send(&s, &alice, &room, text("ping bob"));
-    let at_room = send(&s, &alice, &room, text("@room lunch is ready"));
-    let at_room_powerless = send(&s, &carol, &room, text("@room me too"));
-    let intentional = send(
+    let plain = send_message(&s, &alice.token, &room, text("hello everyone"));
+    let by_name = send_message(&s, &alice.token, &room, text("are you there, bobby tables?"));
+    let partial = send_message(&s, &alice.token, &room, text("bobby tablesXYZ is not a mention"));
+    let by_localpart = send_message(&s, &alice.token, &room, text("ping bob"));
+    let at_room = send_message(&s, &alice.token, &room, text("@room lunch is ready"));
+    let at_room_powerless = send_message(&s, &carol.token, &room, text("@room me too"));
+    let intentional = send_message(
         &s,
-        &alice,
+        &alice.token,
         &room,
         json!({ "msgtype": "m.text", "body": "hi", "m.mentions": { "user_ids": [bob.id] } }),
     );
-    let no_legacy =
-        send(&s, &alice, &room, json!({ "msgtype": "m.text", "body": "Bobby Tables", "m.mentions": {} }));
-    let room_mention = send(
+    let no_legacy = send_message(
         &s,
-        &alice,
+        &alice.token,
+        &room,
+        json!({ "msgtype": "m.text", "body": "Bobby Tables", "m.mentions": {} }),
+    );
+    let room_mention = send_message(
+        &s,
+        &alice.token,
         &room,
         json!({ "msgtype": "m.text", "body": "all", "m.mentions": { "room": true } }),
     );
-    let notice = send(&s, &alice, &room, json!({ "msgtype": "m.notice", "body": "Bobby Tables @room" }));
+    let notice =
+        send_message(&s, &alice.token, &room, json!({ "msgtype": "m.notice", "body": "Bobby Tables @room" }));
 
     let list = notifications(&s, &bob, "?limit=100");
     let highlighted = |id: &str| {
@@ -349,18 +317,18 @@ fn mentions_highlight_and_notices_are_silent() {
 #[test]
 fn one_to_one_rooms_notify_with_sound_and_invites_notify() {
     let s = Server::start();
-    let (alice, bob, carol) = (user(&s, "alice"), user(&s, "bob"), user(&s, "carol"));
-    let room = public_room(&s, &alice);
-    join(&s, &bob, &room);
-    let one = send(&s, &alice, &room, text("just us"));
+    let (alice, bob, carol) = (s.user("alice", PW), s.user("bob", PW), s.user("carol", PW));
+    let room = public_room(&s, &alice.token);
+    join(&s, &bob.token, &room);
+    let one = send_message(&s, &alice.token, &room, text("just us"));
     let n = notification_for(&notifications(&s, &bob, ""), &one).expect("1:1 notification");
     assert_eq!(n["actions"], json!(["notify", { "set_tweak": "sound", "value": "default" }]));
-    join(&s, &carol, &room);
-    let group = send(&s, &alice, &room, text("now three"));
+    join(&s, &carol.token, &room);
+    let group = send_message(&s, &alice.token, &room, text("now three"));
     let n = notification_for(&notifications(&s, &bob, ""), &group).expect("group notification");
     assert_eq!(n["actions"], json!(["notify"]));
     // Joins do not notify; an invite notifies its target.
-    let dave = user(&s, "dave");
+    let dave = s.user("dave", PW);
     assert!(notifications(&s, &bob, "").iter().all(|n| n["event"]["type"] == "m.room.message"));
     let (status, r) = s.post(&room_path(&room, "invite"), Some(&alice.token), json!({ "user_id": dave.id }));
     assert_eq!(status, 200, "{r}");
@@ -373,11 +341,12 @@ fn one_to_one_rooms_notify_with_sound_and_invites_notify() {
 #[test]
 fn notifications_are_read_by_receipts_and_by_sending() {
     let s = Server::start();
-    let (alice, bob, carol) = (user(&s, "alice"), user(&s, "bob"), user(&s, "carol"));
-    let room = public_room(&s, &alice);
-    join(&s, &bob, &room);
-    join(&s, &carol, &room);
-    let ids: Vec<String> = (0..3).map(|i| send(&s, &alice, &room, text(&format!("m{i}")))).collect();
+    let (alice, bob, carol) = (s.user("alice", PW), s.user("bob", PW), s.user("carol", PW));
+    let room = public_room(&s, &alice.token);
+    join(&s, &bob.token, &room);
+    join(&s, &carol.token, &room);
+    let ids: Vec<String> =
+        (0..3).map(|i| send_message(&s, &alice.token, &room, text(&format!("m{i}")))).collect();
     let read = |who: &User, id: &str| {
         notification_for(&notifications(&s, who, ""), id).expect("notification")["read"].clone()
     };
@@ -389,7 +358,7 @@ fn notifications_are_read_by_receipts_and_by_sending() {
     assert_eq!(read(&bob, &ids[2]), true);
     // Sending an event reads the room up to it.
     assert_eq!(read(&carol, &ids[2]), false);
-    send(&s, &carol, &room, text("caught up"));
+    send_message(&s, &carol.token, &room, text("caught up"));
     assert_eq!(read(&carol, &ids[2]), true);
     // Pagination: newest first, next_token continues. Bob has four: the
     // three messages and carol's.
@@ -417,32 +386,32 @@ fn notifications_are_read_by_receipts_and_by_sending() {
 #[test]
 fn sync_unread_counts_follow_messages_and_receipts() {
     let s = Server::start();
-    let (alice, bob, carol) = (user(&s, "alice"), user(&s, "bob"), user(&s, "carol"));
-    let room = public_room(&s, &alice);
-    join(&s, &bob, &room);
-    join(&s, &carol, &room);
-    let first = sync(&s, &bob, None);
+    let (alice, bob, carol) = (s.user("alice", PW), s.user("bob", PW), s.user("carol", PW));
+    let room = public_room(&s, &alice.token);
+    join(&s, &bob.token, &room);
+    join(&s, &carol.token, &room);
+    let first = sync(&s, &bob.token, "");
     let counts = |v: &Value| v["rooms"]["join"][&room]["unread_notifications"].clone();
     assert_eq!(counts(&first), json!({ "notification_count": 0, "highlight_count": 0 }));
     let since = first["next_batch"].as_str().unwrap().to_owned();
-    send(&s, &alice, &room, text("one"));
-    send(&s, &alice, &room, text("two"));
-    let mention = send(&s, &alice, &room, text("bob, look"));
-    let second = sync(&s, &bob, Some(&since));
+    send_message(&s, &alice.token, &room, text("one"));
+    send_message(&s, &alice.token, &room, text("two"));
+    let mention = send_message(&s, &alice.token, &room, text("bob, look"));
+    let second = sync_since(&s, &bob.token, &since);
     assert_eq!(counts(&second), json!({ "notification_count": 3, "highlight_count": 1 }));
     let since = second["next_batch"].as_str().unwrap().to_owned();
     receipt(&s, &bob, &room, "m.read", &mention);
-    let third = sync(&s, &bob, Some(&since));
+    let third = sync_since(&s, &bob.token, &since);
     assert_eq!(counts(&third), json!({ "notification_count": 0, "highlight_count": 0 }));
 }
 
 #[test]
 fn rule_edits_order_enable_and_take_effect() {
     let s = Server::start();
-    let (alice, bob) = (user(&s, "alice"), user(&s, "bob"));
-    let room = public_room(&s, &alice);
-    join(&s, &bob, &room);
-    let since = sync(&s, &bob, None)["next_batch"].as_str().unwrap().to_owned();
+    let (alice, bob) = (s.user("alice", PW), s.user("bob", PW));
+    let room = public_room(&s, &alice.token);
+    join(&s, &bob.token, &room);
+    let since = sync(&s, &bob.token, "")["next_batch"].as_str().unwrap().to_owned();
     let put = |path: &str, body: Value| s.put(&rules_path(path), Some(&bob.token), body);
 
     // Ordering among the user's content rules.
@@ -504,7 +473,7 @@ fn rule_edits_order_enable_and_take_effect() {
     assert_error(&put("underride/.m.rule.message/enabled", json!({ "enabled": "yes" })), 400, "M_BAD_JSON");
 
     // The changes reach bob's devices as m.push_rules account data.
-    let later = sync(&s, &bob, Some(&since));
+    let later = sync_since(&s, &bob.token, &since);
     let data: Vec<&Value> = later["account_data"]["events"]
         .as_array()
         .unwrap()
@@ -517,31 +486,31 @@ fn rule_edits_order_enable_and_take_effect() {
     // Rules take effect: a sender rule silences alice, then a user
     // override beats it, then the master rule silences everything.
     let n = |id: &str| notification_for(&notifications(&s, &bob, "?limit=100"), id);
-    let m1 = send(&s, &alice, &room, text("hello"));
+    let m1 = send_message(&s, &alice.token, &room, text("hello"));
     assert_eq!(
         n(&m1).unwrap()["actions"],
         json!(["notify", { "set_tweak": "sound", "value": "default" }]),
         "1:1 room"
     );
     assert_eq!(put(&format!("sender/{}", enc(&alice.id)), json!({ "actions": [] })).0, 200);
-    let m2 = send(&s, &alice, &room, text("hello again"));
+    let m2 = send_message(&s, &alice.token, &room, text("hello again"));
     assert!(n(&m2).is_none());
     let beer = json!({
         "conditions": [{ "kind": "event_match", "key": "content.body", "pattern": "beer" }, { "kind": "room_member_count", "is": "<=10" }],
         "actions": ["notify", { "set_tweak": "highlight" }],
     });
     assert_eq!(put("override/beer", beer).0, 200);
-    let m3 = send(&s, &alice, &room, text("Beer o'clock?"));
+    let m3 = send_message(&s, &alice.token, &room, text("Beer o'clock?"));
     assert!(is_highlight(&n(&m3).expect("beer notifies")));
     assert_eq!(put("override/.m.rule.master/enabled", json!({ "enabled": true })).0, 200);
-    let m4 = send(&s, &alice, &room, text("beer!"));
+    let m4 = send_message(&s, &alice.token, &room, text("beer!"));
     assert!(n(&m4).is_none());
 }
 
 #[test]
 fn pushers_are_validated_listed_and_replaced() {
     let s = Server::start();
-    let (bob, carol) = (user(&s, "bob"), user(&s, "carol"));
+    let (bob, carol) = (s.user("bob", PW), s.user("carol", PW));
     let set = |who: &User, body: Value| s.post(&format!("{V3}/pushers/set"), Some(&who.token), body);
     let full = |url: &str| {
         json!({
@@ -591,23 +560,23 @@ fn pushers_are_validated_listed_and_replaced() {
 fn gateway_receives_pushes_and_rejection_removes_the_pusher() {
     let s = Server::start_with(&[], &[ALLOW_PRIVATE]);
     let gateway = Gateway::start();
-    let (alice, bob, carol) = (user(&s, "alice"), user(&s, "bob"), user(&s, "carol"));
+    let (alice, bob, carol) = (s.user("alice", PW), s.user("bob", PW), s.user("carol", PW));
     let (status, r) = s.put(
         &format!("{V3}/profile/{}/displayname", enc(&alice.id)),
         Some(&alice.token),
         json!({ "displayname": "Alice" }),
     );
     assert_eq!(status, 200, "{r}");
-    let room = public_room(&s, &alice);
+    let room = public_room(&s, &alice.token);
     let (status, r) =
         s.put(&room_path(&room, "state/m.room.name/"), Some(&alice.token), json!({ "name": "Kitchen" }));
     assert_eq!(status, 200, "{r}");
-    join(&s, &bob, &room);
-    join(&s, &carol, &room);
+    join(&s, &bob.token, &room);
+    join(&s, &carol.token, &room);
     set_pusher(&s, &bob, "BOBKEY", json!({ "url": gateway.url(), "custom": "kept" }));
     set_pusher(&s, &carol, "CAROLKEY", json!({ "url": gateway.url(), "format": "event_id_only" }));
 
-    let event_id = send(&s, &alice, &room, text("bob: dinner is ready"));
+    let event_id = send_message(&s, &alice.token, &room, text("bob: dinner is ready"));
     let got = gateway.wait_for(2);
     let by_key = |key: &str| {
         got.iter()
@@ -644,7 +613,7 @@ fn gateway_receives_pushes_and_rejection_removes_the_pusher() {
 
     // The gateway rejects bob's pushkey: his pusher goes, carol's stays.
     gateway.reject.lock().unwrap().push("BOBKEY".into());
-    send(&s, &alice, &room, text("again"));
+    send_message(&s, &alice.token, &room, text("again"));
     gateway.wait_for(4);
     let deadline = Instant::now() + PUSH_WAIT;
     while !pushers(&s, &bob).is_empty() {
@@ -655,8 +624,10 @@ fn gateway_receives_pushes_and_rejection_removes_the_pusher() {
     // The sender's own messages are never pushed to them.
     set_pusher(&s, &alice, "ALICEKEY", json!({ "url": gateway.url() }));
     gateway.reject.lock().unwrap().clear();
-    send(&s, &alice, &room, text("third"));
+    send_message(&s, &alice.token, &room, text("third"));
     let got = gateway.wait_for(5);
+    // An absence cannot be waited for: this gives a wrong push to alice
+    // time to arrive (the point of the check, not a wait for a fact).
     std::thread::sleep(Duration::from_millis(300));
     let got_now = gateway.bodies.lock().unwrap().clone();
     assert_eq!(got_now.len(), got.len(), "only carol's push: {got_now:?}");
@@ -669,19 +640,27 @@ fn a_pending_push_survives_a_gateway_outage_and_a_restart() {
     // A port with nothing listening on it yet.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/_matrix/push/v1/notify");
-    let (alice, bob) = (user(&s, "alice"), user(&s, "bob"));
-    let room = public_room(&s, &alice);
-    join(&s, &bob, &room);
+    let (alice, bob) = (s.user("alice", PW), s.user("bob", PW));
+    let room = public_room(&s, &alice.token);
+    join(&s, &bob.token, &room);
     set_pusher(&s, &bob, "BOBKEY", json!({ "url": url }));
-    let event_id = send(&s, &alice, &room, text("are you up?"));
+    let event_id = send_message(&s, &alice.token, &room, text("are you up?"));
     // The first attempt fails; the push stays queued through a crash.
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(&s, "a failed push attempt", || {
+        let db = rusqlite::Connection::open_with_flags(s.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opening the database");
+        let attempts: i64 = db
+            .query_row("SELECT COALESCE(MAX(attempts), 0) FROM push_outbox", [], |r| r.get(0))
+            .expect("reading the push outbox");
+        attempts > 0
+    });
     s.kill9();
     let gateway = Gateway::on(TcpListener::bind(("127.0.0.1", port)).expect("rebinding the gateway port"));
     s.restart();
     let got = gateway.wait_for(1);
     assert_eq!(got[0]["notification"]["event_id"], event_id.as_str());
-    // Delivered once: it is not sent again.
+    // Delivered once: it is not sent again. An absence cannot be waited
+    // for: this gives a second delivery time to happen.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(gateway.bodies.lock().unwrap().len(), 1);
 }
@@ -706,7 +685,7 @@ fn pushkeys(s: &Server, who: &User) -> Vec<String> {
 #[test]
 fn signing_devices_out_removes_their_pushers() {
     let s = Server::start();
-    let main = user(&s, "alice");
+    let main = s.user("alice", PW);
     let (phone, laptop) = (device_of(&s, &main), device_of(&s, &main));
     let data = json!({ "url": "https://push.example.org/_matrix/push/v1/notify" });
     set_pusher(&s, &main, "main-key", data.clone());
@@ -751,10 +730,10 @@ fn signing_devices_out_removes_their_pushers() {
 fn ignored_senders_neither_notify_nor_push() {
     let s = Server::start_with(&[], &[ALLOW_PRIVATE]);
     let gateway = Gateway::start();
-    let (alice, bob, carol) = (user(&s, "alice"), user(&s, "bob"), user(&s, "carol"));
-    let room = public_room(&s, &alice);
-    join(&s, &bob, &room);
-    join(&s, &carol, &room);
+    let (alice, bob, carol) = (s.user("alice", PW), s.user("bob", PW), s.user("carol", PW));
+    let room = public_room(&s, &alice.token);
+    join(&s, &bob.token, &room);
+    join(&s, &carol.token, &room);
     set_pusher(&s, &bob, "BOBKEY", json!({ "url": gateway.url(), "format": "event_id_only" }));
     let (status, r) = s.put(
         &format!("{V3}/user/{}/account_data/m.ignored_user_list", enc(&bob.id)),
@@ -763,8 +742,8 @@ fn ignored_senders_neither_notify_nor_push() {
     );
     assert_eq!(status, 200, "{r}");
 
-    let from_alice = send(&s, &alice, &room, text("bob: hello"));
-    let from_carol = send(&s, &carol, &room, text("bob: hi"));
+    let from_alice = send_message(&s, &alice.token, &room, text("bob: hello"));
+    let from_carol = send_message(&s, &carol.token, &room, text("bob: hi"));
     let list = notifications(&s, &bob, "");
     assert!(notification_for(&list, &from_alice).is_none(), "{list:?}");
     assert!(notification_for(&list, &from_carol).is_some(), "{list:?}");

@@ -4,59 +4,21 @@
 
 mod common;
 
-use common::{assert_error, enc, Server, User, V3};
+use common::{assert_error, create_room, enc, joined_rooms, state_content, try_join, Server, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "rooms-test-password";
 
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
-
-fn create_room(s: &Server, who: &User, body: Value) -> (u16, Value) {
+/// `POST /createRoom`; the answer, whatever it is.
+fn try_create(s: &Server, who: &User, body: Value) -> (u16, Value) {
     s.post(&format!("{V3}/createRoom"), Some(&who.token), body)
-}
-
-/// Creates a room and returns its ID.
-#[track_caller]
-fn create(s: &Server, who: &User, body: Value) -> String {
-    let (status, reply) = create_room(s, who, body);
-    assert_eq!(status, 200, "{reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
-}
-
-fn join(s: &Server, who: &User, room_id_or_alias: &str) -> (u16, Value) {
-    s.post(&format!("{V3}/join/{}", enc(room_id_or_alias)), Some(&who.token), json!({}))
-}
-
-/// The rooms `who` is joined to, sorted.
-fn joined(s: &Server, who: &User) -> Vec<String> {
-    let (status, body) = s.get(&format!("{V3}/joined_rooms"), Some(&who.token));
-    assert_eq!(status, 200, "{body}");
-    let mut rooms: Vec<String> = body["joined_rooms"]
-        .as_array()
-        .expect("joined_rooms")
-        .iter()
-        .map(|r| r.as_str().expect("room ID").to_owned())
-        .collect();
-    rooms.sort();
-    rooms
-}
-
-/// The content of a state event, read with `GET /rooms/{id}/state/...`.
-#[track_caller]
-fn state(s: &Server, who: &User, room_id: &str, kind: &str, key: &str) -> Value {
-    let path = format!("{V3}/rooms/{}/state/{kind}/{}", enc(room_id), enc(key));
-    let (status, body) = s.get(&path, Some(&who.token));
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
 }
 
 #[test]
 fn presets_and_room_versions() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
     let mut created = Vec::new();
     for version in [Some("10"), Some("11"), Some("12"), None] {
         let with_version = |mut body: Value| {
@@ -66,12 +28,15 @@ fn presets_and_room_versions() {
             body
         };
         // public_chat: anyone may join.
-        let public = create(&s, &alice, with_version(json!({ "preset": "public_chat" })));
+        let public = create_room(&s, &alice.token, with_version(json!({ "preset": "public_chat" })));
         // private_chat: invitation only.
-        let private = create(&s, &alice, with_version(json!({ "preset": "private_chat" })));
+        let private = create_room(&s, &alice.token, with_version(json!({ "preset": "private_chat" })));
         // trusted_private_chat: invitees get the creator's power.
-        let trusted =
-            create(&s, &alice, with_version(json!({ "preset": "trusted_private_chat", "invite": [bob.id] })));
+        let trusted = create_room(
+            &s,
+            &alice.token,
+            with_version(json!({ "preset": "trusted_private_chat", "invite": [bob.id] })),
+        );
         for room in [&public, &private, &trusted] {
             // Rooms before v12 carry the server name; v12 IDs are a hash.
             let hashed = matches!(version, Some("12") | None);
@@ -81,10 +46,10 @@ fn presets_and_room_versions() {
             }
             assert!(room.starts_with('!'), "{room}");
         }
-        let (status, body) = join(&s, &bob, &public);
+        let (status, body) = try_join(&s, &bob.token, &public);
         assert_eq!((status, &body["room_id"]), (200, &json!(public)), "{body}");
-        assert_error(&join(&s, &bob, &private), 403, "M_FORBIDDEN");
-        assert_eq!(join(&s, &bob, &trusted).0, 200);
+        assert_error(&try_join(&s, &bob.token, &private), 403, "M_FORBIDDEN");
+        assert_eq!(try_join(&s, &bob.token, &trusted).0, 200);
         // Bob, as powerful as Alice in the trusted room, may ban there...
         let ban = json!({ "user_id": "@mallory:localhost" });
         let (status, body) = s.post(&format!("{V3}/rooms/{trusted}/ban"), Some(&bob.token), ban.clone());
@@ -94,84 +59,85 @@ fn presets_and_room_versions() {
         created.extend([public, private, trusted]);
     }
     created.sort();
-    assert_eq!(joined(&s, &alice), created);
+    assert_eq!(joined_rooms(&s, &alice.token), created);
 }
 
 #[test]
 fn default_room_version_and_preset_follow_visibility() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
     // No preset: public visibility means public_chat, published.
-    let public = create(&s, &alice, json!({ "visibility": "public" }));
+    let public = create_room(&s, &alice.token, json!({ "visibility": "public" }));
     assert!(!public.contains(':'), "the default version is 12: {public}");
-    assert_eq!(join(&s, &bob, &public).0, 200);
+    assert_eq!(try_join(&s, &bob.token, &public).0, 200);
     let (status, body) = s.get(&format!("{V3}/directory/list/room/{public}"), None);
     assert_eq!((status, &body["visibility"]), (200, &json!("public")), "{body}");
     // No visibility: private, private_chat.
-    let private = create(&s, &alice, json!({}));
-    assert_error(&join(&s, &bob, &private), 403, "M_FORBIDDEN");
+    let private = create_room(&s, &alice.token, json!({}));
+    assert_error(&try_join(&s, &bob.token, &private), 403, "M_FORBIDDEN");
     let (status, body) = s.get(&format!("{V3}/directory/list/room/{private}"), None);
     assert_eq!((status, &body["visibility"]), (200, &json!("private")), "{body}");
     // A preset wins over visibility for the join rule.
-    let listed_private = create(&s, &alice, json!({ "visibility": "public", "preset": "private_chat" }));
-    assert_error(&join(&s, &bob, &listed_private), 403, "M_FORBIDDEN");
-    let create_event = state(&s, &alice, &public, "m.room.create", "");
+    let listed_private =
+        create_room(&s, &alice.token, json!({ "visibility": "public", "preset": "private_chat" }));
+    assert_error(&try_join(&s, &bob.token, &listed_private), 403, "M_FORBIDDEN");
+    let create_event = state_content(&s, &alice.token, &public, "m.room.create", "");
     assert_eq!(create_event["room_version"], "12", "{create_event}");
 }
 
 #[test]
 fn room_versions_that_are_not_served() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     for v in ["9", "1", "13", "", "org.example.custom"] {
         assert_error(
-            &create_room(&s, &alice, json!({ "room_version": v })),
+            &try_create(&s, &alice, json!({ "room_version": v })),
             400,
             "M_UNSUPPORTED_ROOM_VERSION",
         );
     }
-    assert_error(&create_room(&s, &alice, json!({ "room_version": 12 })), 400, "M_BAD_JSON");
-    assert!(joined(&s, &alice).is_empty());
+    assert_error(&try_create(&s, &alice, json!({ "room_version": 12 })), 400, "M_BAD_JSON");
+    assert!(joined_rooms(&s, &alice.token).is_empty());
 }
 
 #[test]
 fn aliases() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(&s, &alice, json!({ "preset": "public_chat", "room_alias_name": "family" }));
-    let canonical = state(&s, &alice, &room, "m.room.canonical_alias", "");
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat", "room_alias_name": "family" }));
+    let canonical = state_content(&s, &alice.token, &room, "m.room.canonical_alias", "");
     assert_eq!(canonical["alias"], "#family:localhost");
     // The alias leads to the room.
-    let (status, body) = join(&s, &bob, "#family:localhost");
+    let (status, body) = try_join(&s, &bob.token, "#family:localhost");
     assert_eq!((status, &body["room_id"]), (200, &json!(room)), "{body}");
     let (status, body) = s.get(&format!("{V3}/directory/room/{}", enc("#family:localhost")), None);
     assert_eq!((status, &body["room_id"]), (200, &json!(room)), "{body}");
 
     // A taken alias refuses the whole request: no second room appears.
-    let taken = create_room(&s, &bob, json!({ "room_alias_name": "family", "name": "Imposter" }));
+    let taken = try_create(&s, &bob, json!({ "room_alias_name": "family", "name": "Imposter" }));
     assert_error(&taken, 400, "M_ROOM_IN_USE");
-    assert_eq!(joined(&s, &bob), std::slice::from_ref(&room));
+    assert_eq!(joined_rooms(&s, &bob.token), std::slice::from_ref(&room));
 
     for bad in ["", "a:b", "with space", "tab\there", "nul\u{0}"] {
-        let r = create_room(&s, &bob, json!({ "room_alias_name": bad }));
+        let r = try_create(&s, &bob, json!({ "room_alias_name": bad }));
         assert_error(&r, 400, "M_INVALID_PARAM");
     }
     let long = "a".repeat(300);
-    assert_error(&create_room(&s, &bob, json!({ "room_alias_name": long })), 400, "M_INVALID_PARAM");
-    assert_error(&create_room(&s, &bob, json!({ "room_alias_name": ["x"] })), 400, "M_BAD_JSON");
-    assert_eq!(joined(&s, &bob), [room]);
+    assert_error(&try_create(&s, &bob, json!({ "room_alias_name": long })), 400, "M_INVALID_PARAM");
+    assert_error(&try_create(&s, &bob, json!({ "room_alias_name": ["x"] })), 400, "M_BAD_JSON");
+    assert_eq!(joined_rooms(&s, &bob.token), [room]);
 }
 
 #[test]
 fn name_topic_initial_state_and_power_levels() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let room = create(
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(
         &s,
-        &alice,
+        &alice.token,
         json!({
             "preset": "public_chat",
             "name": "The Grand Duke Pub",
@@ -186,26 +152,29 @@ fn name_topic_initial_state_and_power_levels() {
             "creation_content": { "m.federate": false, "room_version": "10", "creator": "@bob:localhost" },
         }),
     );
-    assert_eq!(state(&s, &alice, &room, "m.room.name", "")["name"], "The Grand Duke Pub");
-    assert_eq!(state(&s, &alice, &room, "m.room.topic", "")["topic"], "All about happy hour");
+    assert_eq!(state_content(&s, &alice.token, &room, "m.room.name", "")["name"], "The Grand Duke Pub");
+    assert_eq!(state_content(&s, &alice.token, &room, "m.room.topic", "")["topic"], "All about happy hour");
     // initial_state wins over the preset.
-    assert_eq!(state(&s, &alice, &room, "m.room.guest_access", "")["guest_access"], "can_join");
-    assert_eq!(state(&s, &alice, &room, "m.room.history_visibility", "")["history_visibility"], "joined");
-    assert_eq!(state(&s, &alice, &room, "org.example.custom", "k")["x"], 1);
-    let levels = state(&s, &alice, &room, "m.room.power_levels", "");
+    assert_eq!(state_content(&s, &alice.token, &room, "m.room.guest_access", "")["guest_access"], "can_join");
+    assert_eq!(
+        state_content(&s, &alice.token, &room, "m.room.history_visibility", "")["history_visibility"],
+        "joined"
+    );
+    assert_eq!(state_content(&s, &alice.token, &room, "org.example.custom", "k")["x"], 1);
+    let levels = state_content(&s, &alice.token, &room, "m.room.power_levels", "");
     assert_eq!(levels["invite"], 50, "{levels}");
     // The override replaces whole top-level keys.
     assert_eq!(levels["events"], json!({ "org.example.custom": 20 }), "{levels}");
     assert_eq!(levels["ban"], 50, "{levels}");
     // The server sets room_version (and, from v11, no creator field).
-    let create_event = state(&s, &alice, &room, "m.room.create", "");
+    let create_event = state_content(&s, &alice.token, &room, "m.room.create", "");
     assert_eq!(create_event["room_version"], "12", "{create_event}");
     assert_eq!(create_event["m.federate"], false, "{create_event}");
     assert!(create_event.get("creator").is_none(), "{create_event}");
 
     // The override's invite level applies: Bob (level 0) may not invite.
-    assert_eq!(join(&s, &bob, &room).0, 200);
-    let carol = user(&s, "carol");
+    assert_eq!(try_join(&s, &bob.token, &room).0, 200);
+    let carol = s.user("carol", PW);
     let invite = |who: &User| {
         s.post(&format!("{V3}/rooms/{room}/invite"), Some(&who.token), json!({ "user_id": carol.id }))
     };
@@ -216,9 +185,9 @@ fn name_topic_initial_state_and_power_levels() {
 #[test]
 fn an_initial_state_the_rules_refuse_creates_nothing() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     // In v10 the creator has level 100: a name needing 200 cannot be set.
-    let r = create_room(
+    let r = try_create(
         &s,
         &alice,
         json!({
@@ -229,18 +198,18 @@ fn an_initial_state_the_rules_refuse_creates_nothing() {
     );
     assert_error(&r, 400, "M_INVALID_ROOM_STATE");
     // In v12 creators may not be listed in the power levels.
-    let r = create_room(
+    let r = try_create(
         &s,
         &alice,
         json!({ "power_level_content_override": { "users": { alice.id.clone(): 100 } } }),
     );
     assert_error(&r, 400, "M_INVALID_ROOM_STATE");
     // Power levels must be integers.
-    let r = create_room(&s, &alice, json!({ "power_level_content_override": { "ban": "50" } }));
+    let r = try_create(&s, &alice, json!({ "power_level_content_override": { "ban": "50" } }));
     assert_error(&r, 400, "M_INVALID_ROOM_STATE");
     // Membership and the create event have their own parameters.
     for kind in ["m.room.member", "m.room.create"] {
-        let r = create_room(
+        let r = try_create(
             &s,
             &alice,
             json!({ "initial_state": [{ "type": kind, "state_key": alice.id, "content": { "membership": "join" } }] }),
@@ -248,54 +217,55 @@ fn an_initial_state_the_rules_refuse_creates_nothing() {
         assert_error(&r, 400, "M_INVALID_ROOM_STATE");
     }
     // An alias refused with the rest is not kept.
-    let r = create_room(
+    let r = try_create(
         &s,
         &alice,
         json!({ "room_alias_name": "kept", "power_level_content_override": { "ban": "50" } }),
     );
     assert_error(&r, 400, "M_INVALID_ROOM_STATE");
-    assert!(joined(&s, &alice).is_empty());
-    create(&s, &alice, json!({ "room_alias_name": "kept" }));
+    assert!(joined_rooms(&s, &alice.token).is_empty());
+    create_room(&s, &alice.token, json!({ "room_alias_name": "kept" }));
 }
 
 #[test]
 fn invites() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let dave = user(&s, "dave");
-    let room = create(&s, &alice, json!({ "invite": [bob.id, carol.id, bob.id], "is_direct": true }));
-    let bob_member = state(&s, &alice, &room, "m.room.member", &bob.id);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let dave = s.user("dave", PW);
+    let room =
+        create_room(&s, &alice.token, json!({ "invite": [bob.id, carol.id, bob.id], "is_direct": true }));
+    let bob_member = state_content(&s, &alice.token, &room, "m.room.member", &bob.id);
     assert_eq!(bob_member["membership"], "invite", "{bob_member}");
     assert_eq!(bob_member["is_direct"], true, "{bob_member}");
-    assert_eq!(join(&s, &bob, &room).0, 200);
-    assert_eq!(join(&s, &carol, &room).0, 200);
-    assert_error(&join(&s, &dave, &room), 403, "M_FORBIDDEN");
+    assert_eq!(try_join(&s, &bob.token, &room).0, 200);
+    assert_eq!(try_join(&s, &carol.token, &room).0, 200);
+    assert_error(&try_join(&s, &dave.token, &room), 403, "M_FORBIDDEN");
 
     // Refused invite lists create nothing.
-    let unknown = create_room(&s, &dave, json!({ "invite": ["@nobody:localhost"] }));
+    let unknown = try_create(&s, &dave, json!({ "invite": ["@nobody:localhost"] }));
     assert_error(&unknown, 404, "M_NOT_FOUND");
-    let remote = create_room(&s, &dave, json!({ "invite": ["@bob:elsewhere.example"] }));
+    let remote = try_create(&s, &dave, json!({ "invite": ["@bob:elsewhere.example"] }));
     assert_error(&remote, 403, "M_FORBIDDEN");
     for bad in ["bob", "@bob", "@:localhost", "@bo b:localhost", ""] {
-        assert_error(&create_room(&s, &dave, json!({ "invite": [bad] })), 400, "M_INVALID_PARAM");
+        assert_error(&try_create(&s, &dave, json!({ "invite": [bad] })), 400, "M_INVALID_PARAM");
     }
-    assert_error(&create_room(&s, &dave, json!({ "invite": [dave.id] })), 400, "M_INVALID_PARAM");
-    assert_error(&create_room(&s, &dave, json!({ "invite": bob.id })), 400, "M_BAD_JSON");
+    assert_error(&try_create(&s, &dave, json!({ "invite": [dave.id] })), 400, "M_INVALID_PARAM");
+    assert_error(&try_create(&s, &dave, json!({ "invite": bob.id })), 400, "M_BAD_JSON");
     let third_party = json!({ "invite_3pid": [{
         "id_server": "id.example", "id_access_token": "t", "medium": "email", "address": "a@example.org"
     }] });
-    assert_error(&create_room(&s, &dave, third_party), 400, "M_INVALID_PARAM");
+    assert_error(&try_create(&s, &dave, third_party), 400, "M_INVALID_PARAM");
     // An empty invite_3pid list is no third-party invite at all.
-    assert!(joined(&s, &dave).is_empty());
-    create(&s, &dave, json!({ "invite_3pid": [] }));
+    assert!(joined_rooms(&s, &dave.token).is_empty());
+    create_room(&s, &dave.token, json!({ "invite_3pid": [] }));
 }
 
 #[test]
 fn bad_requests() {
     let s = Server::start();
-    let alice = user(&s, "alice");
+    let alice = s.user("alice", PW);
     let auth = format!("Bearer {}", alice.token);
     let raw = |body: &[u8]| {
         let r = s.raw("POST", &format!("{V3}/createRoom"), &[("Authorization", &auth)], Some(body));
@@ -316,15 +286,15 @@ fn bad_requests() {
         json!({ "power_level_content_override": [] }),
         json!({ "creation_content": "x" }),
     ] {
-        assert_error(&create_room(&s, &alice, body.clone()), 400, "M_BAD_JSON");
+        assert_error(&try_create(&s, &alice, body.clone()), 400, "M_BAD_JSON");
     }
     for body in [
         json!({ "preset": "secret_chat" }),
         json!({ "visibility": "unlisted" }),
         json!({ "initial_state": [{ "type": "", "content": {} }] }),
     ] {
-        assert_error(&create_room(&s, &alice, body), 400, "M_INVALID_PARAM");
+        assert_error(&try_create(&s, &alice, body), 400, "M_INVALID_PARAM");
     }
     assert_error(&s.post(&format!("{V3}/createRoom"), None, json!({})), 401, "M_MISSING_TOKEN");
-    assert!(joined(&s, &alice).is_empty());
+    assert!(joined_rooms(&s, &alice.token).is_empty());
 }

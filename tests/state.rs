@@ -5,27 +5,10 @@
 
 mod common;
 
-use common::{assert_error, enc, room_path, Server, User, V3};
+use common::{assert_error, create_room, enc, invite, join, leave, room_path, Server, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "state-test-password";
-
-fn user(s: &Server, name: &str) -> User {
-    s.user(name, PW)
-}
-
-#[track_caller]
-fn create(s: &Server, who: &User, body: Value) -> String {
-    let (status, reply) = s.post(&format!("{V3}/createRoom"), Some(&who.token), body);
-    assert_eq!(status, 200, "createRoom: {reply}");
-    reply["room_id"].as_str().expect("room_id").to_owned()
-}
-
-#[track_caller]
-fn post_ok(s: &Server, who: &User, path: &str, body: Value) {
-    let (status, reply) = s.post(path, Some(&who.token), body);
-    assert_eq!(status, 200, "POST {path}: {reply}");
-}
 
 /// PUT a state event; returns the answer.
 fn put_state(
@@ -57,8 +40,8 @@ fn get_state(s: &Server, who: &User, room: &str, kind: &str, key: &str, query: &
 #[test]
 fn put_and_get_state_with_and_without_keys() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let room = create(&s, &alice, json!({ "preset": "private_chat" }));
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
 
     // No key segment, an empty one, and a real one.
     let no_key = put_ok(&s, &alice, &room, "m.example", None, json!({ "v": 1 }));
@@ -125,12 +108,12 @@ fn put_and_get_state_with_and_without_keys() {
 #[test]
 fn power_levels_guard_state() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let eve = user(&s, "eve");
-    let room = create(&s, &alice, json!({ "preset": "private_chat", "name": "Original" }));
-    post_ok(&s, &alice, &room_path(&room, "invite"), json!({ "user_id": bob.id }));
-    post_ok(&s, &bob, &room_path(&room, "join"), json!({}));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let eve = s.user("eve", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat", "name": "Original" }));
+    invite(&s, &alice.token, &room, &bob.id);
+    join(&s, &bob.token, &room);
 
     // A member without power may not rename the room; a stranger may not either.
     let name = |n: &str| json!({ "name": n });
@@ -170,15 +153,15 @@ fn power_levels_guard_state() {
 #[test]
 fn who_may_read_which_state() {
     let s = Server::start();
-    let alice = user(&s, "alice");
-    let bob = user(&s, "bob");
-    let carol = user(&s, "carol");
-    let eve = user(&s, "eve");
-    let room = create(&s, &alice, json!({ "preset": "public_chat", "name": "Before" }));
-    post_ok(&s, &bob, &room_path(&room, "join"), json!({}));
-    post_ok(&s, &bob, &room_path(&room, "leave"), json!({}));
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    let eve = s.user("eve", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat", "name": "Before" }));
+    join(&s, &bob.token, &room);
+    leave(&s, &bob.token, &room);
     put_ok(&s, &alice, &room, "m.room.name", None, json!({ "name": "After" }));
-    post_ok(&s, &alice, &room_path(&room, "invite"), json!({ "user_id": carol.id }));
+    invite(&s, &alice.token, &room, &carol.id);
 
     // A member sees the current state.
     assert_eq!(get_state(&s, &alice, &room, "m.room.name", "", "").1["name"], "After");

@@ -123,6 +123,7 @@ fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: &Value) 
 fn exercise(label: &str, cmd: Command) {
     let dir = TempDir::new();
     let server = start(cmd, dir.path());
+    // Idle memory is the measure: the pause is the point, not a wait.
     std::thread::sleep(SETTLE);
     let rss = common::proc_status(server.child.id(), "VmRSS");
     eprintln!(

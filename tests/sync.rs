@@ -4,29 +4,13 @@
 
 mod common;
 
-use common::{assert_error, create_room, enc, send_text, Server, V3};
+use std::time::Duration;
+
+use common::{
+    assert_error, bodies, create_room, enc, invite, join, leave, next_batch, parked_line, parks_of,
+    send_text, start_debug, sync, wait_for_log, woken_by, Server, V3,
+};
 use serde_json::{json, Value};
-
-fn join(s: &Server, token: &str, room: &str) {
-    let (status, r) = s.post(&format!("{V3}/rooms/{}/join", enc(room)), Some(token), json!({}));
-    assert_eq!(status, 200, "join: {r}");
-}
-
-fn sync(s: &Server, token: &str, query: &str) -> Value {
-    let (status, r) = s.get(&format!("{V3}/sync{query}"), Some(token));
-    assert_eq!(status, 200, "sync{query}: {r}");
-    assert!(r["next_batch"].is_string(), "{r}");
-    r
-}
-
-fn bodies(timeline: &Value) -> Vec<String> {
-    timeline["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect()
-}
 
 #[test]
 fn initial_sync_shows_rooms_and_incremental_sync_only_what_is_new() {
@@ -37,7 +21,7 @@ fn initial_sync_shows_rooms_and_incremental_sync_only_what_is_new() {
 
     let first = sync(&s, &a, "");
     let joined = &first["rooms"]["join"][&room];
-    assert_eq!(bodies(&joined["timeline"]), ["hello"]);
+    assert_eq!(bodies(&joined["timeline"]["events"]), ["hello"]);
     // The create event starts the timeline, so no state precedes it.
     let timeline = joined["timeline"]["events"].as_array().unwrap();
     assert!(timeline.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Family"));
@@ -56,28 +40,28 @@ fn initial_sync_shows_rooms_and_incremental_sync_only_what_is_new() {
 
     send_text(&s, &a, &room, "t2", "second");
     let next = sync(&s, &a, &format!("?since={token}"));
-    assert_eq!(bodies(&next["rooms"]["join"][&room]["timeline"]), ["second"]);
+    assert_eq!(bodies(&next["rooms"]["join"][&room]["timeline"]["events"]), ["second"]);
     assert_eq!(next["rooms"]["join"][&room]["timeline"]["limited"], false);
 }
 
 #[test]
 fn parked_sync_wakes_with_exactly_the_new_event_then_yields_nothing() {
-    let s = Server::start();
+    let s = start_debug(&[], &[]);
     let (_, a, _) = s.register("alice", "pw-alice");
-    let (_, b, _) = s.register("bob", "pw-bob");
+    let (bob, b, _) = s.register("bob", "pw-bob");
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
     join(&s, &b, &room);
-    let token = sync(&s, &b, "")["next_batch"].as_str().unwrap().to_owned();
+    let token = next_batch(&sync(&s, &b, ""));
 
-    let woken = std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| sync(&s, &b, &format!("?since={token}&timeout=20000")));
-        // Give the sync time to park; the answer is right either way.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        send_text(&s, &a, &room, "w1", "wake up");
-        waiter.join().expect("waiter")
-    });
+    let (woken, _) = woken_by(
+        &s,
+        &bob,
+        Duration::from_secs(20),
+        || sync(&s, &b, &format!("?since={token}&timeout=20000")),
+        || send_text(&s, &a, &room, "w1", "wake up"),
+    );
     let events = &woken["rooms"]["join"][&room]["timeline"];
-    assert_eq!(bodies(events), ["wake up"]);
+    assert_eq!(bodies(&events["events"]), ["wake up"]);
     assert!(events["events"][0].get("unsigned").and_then(|u| u.get("transaction_id")).is_none());
 
     let next = woken["next_batch"].as_str().unwrap();
@@ -93,7 +77,7 @@ fn sync_timeout_answers_empty_with_the_same_token() {
     let s = Server::start();
     let (_, a, _) = s.register("alice", "pw-alice");
     create_room(&s, &a, json!({}));
-    let token = sync(&s, &a, "")["next_batch"].as_str().unwrap().to_owned();
+    let token = next_batch(&sync(&s, &a, ""));
     let r = sync(&s, &a, &format!("?since={token}&timeout=300"));
     assert_eq!(r["next_batch"], token.as_str());
     assert!(r["rooms"]["join"].as_object().unwrap().is_empty());
@@ -113,7 +97,7 @@ fn limited_timeline_has_state_and_a_prev_batch_that_pages_back() {
     let filter = enc(r#"{"room":{"timeline":{"limit":2}}}"#);
     let r = sync(&s, &a, &format!("?filter={filter}"));
     let joined = &r["rooms"]["join"][&room];
-    assert_eq!(bodies(&joined["timeline"]), ["msg 4", "msg 5"]);
+    assert_eq!(bodies(&joined["timeline"]["events"]), ["msg 4", "msg 5"]);
     assert_eq!(joined["timeline"]["limited"], true);
     let state: Vec<&str> =
         joined["state"]["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
@@ -142,7 +126,7 @@ fn limited_timeline_has_state_and_a_prev_batch_that_pages_back() {
     }
     let r = sync(&s, &a, &format!("?since={token}&filter={filter}"));
     let joined = &r["rooms"]["join"][&room];
-    assert_eq!(bodies(&joined["timeline"]), ["new 1", "new 2"]);
+    assert_eq!(bodies(&joined["timeline"]["events"]), ["new 1", "new 2"]);
     assert_eq!(joined["timeline"]["limited"], true);
     let names: Vec<&Value> =
         joined["state"]["events"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.name").collect();
@@ -177,7 +161,7 @@ fn stored_and_inline_filters_and_lazy_loading() {
 
     let r = sync(&s, &a, &format!("?filter={id}"));
     let joined = &r["rooms"]["join"][&room];
-    assert_eq!(bodies(&joined["timeline"]), ["from bob"]);
+    assert_eq!(bodies(&joined["timeline"]["events"]), ["from bob"]);
     let members: Vec<&str> = joined["state"]["events"]
         .as_array()
         .unwrap()
@@ -202,20 +186,19 @@ fn stored_and_inline_filters_and_lazy_loading() {
 
 #[test]
 fn invites_and_leaves_appear_and_a_leaver_stops_seeing_the_room() {
-    let s = Server::start();
+    let s = start_debug(&[], &[]);
     let (_, a, _) = s.register("alice", "pw-alice");
     let (bob, b, _) = s.register("bob", "pw-bob");
     let room = create_room(&s, &a, json!({ "preset": "private_chat", "name": "Secret" }));
-    let token = sync(&s, &b, "")["next_batch"].as_str().unwrap().to_owned();
+    let token = next_batch(&sync(&s, &b, ""));
 
-    let woken = std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| sync(&s, &b, &format!("?since={token}&timeout=20000")));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let (status, r) =
-            s.post(&format!("{V3}/rooms/{}/invite", enc(&room)), Some(&a), json!({ "user_id": bob }));
-        assert_eq!(status, 200, "{r}");
-        waiter.join().expect("waiter")
-    });
+    let (woken, _) = woken_by(
+        &s,
+        &bob,
+        Duration::from_secs(20),
+        || sync(&s, &b, &format!("?since={token}&timeout=20000")),
+        || invite(&s, &a, &room, &bob),
+    );
     let invite = &woken["rooms"]["invite"][&room]["invite_state"]["events"];
     let events = invite.as_array().expect("invite_state");
     assert!(events.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret"));
@@ -229,13 +212,14 @@ fn invites_and_leaves_appear_and_a_leaver_stops_seeing_the_room() {
     assert!(r.is_object(), "the joined room shows up: {joined}");
     let token = joined["next_batch"].as_str().unwrap().to_owned();
 
-    let (status, _) = s.post(&format!("{V3}/rooms/{}/leave", enc(&room)), Some(&b), json!({}));
-    assert_eq!(status, 200);
+    leave(&s, &b, &room);
     send_text(&s, &a, &room, "after", "after bob left");
     let left = sync(&s, &b, &format!("?since={token}"));
     assert!(left["rooms"]["leave"][&room].is_object(), "{left}");
     assert!(left["rooms"]["join"].get(&room).is_none());
-    assert!(!bodies(&left["rooms"]["leave"][&room]["timeline"]).contains(&"after bob left".to_owned()));
+    assert!(
+        !bodies(&left["rooms"]["leave"][&room]["timeline"]["events"]).contains(&"after bob left".to_owned())
+    );
     let token = left["next_batch"].as_str().unwrap();
     send_text(&s, &a, &room, "later", "still talking");
     let later = sync(&s, &b, &format!("?since={token}&timeout=0"));
@@ -249,24 +233,25 @@ fn invites_and_leaves_appear_and_a_leaver_stops_seeing_the_room() {
 #[test]
 fn many_parked_syncs_do_not_starve_others_and_all_wake() {
     const PARKED: usize = 200;
-    let s = Server::start();
+    let s = start_debug(&[], &[]);
     let (_, a, _) = s.register("alice", "pw-alice");
-    let (_, b, _) = s.register("bob", "pw-bob");
+    let (bob, b, _) = s.register("bob", "pw-bob");
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
     join(&s, &b, &room);
-    let token = sync(&s, &b, "")["next_batch"].as_str().unwrap().to_owned();
+    let token = next_batch(&sync(&s, &b, ""));
+    let parked = parks_of(&s, &bob);
     std::thread::scope(|scope| {
         let waiters: Vec<_> = (0..PARKED)
             .map(|_| scope.spawn(|| sync(&s, &b, &format!("?since={token}&timeout=30000"))))
             .collect();
-        std::thread::sleep(std::time::Duration::from_millis(800));
+        wait_for_log(&s, &parked_line(&bob), parked + PARKED);
         // The pool still serves other requests while they are parked.
         let (status, v) = s.get("/_matrix/client/versions", None);
         assert_eq!(status, 200, "{v}");
         send_text(&s, &a, &room, "fan", "everyone wake");
         for w in waiters {
             let r = w.join().expect("waiter");
-            assert_eq!(bodies(&r["rooms"]["join"][&room]["timeline"]), ["everyone wake"]);
+            assert_eq!(bodies(&r["rooms"]["join"][&room]["timeline"]["events"]), ["everyone wake"]);
         }
     });
 }
@@ -276,7 +261,7 @@ fn full_state_returns_the_whole_state_on_an_incremental_sync() {
     let s = Server::start();
     let (_, a, _) = s.register("alice", "pw-alice");
     let room = create_room(&s, &a, json!({ "name": "Den" }));
-    let token = sync(&s, &a, "")["next_batch"].as_str().unwrap().to_owned();
+    let token = next_batch(&sync(&s, &a, ""));
     send_text(&s, &a, &room, "x", "x");
     let r = sync(&s, &a, &format!("?since={token}&full_state=true"));
     let state = r["rooms"]["join"][&room]["state"]["events"].as_array().unwrap();

@@ -6,29 +6,11 @@
 
 mod common;
 
-use common::{create_room, enc, room_path, send_text, Server, V3};
+use common::{
+    bodies, create_room, enc, invite, join, leave, next_batch, room_path, send_text, set_state, sync, Server,
+    V3,
+};
 use serde_json::{json, Value};
-
-fn state(s: &Server, token: &str, room: &str, kind: &str, key: &str, content: Value) {
-    let (status, r) = s.put(&room_path(room, &format!("state/{kind}/{}", enc(key))), Some(token), content);
-    assert_eq!(status, 200, "state {kind}: {r}");
-}
-
-fn post_room(s: &Server, token: &str, room: &str, what: &str, body: Value) {
-    let (status, r) = s.post(&room_path(room, what), Some(token), body);
-    assert_eq!(status, 200, "{what}: {r}");
-}
-
-fn sync(s: &Server, token: &str, query: &str) -> Value {
-    let (status, r) = s.get(&format!("{V3}/sync{query}"), Some(token));
-    assert_eq!(status, 200, "sync{query}: {r}");
-    assert!(r["next_batch"].is_string(), "{r}");
-    r
-}
-
-fn since(token: &Value) -> String {
-    token["next_batch"].as_str().expect("next_batch").to_owned()
-}
 
 /// `?filter=…&since=…` with an inline filter.
 fn q(filter: &Value, since: Option<&str>) -> String {
@@ -41,15 +23,6 @@ fn q(filter: &Value, since: Option<&str>) -> String {
 
 fn limit(n: usize) -> Value {
     json!({ "room": { "timeline": { "limit": n } } })
-}
-
-fn bodies(section: &Value) -> Vec<String> {
-    section["timeline"]["events"]
-        .as_array()
-        .expect("timeline events")
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect()
 }
 
 fn state_types(section: &Value) -> Vec<(String, String)> {
@@ -85,19 +58,30 @@ fn a_room_joined_in_the_window_shows_its_history_as_visibility_allows() {
     let (_, b, _) = s.register("bob", "pw-bob");
     let shared = create_room(&s, &a, json!({ "preset": "public_chat", "name": "Shared" }));
     let joined_only = create_room(&s, &a, json!({ "preset": "public_chat", "name": "Joined only" }));
-    state(&s, &a, &joined_only, "m.room.history_visibility", "", json!({ "history_visibility": "joined" }));
+    set_state(
+        &s,
+        &a,
+        &joined_only,
+        "m.room.history_visibility",
+        "",
+        json!({ "history_visibility": "joined" }),
+    );
     for i in 0..8 {
         send_text(&s, &a, &shared, &format!("s{i}"), &format!("shared {i}"));
         send_text(&s, &a, &joined_only, &format!("j{i}"), &format!("joined {i}"));
     }
     let first = sync(&s, &b, &q(&limit(5), None));
-    post_room(&s, &b, &shared, "join", json!({}));
-    post_room(&s, &b, &joined_only, "join", json!({}));
+    join(&s, &b, &shared);
+    join(&s, &b, &joined_only);
 
-    let next = sync(&s, &b, &q(&limit(5), Some(&since(&first))));
+    let next = sync(&s, &b, &q(&limit(5), Some(&next_batch(&first))));
     let room = &next["rooms"]["join"][&shared];
     // The latest five events: four earlier messages and the join.
-    assert_eq!(bodies(room), ["shared 4", "shared 5", "shared 6", "shared 7"], "{room}");
+    assert_eq!(
+        bodies(&room["timeline"]["events"]),
+        ["shared 4", "shared 5", "shared 6", "shared 7"],
+        "{room}"
+    );
     assert_eq!(last_type(room), ("m.room.member".into(), "join".into()));
     assert_eq!(room["timeline"]["limited"], true, "{room}");
     // The state before the timeline, in full.
@@ -116,7 +100,7 @@ fn a_room_joined_in_the_window_shows_its_history_as_visibility_allows() {
 
     // `joined` visibility: nothing before the join.
     let room = &next["rooms"]["join"][&joined_only];
-    assert!(bodies(room).is_empty(), "{room}");
+    assert!(bodies(&room["timeline"]["events"]).is_empty(), "{room}");
     assert_eq!(last_type(room), ("m.room.member".into(), "join".into()));
     assert_eq!(room["timeline"]["limited"], true, "{room}");
     assert!(has_state(room, "m.room.create", ""), "{room}");
@@ -132,22 +116,25 @@ fn invite_then_join_and_leave_then_rejoin_within_one_window_are_new_rooms() {
         send_text(&s, &a, &room, &format!("t{i}"), &format!("before {i}"));
     }
     let first = sync(&s, &b, &q(&limit(10), None));
-    post_room(&s, &a, &room, "invite", json!({ "user_id": bob }));
-    post_room(&s, &b, &room, "join", json!({}));
-    let next = sync(&s, &b, &q(&limit(10), Some(&since(&first))));
+    invite(&s, &a, &room, &bob);
+    join(&s, &b, &room);
+    let next = sync(&s, &b, &q(&limit(10), Some(&next_batch(&first))));
     let r = &next["rooms"]["join"][&room];
-    assert_eq!(bodies(r), ["before 0", "before 1", "before 2"], "{r}");
+    assert_eq!(bodies(&r["timeline"]["events"]), ["before 0", "before 1", "before 2"], "{r}");
     assert!(next["rooms"]["invite"].get(&room).is_none(), "{next}");
 
     // Joined at `since`, then left and joined again: new again.
     send_text(&s, &a, &room, "t9", "while joined");
-    let mid = sync(&s, &b, &q(&limit(10), Some(&since(&next))));
-    post_room(&s, &b, &room, "leave", json!({}));
-    post_room(&s, &a, &room, "invite", json!({ "user_id": bob }));
-    post_room(&s, &b, &room, "join", json!({}));
-    let again = sync(&s, &b, &q(&limit(4), Some(&since(&mid))));
+    let mid = sync(&s, &b, &q(&limit(10), Some(&next_batch(&next))));
+    leave(&s, &b, &room);
+    invite(&s, &a, &room, &bob);
+    join(&s, &b, &room);
+    let again = sync(&s, &b, &q(&limit(4), Some(&next_batch(&mid))));
     let r = &again["rooms"]["join"][&room];
-    assert!(bodies(r).contains(&"while joined".to_owned()), "history before since: {r}");
+    assert!(
+        bodies(&r["timeline"]["events"]).contains(&"while joined".to_owned()),
+        "history before since: {r}"
+    );
     assert_eq!(r["timeline"]["limited"], true, "{r}");
     assert!(has_state(r, "m.room.create", ""), "full state: {r}");
     assert!(again["rooms"]["leave"].get(&room).is_none(), "{again}");
@@ -159,11 +146,11 @@ fn a_profile_change_is_not_a_new_join() {
     let (_, a, _) = s.register("alice", "pw-alice");
     let (bob, b, _) = s.register("bob", "pw-bob");
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
-    post_room(&s, &b, &room, "join", json!({}));
+    join(&s, &b, &room);
     send_text(&s, &a, &room, "t1", "hello");
     let first = sync(&s, &b, &q(&limit(10), None));
-    state(&s, &b, &room, "m.room.member", &bob, json!({ "membership": "join", "displayname": "Bobby" }));
-    let next = sync(&s, &b, &q(&limit(10), Some(&since(&first))));
+    set_state(&s, &b, &room, "m.room.member", &bob, json!({ "membership": "join", "displayname": "Bobby" }));
+    let next = sync(&s, &b, &q(&limit(10), Some(&next_batch(&first))));
     let r = &next["rooms"]["join"][&room];
     let events = r["timeline"]["events"].as_array().expect("timeline");
     assert_eq!(events.len(), 1, "only the change: {r}");
@@ -178,14 +165,14 @@ fn a_room_left_between_two_syncs_carries_its_state() {
     let (_, a, _) = s.register("alice", "pw-alice");
     let (_, b, _) = s.register("bob", "pw-bob");
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
-    post_room(&s, &b, &room, "join", json!({}));
+    join(&s, &b, &room);
     let first = sync(&s, &b, &q(&limit(2), None));
-    state(&s, &a, &room, "m.room.topic", "", json!({ "topic": "changed in the gap" }));
+    set_state(&s, &a, &room, "m.room.topic", "", json!({ "topic": "changed in the gap" }));
     for i in 0..4 {
         send_text(&s, &a, &room, &format!("t{i}"), &format!("m{i}"));
     }
-    post_room(&s, &b, &room, "leave", json!({}));
-    let next = sync(&s, &b, &q(&limit(2), Some(&since(&first))));
+    leave(&s, &b, &room);
+    let next = sync(&s, &b, &q(&limit(2), Some(&next_batch(&first))));
     let r = &next["rooms"]["leave"][&room];
     assert_eq!(last_type(r), ("m.room.member".into(), "leave".into()), "{r}");
     assert_eq!(r["timeline"]["limited"], true);
@@ -193,10 +180,10 @@ fn a_room_left_between_two_syncs_carries_its_state() {
     assert!(!has_state(r, "m.room.create", ""), "not the whole state: {r}");
 
     // Joined and left again within one window: the whole state.
-    let mid = sync(&s, &b, &q(&limit(2), Some(&since(&next))));
-    post_room(&s, &b, &room, "join", json!({}));
-    post_room(&s, &b, &room, "leave", json!({}));
-    let last = sync(&s, &b, &q(&limit(2), Some(&since(&mid))));
+    let mid = sync(&s, &b, &q(&limit(2), Some(&next_batch(&next))));
+    join(&s, &b, &room);
+    leave(&s, &b, &room);
+    let last = sync(&s, &b, &q(&limit(2), Some(&next_batch(&mid))));
     let r = &last["rooms"]["leave"][&room];
     assert!(has_state(r, "m.room.create", ""), "{r}");
     assert!(has_state(r, "m.room.topic", ""), "{r}");
@@ -220,8 +207,8 @@ fn lazy_loaded_members_are_sent_once_and_follow_gappy_syncs() {
     let (_, b, _) = s.register("bob", "pw-bob");
     let (carol, c, _) = s.register("carol", "pw-carol");
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
-    post_room(&s, &c, &room, "join", json!({}));
-    post_room(&s, &b, &room, "join", json!({}));
+    join(&s, &c, &room);
+    join(&s, &b, &room);
     send_text(&s, &c, &room, "c0", "carol speaks");
     // The last two events: bob's join and carol's message.
     let first = sync(&s, &b, &q(&lazy(2, false), None));
@@ -230,30 +217,30 @@ fn lazy_loaded_members_are_sent_once_and_follow_gappy_syncs() {
 
     // Carol again: the device has her member event; not resent.
     send_text(&s, &c, &room, "c1", "carol again");
-    let second = sync(&s, &b, &q(&lazy(2, false), Some(&since(&first))));
+    let second = sync(&s, &b, &q(&lazy(2, false), Some(&next_batch(&first))));
     let r = &second["rooms"]["join"][&room];
-    assert_eq!(bodies(r), ["carol again"]);
+    assert_eq!(bodies(&r["timeline"]["events"]), ["carol again"]);
     assert!(members(r).is_empty(), "redundant member resent: {r}");
     // Unless the filter asks for redundant members.
-    let redundant = sync(&s, &b, &q(&lazy(2, true), Some(&since(&first))));
+    let redundant = sync(&s, &b, &q(&lazy(2, true), Some(&next_batch(&first))));
     assert!(members(&redundant["rooms"]["join"][&room]).contains(&carol), "{redundant}");
 
     // A gappy sync: alice's member event comes with her messages.
     for i in 0..4 {
         send_text(&s, &a, &room, &format!("a{i}"), &format!("alice {i}"));
     }
-    let gappy = sync(&s, &b, &q(&lazy(2, false), Some(&since(&second))));
+    let gappy = sync(&s, &b, &q(&lazy(2, false), Some(&next_batch(&second))));
     let r = &gappy["rooms"]["join"][&room];
     assert_eq!(r["timeline"]["limited"], true, "{r}");
     assert_eq!(members(r), [alice.as_str()], "{r}");
     // The same request again (the answer was lost): sent again.
-    let retry = sync(&s, &b, &q(&lazy(2, false), Some(&since(&second))));
+    let retry = sync(&s, &b, &q(&lazy(2, false), Some(&next_batch(&second))));
     assert_eq!(members(&retry["rooms"]["join"][&room]), [alice.as_str()]);
     // Once the client moved on, not again.
     send_text(&s, &a, &room, "a9", "alice later");
-    let after = sync(&s, &b, &q(&lazy(2, false), Some(&since(&retry))));
+    let after = sync(&s, &b, &q(&lazy(2, false), Some(&next_batch(&retry))));
     let r = &after["rooms"]["join"][&room];
-    assert_eq!(bodies(r), ["alice later"]);
+    assert_eq!(bodies(&r["timeline"]["events"]), ["alice later"]);
     assert!(members(r).is_empty(), "{r}");
 }
 
@@ -271,10 +258,10 @@ fn joining_brings_the_members_presence_and_the_joiners_to_them() {
     assert_eq!(status, 200, "{r}");
     let bob_first = sync(&s, &b, "?timeout=0");
     let alice_first = sync(&s, &a, "?timeout=0&set_presence=offline");
-    post_room(&s, &b, &room, "join", json!({}));
+    join(&s, &b, &room);
 
     let alice_next =
-        sync(&s, &a, &format!("?timeout=0&set_presence=offline&since={}", enc(&since(&alice_first))));
+        sync(&s, &a, &format!("?timeout=0&set_presence=offline&since={}", enc(&next_batch(&alice_first))));
     let senders = |v: &Value| -> Vec<String> {
         v["presence"]["events"]
             .as_array()
@@ -284,7 +271,7 @@ fn joining_brings_the_members_presence_and_the_joiners_to_them() {
             .collect()
     };
     assert!(senders(&alice_next).contains(&bob), "the joiner's presence: {alice_next}");
-    let bob_next = sync(&s, &b, &format!("?timeout=0&since={}", enc(&since(&bob_first))));
+    let bob_next = sync(&s, &b, &format!("?timeout=0&since={}", enc(&next_batch(&bob_first))));
     let p = bob_next["presence"]["events"].as_array().unwrap();
     let of_alice = p.iter().find(|e| e["sender"] == alice.as_str()).unwrap_or_else(|| panic!("{bob_next}"));
     assert_eq!(of_alice["type"], "m.presence");
@@ -297,23 +284,23 @@ fn devices_added_or_renamed_without_keys_are_device_list_changes() {
     let (alice, a, _) = s.register("alice", "pw-alice");
     let (_, b, _) = s.register("bob", "pw-bob");
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
-    post_room(&s, &b, &room, "join", json!({}));
+    join(&s, &b, &room);
     let first = sync(&s, &b, "?timeout=0");
     let login = s.login_body("alice", "pw-alice");
     let device = login["device_id"].as_str().expect("device_id").to_owned();
-    let next = sync(&s, &b, &format!("?timeout=0&since={}", enc(&since(&first))));
+    let next = sync(&s, &b, &format!("?timeout=0&since={}", enc(&next_batch(&first))));
     assert_eq!(next["device_lists"]["changed"], json!([alice]), "{next}");
 
     let (status, r) =
         s.put(&format!("{V3}/devices/{}", enc(&device)), Some(&a), json!({ "display_name": "Phone" }));
     assert_eq!(status, 200, "{r}");
-    let renamed = sync(&s, &b, &format!("?timeout=0&since={}", enc(&since(&next))));
+    let renamed = sync(&s, &b, &format!("?timeout=0&since={}", enc(&next_batch(&next))));
     assert_eq!(renamed["device_lists"]["changed"], json!([alice]), "{renamed}");
     // Renaming to the same name changes nothing.
     let (status, _) =
         s.put(&format!("{V3}/devices/{}", enc(&device)), Some(&a), json!({ "display_name": "Phone" }));
     assert_eq!(status, 200);
-    let same = sync(&s, &b, &format!("?timeout=0&since={}", enc(&since(&renamed))));
+    let same = sync(&s, &b, &format!("?timeout=0&since={}", enc(&next_batch(&renamed))));
     assert_eq!(same["device_lists"]["changed"], json!([]), "{same}");
 }
 
@@ -324,8 +311,8 @@ fn ignored_users_messages_and_invites_are_not_delivered() {
     let (bob, b, _) = s.register("bob", "pw-bob");
     let (_, c, _) = s.register("carol", "pw-carol");
     let room = create_room(&s, &a, json!({ "preset": "public_chat" }));
-    post_room(&s, &b, &room, "join", json!({}));
-    post_room(&s, &c, &room, "join", json!({}));
+    join(&s, &b, &room);
+    join(&s, &c, &room);
     let (status, r) = s.put(
         &format!("{V3}/user/{}/account_data/m.ignored_user_list", enc(&bob)),
         Some(&b),
@@ -334,19 +321,21 @@ fn ignored_users_messages_and_invites_are_not_delivered() {
     assert_eq!(status, 200, "{r}");
     let first = sync(&s, &b, "?timeout=0");
     send_text(&s, &a, &room, "a1", "from alice");
-    state(&s, &a, &room, "m.room.topic", "", json!({ "topic": "state still shows" }));
+    set_state(&s, &a, &room, "m.room.topic", "", json!({ "topic": "state still shows" }));
     send_text(&s, &c, &room, "c1", "from carol");
     let other = create_room(&s, &a, json!({ "preset": "private_chat" }));
-    post_room(&s, &a, &other, "invite", json!({ "user_id": bob }));
+    invite(&s, &a, &other, &bob);
 
-    let next = sync(&s, &b, &format!("?timeout=0&since={}", enc(&since(&first))));
+    let next = sync(&s, &b, &format!("?timeout=0&since={}", enc(&next_batch(&first))));
     let r = &next["rooms"]["join"][&room];
-    assert_eq!(bodies(r), ["from carol"], "{r}");
+    assert_eq!(bodies(&r["timeline"]["events"]), ["from carol"], "{r}");
     let events = r["timeline"]["events"].as_array().unwrap();
     assert!(events.iter().any(|e| e["type"] == "m.room.topic"), "state events still delivered: {r}");
     assert!(next["rooms"]["invite"].get(&other).is_none(), "invite from an ignored user: {next}");
     // The initial sync leaves them out too.
     let initial = sync(&s, &b, "?timeout=0");
-    assert!(!bodies(&initial["rooms"]["join"][&room]).contains(&"from alice".to_owned()));
+    assert!(
+        !bodies(&initial["rooms"]["join"][&room]["timeline"]["events"]).contains(&"from alice".to_owned())
+    );
     assert!(initial["rooms"]["invite"].get(&other).is_none());
 }

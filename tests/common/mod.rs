@@ -487,6 +487,7 @@ pub fn proc_status(pid: u32, field: &str) -> u64 {
 }
 
 /// Creates a room with `body` as `token`'s user; its ID.
+#[track_caller]
 pub fn create_room(s: &Server, token: &str, body: Value) -> String {
     let (status, r) = s.post(&format!("{V3}/createRoom"), Some(token), body);
     assert_eq!(status, 200, "createRoom: {r}");
@@ -494,6 +495,7 @@ pub fn create_room(s: &Server, token: &str, body: Value) -> String {
 }
 
 /// Sends a text message with transaction ID `txn`; its event ID.
+#[track_caller]
 pub fn send_text(s: &Server, token: &str, room: &str, txn: &str, body: &str) -> String {
     let (status, r) = s.put(
         &room_path(room, &format!("send/m.room.message/{txn}")),
@@ -510,4 +512,223 @@ pub fn get_ok(s: &Server, who: &User, path: &str) -> Value {
     let (status, body) = s.get(path, Some(&who.token));
     assert_eq!(status, 200, "GET {path}: {body}");
     body
+}
+
+// ------------------------------------------------------------ room helpers
+
+/// Creates a public room (`preset: public_chat`) as `token`'s user; its ID.
+#[track_caller]
+pub fn public_room(s: &Server, token: &str) -> String {
+    create_room(s, token, json!({ "preset": "public_chat" }))
+}
+
+/// `POST /rooms/{room}/{action}` (join, leave, invite, kick...) with `body`
+/// as `token`'s user, which must answer 200; the answer.
+#[track_caller]
+pub fn room_post(s: &Server, token: &str, room: &str, action: &str, body: Value) -> Value {
+    let (status, reply) = s.post(&room_path(room, action), Some(token), body);
+    assert_eq!(status, 200, "{action} {room}: {reply}");
+    reply
+}
+
+/// Joins `room` (by ID) as `token`'s user; must succeed.
+#[track_caller]
+pub fn join(s: &Server, token: &str, room: &str) {
+    room_post(s, token, room, "join", json!({}));
+}
+
+/// `POST /join/{room_id_or_alias}` as `token`'s user; the answer, whatever
+/// it is.
+pub fn try_join(s: &Server, token: &str, room_id_or_alias: &str) -> (u16, Value) {
+    s.post(&format!("{V3}/join/{}", enc(room_id_or_alias)), Some(token), json!({}))
+}
+
+/// Invites `user_id` to `room` as `token`'s user; must succeed.
+#[track_caller]
+pub fn invite(s: &Server, token: &str, room: &str, user_id: &str) {
+    room_post(s, token, room, "invite", json!({ "user_id": user_id }));
+}
+
+/// Leaves `room` as `token`'s user; must succeed.
+#[track_caller]
+pub fn leave(s: &Server, token: &str, room: &str) {
+    room_post(s, token, room, "leave", json!({}));
+}
+
+/// The rooms `token`'s user is joined to (`/joined_rooms`), sorted.
+#[track_caller]
+pub fn joined_rooms(s: &Server, token: &str) -> Vec<String> {
+    let (status, body) = s.get(&format!("{V3}/joined_rooms"), Some(token));
+    assert_eq!(status, 200, "joined_rooms: {body}");
+    let mut rooms: Vec<String> = body["joined_rooms"]
+        .as_array()
+        .expect("joined_rooms")
+        .iter()
+        .map(|r| r.as_str().expect("room ID").to_owned())
+        .collect();
+    rooms.sort();
+    rooms
+}
+
+/// The content of the state event `kind`/`key` of `room`, read by
+/// `token`'s user with `GET /rooms/{room}/state/{kind}/{key}` (must be 200).
+#[track_caller]
+pub fn state_content(s: &Server, token: &str, room: &str, kind: &str, key: &str) -> Value {
+    let path = room_path(room, &format!("state/{kind}/{}", enc(key)));
+    let (status, body) = s.get(&path, Some(token));
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+/// Sets the state event `kind`/`key` of `room` as `token`'s user (must be
+/// 200); its event ID.
+#[track_caller]
+pub fn set_state(s: &Server, token: &str, room: &str, kind: &str, key: &str, content: Value) -> String {
+    let (status, r) = s.put(&room_path(room, &format!("state/{kind}/{}", enc(key))), Some(token), content);
+    assert_eq!(status, 200, "state {kind}: {r}");
+    r["event_id"].as_str().expect("event_id").to_owned()
+}
+
+/// Sends an `m.room.message` with `content` and a transaction ID not used
+/// before in this test binary; its event ID.
+#[track_caller]
+pub fn send_message(s: &Server, token: &str, room: &str, content: Value) -> String {
+    static TXN: AtomicUsize = AtomicUsize::new(0);
+    let txn = TXN.fetch_add(1, Ordering::Relaxed);
+    let (status, r) = s.put(&room_path(room, &format!("send/m.room.message/t{txn}")), Some(token), content);
+    assert_eq!(status, 200, "send: {r}");
+    r["event_id"].as_str().expect("event_id").to_owned()
+}
+
+/// The content of an `m.text` message with `body`.
+pub fn text(body: &str) -> Value {
+    json!({ "msgtype": "m.text", "body": body })
+}
+
+/// Sends the text message `body` with a fresh transaction ID; its event ID.
+#[track_caller]
+pub fn say(s: &Server, token: &str, room: &str, body: &str) -> String {
+    send_message(s, token, room, text(body))
+}
+
+// ------------------------------------------------------------ sync helpers
+
+/// `GET /sync{query}` as `token`'s user (`query` is "" or starts with
+/// `?`); asserts a 200 with a `next_batch`.
+#[track_caller]
+pub fn sync(s: &Server, token: &str, query: &str) -> Value {
+    let (status, r) = s.get(&format!("{V3}/sync{query}"), Some(token));
+    assert_eq!(status, 200, "sync{query}: {r}");
+    assert!(r["next_batch"].is_string(), "sync{query} without a next_batch: {r}");
+    r
+}
+
+/// An incremental sync since `since` that does not wait (`timeout=0`).
+#[track_caller]
+pub fn sync_since(s: &Server, token: &str, since: &str) -> Value {
+    sync(s, token, &format!("?since={since}&timeout=0"))
+}
+
+/// The `next_batch` token of a sync answer.
+#[track_caller]
+pub fn next_batch(sync: &Value) -> String {
+    sync["next_batch"].as_str().expect("next_batch").to_owned()
+}
+
+/// The timeline events of a joined room in a sync answer (none if the room
+/// is not there).
+pub fn timeline<'a>(sync: &'a Value, room: &str) -> &'a [Value] {
+    sync["rooms"]["join"][room]["timeline"]["events"].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// The `content.body` of each event of a list (`events` an array of
+/// events) that has a string body, in order.
+pub fn bodies(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .expect("a list of events")
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+// ---------------------------------------------------- waiting on the server
+
+/// Bound on waiting for something the server does in the background.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `done` until it holds, failing after [`WAIT`] with `what` and the
+/// server's log.
+#[track_caller]
+pub fn wait_until(s: &Server, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}; server log:\n{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, as the server
+/// stamps events.
+pub fn now_ms() -> i64 {
+    let since =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("a clock after 1970");
+    i64::try_from(since.as_millis()).expect("milliseconds fit")
+}
+
+/// How many lines of the server's log so far contain `needle`.
+pub fn log_count(s: &Server, needle: &str) -> usize {
+    s.log_text().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Waits until the server's log has `count` lines containing `needle`.
+#[track_caller]
+pub fn wait_for_log(s: &Server, needle: &str, count: usize) {
+    wait_until(s, &format!("{count} × {needle:?} in the log"), || log_count(s, needle) >= count);
+}
+
+/// The debug line the hub logs when it parks a long-poll of `user_id`
+/// (needs a server started with `--log-level debug`).
+pub fn parked_line(user_id: &str) -> String {
+    format!("long-poll of {user_id} parked (")
+}
+
+/// How many times a long-poll of `user_id` has been parked so far.
+pub fn parks_of(s: &Server, user_id: &str) -> usize {
+    log_count(s, &parked_line(user_id))
+}
+
+/// Runs `long_poll` (a `/sync` or `/events` of `user_id` with a timeout of
+/// `timeout`) on another thread, waits until the hub has parked it (one
+/// park of `user_id` more than before), then runs `change` and returns
+/// the long-poll's answer and what `change` returned. Asserts the answer
+/// came well before the timeout, so the change woke it. The server must
+/// run with `--log-level debug`.
+#[track_caller]
+pub fn woken_by<T: Send, C>(
+    s: &Server,
+    user_id: &str,
+    timeout: Duration,
+    long_poll: impl FnOnce() -> T + Send,
+    change: impl FnOnce() -> C,
+) -> (T, C) {
+    let before = parks_of(s, user_id);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(long_poll);
+        wait_for_log(s, &parked_line(user_id), before + 1);
+        let changed = change();
+        let answer = waiter.join().expect("the long-poll");
+        let took = started.elapsed();
+        assert!(took < timeout / 2, "the long-poll of {user_id} was not woken: answered after {took:?}");
+        (answer, changed)
+    })
+}
+
+/// Starts a server that logs at debug level (parked long-polls), with
+/// extra `args` and `envs` as for [`Server::start_with`].
+pub fn start_debug(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    let mut all = vec!["--log-level", "debug"];
+    all.extend_from_slice(args);
+    Server::start_with(&all, envs)
 }
