@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::error::Result;
@@ -67,15 +67,7 @@ impl<'a> Visibility<'a> {
         if let Some(v) = self.joined_after.get(&pos) {
             return Ok(*v);
         }
-        let found = self
-            .conn
-            .prepare_cached(
-                "SELECT 1 FROM events WHERE room_id = ?1 AND type = 'm.room.member' AND state_key = ?2
-                 AND pos > ?3 AND json_extract(pdu, '$.content.membership') = 'join' LIMIT 1",
-            )?
-            .query_row(params![self.room_id, self.user_id, pos], |_| Ok(()))
-            .optional()?
-            .is_some();
+        let found = crate::storage::state::joined_after(self.conn, self.room_id, self.user_id, pos)?;
         self.joined_after.insert(pos, found);
         Ok(found)
     }

@@ -268,6 +268,57 @@ fn membership_of_pdu(pdu: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Rooms with new events, receipts or room account data in `(from, upto]`
+/// (by anyone: the caller intersects them with the user's rooms). Each
+/// query walks only the new rows, by stream position.
+pub fn changed_rooms(conn: &Connection, from: i64, upto: i64) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for sql in [
+        "SELECT DISTINCT room_id FROM events WHERE pos > ?1 AND pos <= ?2",
+        "SELECT DISTINCT room_id FROM receipts WHERE pos > ?1 AND pos <= ?2",
+        "SELECT DISTINCT room_id FROM account_data WHERE pos > ?1 AND pos <= ?2 AND room_id != ''",
+    ] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(rusqlite::params![from, upto], |r| r.get::<_, String>(0))?;
+        for r in rows {
+            out.insert(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// Membership rows of the user that changed in `(from, upto]` (all current
+/// ones for an initial sync), excluding forgotten rooms.
+pub fn memberships_changed(
+    conn: &Connection,
+    user_id: &str,
+    from: i64,
+    upto: i64,
+) -> Result<Vec<(String, String, String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT room_id, membership, event_id, pos FROM memberships
+         WHERE user_id = ?1 AND pos > ?2 AND pos <= ?3 AND forgotten = 0 AND membership != 'join'
+         ORDER BY pos",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![user_id, from, upto], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// True if `user_id` joined the room (a member event with membership
+/// `join`) at some stream position after `pos`.
+pub fn joined_after(conn: &Connection, room_id: &str, user_id: &str, pos: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM events WHERE room_id = ?1 AND type = 'm.room.member' AND state_key = ?2
+             AND pos > ?3 AND json_extract(pdu, '$.content.membership') = 'join' LIMIT 1",
+        )?
+        .query_row(rusqlite::params![room_id, user_id, pos], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

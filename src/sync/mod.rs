@@ -143,7 +143,8 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
     let ignored = storage::ignored::ignored_users(conn, req.user_id)?;
     let ctx = Ctx { app, conn, req, viewer, now, from, upto: now_pos, ignored };
     // Only rooms where something happened need looking at.
-    let mut active: HashSet<String> = if full { joined.clone() } else { changed_rooms(conn, from, now_pos)? };
+    let mut active: HashSet<String> =
+        if full { joined.clone() } else { state::changed_rooms(conn, from, now_pos)? };
     let eph_since = req.since.map(|s| s.ephemeral);
     for room_id in &joined {
         if !active.contains(room_id) && app.ephemeral.typing_event(room_id, eph_since, now).is_some() {
@@ -188,7 +189,8 @@ pub fn compute(app: &App, conn: &Connection, req: &Request) -> Result<Answer> {
     let mut invite_out = Map::new();
     let mut leave_out = Map::new();
     let mut knock_out = Map::new();
-    for (room_id, membership, event_id, pos) in memberships_changed(conn, req.user_id, from, now_pos)? {
+    for (room_id, membership, event_id, pos) in state::memberships_changed(conn, req.user_id, from, now_pos)?
+    {
         if !req.filter.allows_room(&room_id) {
             continue;
         }
@@ -271,44 +273,6 @@ fn empty_body(next: &Since) -> Value {
         "device_one_time_keys_count": {},
         "device_unused_fallback_key_types": [],
     })
-}
-
-/// Rooms with new events, receipts or room account data in `(from, upto]`
-/// (by anyone: the caller intersects them with the user's rooms). Each
-/// query walks only the new rows, by stream position.
-fn changed_rooms(conn: &Connection, from: i64, upto: i64) -> Result<HashSet<String>> {
-    let mut out = HashSet::new();
-    for sql in [
-        "SELECT DISTINCT room_id FROM events WHERE pos > ?1 AND pos <= ?2",
-        "SELECT DISTINCT room_id FROM receipts WHERE pos > ?1 AND pos <= ?2",
-        "SELECT DISTINCT room_id FROM account_data WHERE pos > ?1 AND pos <= ?2 AND room_id != ''",
-    ] {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(rusqlite::params![from, upto], |r| r.get::<_, String>(0))?;
-        for r in rows {
-            out.insert(r?);
-        }
-    }
-    Ok(out)
-}
-
-/// Membership rows of the user that changed in `(from, upto]` (all current
-/// ones for an initial sync), excluding forgotten rooms.
-fn memberships_changed(
-    conn: &Connection,
-    user_id: &str,
-    from: i64,
-    upto: i64,
-) -> Result<Vec<(String, String, String, i64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT room_id, membership, event_id, pos FROM memberships
-         WHERE user_id = ?1 AND pos > ?2 AND pos <= ?3 AND forgotten = 0 AND membership != 'join'
-         ORDER BY pos",
-    )?;
-    let rows = stmt.query_map(rusqlite::params![user_id, from, upto], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 struct Ctx<'a> {
