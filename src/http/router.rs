@@ -236,50 +236,59 @@ fn table() -> Vec<Route> {
     // End-to-end encryption (issue 5): keys, cross-signing, to-device,
     // key backup. Dehydrated devices are not served (M_UNRECOGNIZED).
     {
-        use client::{key_backup as kb, keys, to_device};
         let p = Kind::Plain;
-        add_kind(CLIENT, Post, "keys/upload", p(keys::upload), Guest, false);
-        add_kind(CLIENT, Post, "keys/query", p(keys::query), Guest, false);
-        add_kind(CLIENT, Post, "keys/claim", p(keys::claim), Guest, false);
-        add_kind(CLIENT, Get, "keys/changes", p(keys::changes), Guest, false);
+        add_kind(CLIENT, Post, "keys/upload", p(client::keys::upload), Guest, false);
+        add_kind(CLIENT, Post, "keys/query", p(client::keys::query), Guest, false);
+        add_kind(CLIENT, Post, "keys/claim", p(client::keys::claim), Guest, false);
+        add_kind(CLIENT, Get, "keys/changes", p(client::keys::changes), Guest, false);
         add_kind(
             CLIENT_UNSTABLE,
             Post,
             "keys/device_signing/upload",
-            p(keys::device_signing_upload),
+            p(client::keys::device_signing_upload),
             Token,
             true,
         );
-        add_kind(CLIENT_UNSTABLE, Post, "keys/signatures/upload", p(keys::signatures_upload), Token, false);
-        add_kind(CLIENT, Put, "sendToDevice/{}/{}", p(to_device::send), Guest, true);
-        add_kind(CLIENT, Post, "room_keys/version", p(kb::create_version), Token, false);
-        add_kind(CLIENT, Get, "room_keys/version", p(kb::get_current_version), Token, false);
-        add_kind(CLIENT, Get, "room_keys/version/{}", p(kb::get_version), Token, false);
-        add_kind(CLIENT, Put, "room_keys/version/{}", p(kb::update_version), Token, false);
-        add_kind(CLIENT, Delete, "room_keys/version/{}", p(kb::delete_version), Token, false);
-        for pattern in ["room_keys/keys", "room_keys/keys/{}", "room_keys/keys/{}/{}"] {
-            add_kind(CLIENT, Put, pattern, p(kb::put_keys), Token, false);
-            add_kind(CLIENT, Get, pattern, p(kb::get_keys), Token, false);
-            add_kind(CLIENT, Delete, pattern, p(kb::delete_keys), Token, false);
-        }
+        add_kind(
+            CLIENT_UNSTABLE,
+            Post,
+            "keys/signatures/upload",
+            p(client::keys::signatures_upload),
+            Token,
+            false,
+        );
+        add_kind(CLIENT, Put, "sendToDevice/{}/{}", p(client::to_device::send), Guest, true);
+        add_kind(CLIENT, Post, "room_keys/version", p(client::key_backup::create_version), Token, false);
+        add_kind(CLIENT, Get, "room_keys/version", p(client::key_backup::get_current_version), Token, false);
+        add_kind(CLIENT, Get, "room_keys/version/{}", p(client::key_backup::get_version), Token, false);
+        add_kind(CLIENT, Put, "room_keys/version/{}", p(client::key_backup::update_version), Token, false);
+        add_kind(CLIENT, Delete, "room_keys/version/{}", p(client::key_backup::delete_version), Token, false);
+        add_kind(CLIENT, Put, "room_keys/keys", p(client::key_backup::put_keys), Token, false);
+        add_kind(CLIENT, Get, "room_keys/keys", p(client::key_backup::get_keys), Token, false);
+        add_kind(CLIENT, Delete, "room_keys/keys", p(client::key_backup::delete_keys), Token, false);
+        add_kind(CLIENT, Put, "room_keys/keys/{}", p(client::key_backup::put_keys), Token, false);
+        add_kind(CLIENT, Get, "room_keys/keys/{}", p(client::key_backup::get_keys), Token, false);
+        add_kind(CLIENT, Delete, "room_keys/keys/{}", p(client::key_backup::delete_keys), Token, false);
+        add_kind(CLIENT, Put, "room_keys/keys/{}/{}", p(client::key_backup::put_keys), Token, false);
+        add_kind(CLIENT, Get, "room_keys/keys/{}/{}", p(client::key_backup::get_keys), Token, false);
+        add_kind(CLIENT, Delete, "room_keys/keys/{}/{}", p(client::key_backup::delete_keys), Token, false);
     }
     // Push rules, pushers, notifications (issue 7).
     {
-        use client::push;
         let p = Kind::Plain;
-        add_kind(CLIENT, Get, "pushrules", p(push::get_all), Guest, false);
-        add_kind(CLIENT, Get, "pushrules/{?}", p(push::get_scope), Guest, false);
-        add_kind(CLIENT, Get, "pushrules/global/{?}", p(push::get_kind), Token, false);
-        add_kind(CLIENT, Get, "pushrules/global/{}/{}", p(push::get_rule), Token, false);
-        add_kind(CLIENT, Put, "pushrules/global/{}/{}", p(push::put_rule), Token, false);
-        add_kind(CLIENT, Delete, "pushrules/global/{}/{}", p(push::delete_rule), Token, false);
-        add_kind(CLIENT, Get, "pushrules/global/{}/{}/enabled", p(push::get_enabled), Token, false);
-        add_kind(CLIENT, Put, "pushrules/global/{}/{}/enabled", p(push::put_enabled), Token, false);
-        add_kind(CLIENT, Get, "pushrules/global/{}/{}/actions", p(push::get_actions), Token, false);
-        add_kind(CLIENT, Put, "pushrules/global/{}/{}/actions", p(push::put_actions), Token, false);
-        add_kind(CLIENT, Get, "pushers", p(push::get_pushers), Token, false);
-        add_kind(CLIENT, Post, "pushers/set", p(push::set_pusher), Token, true);
-        add_kind(CLIENT, Get, "notifications", p(push::notifications), Token, false);
+        add_kind(CLIENT, Get, "pushrules", p(client::push::get_all), Guest, false);
+        add_kind(CLIENT, Get, "pushrules/{?}", p(client::push::get_scope), Guest, false);
+        add_kind(CLIENT, Get, "pushrules/global/{?}", p(client::push::get_kind), Token, false);
+        add_kind(CLIENT, Get, "pushrules/global/{}/{}", p(client::push::get_rule), Token, false);
+        add_kind(CLIENT, Put, "pushrules/global/{}/{}", p(client::push::put_rule), Token, false);
+        add_kind(CLIENT, Delete, "pushrules/global/{}/{}", p(client::push::delete_rule), Token, false);
+        add_kind(CLIENT, Get, "pushrules/global/{}/{}/enabled", p(client::push::get_enabled), Token, false);
+        add_kind(CLIENT, Put, "pushrules/global/{}/{}/enabled", p(client::push::put_enabled), Token, false);
+        add_kind(CLIENT, Get, "pushrules/global/{}/{}/actions", p(client::push::get_actions), Token, false);
+        add_kind(CLIENT, Put, "pushrules/global/{}/{}/actions", p(client::push::put_actions), Token, false);
+        add_kind(CLIENT, Get, "pushers", p(client::push::get_pushers), Token, false);
+        add_kind(CLIENT, Post, "pushers/set", p(client::push::set_pusher), Token, true);
+        add_kind(CLIENT, Get, "notifications", p(client::push::notifications), Token, false);
     }
     // Long-polls (after the last `add`, which borrows `add_kind`).
     add_kind(CLIENT_LEGACY, Get, "events", Kind::LongPoll(client::legacy::events), Guest, false);
