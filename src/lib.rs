@@ -20,3 +20,4 @@ pub mod server;
 pub mod storage;
 pub mod sync;
 pub mod tls;
+pub mod util;

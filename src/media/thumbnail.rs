@@ -11,9 +11,10 @@
 //! allows).
 
 use std::io::{BufRead, Cursor, Seek};
-use std::sync::{Condvar, Mutex, PoisonError};
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+
+use crate::util::Semaphore;
 
 /// Largest original decoded, in pixels (width × height).
 pub const PIXELS_MAX: u64 = 32_000_000;
@@ -197,40 +198,6 @@ pub fn make<R: BufRead + Seek>(input: R, size: Size) -> Result<Thumbnail, ThumbE
 
 /// The permits for running decodes, shared by the whole process.
 static DECODES: Semaphore = Semaphore::new(DECODES_MAX);
-
-/// A counting semaphore: at most `max` permits out at once.
-struct Semaphore {
-    in_use: Mutex<usize>,
-    freed: Condvar,
-    max: usize,
-}
-
-/// A held permit; dropping it (a panic included) returns it.
-struct Permit<'a>(&'a Semaphore);
-
-impl Semaphore {
-    const fn new(max: usize) -> Semaphore {
-        Semaphore { in_use: Mutex::new(0), freed: Condvar::new(), max }
-    }
-
-    fn acquire(&self) -> Permit<'_> {
-        // The lock guards a counter that is always consistent: a poisoned
-        // lock is still safe to use.
-        let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        while *in_use >= self.max {
-            in_use = self.freed.wait(in_use).unwrap_or_else(PoisonError::into_inner);
-        }
-        *in_use += 1;
-        Permit(self)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.in_use.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-        self.0.freed.notify_one();
-    }
-}
 
 #[cfg(test)]
 mod tests {
