@@ -23,3 +23,4 @@ pub mod server;
 pub mod storage;
 pub mod sync;
 pub mod tls;
+pub mod util;

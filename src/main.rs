@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         Command::Serve => match load() {
             Ok(cfg) => {
                 hearth::log::set_level(log_level(&cfg));
+                hearth::log::install();
                 ExitCode::from(hearth::server::run(cfg) as u8)
             }
             Err(code) => code,

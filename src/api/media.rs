@@ -14,8 +14,6 @@
 //! Remote media (an `mxc://` of another server) answers 404 until
 //! federation lands: see [`remote`].
 
-use std::io::BufReader;
-
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -24,10 +22,10 @@ use crate::app::App;
 use crate::core::ids;
 use crate::crypto::token;
 use crate::error::{Error, ErrorKind, Result};
-use crate::media::thumbnail::{self, Method, ThumbError, Thumbnail};
+use crate::media::thumbnail::{self, Method};
 use crate::media::{self as logic, MEDIA_ID_LEN};
 use crate::storage::media::{self as store, ContentReader, Media, Upload, CHUNK_BYTES};
-use crate::storage::{self, now_ms};
+use crate::storage::now_ms;
 
 /// How long an ID from `/create` waits for its bytes (the spec's
 /// recommended 24 hours).
@@ -419,24 +417,59 @@ fn serve_thumbnail<'a>(app: &'a App, req: &Request, access: Access) -> Result<Ra
     if let Some(t) = stored {
         return Ok(answer(t.content_type, stream(app, t.thumb_id, t.size)));
     }
-    let input = BufReader::new(ContentReader::new(&app.db, content_id, u64::try_from(size).unwrap_or(0)));
+    match make_thumbnail(app, content_id, size, standard)? {
+        Some((thumb_type, body)) => Ok(answer(thumb_type, body)),
+        None => Ok(original(content_type)),
+    }
+}
+
+/// Makes, stores and returns the thumbnail of `standard` of a content of
+/// `size` bytes; `None`: the original is no larger, serve it.
+#[cfg(feature = "thumbnails")]
+fn make_thumbnail<'a>(
+    app: &'a App,
+    content_id: i64,
+    size: i64,
+    standard: thumbnail::Size,
+) -> Result<Option<(String, RawBody<'a>)>> {
+    use crate::media::thumbnail::{ThumbError, Thumbnail};
+    let input =
+        std::io::BufReader::new(ContentReader::new(&app.db, content_id, u64::try_from(size).unwrap_or(0)));
     match thumbnail::make(input, standard) {
-        Ok(Thumbnail::Original) => Ok(original(content_type)),
+        Ok(Thumbnail::Original) => Ok(None),
         Ok(Thumbnail::Made { bytes, content_type: thumb_type, .. }) => {
             let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+            let method_name = standard.method.as_str();
             app.db.write(|tx| {
-                let now = storage::now_ms();
+                let now = now_ms();
                 let thumb_id = store::store_bytes(tx, &bytes, &sha256, now)?;
                 let (w, h) = (standard.width, standard.height);
                 store::insert_thumbnail(tx, content_id, w, h, method_name, thumb_id, thumb_type)
             })?;
-            Ok(answer(thumb_type.to_owned(), RawBody::Bytes(bytes)))
+            Ok(Some((thumb_type.to_owned(), RawBody::Bytes(bytes))))
         }
         Err(ThumbError::TooLarge) => {
             Err(Error::new(ErrorKind::TooLarge, "The image is too large to thumbnail"))
         }
         Err(ThumbError::Unsupported(_)) => Err(cannot_thumbnail()),
     }
+}
+
+/// Built without the `thumbnails` feature (no image decoders): the
+/// original is the answer. The spec allows it: a thumbnail must never be
+/// smaller than asked nor upscaled, which the original never is, and the
+/// answer's type is one of the image types a thumbnail may have (only
+/// `THUMBNAILABLE` types get here; others are 400 "cannot generate
+/// thumbnails", the spec's answer for content the server cannot
+/// thumbnail). Thumbnails a build with the feature stored are still served.
+#[cfg(not(feature = "thumbnails"))]
+fn make_thumbnail<'a>(
+    _app: &'a App,
+    _content_id: i64,
+    _size: i64,
+    _standard: thumbnail::Size,
+) -> Result<Option<(String, RawBody<'a>)>> {
+    Ok(None)
 }
 
 fn cannot_thumbnail() -> Error {

@@ -7,10 +7,11 @@
 //! and never sees storage: callers pass the stored PHC string in.
 
 use std::fmt;
-use std::sync::{Condvar, Mutex, PoisonError};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::util::Semaphore;
 
 /// Memory per hash in KiB (19 MiB).
 ///
@@ -124,52 +125,9 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// The permits for running hashes, shared by the whole process.
 static HASH_SLOTS: Semaphore = Semaphore::new(MAX_CONCURRENT_HASHES);
 
-/// A counting semaphore: at most `max` permits are out at once.
-struct Semaphore {
-    in_use: Mutex<usize>,
-    freed: Condvar,
-    max: usize,
-}
-
-/// A held permit; dropping it, including during a panic, returns it.
-struct Permit<'a> {
-    semaphore: &'a Semaphore,
-}
-
-impl Semaphore {
-    const fn new(max: usize) -> Semaphore {
-        Semaphore { in_use: Mutex::new(0), freed: Condvar::new(), max }
-    }
-
-    /// Waits until a permit is free and takes it.
-    fn acquire(&self) -> Permit<'_> {
-        // The lock only guards a counter that is always left consistent, so
-        // a poisoned lock is still safe to use.
-        let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        while *in_use >= self.max {
-            in_use = self.freed.wait(in_use).unwrap_or_else(PoisonError::into_inner);
-        }
-        *in_use += 1;
-        Permit { semaphore: self }
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        let mut in_use = self.semaphore.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        *in_use -= 1;
-        drop(in_use);
-        self.semaphore.freed.notify_one();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::thread;
-    use std::time::Duration;
 
     #[test]
     fn right_password_verifies_and_wrong_one_does_not() {
@@ -211,44 +169,5 @@ mod tests {
         let too_long = "x".repeat(MAX_PASSWORD_BYTES + 1);
         assert_eq!(hash_password(&too_long), Err(PasswordError::TooLong));
         assert!(!verify_password(&too_long, &phc));
-    }
-
-    #[test]
-    fn semaphore_bounds_concurrency() {
-        let semaphore = Arc::new(Semaphore::new(2));
-        let active = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let workers: Vec<_> = (0..6)
-            .map(|_| {
-                let (semaphore, active, peak) = (semaphore.clone(), active.clone(), peak.clone());
-                thread::spawn(move || {
-                    let _permit = semaphore.acquire();
-                    let now = active.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
-                    thread::sleep(Duration::from_millis(20));
-                    active.fetch_sub(1, Ordering::SeqCst);
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker.join().expect("worker finished");
-        }
-        assert!(peak.load(Ordering::SeqCst) <= 2);
-        assert_eq!(*semaphore.in_use.lock().expect("not poisoned"), 0);
-    }
-
-    #[test]
-    fn a_panic_returns_the_permit() {
-        let semaphore = Arc::new(Semaphore::new(1));
-        let held = semaphore.clone();
-        let result = thread::spawn(move || {
-            let _permit = held.acquire();
-            panic!("a hash panicked");
-        })
-        .join();
-        assert!(result.is_err());
-        assert_eq!(*semaphore.in_use.lock().unwrap_or_else(PoisonError::into_inner), 0);
-        // The single permit can be taken again.
-        drop(semaphore.acquire());
     }
 }

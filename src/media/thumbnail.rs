@@ -9,11 +9,19 @@
 //! upscaling and thumbnails smaller than asked). Animated originals give a
 //! still of their first frame (`animated` is not supported, which the spec
 //! allows).
+//!
+//! Decoding and encoding ([`make`]) need the `thumbnails` cargo feature (on
+//! by default: the `image` crate); the size choice is always built, so a
+//! build without it can still serve stored thumbnails and originals.
 
+#[cfg(feature = "thumbnails")]
 use std::io::{BufRead, Cursor, Seek};
-use std::sync::{Condvar, Mutex, PoisonError};
 
+#[cfg(feature = "thumbnails")]
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+
+#[cfg(feature = "thumbnails")]
+use crate::util::Semaphore;
 
 /// Largest original decoded, in pixels (width × height).
 pub const PIXELS_MAX: u64 = 32_000_000;
@@ -24,6 +32,7 @@ pub const DECODE_BYTES_MAX: u64 = 128 * 1024 * 1024;
 /// Decodes running at once: each may hold `DECODE_BYTES_MAX`.
 pub const DECODES_MAX: usize = 2;
 /// JPEG quality of thumbnails of JPEG originals.
+#[cfg(feature = "thumbnails")]
 const JPEG_QUALITY: u8 = 80;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +123,7 @@ pub fn plan(w: u32, h: u32, size: Size) -> Option<Plan> {
 }
 
 /// Why no thumbnail could be made.
+#[cfg(feature = "thumbnails")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ThumbError {
     /// Not an image of a supported format, or corrupt.
@@ -123,6 +133,7 @@ pub enum ThumbError {
 }
 
 /// What to serve.
+#[cfg(feature = "thumbnails")]
 #[derive(Debug)]
 pub enum Thumbnail {
     /// The original is small enough already.
@@ -137,6 +148,7 @@ pub enum Thumbnail {
 
 /// Makes the thumbnail of `size` from an encoded image. The header is read
 /// first and an image over the limits refused before any pixel is decoded.
+#[cfg(feature = "thumbnails")]
 pub fn make<R: BufRead + Seek>(input: R, size: Size) -> Result<Thumbnail, ThumbError> {
     let unsupported = |e: &dyn std::fmt::Display| ThumbError::Unsupported(e.to_string());
     let reader = ImageReader::new(input).with_guessed_format().map_err(|e| unsupported(&e))?;
@@ -196,46 +208,14 @@ pub fn make<R: BufRead + Seek>(input: R, size: Size) -> Result<Thumbnail, ThumbE
 }
 
 /// The permits for running decodes, shared by the whole process.
+#[cfg(feature = "thumbnails")]
 static DECODES: Semaphore = Semaphore::new(DECODES_MAX);
-
-/// A counting semaphore: at most `max` permits out at once.
-struct Semaphore {
-    in_use: Mutex<usize>,
-    freed: Condvar,
-    max: usize,
-}
-
-/// A held permit; dropping it (a panic included) returns it.
-struct Permit<'a>(&'a Semaphore);
-
-impl Semaphore {
-    const fn new(max: usize) -> Semaphore {
-        Semaphore { in_use: Mutex::new(0), freed: Condvar::new(), max }
-    }
-
-    fn acquire(&self) -> Permit<'_> {
-        // The lock guards a counter that is always consistent: a poisoned
-        // lock is still safe to use.
-        let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        while *in_use >= self.max {
-            in_use = self.freed.wait(in_use).unwrap_or_else(PoisonError::into_inner);
-        }
-        *in_use += 1;
-        Permit(self)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.in_use.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-        self.0.freed.notify_one();
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "thumbnails")]
     fn png(w: u32, h: u32) -> Vec<u8> {
         let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
             image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
@@ -272,6 +252,7 @@ mod tests {
         assert_eq!(plan(0, 10, crop96), None);
     }
 
+    #[cfg(feature = "thumbnails")]
     #[test]
     fn makes_and_refuses() {
         let crop32 = Size { width: 32, height: 32, method: Method::Crop };
@@ -293,6 +274,7 @@ mod tests {
         assert!(make(Cursor::new(truncated), crop32).is_err());
     }
 
+    #[cfg(feature = "thumbnails")]
     #[test]
     fn decompression_bomb_is_refused_from_the_header() {
         // A valid PNG claiming 20000 × 20000 pixels, with a few bytes of data.
@@ -312,6 +294,7 @@ mod tests {
         assert_eq!(make(Cursor::new(bomb), crop32).unwrap_err(), ThumbError::TooLarge);
     }
 
+    #[cfg(feature = "thumbnails")]
     fn crc32(data: &[u8]) -> u32 {
         let mut crc = 0xffff_ffffu32;
         for &b in data {

@@ -51,7 +51,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -131,13 +131,9 @@ struct Readers {
     open: usize,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch; lives in `util`, re-exported here
+/// for the many callers that name it `storage::now_ms`.
+pub use crate::util::now_ms;
 
 impl Db {
     /// Opens (creating if needed) the database at `path` and brings its
@@ -556,10 +552,8 @@ fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<
 
 /// Locks a mutex, recovering it if a panicking request poisoned it: the
 /// connection inside is still valid (an unfinished transaction rolls back
-/// when its guard drops).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// when its guard drops). Lives in `util`; re-exported for its callers.
+pub(crate) use crate::util::lock;
 
 /// An in-memory database with the current schema, for unit tests.
 #[cfg(test)]
