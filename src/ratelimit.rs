@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::lock;
+use crate::util::lock;
 
 /// Most keys tracked at once; each costs about a hundred bytes.
 pub const BUCKETS_MAX: usize = 10_000;

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use crate::log;
 pub use crate::storage::Changes;
+use crate::util::lock;
 
 /// Messages the hub's inbox holds before senders wait.
 const INBOX_CAPACITY: usize = 4096;
@@ -382,10 +383,6 @@ fn responder(hub: &Hub, jobs: &Mutex<Receiver<Job>>, back: &SyncSender<Msg>) {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

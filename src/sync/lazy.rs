@@ -48,7 +48,7 @@ impl SentMembers {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // The map holds no invariant a panicking holder could break.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::util::lock(&self.inner)
     }
 
     /// Forgets what the device was sent (an initial sync starts afresh).

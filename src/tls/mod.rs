@@ -26,6 +26,7 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 use crate::log;
+use crate::util::lock;
 
 /// From accept to a finished TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -236,10 +237,6 @@ pub fn wait_reload(seen: &mut u64, timeout: Duration) -> bool {
     let signalled = *guard != *seen;
     *seen = *guard;
     signalled
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
