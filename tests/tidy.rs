@@ -335,7 +335,7 @@ fn every_table_is_on_the_map() {
     let tables: BTreeSet<String> = schema
         .lines()
         .filter_map(|l| l.strip_prefix("CREATE TABLE "))
-        .map(|l| l.split(|c: char| c == ' ' || c == '(').next().unwrap_or("").to_owned())
+        .map(|l| l.split([' ', '(']).next().unwrap_or("").to_owned())
         .collect();
     let mapped: BTreeSet<String> = doc_rows("tables").into_iter().map(|r| r[0].clone()).collect();
     assert!(tables.len() > 40, "{tables:?}");
