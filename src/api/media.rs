@@ -104,7 +104,7 @@ pub fn create(app: &App, req: &Request) -> Result<Response> {
 /// PUT /_matrix/media/v3/upload/{serverName}/{mediaId}
 pub fn upload_to(app: &App, req: &Request, body: &mut UploadBody<'_>) -> Result<Response> {
     let who = req.user()?;
-    let (origin, media_id) = (req.param(0), req.param(1));
+    let (origin, media_id) = (req.param("serverName"), req.param("mediaId"));
     let filename = filename_param(req)?;
     let content_type = logic::clean_content_type(body.content_type());
     let unknown = || Error::not_found("Unknown media ID");
@@ -289,7 +289,7 @@ enum Found {
 }
 
 fn find(app: &App, req: &Request, access: Access) -> Result<Found> {
-    let (origin, media_id) = (req.param(0), req.param(1));
+    let (origin, media_id) = (req.param("serverName"), req.param("mediaId"));
     let missing = || Error::not_found("Media not found");
     if !ids::is_valid_server_name(origin) || !logic::is_valid_media_id(media_id) {
         return Err(missing());
@@ -361,7 +361,7 @@ fn serve_download<'a>(app: &'a App, req: &Request, access: Access) -> Result<Raw
         Found::NotYetUploaded => return Ok(not_yet_uploaded()),
     };
     let content_type = media.content_type.unwrap_or_else(|| logic::clean_content_type(None));
-    let filename = req.params.get(2).map(String::as_str).or(media.filename.as_deref());
+    let filename = req.param_opt("fileName").or(media.filename.as_deref());
     let disposition = logic::content_disposition(&content_type, filename);
     Ok(RawResponse {
         status: 200,

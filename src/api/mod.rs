@@ -60,7 +60,8 @@ pub struct Auth {
 /// A request as handlers see it: decoded path parameters and query, the
 /// bounded body, the client address, and who is asking (if the route asks).
 pub struct Request {
-    pub params: Vec<String>,
+    /// Path parameters by the names the route gives them (`roomId`).
+    pub params: Vec<(&'static str, String)>,
     pub query: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub remote_ip: IpAddr,
@@ -105,9 +106,15 @@ impl Request {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    /// The path parameter at `i` (the router guarantees it exists).
-    pub fn param(&self, i: usize) -> &str {
-        self.params.get(i).map(String::as_str).unwrap_or("")
+    /// The path parameter `name` (the router guarantees the route has it).
+    pub fn param(&self, name: &str) -> &str {
+        self.param_opt(name).unwrap_or("")
+    }
+
+    /// A path parameter the matched route may not have (one handler serving
+    /// patterns of different lengths).
+    pub fn param_opt(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
     /// The authenticated user; routes that need one are marked so in the

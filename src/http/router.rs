@@ -56,9 +56,10 @@ pub struct Route {
 
 enum Segment {
     Literal(String),
-    Param,
-    /// A parameter that may be empty (state keys).
-    MaybeEmpty,
+    /// `{name}`: a parameter.
+    Param(String),
+    /// `{name?}`: a parameter that may be empty (state keys).
+    MaybeEmpty(String),
 }
 
 /// The current client-server prefixes.
@@ -82,10 +83,12 @@ fn table() -> Vec<Route> {
             let segments = full
                 .split('/')
                 .filter(|s| !s.is_empty())
-                .map(|s| match s {
-                    "{}" => Segment::Param,
-                    "{?}" => Segment::MaybeEmpty,
-                    _ => Segment::Literal(s.to_owned()),
+                .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => match name.strip_suffix('?') {
+                        Some(name) => Segment::MaybeEmpty(name.to_owned()),
+                        None => Segment::Param(name.to_owned()),
+                    },
+                    None => Segment::Literal(s.to_owned()),
                 })
                 .collect();
             t.push(Route { method, segments, handler, auth, rate_limited });
@@ -101,7 +104,7 @@ fn table() -> Vec<Route> {
     add(CLIENT, Get, "capabilities", client::versions::capabilities, Guest, false);
     add(CLIENT, Get, "thirdparty/protocols", client::versions::thirdparty_protocols, Token, false);
     add(ROOT, Get, "_matrix/key/v2/server", api::keys::server_key, Open, false);
-    add(ROOT, Get, "_matrix/key/v2/server/{}", api::keys::server_key, Open, false);
+    add(ROOT, Get, "_matrix/key/v2/server/{keyId}", api::keys::server_key, Open, false);
     // Sessions.
     add(CLIENT_LEGACY, Get, "login", client::login::flows, Open, false);
     add(CLIENT_LEGACY, Post, "login", client::login::login, Open, true);
@@ -124,95 +127,144 @@ fn table() -> Vec<Route> {
     add(CLIENT, Post, "account/deactivate", client::account::deactivate, Token, true);
     // OpenID: a token proving who the user is to another service, and its
     // exchange, which needs no authentication but that token.
-    add(CLIENT, Post, "user/{}/openid/request_token", client::openid::request_token, Token, true);
+    add(CLIENT, Post, "user/{userId}/openid/request_token", client::openid::request_token, Token, true);
     add(ROOT, Get, "_matrix/federation/v1/openid/userinfo", client::openid::userinfo, Open, true);
     // Devices.
     add(CLIENT, Get, "devices", client::devices::list, Guest, false);
-    add(CLIENT, Get, "devices/{}", client::devices::get, Guest, false);
-    add(CLIENT, Put, "devices/{}", client::devices::update, Guest, false);
-    add(CLIENT, Delete, "devices/{}", client::devices::delete, Token, true);
+    add(CLIENT, Get, "devices/{deviceId}", client::devices::get, Guest, false);
+    add(CLIENT, Put, "devices/{deviceId}", client::devices::update, Guest, false);
+    add(CLIENT, Delete, "devices/{deviceId}", client::devices::delete, Token, true);
     add(CLIENT, Post, "delete_devices", client::devices::delete_many, Token, true);
     // Rooms and membership.
     add(CLIENT, Post, "createRoom", client::rooms::create_room, Token, true);
-    add(CLIENT, Post, "join/{}", client::membership::join_by_id_or_alias, Guest, true);
-    add(CLIENT, Post, "knock/{}", client::membership::knock, Token, true);
-    add(CLIENT, Post, "rooms/{}/join", client::membership::join, Guest, true);
-    add(CLIENT, Post, "rooms/{}/invite", client::membership::invite, Token, true);
-    add(CLIENT, Post, "rooms/{}/leave", client::membership::leave, Guest, true);
-    add(CLIENT, Post, "rooms/{}/forget", client::membership::forget, Token, false);
-    add(CLIENT, Post, "rooms/{}/kick", client::membership::kick, Token, true);
-    add(CLIENT, Post, "rooms/{}/ban", client::membership::ban, Token, true);
-    add(CLIENT, Post, "rooms/{}/unban", client::membership::unban, Token, true);
+    add(CLIENT, Post, "join/{roomIdOrAlias}", client::membership::join_by_id_or_alias, Guest, true);
+    add(CLIENT, Post, "knock/{roomIdOrAlias}", client::membership::knock, Token, true);
+    add(CLIENT, Post, "rooms/{roomId}/join", client::membership::join, Guest, true);
+    add(CLIENT, Post, "rooms/{roomId}/invite", client::membership::invite, Token, true);
+    add(CLIENT, Post, "rooms/{roomId}/leave", client::membership::leave, Guest, true);
+    add(CLIENT, Post, "rooms/{roomId}/forget", client::membership::forget, Token, false);
+    add(CLIENT, Post, "rooms/{roomId}/kick", client::membership::kick, Token, true);
+    add(CLIENT, Post, "rooms/{roomId}/ban", client::membership::ban, Token, true);
+    add(CLIENT, Post, "rooms/{roomId}/unban", client::membership::unban, Token, true);
     add(CLIENT, Get, "joined_rooms", client::membership::joined_rooms, Guest, false);
     // Events and state.
-    add(CLIENT, Put, "rooms/{}/send/{}/{}", client::message::send, Guest, true);
-    add(CLIENT_LEGACY, Post, "rooms/{}/send/{}", client::message::send_legacy, Token, true);
-    add(CLIENT, Put, "rooms/{}/state/{}/{?}", client::message::put_state, Token, true);
-    add(CLIENT, Put, "rooms/{}/state/{}", client::message::put_state, Token, true);
-    add(CLIENT, Get, "rooms/{}/state", client::message::get_state_all, Guest, false);
-    add(CLIENT, Get, "rooms/{}/state/{}/{?}", client::message::get_state, Guest, false);
-    add(CLIENT, Get, "rooms/{}/state/{}", client::message::get_state, Guest, false);
-    add(CLIENT, Put, "rooms/{}/redact/{}/{}", client::message::redact, Token, true);
-    add(CLIENT, Get, "rooms/{}/event/{}", client::message::get_event, Guest, false);
-    add(CLIENT, Get, "rooms/{}/members", client::message::members, Guest, false);
-    add(CLIENT, Get, "rooms/{}/joined_members", client::message::joined_members, Guest, false);
-    add(CLIENT, Get, "rooms/{}/context/{}", client::message::context, Guest, false);
-    add(CLIENT, Get, "rooms/{}/messages", client::message::messages, Guest, false);
-    add(CLIENT_V1, Get, "rooms/{}/timestamp_to_event", client::message::timestamp_to_event, Token, false);
+    add(CLIENT, Put, "rooms/{roomId}/send/{eventType}/{txnId}", client::message::send, Guest, true);
+    add(CLIENT_LEGACY, Post, "rooms/{roomId}/send/{eventType}", client::message::send_legacy, Token, true);
+    add(CLIENT, Put, "rooms/{roomId}/state/{eventType}/{stateKey?}", client::message::put_state, Token, true);
+    add(CLIENT, Put, "rooms/{roomId}/state/{eventType}", client::message::put_state, Token, true);
+    add(CLIENT, Get, "rooms/{roomId}/state", client::message::get_state_all, Guest, false);
+    add(
+        CLIENT,
+        Get,
+        "rooms/{roomId}/state/{eventType}/{stateKey?}",
+        client::message::get_state,
+        Guest,
+        false,
+    );
+    add(CLIENT, Get, "rooms/{roomId}/state/{eventType}", client::message::get_state, Guest, false);
+    add(CLIENT, Put, "rooms/{roomId}/redact/{eventId}/{txnId}", client::message::redact, Token, true);
+    add(CLIENT, Get, "rooms/{roomId}/event/{eventId}", client::message::get_event, Guest, false);
+    add(CLIENT, Get, "rooms/{roomId}/members", client::message::members, Guest, false);
+    add(CLIENT, Get, "rooms/{roomId}/joined_members", client::message::joined_members, Guest, false);
+    add(CLIENT, Get, "rooms/{roomId}/context/{eventId}", client::message::context, Guest, false);
+    add(CLIENT, Get, "rooms/{roomId}/messages", client::message::messages, Guest, false);
+    add(
+        CLIENT_V1,
+        Get,
+        "rooms/{roomId}/timestamp_to_event",
+        client::message::timestamp_to_event,
+        Token,
+        false,
+    );
     // Sync.
-    add(CLIENT, Post, "user/{}/filter", client::sync::create_filter, Guest, false);
-    add(CLIENT, Get, "user/{}/filter/{}", client::sync::get_filter, Guest, false);
+    add(CLIENT, Post, "user/{userId}/filter", client::sync::create_filter, Guest, false);
+    add(CLIENT, Get, "user/{userId}/filter/{filterId}", client::sync::get_filter, Guest, false);
     // Aliases and the room directory.
-    add(CLIENT, Put, "directory/room/{}", client::directory::put_alias, Token, false);
-    add(CLIENT, Get, "directory/room/{}", client::directory::get_alias, AuthReq::Optional, false);
-    add(CLIENT, Delete, "directory/room/{}", client::directory::delete_alias, Token, false);
-    add(CLIENT, Get, "rooms/{}/aliases", client::directory::room_aliases, Token, false);
+    add(CLIENT, Put, "directory/room/{roomAlias}", client::directory::put_alias, Token, false);
+    add(CLIENT, Get, "directory/room/{roomAlias}", client::directory::get_alias, AuthReq::Optional, false);
+    add(CLIENT, Delete, "directory/room/{roomAlias}", client::directory::delete_alias, Token, false);
+    add(CLIENT, Get, "rooms/{roomId}/aliases", client::directory::room_aliases, Token, false);
     add(CLIENT, Get, "publicRooms", client::directory::public_rooms, AuthReq::Optional, false);
     add(CLIENT, Post, "publicRooms", client::directory::public_rooms_filtered, Token, false);
-    add(CLIENT, Get, "directory/list/room/{}", client::directory::get_visibility, AuthReq::Optional, false);
-    add(CLIENT, Put, "directory/list/room/{}", client::directory::set_visibility, Token, false);
+    add(
+        CLIENT,
+        Get,
+        "directory/list/room/{roomId}",
+        client::directory::get_visibility,
+        AuthReq::Optional,
+        false,
+    );
+    add(CLIENT, Put, "directory/list/room/{roomId}", client::directory::set_visibility, Token, false);
     // Profiles and the user directory.
-    add(CLIENT_LEGACY, Get, "profile/{}", client::profile::get_profile, AuthReq::Optional, false);
+    add(CLIENT_LEGACY, Get, "profile/{userId}", client::profile::get_profile, AuthReq::Optional, false);
     add(
         CLIENT_LEGACY,
         Get,
-        "profile/{}/displayname",
+        "profile/{userId}/displayname",
         client::profile::get_displayname,
         AuthReq::Optional,
         false,
     );
-    add(CLIENT_LEGACY, Put, "profile/{}/displayname", client::profile::set_displayname, Guest, true);
+    add(CLIENT_LEGACY, Put, "profile/{userId}/displayname", client::profile::set_displayname, Guest, true);
     add(
         CLIENT_LEGACY,
         Get,
-        "profile/{}/avatar_url",
+        "profile/{userId}/avatar_url",
         client::profile::get_avatar_url,
         AuthReq::Optional,
         false,
     );
-    add(CLIENT_LEGACY, Put, "profile/{}/avatar_url", client::profile::set_avatar_url, Guest, true);
+    add(CLIENT_LEGACY, Put, "profile/{userId}/avatar_url", client::profile::set_avatar_url, Guest, true);
     add(CLIENT, Post, "user_directory/search", client::profile::user_directory_search, Token, false);
     // Account data and tags.
-    add(CLIENT, Get, "user/{}/account_data/{}", client::account_data::get_global, Guest, false);
-    add(CLIENT, Put, "user/{}/account_data/{}", client::account_data::put_global, Guest, false);
-    add(CLIENT, Get, "user/{}/rooms/{}/account_data/{}", client::account_data::get_room, Guest, false);
-    add(CLIENT, Put, "user/{}/rooms/{}/account_data/{}", client::account_data::put_room, Guest, false);
-    add(CLIENT, Get, "user/{}/rooms/{}/tags", client::account_data::get_tags, Guest, false);
-    add(CLIENT, Put, "user/{}/rooms/{}/tags/{}", client::account_data::put_tag, Token, false);
-    add(CLIENT, Delete, "user/{}/rooms/{}/tags/{}", client::account_data::delete_tag, Token, false);
+    add(CLIENT, Get, "user/{userId}/account_data/{type}", client::account_data::get_global, Guest, false);
+    add(CLIENT, Put, "user/{userId}/account_data/{type}", client::account_data::put_global, Guest, false);
+    add(
+        CLIENT,
+        Get,
+        "user/{userId}/rooms/{roomId}/account_data/{type}",
+        client::account_data::get_room,
+        Guest,
+        false,
+    );
+    add(
+        CLIENT,
+        Put,
+        "user/{userId}/rooms/{roomId}/account_data/{type}",
+        client::account_data::put_room,
+        Guest,
+        false,
+    );
+    add(CLIENT, Get, "user/{userId}/rooms/{roomId}/tags", client::account_data::get_tags, Guest, false);
+    add(CLIENT, Put, "user/{userId}/rooms/{roomId}/tags/{tag}", client::account_data::put_tag, Token, false);
+    add(
+        CLIENT,
+        Delete,
+        "user/{userId}/rooms/{roomId}/tags/{tag}",
+        client::account_data::delete_tag,
+        Token,
+        false,
+    );
     add(CLIENT, Get, "voip/turnServer", client::voip::turn_server, Guest, false);
     // Typing, receipts, presence.
-    add(CLIENT, Put, "rooms/{}/typing/{}", client::ephemeral::typing, Guest, false);
-    add(CLIENT, Post, "rooms/{}/receipt/{}/{}", client::ephemeral::receipt, Guest, false);
-    add(CLIENT, Post, "rooms/{}/read_markers", client::ephemeral::read_markers, Guest, false);
-    add(CLIENT_LEGACY, Get, "presence/{}/status", client::ephemeral::get_presence, Guest, false);
-    add(CLIENT_LEGACY, Put, "presence/{}/status", client::ephemeral::set_presence, Guest, false);
-    add(CLIENT_LEGACY, Get, "presence/list/{}", client::ephemeral::get_presence_list, Token, false);
-    add(CLIENT_LEGACY, Post, "presence/list/{}", client::ephemeral::update_presence_list, Token, false);
+    add(CLIENT, Put, "rooms/{roomId}/typing/{userId}", client::ephemeral::typing, Guest, false);
+    add(
+        CLIENT,
+        Post,
+        "rooms/{roomId}/receipt/{receiptType}/{eventId}",
+        client::ephemeral::receipt,
+        Guest,
+        false,
+    );
+    add(CLIENT, Post, "rooms/{roomId}/read_markers", client::ephemeral::read_markers, Guest, false);
+    add(CLIENT_LEGACY, Get, "presence/{userId}/status", client::ephemeral::get_presence, Guest, false);
+    add(CLIENT_LEGACY, Put, "presence/{userId}/status", client::ephemeral::set_presence, Guest, false);
+    add(CLIENT_LEGACY, Get, "presence/list/{userId}", client::ephemeral::get_presence_list, Token, false);
+    add(CLIENT_LEGACY, Post, "presence/list/{userId}", client::ephemeral::update_presence_list, Token, false);
     // The original specification's v1 surface.
     add(CLIENT_LEGACY, Get, "initialSync", client::legacy::initial_sync, Guest, false);
-    add(CLIENT_LEGACY, Get, "rooms/{}/initialSync", client::legacy::room_initial_sync, Guest, false);
-    add(CLIENT_LEGACY, Get, "events/{}", client::legacy::get_event, Guest, false);
+    add(CLIENT_LEGACY, Get, "rooms/{roomId}/initialSync", client::legacy::room_initial_sync, Guest, false);
+    add(CLIENT_LEGACY, Get, "events/{eventId}", client::legacy::get_event, Guest, false);
     // Media (issue 6): uploads read their body as it arrives; downloads
     // answer bytes. Legacy unauthenticated media under /_matrix/media.
     {
@@ -222,16 +274,30 @@ fn table() -> Vec<Route> {
         const CLIENT_MEDIA: &[&str] = &["_matrix/client/v1/media"];
         let (up, raw) = (Kind::Upload, Kind::Raw);
         add_kind(MEDIA, Post, "upload", up(media::upload), Token, false);
-        add_kind(MEDIA, Put, "upload/{}/{}", up(media::upload_to), Token, false);
+        add_kind(MEDIA, Put, "upload/{serverName}/{mediaId}", up(media::upload_to), Token, false);
         add_kind(MEDIA_V1, Post, "create", Kind::Plain(media::create), Token, true);
         add_kind(CLIENT_MEDIA, Get, "config", Kind::Plain(media::config), Guest, false);
-        add_kind(CLIENT_MEDIA, Get, "download/{}/{}", raw(media::download), Guest, false);
-        add_kind(CLIENT_MEDIA, Get, "download/{}/{}/{}", raw(media::download), Guest, false);
-        add_kind(CLIENT_MEDIA, Get, "thumbnail/{}/{}", raw(media::thumbnail), Guest, false);
+        add_kind(CLIENT_MEDIA, Get, "download/{serverName}/{mediaId}", raw(media::download), Guest, false);
+        add_kind(
+            CLIENT_MEDIA,
+            Get,
+            "download/{serverName}/{mediaId}/{fileName}",
+            raw(media::download),
+            Guest,
+            false,
+        );
+        add_kind(CLIENT_MEDIA, Get, "thumbnail/{serverName}/{mediaId}", raw(media::thumbnail), Guest, false);
         add_kind(MEDIA, Get, "config", Kind::Plain(media::config), Guest, false);
-        add_kind(MEDIA, Get, "download/{}/{}", raw(media::legacy_download), Open, false);
-        add_kind(MEDIA, Get, "download/{}/{}/{}", raw(media::legacy_download), Open, false);
-        add_kind(MEDIA, Get, "thumbnail/{}/{}", raw(media::legacy_thumbnail), Open, false);
+        add_kind(MEDIA, Get, "download/{serverName}/{mediaId}", raw(media::legacy_download), Open, false);
+        add_kind(
+            MEDIA,
+            Get,
+            "download/{serverName}/{mediaId}/{fileName}",
+            raw(media::legacy_download),
+            Open,
+            false,
+        );
+        add_kind(MEDIA, Get, "thumbnail/{serverName}/{mediaId}", raw(media::legacy_thumbnail), Open, false);
     }
     // End-to-end encryption (issue 5): keys, cross-signing, to-device,
     // key backup. Dehydrated devices are not served (M_UNRECOGNIZED).
@@ -257,35 +323,112 @@ fn table() -> Vec<Route> {
             Token,
             false,
         );
-        add_kind(CLIENT, Put, "sendToDevice/{}/{}", p(client::to_device::send), Guest, true);
+        add_kind(CLIENT, Put, "sendToDevice/{eventType}/{txnId}", p(client::to_device::send), Guest, true);
         add_kind(CLIENT, Post, "room_keys/version", p(client::key_backup::create_version), Token, false);
         add_kind(CLIENT, Get, "room_keys/version", p(client::key_backup::get_current_version), Token, false);
-        add_kind(CLIENT, Get, "room_keys/version/{}", p(client::key_backup::get_version), Token, false);
-        add_kind(CLIENT, Put, "room_keys/version/{}", p(client::key_backup::update_version), Token, false);
-        add_kind(CLIENT, Delete, "room_keys/version/{}", p(client::key_backup::delete_version), Token, false);
+        add_kind(
+            CLIENT,
+            Get,
+            "room_keys/version/{version}",
+            p(client::key_backup::get_version),
+            Token,
+            false,
+        );
+        add_kind(
+            CLIENT,
+            Put,
+            "room_keys/version/{version}",
+            p(client::key_backup::update_version),
+            Token,
+            false,
+        );
+        add_kind(
+            CLIENT,
+            Delete,
+            "room_keys/version/{version}",
+            p(client::key_backup::delete_version),
+            Token,
+            false,
+        );
         add_kind(CLIENT, Put, "room_keys/keys", p(client::key_backup::put_keys), Token, false);
         add_kind(CLIENT, Get, "room_keys/keys", p(client::key_backup::get_keys), Token, false);
         add_kind(CLIENT, Delete, "room_keys/keys", p(client::key_backup::delete_keys), Token, false);
-        add_kind(CLIENT, Put, "room_keys/keys/{}", p(client::key_backup::put_keys), Token, false);
-        add_kind(CLIENT, Get, "room_keys/keys/{}", p(client::key_backup::get_keys), Token, false);
-        add_kind(CLIENT, Delete, "room_keys/keys/{}", p(client::key_backup::delete_keys), Token, false);
-        add_kind(CLIENT, Put, "room_keys/keys/{}/{}", p(client::key_backup::put_keys), Token, false);
-        add_kind(CLIENT, Get, "room_keys/keys/{}/{}", p(client::key_backup::get_keys), Token, false);
-        add_kind(CLIENT, Delete, "room_keys/keys/{}/{}", p(client::key_backup::delete_keys), Token, false);
+        add_kind(CLIENT, Put, "room_keys/keys/{roomId}", p(client::key_backup::put_keys), Token, false);
+        add_kind(CLIENT, Get, "room_keys/keys/{roomId}", p(client::key_backup::get_keys), Token, false);
+        add_kind(CLIENT, Delete, "room_keys/keys/{roomId}", p(client::key_backup::delete_keys), Token, false);
+        add_kind(
+            CLIENT,
+            Put,
+            "room_keys/keys/{roomId}/{sessionId}",
+            p(client::key_backup::put_keys),
+            Token,
+            false,
+        );
+        add_kind(
+            CLIENT,
+            Get,
+            "room_keys/keys/{roomId}/{sessionId}",
+            p(client::key_backup::get_keys),
+            Token,
+            false,
+        );
+        add_kind(
+            CLIENT,
+            Delete,
+            "room_keys/keys/{roomId}/{sessionId}",
+            p(client::key_backup::delete_keys),
+            Token,
+            false,
+        );
     }
     // Push rules, pushers, notifications (issue 7).
     {
         let p = Kind::Plain;
         add_kind(CLIENT, Get, "pushrules", p(client::push::get_all), Guest, false);
-        add_kind(CLIENT, Get, "pushrules/{?}", p(client::push::get_scope), Guest, false);
-        add_kind(CLIENT, Get, "pushrules/global/{?}", p(client::push::get_kind), Token, false);
-        add_kind(CLIENT, Get, "pushrules/global/{}/{}", p(client::push::get_rule), Token, false);
-        add_kind(CLIENT, Put, "pushrules/global/{}/{}", p(client::push::put_rule), Token, false);
-        add_kind(CLIENT, Delete, "pushrules/global/{}/{}", p(client::push::delete_rule), Token, false);
-        add_kind(CLIENT, Get, "pushrules/global/{}/{}/enabled", p(client::push::get_enabled), Token, false);
-        add_kind(CLIENT, Put, "pushrules/global/{}/{}/enabled", p(client::push::put_enabled), Token, false);
-        add_kind(CLIENT, Get, "pushrules/global/{}/{}/actions", p(client::push::get_actions), Token, false);
-        add_kind(CLIENT, Put, "pushrules/global/{}/{}/actions", p(client::push::put_actions), Token, false);
+        add_kind(CLIENT, Get, "pushrules/{scope?}", p(client::push::get_scope), Guest, false);
+        add_kind(CLIENT, Get, "pushrules/global/{kind?}", p(client::push::get_kind), Token, false);
+        add_kind(CLIENT, Get, "pushrules/global/{kind}/{ruleId}", p(client::push::get_rule), Token, false);
+        add_kind(CLIENT, Put, "pushrules/global/{kind}/{ruleId}", p(client::push::put_rule), Token, false);
+        add_kind(
+            CLIENT,
+            Delete,
+            "pushrules/global/{kind}/{ruleId}",
+            p(client::push::delete_rule),
+            Token,
+            false,
+        );
+        add_kind(
+            CLIENT,
+            Get,
+            "pushrules/global/{kind}/{ruleId}/enabled",
+            p(client::push::get_enabled),
+            Token,
+            false,
+        );
+        add_kind(
+            CLIENT,
+            Put,
+            "pushrules/global/{kind}/{ruleId}/enabled",
+            p(client::push::put_enabled),
+            Token,
+            false,
+        );
+        add_kind(
+            CLIENT,
+            Get,
+            "pushrules/global/{kind}/{ruleId}/actions",
+            p(client::push::get_actions),
+            Token,
+            false,
+        );
+        add_kind(
+            CLIENT,
+            Put,
+            "pushrules/global/{kind}/{ruleId}/actions",
+            p(client::push::put_actions),
+            Token,
+            false,
+        );
         add_kind(CLIENT, Get, "pushers", p(client::push::get_pushers), Token, false);
         add_kind(CLIENT, Post, "pushers/set", p(client::push::set_pusher), Token, true);
         add_kind(CLIENT, Get, "notifications", p(client::push::notifications), Token, false);
@@ -302,8 +445,8 @@ fn routes() -> &'static [Route] {
 }
 
 /// Finds the route for `method` and the raw (still percent-encoded) `path`,
-/// returning it with the decoded path parameters.
-pub fn find(method: Method, path: &str) -> Result<(&'static Route, Vec<String>)> {
+/// returning it with the decoded path parameters, by name.
+pub fn find(method: Method, path: &str) -> Result<(&'static Route, Vec<(&'static str, String)>)> {
     let parts: Vec<&str> = path.split('/').skip(1).collect();
     let mut other_method = false;
     for route in routes() {
@@ -312,8 +455,8 @@ pub fn find(method: Method, path: &str) -> Result<(&'static Route, Vec<String>)>
         }
         let matches = route.segments.iter().zip(&parts).all(|(seg, part)| match seg {
             Segment::Literal(l) => l == part,
-            Segment::Param => !part.is_empty(),
-            Segment::MaybeEmpty => true,
+            Segment::Param(_) => !part.is_empty(),
+            Segment::MaybeEmpty(_) => true,
         });
         if !matches {
             continue;
@@ -326,8 +469,12 @@ pub fn find(method: Method, path: &str) -> Result<(&'static Route, Vec<String>)>
             .segments
             .iter()
             .zip(&parts)
-            .filter(|(seg, _)| matches!(seg, Segment::Param | Segment::MaybeEmpty))
-            .map(|(_, part)| super::percent_decode(part, false))
+            .filter_map(|(seg, part)| match seg {
+                Segment::Param(name) | Segment::MaybeEmpty(name) => {
+                    Some((name.as_str(), super::percent_decode(part, false)))
+                }
+                Segment::Literal(_) => None,
+            })
             .collect();
         return Ok((route, params));
     }
@@ -348,7 +495,7 @@ mod tests {
             assert!(find(Method::Post, p).is_ok(), "{p}");
         }
         let (_, params) = find(Method::Get, "/_matrix/client/v3/devices/AB%20CD").unwrap();
-        assert_eq!(params, ["AB CD"]);
+        assert_eq!(params, [("deviceId", "AB CD".to_owned())]);
         let e = find(Method::Delete, "/_matrix/client/v3/login").err().unwrap();
         assert_eq!(e.status(), 405);
         let e = find(Method::Get, "/_matrix/client/v3/nothing/here").err().unwrap();

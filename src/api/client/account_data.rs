@@ -115,15 +115,15 @@ fn check_quota(
 /// The requester, who must be the `{userId}` of the path.
 fn owner(req: &Request) -> Result<&Auth> {
     let who = req.user()?;
-    if req.param(0) != who.user_id {
+    if req.param("userId") != who.user_id {
         return Err(Error::forbidden("You may only access your own account data"));
     }
     Ok(who)
 }
 
-/// The `{roomId}` path parameter at `i`, if it is a room ID.
-fn room_param(req: &Request, i: usize) -> Result<&str> {
-    let room_id = req.param(i);
+/// The `{roomId}` path parameter, if it is a room ID.
+fn room_param(req: &Request) -> Result<&str> {
+    let room_id = req.param("roomId");
     if ids::is_valid_room_id(room_id) {
         Ok(room_id)
     } else {
@@ -131,9 +131,9 @@ fn room_param(req: &Request, i: usize) -> Result<&str> {
     }
 }
 
-/// The `{type}` path parameter at `i`.
-fn type_param(req: &Request, i: usize) -> Result<&str> {
-    let kind = req.param(i);
+/// The `{type}` path parameter.
+fn type_param(req: &Request) -> Result<&str> {
+    let kind = req.param("type");
     if kind.is_empty() || kind.len() > TYPE_MAX_BYTES {
         return Err(Error::invalid_param(format!("An account data type is 1 to {TYPE_MAX_BYTES} bytes")));
     }
@@ -200,27 +200,27 @@ fn put(app: &App, req: &Request, user_id: &str, room_id: &str, kind: &str) -> Re
 /// GET /_matrix/client/v3/user/{userId}/account_data/{type}
 pub fn get_global(app: &App, req: &Request) -> Result<Response> {
     let who = owner(req)?;
-    get(app, &who.user_id, "", type_param(req, 1)?)
+    get(app, &who.user_id, "", type_param(req)?)
 }
 
 /// PUT /_matrix/client/v3/user/{userId}/account_data/{type}
 pub fn put_global(app: &App, req: &Request) -> Result<Response> {
     let who = owner(req)?;
-    put(app, req, &who.user_id, "", type_param(req, 1)?)
+    put(app, req, &who.user_id, "", type_param(req)?)
 }
 
 /// GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}
 pub fn get_room(app: &App, req: &Request) -> Result<Response> {
     let who = owner(req)?;
-    let room_id = room_param(req, 1)?;
-    get(app, &who.user_id, room_id, type_param(req, 2)?)
+    let room_id = room_param(req)?;
+    get(app, &who.user_id, room_id, type_param(req)?)
 }
 
 /// PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}
 pub fn put_room(app: &App, req: &Request) -> Result<Response> {
     let who = owner(req)?;
-    let room_id = room_param(req, 1)?;
-    put(app, req, &who.user_id, room_id, type_param(req, 2)?)
+    let room_id = room_param(req)?;
+    put(app, req, &who.user_id, room_id, type_param(req)?)
 }
 
 /// The tags of a room: the `tags` object of its `m.tag` data, empty if
@@ -266,7 +266,7 @@ fn update_tags(
 
 /// The `{tag}` path parameter.
 fn tag_param(req: &Request) -> Result<&str> {
-    let tag = req.param(2);
+    let tag = req.param("tag");
     if tag.is_empty() || tag.len() > TAG_MAX_BYTES {
         return Err(Error::invalid_param(format!("A tag is 1 to {TAG_MAX_BYTES} bytes")));
     }
@@ -276,7 +276,7 @@ fn tag_param(req: &Request) -> Result<&str> {
 /// GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags
 pub fn get_tags(app: &App, req: &Request) -> Result<Response> {
     let who = owner(req)?;
-    let room_id = room_param(req, 1)?;
+    let room_id = room_param(req)?;
     let tags = app.db.read(|c| load_tags(c, &who.user_id, room_id))?;
     Response::ok(json!({ "tags": tags }))
 }
@@ -287,7 +287,7 @@ pub fn get_tags(app: &App, req: &Request) -> Result<Response> {
 /// to 1.
 pub fn put_tag(app: &App, req: &Request) -> Result<Response> {
     let who = owner(req)?;
-    let room_id = room_param(req, 1)?;
+    let room_id = room_param(req)?;
     let tag = tag_param(req)?;
     let content = req.json_value()?;
     let Some(obj) = content.as_object() else {
@@ -321,7 +321,7 @@ pub fn put_tag(app: &App, req: &Request) -> Result<Response> {
 /// Removing a tag the room does not have succeeds and changes nothing.
 pub fn delete_tag(app: &App, req: &Request) -> Result<Response> {
     let who = owner(req)?;
-    let room_id = room_param(req, 1)?;
+    let room_id = room_param(req)?;
     let tag = tag_param(req)?;
     // Removing shrinks the tags, so the quota never refuses it.
     if let Err(over) = update_tags(app, &who.user_id, room_id, |tags| Ok(tags.remove(tag).is_some()))? {

@@ -43,7 +43,7 @@ pub fn list(app: &App, req: &Request) -> Result<Response> {
 /// GET /_matrix/client/v3/devices/{deviceId}
 pub fn get(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let d = app.db.read(|tx| devices::get(tx, &who.user_id, req.param(0)))?.ok_or_else(not_found)?;
+    let d = app.db.read(|tx| devices::get(tx, &who.user_id, req.param("deviceId")))?.ok_or_else(not_found)?;
     Response::ok(device_json(&d))
 }
 
@@ -59,7 +59,7 @@ pub fn update(app: &App, req: &Request) -> Result<Response> {
     if body.display_name.as_ref().is_some_and(|n| n.len() > DISPLAY_NAME_MAX_BYTES) {
         return Err(Error::invalid_param("display_name is too long"));
     }
-    let device_id = req.param(0);
+    let device_id = req.param("deviceId");
     // The spec: "If not given, the display name is unchanged."
     let found = match body.display_name.as_deref() {
         Some(name) => {
@@ -88,7 +88,7 @@ struct DeleteBody {
 /// DELETE /_matrix/client/v3/devices/{deviceId}
 pub fn delete(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let device_id = req.param(0);
+    let device_id = req.param("deviceId");
     if app.db.read(|tx| devices::get(tx, &who.user_id, device_id))?.is_none() {
         return Err(not_found());
     }

@@ -30,7 +30,7 @@ const ROOM_TYPES_MAX: usize = 64;
 
 /// The alias in the path, which must be a valid alias of this server.
 fn local_alias<'a>(app: &App, req: &'a Request) -> Result<&'a str> {
-    let alias = req.param(0);
+    let alias = req.param("roomAlias");
     let (_, server) = parse_room_alias(alias)
         .ok_or_else(|| Error::invalid_param(format!("{alias} is not a valid room alias")))?;
     if server != app.config.server_name {
@@ -44,7 +44,7 @@ fn local_alias<'a>(app: &App, req: &'a Request) -> Result<&'a str> {
 
 /// The room ID in the path, checked for shape only.
 fn room_id_param(req: &Request) -> Result<&str> {
-    let room_id = req.param(0);
+    let room_id = req.param("roomId");
     if !is_valid_room_id(room_id) {
         return Err(Error::invalid_param(format!("{room_id} is not a valid room ID")));
     }
@@ -102,7 +102,7 @@ pub fn put_alias(app: &App, req: &Request) -> Result<Response> {
 
 /// GET /_matrix/client/v3/directory/room/{roomAlias}
 pub fn get_alias(app: &App, req: &Request) -> Result<Response> {
-    let alias = req.param(0);
+    let alias = req.param("roomAlias");
     let (_, server) = parse_room_alias(alias)
         .ok_or_else(|| Error::invalid_param(format!("{alias} is not a valid room alias")))?;
     // Resolving another server's alias needs federation, which is not
@@ -123,7 +123,7 @@ pub fn get_alias(app: &App, req: &Request) -> Result<Response> {
 /// out of it as well; otherwise the event is left as it is.
 pub fn delete_alias(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let alias = req.param(0);
+    let alias = req.param("roomAlias");
     let (_, server) = parse_room_alias(alias)
         .ok_or_else(|| Error::invalid_param(format!("{alias} is not a valid room alias")))?;
     if server != app.config.server_name {

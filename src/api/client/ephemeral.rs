@@ -50,7 +50,7 @@ fn refresh(app: &App) -> Result<()> {
 /// TYPING_TIMEOUT_MAX_MS` (`TYPING_TIMEOUT_DEFAULT_MS` when left out).
 pub fn typing(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let (room_id, user_id) = (req.param(0), req.param(1));
+    let (room_id, user_id) = (req.param("roomId"), req.param("userId"));
     if user_id != who.user_id {
         return Err(Error::forbidden("You can only set your own typing state"));
     }
@@ -147,7 +147,7 @@ fn check_event_id(event_id: &str) -> Result<()> {
 /// `m.fully_read` sets the fully-read marker, as `/read_markers` does.
 pub fn receipt(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let (room_id, kind, event_id) = (req.param(0), req.param(1), req.param(2));
+    let (room_id, kind, event_id) = (req.param("roomId"), req.param("receiptType"), req.param("eventId"));
     if !RECEIPT_TYPES.contains(&kind) {
         return Err(Error::invalid_param(format!("Unknown receipt type {kind:?}")));
     }
@@ -183,7 +183,7 @@ pub fn receipt(app: &App, req: &Request) -> Result<Response> {
 /// `m.read` and `m.read.private` (receipts) in one transaction.
 pub fn read_markers(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let room_id = req.param(0);
+    let room_id = req.param("roomId");
     let body = req.json_value()?;
     let Value::Object(body) = body else { return Err(Error::bad_json("The body must be a JSON object")) };
     let mut marks = Vec::new();
@@ -228,7 +228,7 @@ fn known_user(conn: &rusqlite::Connection, user_id: &str) -> Result<()> {
 /// for anyone else. With presence off, everyone is `offline`.
 pub fn get_presence(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let target = req.param(0);
+    let target = req.param("userId");
     app.db.read(|c| {
         known_user(c, target)?;
         if !ephemeral::may_see_presence(c, &who.user_id, target)? {
@@ -248,7 +248,7 @@ pub fn get_presence(app: &App, req: &Request) -> Result<Response> {
 /// accepted and ignored.
 pub fn set_presence(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    if req.param(0) != who.user_id {
+    if req.param("userId") != who.user_id {
         return Err(Error::forbidden("You can only set your own presence"));
     }
     let body = req.json_value()?;
@@ -288,7 +288,7 @@ pub fn set_presence(app: &App, req: &Request) -> Result<Response> {
 /// have not agreed and share no room with you) appear `offline`.
 pub fn get_presence_list(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    if req.param(0) != who.user_id {
+    if req.param("userId") != who.user_id {
         return Err(Error::forbidden("You can only read your own presence list"));
     }
     refresh(app)?;
@@ -338,7 +338,7 @@ fn id_list<'a>(body: &'a Map<String, Value>, key: &str) -> Result<Vec<&'a str>> 
 pub fn update_presence_list(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let owner = who.user_id.as_str();
-    if req.param(0) != owner {
+    if req.param("userId") != owner {
         return Err(Error::forbidden("You can only change your own presence list"));
     }
     let body = req.json_value()?;

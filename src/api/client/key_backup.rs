@@ -87,7 +87,7 @@ pub fn get_current_version(app: &App, req: &Request) -> Result<Response> {
 /// GET /_matrix/client/v3/room_keys/version/{version}
 pub fn get_version(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let version = parse_version(req.param(0)).ok_or_else(not_found)?;
+    let version = parse_version(req.param("version")).ok_or_else(not_found)?;
     let body = app.db.read(|tx| {
         let v = key_backup::get_version(tx, &who.user_id, version)?.ok_or_else(not_found)?;
         version_json(&v, key_backup::count_keys(tx, &who.user_id, v.version)?)
@@ -101,7 +101,7 @@ pub fn update_version(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body = req.json_value()?;
     let (algorithm, auth_data) = parse_version_body(&body)?;
-    let version = parse_version(req.param(0)).ok_or_else(not_found)?;
+    let version = parse_version(req.param("version")).ok_or_else(not_found)?;
     match body.get("version") {
         None | Some(Value::Null) => {}
         Some(Value::String(v)) if parse_version(v) == Some(version) => {}
@@ -121,7 +121,7 @@ pub fn update_version(app: &App, req: &Request) -> Result<Response> {
 /// DELETE /_matrix/client/v3/room_keys/version/{version}
 pub fn delete_version(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let version = parse_version(req.param(0)).ok_or_else(not_found)?;
+    let version = parse_version(req.param("version")).ok_or_else(not_found)?;
     if !app.db.write(|tx| key_backup::delete_version(tx, &who.user_id, version))? {
         return Err(not_found());
     }
@@ -213,8 +213,8 @@ pub fn put_keys(app: &App, req: &Request) -> Result<Response> {
         return Err(Error::bad_json("The body must be a JSON object"));
     }
     let mut keys = Vec::new();
-    match req.params.len() {
-        0 => {
+    match (req.param_opt("roomId"), req.param_opt("sessionId")) {
+        (None, _) => {
             let rooms = body
                 .get("rooms")
                 .and_then(Value::as_object)
@@ -223,8 +223,8 @@ pub fn put_keys(app: &App, req: &Request) -> Result<Response> {
                 parse_sessions(room_id, room.get("sessions"), &mut keys)?;
             }
         }
-        1 => parse_sessions(req.param(0), body.get("sessions"), &mut keys)?,
-        _ => keys.push(parse_session(req.param(0), req.param(1), &body)?),
+        (Some(room_id), None) => parse_sessions(room_id, body.get("sessions"), &mut keys)?,
+        (Some(room_id), Some(session_id)) => keys.push(parse_session(room_id, session_id, &body)?),
     }
     let user_id = who.user_id.as_str();
     let outcome = app.db.write(|tx| {
@@ -282,8 +282,8 @@ fn session_json(k: &SessionKey) -> Value {
 pub fn get_keys(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let version = parse_version(query_version(req)?).ok_or_else(not_found)?;
-    let room = req.params.first().map(String::as_str);
-    let session = req.params.get(1).map(String::as_str);
+    let room = req.param_opt("roomId");
+    let session = req.param_opt("sessionId");
     let keys = app.db.read(|tx| {
         key_backup::get_version(tx, &who.user_id, version)?.ok_or_else(not_found)?;
         key_backup::keys(tx, &who.user_id, version, room, session)
@@ -307,8 +307,8 @@ pub fn get_keys(app: &App, req: &Request) -> Result<Response> {
 pub fn delete_keys(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let version = parse_version(query_version(req)?).ok_or_else(not_found)?;
-    let room = req.params.first().map(String::as_str);
-    let session = req.params.get(1).map(String::as_str);
+    let room = req.param_opt("roomId");
+    let session = req.param_opt("sessionId");
     let body = app.db.write(|tx| {
         key_backup::get_version(tx, &who.user_id, version)?.ok_or_else(not_found)?;
         if key_backup::delete_keys(tx, &who.user_id, version, room, session)? > 0 {

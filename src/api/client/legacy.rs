@@ -107,7 +107,7 @@ pub fn initial_sync(app: &App, req: &Request) -> Result<Response> {
 /// unknown room, so the answer does not tell whether it exists.
 pub fn room_initial_sync(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let room_id = req.param(0);
+    let room_id = req.param("roomId");
     let limit = limit_query(req)?;
     app.db.read(|conn| {
         let refused = || Error::forbidden("You are not a member of this room and never were");
@@ -282,7 +282,7 @@ fn account_data_event(kind: &str, content: &Value) -> Value {
 /// is as absent as one that does not exist.
 pub fn get_event(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let event_id = req.param(0);
+    let event_id = req.param("eventId");
     app.db.read(|conn| {
         let not_found = || Error::not_found("Event not found");
         let e = events::get(conn, event_id)?.ok_or_else(not_found)?;

@@ -50,7 +50,7 @@ impl TargetBody {
 
 /// The `{roomId}` path parameter, if it is a room ID at all.
 fn room_id_param(req: &Request) -> Result<&str> {
-    let room_id = req.param(0);
+    let room_id = req.param("roomId");
     if ids::is_valid_room_id(room_id) {
         Ok(room_id)
     } else {
@@ -139,7 +139,7 @@ pub fn join_by_id_or_alias(app: &App, req: &Request) -> Result<Response> {
     // `via` and `server_name` name servers to join through: only this one
     // exists until federation does.
     let room_id = app.db.write(|conn| {
-        let room_id = resolve(app, conn, req.param(0))?;
+        let room_id = resolve(app, conn, req.param("roomIdOrAlias"))?;
         join_room(app, conn, who, &room_id, &body)?;
         Ok(room_id)
     })?;
@@ -163,7 +163,7 @@ pub fn knock(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body: ReasonBody = req.json_or_empty()?;
     let room_id = app.db.write(|conn| {
-        let room_id = resolve(app, conn, req.param(0))?;
+        let room_id = resolve(app, conn, req.param("roomIdOrAlias"))?;
         // Knocking again while a knock is pending changes nothing.
         if state::membership(conn, &who.user_id, &room_id)?.as_deref() != Some(KNOCK) {
             append_member(app, conn, &room_id, &who.user_id, &who.user_id, KNOCK, body.reason.as_deref())?;

@@ -62,12 +62,12 @@ const MEMBERSHIPS: &[&str] = &["join", "invite", "knock", "leave", "ban"];
 /// types included, are sent as they are, without a state key.
 pub fn send(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let txn_id = req.param(2);
+    let txn_id = req.param("txnId");
     if txn_id.len() > TXN_ID_MAX_BYTES {
         return Err(Error::invalid_param(format!("Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes")));
     }
     // Guests send messages and nothing else (the guest access module).
-    if who.is_guest && req.param(1) != "m.room.message" {
+    if who.is_guest && req.param("eventType") != "m.room.message" {
         return Err(Error::new(
             ErrorKind::GuestAccessForbidden,
             "Guests may send only m.room.message events",
@@ -123,7 +123,7 @@ pub fn put_state(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
     let kind = event_type_param(req)?;
-    let state_key = req.param(2);
+    let state_key = req.param("stateKey");
     let content = object_body(req)?;
     let appended = app.db.write(|conn| {
         rooms::append(
@@ -155,8 +155,8 @@ struct RedactBody {
 pub fn redact(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
-    let target = event_id_param(req, 1)?;
-    let txn_id = req.param(2);
+    let target = event_id_param(req)?;
+    let txn_id = req.param("txnId");
     if txn_id.len() > TXN_ID_MAX_BYTES {
         return Err(Error::invalid_param(format!("Transaction IDs are at most {TXN_ID_MAX_BYTES} bytes")));
     }
@@ -209,7 +209,7 @@ pub fn get_state(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
     let kind = event_type_param(req)?;
-    let state_key = req.param(2);
+    let state_key = req.param("stateKey");
     let whole_event = match req.query("format") {
         None | Some("content") => false,
         Some("event") => true,
@@ -311,7 +311,7 @@ pub fn joined_members(app: &App, req: &Request) -> Result<Response> {
 pub fn get_event(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
-    let event_id = event_id_param(req, 1)?;
+    let event_id = event_id_param(req)?;
     app.db.read(|conn| {
         let e = visible_event(conn, room_id, event_id, &who.user_id)?;
         let event = format::client_event(conn, &e, Some(viewer(who)), storage::now_ms())?;
@@ -328,7 +328,7 @@ pub fn get_event(app: &App, req: &Request) -> Result<Response> {
 pub fn context(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
-    let event_id = event_id_param(req, 1)?;
+    let event_id = event_id_param(req)?;
     let filter = RoomEventFilter::from_query(req.query("filter"))?;
     let limit = limit_query(req)?.unwrap_or(CONTEXT_LIMIT_DEFAULT);
     app.db.read(|conn| {
@@ -506,7 +506,7 @@ fn not_a_member() -> Error {
 }
 
 fn room_param(req: &Request) -> Result<&str> {
-    let room_id = req.param(0);
+    let room_id = req.param("roomId");
     if !ids::is_valid_room_id(room_id) {
         return Err(Error::invalid_param("Invalid room ID"));
     }
@@ -514,15 +514,15 @@ fn room_param(req: &Request) -> Result<&str> {
 }
 
 fn event_type_param(req: &Request) -> Result<&str> {
-    let kind = req.param(1);
+    let kind = req.param("eventType");
     if !ids::is_valid_event_type(kind) {
         return Err(Error::invalid_param("Invalid event type"));
     }
     Ok(kind)
 }
 
-fn event_id_param(req: &Request, i: usize) -> Result<&str> {
-    let event_id = req.param(i);
+fn event_id_param(req: &Request) -> Result<&str> {
+    let event_id = req.param("eventId");
     if !ids::is_valid_event_id(event_id) {
         return Err(Error::invalid_param("Invalid event ID"));
     }

@@ -25,7 +25,7 @@ const TOKEN_MAX_BYTES: usize = 128;
 /// expansion"); an empty body counts as one.
 pub fn request_token(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    if req.param(0) != who.user_id {
+    if req.param("userId") != who.user_id {
         return Err(Error::forbidden("OpenID tokens may only be requested for yourself"));
     }
     let _: Map<String, Value> = req.json_or_empty()?;

@@ -40,7 +40,7 @@ pub const SEARCH_SCAN_MAX: usize = 20_000;
 /// The `{userId}` path parameter, which must be a local user. A user of
 /// another server is a 404: their profile would need federation.
 fn local_user_param<'a>(app: &App, req: &'a Request) -> Result<&'a str> {
-    let user_id = req.param(0);
+    let user_id = req.param("userId");
     let Some((_, server)) = ids::parse_user_id(user_id) else {
         return Err(Error::invalid_param(format!("{user_id:?} is not a valid user ID")));
     };

@@ -76,7 +76,7 @@ pub fn get_all(app: &App, req: &Request) -> Result<Response> {
 pub fn get_scope(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let rules = app.db.read(|c| crate::push::ruleset_of(c, &who.user_id))?;
-    match req.param(0) {
+    match req.param("scope") {
         "" => Response::ok(json!({ "global": rules::ruleset_json(&rules) })),
         "global" => Response::ok(rules::ruleset_json(&rules)),
         other => Err(Error::not_found(format!("Unknown push rule scope {other:?}"))),
@@ -88,7 +88,7 @@ pub fn get_kind(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let rules = app.db.read(|c| crate::push::ruleset_of(c, &who.user_id))?;
     let all = rules::ruleset_json(&rules);
-    match req.param(0) {
+    match req.param("kind") {
         "" => Response::ok(all),
         k => {
             let kind =
@@ -101,9 +101,9 @@ pub fn get_kind(app: &App, req: &Request) -> Result<Response> {
 /// GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}
 pub fn get_rule(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let kind = kind_param(req.param(0))?;
+    let kind = kind_param(req.param("kind"))?;
     let rules = app.db.read(|c| crate::push::ruleset_of(c, &who.user_id))?;
-    Response::ok(find(&rules, kind, req.param(1))?.to_json())
+    Response::ok(find(&rules, kind, req.param("ruleId"))?.to_json())
 }
 
 /// Checks the ID of a rule a client creates.
@@ -133,8 +133,8 @@ fn check_rule_id(kind: Kind, rule_id: &str) -> Result<()> {
 /// keeps its place. New rules are enabled; a replaced one keeps its state.
 pub fn put_rule(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let kind = kind_param(req.param(0))?;
-    let rule_id = req.param(1).to_owned();
+    let kind = kind_param(req.param("kind"))?;
+    let rule_id = req.param("ruleId").to_owned();
     check_rule_id(kind, &rule_id)?;
     let body = req.json_value()?;
     let Value::Object(body) = body else { return Err(Error::bad_json("The body must be a JSON object")) };
@@ -211,8 +211,8 @@ pub fn put_rule(app: &App, req: &Request) -> Result<Response> {
 /// DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}
 pub fn delete_rule(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let kind = kind_param(req.param(0))?;
-    let rule_id = req.param(1);
+    let kind = kind_param(req.param("kind"))?;
+    let rule_id = req.param("ruleId");
     if rule_id.starts_with('.') {
         let known = rules::default_templates().iter().any(|r| r.kind == kind && r.rule_id == rule_id);
         return Err(if known {
@@ -235,8 +235,8 @@ pub fn delete_rule(app: &App, req: &Request) -> Result<Response> {
 /// account's change to it; for its own rule, the rule.
 fn set_field(app: &App, req: &Request, apply: impl FnOnce(&mut Rule)) -> Result<Response> {
     let who = req.user()?;
-    let kind = kind_param(req.param(0))?;
-    let rule_id = req.param(1);
+    let kind = kind_param(req.param("kind"))?;
+    let rule_id = req.param("ruleId");
     change(app, &who.user_id, |c| {
         let mut rule = find(&crate::push::ruleset_of(c, &who.user_id)?, kind, rule_id)?;
         apply(&mut rule);
@@ -269,9 +269,9 @@ fn set_field(app: &App, req: &Request, apply: impl FnOnce(&mut Rule)) -> Result<
 /// GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled
 pub fn get_enabled(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let kind = kind_param(req.param(0))?;
+    let kind = kind_param(req.param("kind"))?;
     let rules = app.db.read(|c| crate::push::ruleset_of(c, &who.user_id))?;
-    Response::ok(json!({ "enabled": find(&rules, kind, req.param(1))?.enabled }))
+    Response::ok(json!({ "enabled": find(&rules, kind, req.param("ruleId"))?.enabled }))
 }
 
 /// PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled
@@ -288,9 +288,9 @@ pub fn put_enabled(app: &App, req: &Request) -> Result<Response> {
 /// GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions
 pub fn get_actions(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let kind = kind_param(req.param(0))?;
+    let kind = kind_param(req.param("kind"))?;
     let rules = app.db.read(|c| crate::push::ruleset_of(c, &who.user_id))?;
-    Response::ok(json!({ "actions": find(&rules, kind, req.param(1))?.actions }))
+    Response::ok(json!({ "actions": find(&rules, kind, req.param("ruleId"))?.actions }))
 }
 
 /// PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions

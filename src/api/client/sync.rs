@@ -143,7 +143,7 @@ impl Waiter for SyncWaiter {
 /// POST /_matrix/client/v3/user/{userId}/filter
 pub fn create_filter(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    if req.param(0) != who.user_id {
+    if req.param("userId") != who.user_id {
         return Err(Error::forbidden("You can only create filters for yourself"));
     }
     let value = req.json_value()?;
@@ -159,10 +159,10 @@ pub fn create_filter(app: &App, req: &Request) -> Result<Response> {
 /// GET /_matrix/client/v3/user/{userId}/filter/{filterId}
 pub fn get_filter(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    if req.param(0) != who.user_id {
+    if req.param("userId") != who.user_id {
         return Err(Error::forbidden("You can only read your own filters"));
     }
-    let id: i64 = req.param(1).parse().map_err(|_| Error::not_found("No such filter"))?;
+    let id: i64 = req.param("filterId").parse().map_err(|_| Error::not_found("No such filter"))?;
     let value = stored_filter(app, &who.user_id, id)?.ok_or_else(|| Error::not_found("No such filter"))?;
     Response::ok(value)
 }

@@ -38,7 +38,7 @@ struct SendBody {
 /// PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}
 pub fn send(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
-    let (kind, txn_id) = (req.param(0), req.param(1));
+    let (kind, txn_id) = (req.param("eventType"), req.param("txnId"));
     if kind.len() > NAME_MAX_BYTES || txn_id.len() > NAME_MAX_BYTES {
         return Err(Error::invalid_param("The event type or transaction ID is too long"));
     }
