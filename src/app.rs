@@ -1,6 +1,6 @@
 //! The server's shared state, passed explicitly to every handler: the
-//! configuration, the database, the signing key, the rate limiter and the
-//! shutdown flag. There is no global service locator.
+//! configuration, the database, the signing key, the rate limiter, the
+//! outbound client and the shutdown flag. There is no global service locator.
 
 use std::sync::atomic::AtomicBool;
 
@@ -20,6 +20,8 @@ pub struct App {
     pub ephemeral: crate::ephemeral::Ephemeral,
     /// The member events each device was sent (lazy loading, in memory).
     pub sent_members: crate::sync::lazy::SentMembers,
+    /// The one outbound HTTPS client (push gateways; federation next).
+    pub outbound: crate::outbound::client::Client,
     pub shutdown: AtomicBool,
 }
 
@@ -31,6 +33,7 @@ impl App {
         let limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
         let hub = Hub::new(config.max_parked_requests);
         let ephemeral = crate::ephemeral::Ephemeral::new(config.presence);
+        let outbound = crate::outbound::client::Client::from_config(&config)?;
         Ok(App {
             config,
             db,
@@ -39,6 +42,7 @@ impl App {
             hub,
             ephemeral,
             sent_members: crate::sync::lazy::SentMembers::new(),
+            outbound,
             shutdown: AtomicBool::new(false),
         })
     }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod hub;
 pub mod log;
 pub mod media;
+pub mod outbound;
 pub mod push;
 pub mod rooms;
 pub mod server;

@@ -127,7 +127,7 @@ pub struct Hub {
     /// Filled in when the threads start; the hub needs the `App` to answer.
     start: Mutex<Option<(Receiver<Msg>, SyncSender<Msg>)>>,
     /// The push outbox's senders, woken after each commit (issue 7).
-    pub push: crate::push::sender::Queue,
+    pub push: crate::outbound::queue::Queue,
 }
 
 impl Hub {
@@ -139,7 +139,7 @@ impl Hub {
             ephemeral: AtomicU64::new(0),
             max_parked,
             start: Mutex::new(Some((rx, tx))),
-            push: crate::push::sender::Queue::new(),
+            push: crate::outbound::queue::Queue::new(),
         }
     }
 

@@ -559,6 +559,52 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Push>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The gateway URL of a queued push, in SQL: its pusher's `data.url`
+/// (`''` if it has none). The URL is the push's destination: gateway URLs
+/// all have the same path, so one URL is one gateway.
+const GATEWAY_OF_PUSH: &str =
+    "(SELECT CAST(ifnull(CASE WHEN json_valid(p.data) THEN json_extract(p.data, '$.url') END, '') AS TEXT)
+       FROM pushers p WHERE p.user_id = o.user_id AND p.app_id = o.app_id AND p.pushkey = o.pushkey)";
+
+/// Gateway URLs with pushes due at `now`, the soonest due first, at most
+/// `limit`.
+pub fn due_gateways(conn: &Connection, now: i64, limit: usize) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT ifnull({GATEWAY_OF_PUSH}, '') AS url FROM push_outbox o WHERE o.next_try_ts <= ?1
+         GROUP BY url ORDER BY min(o.next_try_ts), min(o.id) LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Up to `limit` pushes due at `now` for the gateway at `url`, oldest first.
+pub fn due_at_gateway(conn: &Connection, url: &str, now: i64, limit: usize) -> Result<Vec<Push>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT o.id, o.user_id, o.app_id, o.pushkey, o.event_id, o.tweaks, o.attempts FROM push_outbox o
+         WHERE o.next_try_ts <= ?1 AND ifnull({GATEWAY_OF_PUSH}, '') = ?2
+         ORDER BY o.next_try_ts, o.id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![now, url, limit as i64], |r| {
+        Ok(Push {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            app_id: r.get(2)?,
+            pushkey: r.get(3)?,
+            event_id: r.get(4)?,
+            tweaks: r.get(5)?,
+            attempts: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// When the next push falls due after `now`, if any does.
+pub fn next_due_after(conn: &Connection, now: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT min(next_try_ts) FROM push_outbox WHERE next_try_ts > ?1")?
+        .query_row([now], |r| r.get(0))?)
+}
+
 /// When the next push falls due, if any is queued.
 pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
     Ok(conn.prepare_cached("SELECT min(next_try_ts) FROM push_outbox")?.query_row([], |r| r.get(0))?)
@@ -676,6 +722,44 @@ mod tests {
         assert_eq!(due(&c, 100, 10).unwrap().len(), 1);
         assert!(delete_pusher(&c, "@a:x", "app", "key").unwrap());
         assert_eq!(next_due(&c).unwrap(), None);
+    }
+
+    #[test]
+    fn outbox_by_gateway() {
+        let c = test_conn();
+        let p = |user: &str, url: &str| Pusher {
+            user_id: user.into(),
+            app_id: "app".into(),
+            pushkey: "key".into(),
+            kind: "http".into(),
+            app_display_name: "App".into(),
+            device_display_name: "Phone".into(),
+            profile_tag: None,
+            lang: "en".into(),
+            data: json_url(url),
+            pushkey_ts: 1,
+            device_id: None,
+        };
+        fn json_url(url: &str) -> String {
+            serde_json::json!({ "url": url }).to_string()
+        }
+        put_pusher(&c, &p("@a:x", "https://one/n")).unwrap();
+        put_pusher(&c, &p("@b:x", "https://two/n")).unwrap();
+        put_pusher(&c, &Pusher { data: "{}".into(), ..p("@c:x", "") }).unwrap();
+        enqueue(&c, "@b:x", ("app", "key"), "$1", "{}", 5).unwrap();
+        enqueue(&c, "@a:x", ("app", "key"), "$2", "{}", 10).unwrap();
+        enqueue(&c, "@a:x", ("app", "key"), "$3", "{}", 12).unwrap();
+        enqueue(&c, "@c:x", ("app", "key"), "$4", "{}", 50).unwrap();
+        assert_eq!(due_gateways(&c, 11, 10).unwrap(), ["https://two/n", "https://one/n"]);
+        assert_eq!(due_gateways(&c, 11, 1).unwrap(), ["https://two/n"]);
+        assert_eq!(due_gateways(&c, 100, 10).unwrap(), ["https://two/n", "https://one/n", ""]);
+        let one: Vec<String> =
+            due_at_gateway(&c, "https://one/n", 100, 10).unwrap().into_iter().map(|p| p.event_id).collect();
+        assert_eq!(one, ["$2", "$3"]);
+        assert_eq!(due_at_gateway(&c, "https://one/n", 11, 10).unwrap().len(), 1);
+        assert_eq!(due_at_gateway(&c, "", 100, 10).unwrap()[0].event_id, "$4");
+        assert_eq!(next_due_after(&c, 10).unwrap(), Some(12));
+        assert_eq!(next_due_after(&c, 50).unwrap(), None);
     }
 
     #[test]
