@@ -131,8 +131,13 @@ impl Kind for Pushes {
                     ));
                     db.write(|c| push::delete_push(c, p.id))
                 } else {
-                    let next = storage::now_ms() + backoff_ms(attempts);
-                    db.write(|c| push::retry_push(c, p.id, attempts, next))
+                    // One line per attempt: the gateway's backoff bounds them.
+                    let wait = backoff_ms(attempts);
+                    log::info(format_args!(
+                        "push {} for {}: attempt {attempts} failed, retried in {wait} ms: {}",
+                        p.id, p.user_id, why.message
+                    ));
+                    db.write(|c| push::retry_push(c, p.id, attempts, storage::now_ms() + wait))
                 }
             }
         }
