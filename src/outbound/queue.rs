@@ -12,8 +12,8 @@
 //! sender claims a destination that has due work, is not in flight
 //! elsewhere and is not backing off, so **at most one request is in flight
 //! per destination**; it sends up to `BATCH` due items there one after
-//! another (over the client's kept connection), records each outcome, and
-//! releases the destination. A failure ends the batch and backs the
+//! another (over the client's kept connection), records their outcomes in
+//! one go, and releases the destination. A failure ends the batch and backs the
 //! destination off (`backoff_ms`: `BACKOFF_FIRST_MS` doubling up to
 //! `BACKOFF_MAX_MS`); a success clears its timer. Items keep their own
 //! retry schedule in their rows (the kind records it, with the same
@@ -84,8 +84,10 @@ pub trait Kind: Send + Sync + 'static {
     fn load(&self, destination: &str, now_ms: i64, limit: usize) -> Result<Vec<Self::Item>>;
     /// Sends one item.
     fn send(&self, client: &Client, item: &Self::Item) -> Delivery<Self::Answer>;
-    /// Records the outcome in the rows (done, retry at, given up).
-    fn record(&self, item: Self::Item, delivery: Delivery<Self::Answer>) -> Result<()>;
+    /// Records the outcomes of items sent to one destination, in the order
+    /// sent, in the rows (done, retry at, given up) — best in one write
+    /// transaction, so a batch costs one commit. At most `BATCH` at once.
+    fn record(&self, outcomes: Vec<(Self::Item, Delivery<Self::Answer>)>) -> Result<()>;
     /// Housekeeping, run by the senders when idle.
     fn tick(&self, _now_ms: i64) {}
 }
@@ -237,18 +239,27 @@ fn drain<K: Kind>(kind: &K, client: &Client, destination: &str) -> bool {
             return true;
         }
     };
+    // Sent one after another; the outcomes are recorded together. A crash
+    // before the record sends the batch again (every kind's requests are
+    // idempotent at their destination).
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut failed = false;
     for item in items {
         let delivery = kind.send(client, &item);
-        let failed = matches!(delivery, Delivery::Failed(_));
-        if let Err(e) = kind.record(item, delivery) {
-            log::warn(format_args!("{}: recording a delivery: {}", K::NAME, e.message));
-            return true;
-        }
+        failed = matches!(delivery, Delivery::Failed(_));
+        outcomes.push((item, delivery));
         if failed {
-            return true;
+            break;
         }
     }
-    false
+    if outcomes.is_empty() {
+        return false;
+    }
+    if let Err(e) = kind.record(outcomes) {
+        log::warn(format_args!("{}: recording deliveries: {}", K::NAME, e.message));
+        return true;
+    }
+    failed
 }
 
 #[cfg(test)]

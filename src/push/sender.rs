@@ -114,33 +114,13 @@ impl Kind for Pushes {
         Delivery::Answered(rejected)
     }
 
-    fn record(&self, p: push::Push, delivery: Delivery<bool>) -> Result<()> {
-        let db = &self.app.db;
-        match delivery {
-            Delivery::Answered(true) => {
-                log::info(format_args!("push gateway rejected a pushkey of {}: pusher removed", p.user_id));
-                db.write(|c| push::delete_pusher(c, &p.user_id, &p.app_id, &p.pushkey).map(|_| ()))
+    fn record(&self, outcomes: Vec<(push::Push, Delivery<bool>)>) -> Result<()> {
+        self.app.db.write(|c| {
+            for (p, delivery) in outcomes {
+                record_one(c, p, delivery)?;
             }
-            Delivery::Answered(false) | Delivery::Nothing => db.write(|c| push::delete_push(c, p.id)),
-            Delivery::Failed(why) => {
-                let attempts = p.attempts + 1;
-                if attempts >= ATTEMPTS_MAX {
-                    log::warn(format_args!(
-                        "push {} for {} failed {attempts} times, dropped: {}",
-                        p.id, p.user_id, why.message
-                    ));
-                    db.write(|c| push::delete_push(c, p.id))
-                } else {
-                    // One line per attempt: the gateway's backoff bounds them.
-                    let wait = backoff_ms(attempts);
-                    log::info(format_args!(
-                        "push {} for {}: attempt {attempts} failed, retried in {wait} ms: {}",
-                        p.id, p.user_id, why.message
-                    ));
-                    db.write(|c| push::retry_push(c, p.id, attempts, storage::now_ms() + wait))
-                }
-            }
-        }
+            Ok(())
+        })
     }
 
     /// Forgets notifications past their retention, once an hour.
@@ -155,6 +135,35 @@ impl Kind for Pushes {
         let before = now_ms - super::NOTIFICATION_RETENTION_MS;
         if let Err(e) = self.app.db.write(|c| push::prune_notifications(c, before)) {
             log::warn(format_args!("pruning old notifications: {}", e.message));
+        }
+    }
+}
+
+/// Records one push's outcome: gone when delivered (its pusher too if the
+/// gateway rejected the pushkey), else retried later or given up.
+fn record_one(c: &rusqlite::Connection, p: push::Push, delivery: Delivery<bool>) -> Result<()> {
+    match delivery {
+        Delivery::Answered(true) => {
+            log::info(format_args!("push gateway rejected a pushkey of {}: pusher removed", p.user_id));
+            push::delete_pusher(c, &p.user_id, &p.app_id, &p.pushkey).map(|_| ())
+        }
+        Delivery::Answered(false) | Delivery::Nothing => push::delete_push(c, p.id),
+        Delivery::Failed(why) => {
+            let attempts = p.attempts + 1;
+            if attempts >= ATTEMPTS_MAX {
+                log::warn(format_args!(
+                    "push {} for {} failed {attempts} times, dropped: {}",
+                    p.id, p.user_id, why.message
+                ));
+                return push::delete_push(c, p.id);
+            }
+            // One line per attempt: the gateway's backoff bounds them.
+            let wait = backoff_ms(attempts);
+            log::info(format_args!(
+                "push {} for {}: attempt {attempts} failed, retried in {wait} ms: {}",
+                p.id, p.user_id, why.message
+            ));
+            push::retry_push(c, p.id, attempts, storage::now_ms() + wait)
         }
     }
 }
