@@ -117,6 +117,8 @@ impl Client {
             .timeout_write(WRITE_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .redirects(0)
+            // A proxy would make the connection, past the resolver's check.
+            .try_proxy_from_env(false)
             .max_idle_connections(IDLE_CONNECTIONS_MAX)
             .max_idle_connections_per_host(IDLE_PER_HOST_MAX)
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
@@ -216,7 +218,10 @@ fn tls_config(extra_roots: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, S
             return Err("outbound_ca_file holds no certificate".to_owned());
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+    // rustls on `ring`, as everywhere in Hearth (`tls::provider`, not
+    // imported: this module stays below the serving layer).
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
