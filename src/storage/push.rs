@@ -215,8 +215,19 @@ pub fn put_pusher(conn: &Connection, p: &Pusher) -> Result<()> {
         p.pushkey_ts,
         p.device_id
     ])?;
+    // Its queued pushes go where it now points.
+    conn.prepare_cached(&format!(
+        "UPDATE push_outbox SET destination = ifnull((SELECT {URL_OF_DATA} FROM (SELECT ?4 AS data) p), '')
+         WHERE user_id = ?1 AND app_id = ?2 AND pushkey = ?3"
+    ))?
+    .execute(params![p.user_id, p.app_id, p.pushkey, p.data])?;
     Ok(())
 }
+
+/// A pusher's gateway URL in SQL, from its `data` column (as `p.data`):
+/// `data.url`, `''` if there is none (or the JSON is broken).
+const URL_OF_DATA: &str =
+    "CAST(ifnull(CASE WHEN json_valid(p.data) THEN json_extract(p.data, '$.url') END, '') AS TEXT)";
 
 /// Deletes a pusher (and, by trigger, its pending pushes); false if there
 /// was none.
@@ -531,10 +542,11 @@ pub fn enqueue(
     tweaks: &str,
     now: i64,
 ) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO push_outbox (user_id, app_id, pushkey, event_id, tweaks, attempts, next_try_ts)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
-    )?
+    conn.prepare_cached(&format!(
+        "INSERT INTO push_outbox (user_id, app_id, pushkey, event_id, tweaks, attempts, next_try_ts, destination)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ifnull((SELECT {URL_OF_DATA} FROM pushers p
+             WHERE p.user_id = ?1 AND p.app_id = ?2 AND p.pushkey = ?3), ''))"
+    ))?
     .execute(params![user_id, app_id, pushkey, event_id, tweaks, now])?;
     Ok(())
 }
@@ -559,31 +571,33 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Push>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The gateway URL of a queued push, in SQL: its pusher's `data.url`
-/// (`''` if it has none). The URL is the push's destination: gateway URLs
-/// all have the same path, so one URL is one gateway.
-const GATEWAY_OF_PUSH: &str =
-    "(SELECT CAST(ifnull(CASE WHEN json_valid(p.data) THEN json_extract(p.data, '$.url') END, '') AS TEXT)
-       FROM pushers p WHERE p.user_id = o.user_id AND p.app_id = o.app_id AND p.pushkey = o.pushkey)";
-
 /// Gateway URLs with pushes due at `now`, the soonest due first, at most
-/// `limit`.
+/// `limit`. The distinct destinations are found by walking the
+/// `(destination, next_try_ts)` index one destination at a time (a few
+/// index seeks per gateway), not by reading every queued push: this runs
+/// after every commit, and a gateway that is down may have thousands.
 pub fn due_gateways(conn: &Connection, now: i64, limit: usize) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT ifnull({GATEWAY_OF_PUSH}, '') AS url FROM push_outbox o WHERE o.next_try_ts <= ?1
-         GROUP BY url ORDER BY min(o.next_try_ts), min(o.id) LIMIT ?2"
-    ))?;
+    let mut stmt = conn.prepare_cached(
+        "WITH RECURSIVE d(dest) AS (
+             SELECT (SELECT min(destination) FROM push_outbox)
+             UNION ALL
+             SELECT (SELECT min(destination) FROM push_outbox WHERE destination > d.dest) FROM d
+             WHERE d.dest IS NOT NULL
+         )
+         SELECT dest FROM (SELECT dest, (SELECT min(next_try_ts) FROM push_outbox WHERE destination = d.dest) AS due
+                           FROM d WHERE dest IS NOT NULL)
+         WHERE due <= ?1 ORDER BY due, dest LIMIT ?2",
+    )?;
     let rows = stmt.query_map(params![now, limit as i64], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Up to `limit` pushes due at `now` for the gateway at `url`, oldest first.
 pub fn due_at_gateway(conn: &Connection, url: &str, now: i64, limit: usize) -> Result<Vec<Push>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT o.id, o.user_id, o.app_id, o.pushkey, o.event_id, o.tweaks, o.attempts FROM push_outbox o
-         WHERE o.next_try_ts <= ?1 AND ifnull({GATEWAY_OF_PUSH}, '') = ?2
-         ORDER BY o.next_try_ts, o.id LIMIT ?3"
-    ))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, user_id, app_id, pushkey, event_id, tweaks, attempts FROM push_outbox
+         WHERE destination = ?2 AND next_try_ts <= ?1 ORDER BY next_try_ts, id LIMIT ?3",
+    )?;
     let rows = stmt.query_map(params![now, url, limit as i64], |r| {
         Ok(Push {
             id: r.get(0)?,
@@ -760,6 +774,11 @@ mod tests {
         assert_eq!(due_at_gateway(&c, "", 100, 10).unwrap()[0].event_id, "$4");
         assert_eq!(next_due_after(&c, 10).unwrap(), Some(12));
         assert_eq!(next_due_after(&c, 50).unwrap(), None);
+        // A pusher pointed elsewhere takes its queued pushes along.
+        put_pusher(&c, &p("@a:x", "https://three/n")).unwrap();
+        assert_eq!(due_gateways(&c, 100, 10).unwrap(), ["https://two/n", "https://three/n", ""]);
+        assert_eq!(due_at_gateway(&c, "https://three/n", 100, 10).unwrap().len(), 2);
+        assert!(due_at_gateway(&c, "https://one/n", 100, 10).unwrap().is_empty());
     }
 
     #[test]
