@@ -6,15 +6,16 @@
 //! transaction. A push's destination is its gateway (the pusher's URL):
 //! `SENDERS` threads take turns at gateways with due pushes, one push in
 //! flight per gateway, over the shared client's kept connections. For each
-//! push the payload is built in a read snapshot, sent with no transaction
-//! open, and the outcome recorded — success deletes the row; a pushkey the
+//! push the payload is built in a read snapshot and sent with no
+//! transaction open; the outcomes of a batch (up to `queue::BATCH` pushes
+//! to one gateway) are recorded in one write — success deletes the row; a pushkey the
 //! gateway `rejected` deletes its pusher (and that pusher's queue); a
 //! failure is retried with the queue's exponential backoff
 //! (`queue::backoff_ms`) up to `ATTEMPTS_MAX` times, and holds back that
 //! gateway's other pushes for as long. A restart resumes whatever is still
-//! queued. A crash between a gateway's answer and the row's deletion sends
-//! that push again: gateways drop duplicates by `event_id`, as the spec
-//! asks them to.
+//! queued. A crash between a gateway's answer and that write sends the
+//! batch's pushes again: gateways drop duplicates by `event_id`, as the
+//! spec asks them to.
 //!
 //! The hub wakes the senders after every commit that advanced the stream
 //! ([`Queue::poke`]); it never waits for them, and they never hold up a
