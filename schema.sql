@@ -538,6 +538,8 @@ CREATE TABLE push_read_marks (
 
 -- Pushes to send to gateways: written in the event's transaction, deleted
 -- once delivered (or given up after push::sender::ATTEMPTS_MAX tries).
+-- destination is the pusher's gateway URL (its data.url), kept current
+-- when the pusher changes: the outbound queue schedules per destination.
 CREATE TABLE push_outbox (
     id            INTEGER PRIMARY KEY,
     user_id       TEXT NOT NULL,
@@ -546,9 +548,11 @@ CREATE TABLE push_outbox (
     event_id      TEXT NOT NULL,
     tweaks        TEXT NOT NULL,           -- JSON object
     attempts      INTEGER NOT NULL,
-    next_try_ts   INTEGER NOT NULL
+    next_try_ts   INTEGER NOT NULL,
+    destination   TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX push_outbox_due ON push_outbox(next_try_ts);
+CREATE INDEX push_outbox_destination ON push_outbox(destination, next_try_ts);
 
 -- A pusher's pending pushes go with it, whichever path deleted it.
 CREATE TRIGGER pushers_deleted AFTER DELETE ON pushers BEGIN

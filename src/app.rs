@@ -1,6 +1,6 @@
 //! The server's shared state, passed explicitly to every handler: the
-//! configuration, the database, the signing key, the rate limiter and the
-//! shutdown flag. There is no global service locator.
+//! configuration, the database, the signing key, the rate limiter, the
+//! outbound client and the shutdown flag. There is no global service locator.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub struct App {
     pub ephemeral: crate::ephemeral::tables::Ephemeral,
     /// The member events each device was sent (lazy loading, in memory).
     pub sent_members: crate::sync::lazy::SentMembers,
+    /// The one outbound HTTPS client (push gateways; federation next).
+    pub outbound: crate::outbound::client::Client,
     pub shutdown: AtomicBool,
 }
 
@@ -37,6 +39,7 @@ impl App {
         let sink = hub.clone();
         db.set_sink(Box::new(move |changes| sink.notify(changes)));
         let ephemeral = crate::ephemeral::tables::Ephemeral::new(config.presence);
+        let outbound = crate::outbound::client::Client::from_config(&config)?;
         Ok(App {
             config,
             db,
@@ -45,6 +48,7 @@ impl App {
             hub,
             ephemeral,
             sent_members: crate::sync::lazy::SentMembers::new(),
+            outbound,
             shutdown: AtomicBool::new(false),
         })
     }

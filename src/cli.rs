@@ -302,6 +302,8 @@ fn value_name(option: &str) -> Option<&'static str> {
         "acme-directory" => "URL",
         "acme-http01-listen" => "ADDR:PORT",
         "acme-ca-file" => "FILE",
+        "outbound-allow-private" => "BOOL",
+        "outbound-ca-file" => "FILE",
         "uses" => "N",
         "expires-in" => "DAYS",
         "token" => "TOKEN",

@@ -205,6 +205,11 @@ pub struct Config {
     pub acme_directory: String,
     pub acme_http01_listen: Option<SocketAddr>,
     pub acme_ca_file: Option<PathBuf>,
+    /// Outbound requests (push gateways; federation next) may go to
+    /// private, loopback and link-local addresses, and over plain HTTP.
+    pub outbound_allow_private: bool,
+    /// Extra PEM roots trusted by outbound requests, besides the web roots.
+    pub outbound_ca_file: Option<PathBuf>,
 }
 
 /// An address block, `10.0.0.0/8` or one address (`::1` = `::1/128`).
@@ -323,6 +328,8 @@ impl Config {
             acme_directory: ACME_DIRECTORY_LETSENCRYPT.to_owned(),
             acme_http01_listen: None,
             acme_ca_file: None,
+            outbound_allow_private: false,
+            outbound_ca_file: None,
         }
     }
 
@@ -402,7 +409,7 @@ struct Spec {
     notes: &'static [&'static str],
 }
 
-const SPEC_COUNT: usize = 34;
+const SPEC_COUNT: usize = 36;
 
 const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -714,6 +721,26 @@ const SPECS: [Spec; SPEC_COUNT] = [
         default: "unset (the built-in web roots)",
         example: "\"/etc/hearth/acme-ca.pem\"",
         notes: &["For a private or test ACME server such as pebble."],
+    },
+    Spec {
+        key: "outbound_allow_private",
+        summary: "Outbound requests may reach private addresses and use plain http://.",
+        default: "false",
+        example: "false",
+        notes: &[
+            "Outbound requests (push gateways; federation and appservices",
+            "later) go only to public addresses: loopback, private, link-local,",
+            "CGNAT, unique-local, multicast and documentation addresses are",
+            "refused, checked on the address connected to. true allows them,",
+            "and http:// URLs, for a gateway on a LAN or for tests.",
+        ],
+    },
+    Spec {
+        key: "outbound_ca_file",
+        summary: "Extra PEM root certificates trusted for outbound HTTPS.",
+        default: "unset (the built-in web roots)",
+        example: "\"/etc/hearth/outbound-ca.pem\"",
+        notes: &["Added to the web roots, e.g. for a private CA or a test setup."],
     },
 ];
 
@@ -1062,6 +1089,7 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
         "presence" => config.presence = value.boolean()?,
         "user_directory_search_all_users" => config.user_directory_search_all_users = value.boolean()?,
         "allow_guest_access" => config.allow_guest_access = value.boolean()?,
+        "outbound_allow_private" => config.outbound_allow_private = value.boolean()?,
         "turn_uris" => {
             let uris = value.string()?;
             config.turn_uris =
@@ -1102,12 +1130,13 @@ fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(), String> 
                 config.acme_http01_listen = addr;
             }
         }
-        "tls_cert" | "tls_key" | "acme_ca_file" => {
+        "tls_cert" | "tls_key" | "acme_ca_file" | "outbound_ca_file" => {
             let path = value.string()?;
             let path = (!path.is_empty()).then(|| PathBuf::from(path));
             match key {
                 "tls_cert" => config.tls_cert = path,
                 "tls_key" => config.tls_key = path,
+                "outbound_ca_file" => config.outbound_ca_file = path,
                 _ => config.acme_ca_file = path,
             }
         }
@@ -1419,6 +1448,8 @@ mod tests {
             ("acme_directory", "staging"),
             ("acme_http01_listen", "0.0.0.0:80"),
             ("acme_ca_file", "/ca.pem"),
+            ("outbound_allow_private", "yes"),
+            ("outbound_ca_file", "/out-ca.pem"),
         ];
         assert_eq!(values.len(), KEYS.len());
         for ((key, _), (value_key, _)) in KEYS.iter().zip(values) {
@@ -1466,6 +1497,8 @@ mod tests {
             acme_directory: ACME_DIRECTORY_STAGING.to_owned(),
             acme_http01_listen: Some("0.0.0.0:80".parse().expect("valid address")),
             acme_ca_file: Some(PathBuf::from("/ca.pem")),
+            outbound_allow_private: true,
+            outbound_ca_file: Some(PathBuf::from("/out-ca.pem")),
         };
         assert_eq!(config, expected);
         // The same values given as flags give the same result.
@@ -1847,6 +1880,7 @@ mod tests {
         expected.acme_email = Some("admin@example.org".to_owned());
         expected.acme_http01_listen = Some("[::]:80".parse().expect("valid address"));
         expected.acme_ca_file = Some(PathBuf::from("/etc/hearth/acme-ca.pem"));
+        expected.outbound_ca_file = Some(PathBuf::from("/etc/hearth/outbound-ca.pem"));
         assert_eq!(config, expected);
         // The commented example is itself valid and sets nothing.
         assert_eq!(from_file(&text).expect("comments only"), Config::defaults(2));

@@ -16,6 +16,7 @@ pub mod http;
 pub mod hub;
 pub mod log;
 pub mod media;
+pub mod outbound;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;

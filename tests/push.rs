@@ -20,7 +20,7 @@ const PW: &str = "push-test-password";
 /// How long a push may take to reach the test gateway.
 const PUSH_WAIT: Duration = Duration::from_secs(20);
 /// Lets the server push to the gateway on 127.0.0.1 over plain HTTP.
-const ALLOW_PRIVATE: (&str, &str) = ("HEARTH_PUSH_ALLOW_PRIVATE", "1");
+const ALLOW_PRIVATE: (&str, &str) = ("HEARTH_OUTBOUND_ALLOW_PRIVATE", "true");
 
 #[track_caller]
 fn notifications(s: &Server, who: &User, query: &str) -> Vec<Value> {
@@ -518,7 +518,7 @@ fn pushers_are_validated_listed_and_replaced() {
             "device_display_name": "Phone", "lang": "en", "profile_tag": "tag", "data": { "url": url, "format": "event_id_only" },
         })
     };
-    // Without HEARTH_PUSH_ALLOW_PRIVATE: HTTPS only, public addresses only.
+    // Without HEARTH_OUTBOUND_ALLOW_PRIVATE: HTTPS only, public addresses only.
     assert_error(&set(&bob, full("http://push.example.org/_matrix/push/v1/notify")), 400, "M_INVALID_PARAM");
     assert_error(&set(&bob, full("https://127.0.0.1/_matrix/push/v1/notify")), 400, "M_INVALID_PARAM");
     assert_error(&set(&bob, full("https://push.example.org/notify")), 400, "M_INVALID_PARAM");

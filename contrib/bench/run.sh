@@ -6,6 +6,8 @@
 #   contrib/bench/run.sh sync      [sync.py options]    wake latency, parked polls, initial sync
 #   contrib/bench/run.sh flood     [flood.py options]   idle + slowloris flood, latency, RSS, wake
 #   contrib/bench/run.sh mxbench   [mxbench options]    ../shared/bench/mxbench.py, if present
+#   contrib/bench/run.sh push      [push.py options]    pushes/s to a local gateway (push.py
+#                                                       starts its own servers on /dev/shm)
 #
 # HEARTH_BIN names another binary to measure (e.g. an older build) instead
 # of building this checkout.
@@ -13,11 +15,15 @@
 # when KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-what=${1:?usage: run.sh send|sync|mxbench [options]}
+what=${1:?usage: run.sh send|sync|flood|mxbench|push [options]}
 shift
 PORT=${PORT:-18448}
 BIN=${HEARTH_BIN:-target/release/hearth}
 [ -n "${HEARTH_BIN:-}" ] || cargo build --release --quiet
+if [ "$what" = push ]; then
+  # A fresh server per run, started by push.py itself (--bin to compare).
+  exec python3 contrib/bench/push.py --bin "$BIN" "$@"
+fi
 DATA=$(mktemp -d)
 cleanup() {
   kill -TERM "$PID" 2>/dev/null || true

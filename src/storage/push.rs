@@ -215,8 +215,19 @@ pub fn put_pusher(conn: &Connection, p: &Pusher) -> Result<()> {
         p.pushkey_ts,
         p.device_id
     ])?;
+    // Its queued pushes go where it now points.
+    conn.prepare_cached(&format!(
+        "UPDATE push_outbox SET destination = ifnull((SELECT {URL_OF_DATA} FROM (SELECT ?4 AS data) p), '')
+         WHERE user_id = ?1 AND app_id = ?2 AND pushkey = ?3"
+    ))?
+    .execute(params![p.user_id, p.app_id, p.pushkey, p.data])?;
     Ok(())
 }
+
+/// A pusher's gateway URL in SQL, from its `data` column (as `p.data`):
+/// `data.url`, `''` if there is none (or the JSON is broken).
+const URL_OF_DATA: &str =
+    "CAST(ifnull(CASE WHEN json_valid(p.data) THEN json_extract(p.data, '$.url') END, '') AS TEXT)";
 
 /// Deletes a pusher (and, by trigger, its pending pushes); false if there
 /// was none.
@@ -531,10 +542,11 @@ pub fn enqueue(
     tweaks: &str,
     now: i64,
 ) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO push_outbox (user_id, app_id, pushkey, event_id, tweaks, attempts, next_try_ts)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
-    )?
+    conn.prepare_cached(&format!(
+        "INSERT INTO push_outbox (user_id, app_id, pushkey, event_id, tweaks, attempts, next_try_ts, destination)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ifnull((SELECT {URL_OF_DATA} FROM pushers p
+             WHERE p.user_id = ?1 AND p.app_id = ?2 AND p.pushkey = ?3), ''))"
+    ))?
     .execute(params![user_id, app_id, pushkey, event_id, tweaks, now])?;
     Ok(())
 }
@@ -557,6 +569,54 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Push>> {
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Gateway URLs with pushes due at `now`, the soonest due first, at most
+/// `limit`. The distinct destinations are found by walking the
+/// `(destination, next_try_ts)` index one destination at a time (a few
+/// index seeks per gateway), not by reading every queued push: this runs
+/// after every commit, and a gateway that is down may have thousands.
+pub fn due_gateways(conn: &Connection, now: i64, limit: usize) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH RECURSIVE d(dest) AS (
+             SELECT (SELECT min(destination) FROM push_outbox)
+             UNION ALL
+             SELECT (SELECT min(destination) FROM push_outbox WHERE destination > d.dest) FROM d
+             WHERE d.dest IS NOT NULL
+         )
+         SELECT dest FROM (SELECT dest, (SELECT min(next_try_ts) FROM push_outbox WHERE destination = d.dest) AS due
+                           FROM d WHERE dest IS NOT NULL)
+         WHERE due <= ?1 ORDER BY due, dest LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Up to `limit` pushes due at `now` for the gateway at `url`, oldest first.
+pub fn due_at_gateway(conn: &Connection, url: &str, now: i64, limit: usize) -> Result<Vec<Push>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, user_id, app_id, pushkey, event_id, tweaks, attempts FROM push_outbox
+         WHERE destination = ?2 AND next_try_ts <= ?1 ORDER BY next_try_ts, id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![now, url, limit as i64], |r| {
+        Ok(Push {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            app_id: r.get(2)?,
+            pushkey: r.get(3)?,
+            event_id: r.get(4)?,
+            tweaks: r.get(5)?,
+            attempts: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// When the next push falls due after `now`, if any does.
+pub fn next_due_after(conn: &Connection, now: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT min(next_try_ts) FROM push_outbox WHERE next_try_ts > ?1")?
+        .query_row([now], |r| r.get(0))?)
 }
 
 /// When the next push falls due, if any is queued.
@@ -676,6 +736,49 @@ mod tests {
         assert_eq!(due(&c, 100, 10).unwrap().len(), 1);
         assert!(delete_pusher(&c, "@a:x", "app", "key").unwrap());
         assert_eq!(next_due(&c).unwrap(), None);
+    }
+
+    #[test]
+    fn outbox_by_gateway() {
+        let c = test_conn();
+        let p = |user: &str, url: &str| Pusher {
+            user_id: user.into(),
+            app_id: "app".into(),
+            pushkey: "key".into(),
+            kind: "http".into(),
+            app_display_name: "App".into(),
+            device_display_name: "Phone".into(),
+            profile_tag: None,
+            lang: "en".into(),
+            data: json_url(url),
+            pushkey_ts: 1,
+            device_id: None,
+        };
+        fn json_url(url: &str) -> String {
+            serde_json::json!({ "url": url }).to_string()
+        }
+        put_pusher(&c, &p("@a:x", "https://one/n")).unwrap();
+        put_pusher(&c, &p("@b:x", "https://two/n")).unwrap();
+        put_pusher(&c, &Pusher { data: "{}".into(), ..p("@c:x", "") }).unwrap();
+        enqueue(&c, "@b:x", ("app", "key"), "$1", "{}", 5).unwrap();
+        enqueue(&c, "@a:x", ("app", "key"), "$2", "{}", 10).unwrap();
+        enqueue(&c, "@a:x", ("app", "key"), "$3", "{}", 12).unwrap();
+        enqueue(&c, "@c:x", ("app", "key"), "$4", "{}", 50).unwrap();
+        assert_eq!(due_gateways(&c, 11, 10).unwrap(), ["https://two/n", "https://one/n"]);
+        assert_eq!(due_gateways(&c, 11, 1).unwrap(), ["https://two/n"]);
+        assert_eq!(due_gateways(&c, 100, 10).unwrap(), ["https://two/n", "https://one/n", ""]);
+        let one: Vec<String> =
+            due_at_gateway(&c, "https://one/n", 100, 10).unwrap().into_iter().map(|p| p.event_id).collect();
+        assert_eq!(one, ["$2", "$3"]);
+        assert_eq!(due_at_gateway(&c, "https://one/n", 11, 10).unwrap().len(), 1);
+        assert_eq!(due_at_gateway(&c, "", 100, 10).unwrap()[0].event_id, "$4");
+        assert_eq!(next_due_after(&c, 10).unwrap(), Some(12));
+        assert_eq!(next_due_after(&c, 50).unwrap(), None);
+        // A pusher pointed elsewhere takes its queued pushes along.
+        put_pusher(&c, &p("@a:x", "https://three/n")).unwrap();
+        assert_eq!(due_gateways(&c, 100, 10).unwrap(), ["https://two/n", "https://three/n", ""]);
+        assert_eq!(due_at_gateway(&c, "https://three/n", 100, 10).unwrap().len(), 2);
+        assert!(due_at_gateway(&c, "https://one/n", 100, 10).unwrap().is_empty());
     }
 
     #[test]

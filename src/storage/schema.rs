@@ -12,13 +12,13 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
 /// upgrades the frozen first schema (`tests/data/schema-v1.sql`) and
 /// compares it with a new database.
-const UPGRADES: &[&str] = &[UPGRADE_TO_2, upgrade_3_device_list_triggers(), UPGRADE_TO_4];
+const UPGRADES: &[&str] = &[UPGRADE_TO_2, upgrade_3_device_list_triggers(), UPGRADE_TO_4, UPGRADE_TO_5];
 
 /// Version 2 (issue 12).
 ///
@@ -135,6 +135,21 @@ DROP TABLE erased_users;
 ALTER TABLE erased_users_v4 RENAME TO erased_users;
 ";
 
+// ------------------------------------------------- upgrade step 4 -> 5 (outbound)
+
+/// Schema 5 (issue 13): each queued push names its destination, the
+/// pusher's gateway URL, indexed with its due time, so the outbound queue
+/// finds the gateways with due pushes by a walk of the index rather than
+/// a scan of the whole outbox. Queued pushes get their pusher's URL.
+const UPGRADE_TO_5: &str = "
+ALTER TABLE push_outbox ADD COLUMN destination TEXT NOT NULL DEFAULT '';
+UPDATE push_outbox SET destination = ifnull((SELECT CAST(ifnull(CASE WHEN json_valid(p.data)
+        THEN json_extract(p.data, '$.url') END, '') AS TEXT)
+    FROM pushers p WHERE p.user_id = push_outbox.user_id AND p.app_id = push_outbox.app_id
+        AND p.pushkey = push_outbox.pushkey), '');
+CREATE INDEX push_outbox_destination ON push_outbox(destination, next_try_ts);
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -213,8 +228,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// A version 2 database (the current schema without what steps 3 and 4
-    /// add) gets the device triggers, the same as a new one.
+    /// A version 2 database (the current schema without what steps 3, 4
+    /// and 5 add) gets the device triggers, the same as a new one.
     #[test]
     fn upgrade_3_adds_the_device_list_triggers() {
         let triggers = |c: &Connection| -> Vec<String> {
@@ -230,6 +245,7 @@ mod tests {
         old.execute_batch(
             "DROP TRIGGER devices_added; DROP TRIGGER devices_renamed; DROP TRIGGER devices_removed;
              ALTER TABLE users DROP COLUMN is_guest; DROP TABLE erased_users;
+             DROP INDEX push_outbox_destination; ALTER TABLE push_outbox DROP COLUMN destination;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -238,6 +254,33 @@ mod tests {
         assert_eq!(triggers(&old), triggers(&fresh));
         let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, VERSION);
+    }
+
+    /// A version 4 database's queued pushes get their gateway as their
+    /// destination.
+    #[test]
+    fn upgrade_5_names_the_destination_of_queued_pushes() {
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old).unwrap();
+        old.execute_batch(
+            "DROP INDEX push_outbox_destination; ALTER TABLE push_outbox DROP COLUMN destination;
+             INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,
+                                  lang, data, pushkey_ts)
+                 VALUES ('@a:x', 'app', 'key', 'http', 'App', 'Phone', 'en',
+                         '{\"url\":\"https://g.example/_matrix/push/v1/notify\"}', 5);
+             INSERT INTO push_outbox (user_id, app_id, pushkey, event_id, tweaks, attempts, next_try_ts)
+                 VALUES ('@a:x', 'app', 'key', '$e', '{}', 0, 1), ('@gone:x', 'app', 'key', '$f', '{}', 0, 1);
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        migrate(&mut old).unwrap();
+        let mut st = old.prepare("SELECT destination FROM push_outbox ORDER BY id").unwrap();
+        let got: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(got, ["https://g.example/_matrix/push/v1/notify", ""]);
+        drop(st);
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_eq!(shape(&old), shape(&fresh));
     }
 
     #[test]

@@ -405,7 +405,7 @@ pub fn set_pusher(app: &App, req: &Request) -> Result<Response> {
         }
         Some(_) => return Err(Error::bad_json("data.url must be a string")),
     };
-    sender::check_pusher_url(&url)?;
+    sender::check_pusher_url(&url, app.config.outbound_allow_private)?;
     match data.get("format") {
         None | Some(Value::Null) => {}
         Some(Value::String(f)) if f == "event_id_only" => {}
