@@ -394,3 +394,63 @@ fn bad_requests_are_refused_clearly() {
         sliding(&s, &alice, &format!("pos={}&timeout=0", pos_of(&b)), json!({ "conn_id": "room-list" }));
     assert_error(&crossed, 400, "M_UNKNOWN_POS");
 }
+
+/// Found with matrix-rust-sdk: a receipt was repeated in every answer, so
+/// every long-poll returned at once and clients busy-looped.
+#[test]
+fn a_receipt_is_delivered_once_and_the_connection_goes_quiet() {
+    let s = Server::start();
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
+    join(&s, &bob.token, &room);
+    let event = say(&s, &alice.token, &room, "read me");
+    let mut body = all_rooms(1);
+    body["extensions"] = json!({ "receipts": { "enabled": true, "rooms": ["*"] } });
+    let pos = pos_of(&sliding_ok(&s, &alice, "", body.clone()));
+    let (status, r) =
+        s.post(&room_path(&room, &format!("receipt/m.read/{}", enc(&event))), Some(&bob.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    let with = sliding_ok(&s, &alice, &format!("pos={pos}&timeout=0"), body.clone());
+    assert!(with["extensions"]["receipts"]["rooms"].get(&room).is_some(), "{with}");
+    let after = sliding_ok(&s, &alice, &format!("pos={}&timeout=0", pos_of(&with)), body.clone());
+    assert_eq!(after["extensions"]["receipts"]["rooms"], json!({}), "{after}");
+    assert_eq!(after["rooms"], json!({}));
+}
+
+/// Found with matrix-rust-sdk: a long-poll the client gave up on, answered
+/// later, replaced the position the client had gone on with, and its next
+/// request was refused with `M_UNKNOWN_POS`.
+#[test]
+fn a_long_poll_given_up_does_not_displace_the_live_pos() {
+    use std::io::Write;
+    let s = start_debug(&[], &[]);
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
+    join(&s, &bob.token, &room);
+    let first = pos_of(&sliding_ok(&s, &alice, "", all_rooms(1)));
+    // A long-poll on `first`, parked, then abandoned by its client.
+    let parks = common::parks_of(&s, &alice.id);
+    let body = all_rooms(1).to_string();
+    let url = s.url(&format!("{PATH}?pos={first}&timeout=20000"));
+    let authority = url.split('/').nth(2).expect("host:port").to_owned();
+    let mut sock = std::net::TcpStream::connect(&authority).expect("connect");
+    write!(
+        sock,
+        "POST {PATH}?pos={first}&timeout=20000 HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        alice.token,
+        body.len()
+    )
+    .expect("write");
+    common::wait_for_log(&s, &common::parked_line(&alice.id), parks + 1);
+    drop(sock);
+    // The client goes on from `first` on a new request.
+    let second = pos_of(&sliding_ok(&s, &alice, &format!("pos={first}&timeout=0"), all_rooms(1)));
+    // A message wakes the abandoned one, which is answered (into the void).
+    let answered = common::log_count(&s, PATH);
+    say(&s, &bob.token, &room, "after");
+    common::wait_until(&s, "the abandoned long-poll answered", || common::log_count(&s, PATH) > answered);
+    let next = sliding_ok(&s, &alice, &format!("pos={second}&timeout=0"), all_rooms(1));
+    assert_eq!(bodies(&next["rooms"][&room]), ["after"], "{next}");
+}

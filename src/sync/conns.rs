@@ -8,6 +8,10 @@
 //! A connection keeps the snapshot its newest `pos` stands for and the one
 //! before it: a client whose answer was lost repeats its request with the
 //! previous `pos` and gets that answer again (recomputed), not an error.
+//! An answer computed from anything but the newest `pos` (a retry, or a
+//! long-poll the client gave up on, answered later) does not displace the
+//! newest: it is kept beside it (`SIBLINGS_MAX`), so whichever of them the
+//! client actually received, it can continue from.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +21,8 @@ use std::sync::Mutex;
 pub const CONNECTIONS_MAX: usize = 4096;
 /// Connections kept per user (several devices, several `conn_id`s each).
 pub const CONNECTIONS_PER_USER_MAX: usize = 32;
+/// Answers kept beside the newest one, computed from older positions.
+pub const SIBLINGS_MAX: usize = 2;
 
 /// What a room's part of an answer covered.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +56,8 @@ pub struct Snapshot {
 struct Conn {
     current: Snapshot,
     previous: Option<Snapshot>,
+    /// Answers computed from another base than `current`, newest last.
+    siblings: Vec<Snapshot>,
     used: u64,
 }
 
@@ -91,10 +99,7 @@ impl Connections {
         if conn.current.id == pos {
             return Ok(conn.current.clone());
         }
-        match &conn.previous {
-            Some(p) if p.id == pos => Ok(p.clone()),
-            _ => Err(UnknownPos),
-        }
+        conn.previous.iter().chain(conn.siblings.iter()).find(|s| s.id == pos).cloned().ok_or(UnknownPos)
     }
 
     /// A fresh `pos` for an answer about to be recorded.
@@ -103,18 +108,38 @@ impl Connections {
     }
 
     /// Records the snapshot an answer stands for (its `id` is the `pos`
-    /// handed out), the base it was computed from becoming the previous one.
+    /// handed out). From the newest `pos` (or a sibling the client went on
+    /// from), it becomes the newest and its base the previous one; from an
+    /// older base it is kept as a sibling, displacing nothing.
     pub fn record(&self, key: &ConnKey, base_id: u64, snapshot: Snapshot) {
         let mut conns = crate::util::lock(&self.conns);
         let used = self.clock.fetch_add(1, Ordering::Relaxed);
-        let previous = conns.remove(key).and_then(|c| {
-            if c.current.id == base_id {
-                Some(c.current)
-            } else {
-                c.previous.filter(|p| p.id == base_id)
+        match conns.remove(key) {
+            None => {
+                conns.insert(
+                    key.clone(),
+                    Conn { current: snapshot, previous: None, siblings: Vec::new(), used },
+                );
             }
-        });
-        conns.insert(key.clone(), Conn { current: snapshot, previous, used });
+            Some(mut c) => {
+                let from_sibling = c.siblings.iter().position(|s| s.id == base_id);
+                if c.current.id == base_id {
+                    c.previous = Some(std::mem::replace(&mut c.current, snapshot));
+                    c.siblings.clear();
+                } else if let Some(i) = from_sibling {
+                    c.previous = Some(c.siblings.remove(i));
+                    c.current = snapshot;
+                    c.siblings.clear();
+                } else {
+                    c.siblings.push(snapshot);
+                    if c.siblings.len() > SIBLINGS_MAX {
+                        c.siblings.remove(0);
+                    }
+                }
+                c.used = used;
+                conns.insert(key.clone(), c);
+            }
+        }
         evict(&mut conns, &key.0);
     }
 
@@ -171,9 +196,16 @@ mod tests {
         // The previous pos still works (a lost answer is asked for again).
         assert_eq!(conns.base(&k, Some(first)).unwrap().stream, 10);
         assert_eq!(conns.base(&k, Some(second)).unwrap().stream, 20);
+        // A late answer from the previous pos (a long-poll the client gave
+        // up on) is kept beside the newest, which stays valid.
+        let ghost = conns.next_pos();
+        conns.record(&k, first, Snapshot { id: ghost, stream: 25, ..Snapshot::default() });
+        assert_eq!(conns.base(&k, Some(second)).unwrap().stream, 20);
+        assert_eq!(conns.base(&k, Some(ghost)).unwrap().stream, 25);
         let third = conns.next_pos();
         conns.record(&k, second, Snapshot { id: third, stream: 30, ..Snapshot::default() });
         assert_eq!(conns.base(&k, Some(first)), Err(UnknownPos), "two back is gone");
+        assert_eq!(conns.base(&k, Some(ghost)), Err(UnknownPos), "the client went on from another");
         // No pos: the connection starts over.
         assert_eq!(conns.base(&k, None).unwrap(), Snapshot::default());
         assert_eq!(conns.base(&k, Some(third)), Err(UnknownPos));

@@ -105,6 +105,11 @@ pub fn device_list_changes(
     let mine: HashSet<String> = state::rooms_of_user(conn, user_id, "join")?.into_iter().collect();
     for (room_id, target) in e2ee::membership_events_between(conn, from, upto)? {
         if target == user_id {
+            // Being invited to (or knocking on) a room shares nothing yet:
+            // its members are neither new to me nor gone.
+            if matches!(state::membership(conn, user_id, &room_id)?.as_deref(), Some("invite" | "knock")) {
+                continue;
+            }
             // My own membership changed: everyone in the room is new to me,
             // or possibly gone.
             let members = state::members(conn, &room_id, "join")?;

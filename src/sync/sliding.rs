@@ -319,14 +319,17 @@ impl Ctx<'_> {
     }
 
     fn facts(&self, room_id: &str, membership: &str) -> Result<Facts> {
+        // An invite or knock sorts by when it happened; a joined room by its
+        // newest message-like event, but not below the user's own join (a
+        // room just joined does not drop down the list it was invited on).
+        let own = match state::current_entry(self.conn, room_id, "m.room.member", self.user_id)? {
+            Some(id) => events::get(self.conn, &id)?.map_or(0, |e| e.pos),
+            None => 0,
+        };
         let bump = if membership == "join" {
-            events::last_pos_of_types(self.conn, room_id, BUMP_TYPES)?.unwrap_or(0)
+            events::last_pos_of_types(self.conn, room_id, BUMP_TYPES)?.unwrap_or(0).max(own)
         } else {
-            // An invite or knock sorts by when it happened.
-            match state::current_entry(self.conn, room_id, "m.room.member", self.user_id)? {
-                Some(id) => events::get(self.conn, &id)?.map_or(0, |e| e.pos),
-                None => 0,
-            }
+            own
         };
         let encrypted = state::current_entry(self.conn, room_id, "m.room.encryption", "")?.is_some();
         let room_type = self
@@ -844,8 +847,11 @@ pub fn compute(
             if mine.get(room_id).map(String::as_str) != Some("join") {
                 continue;
             }
-            // A room new to the client gets its receipts as they stand.
-            let since = base.rooms.get(room_id).filter(|s| s.membership == "join").map_or(0, |s| s.upto);
+            // A room new to the client (or to the user as a member) gets its
+            // receipts as they stand; a known one those since the
+            // connection's previous answer.
+            let known = base.rooms.get(room_id).is_some_and(|s| s.membership == "join");
+            let since = if known { base.stream } else { 0 };
             let content = crate::rooms::format::receipt_content(conn, room_id, since, now_pos, user_id)?;
             if !content.is_empty() {
                 per_room.insert(room_id.clone(), json!({ "type": "m.receipt", "content": content }));
