@@ -159,7 +159,11 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
         Some(f) => sdk("starting the recording relay", record::start(base.to_owned(), f)).await?,
         None => base.to_owned(),
     };
-    let client = sdk("building the client", Client::builder().homeserver_url(&sdk_base).build()).await?;
+    // The login answer's well_known base_url would move the SDK off the
+    // relay (Hearth names itself there), so it is ignored when recording.
+    let recording = sdk_base != base;
+    let builder = Client::builder().homeserver_url(&sdk_base).respect_login_well_known(!recording);
+    let client = sdk("building the client", builder.build()).await?;
     // What Element X checks before it offers a login: /versions must list
     // org.matrix.simplified_msc3575 in unstable_features.
     let advertised = step("discovering sliding sync", async {
