@@ -22,6 +22,8 @@ pub struct App {
     pub ephemeral: crate::ephemeral::tables::Ephemeral,
     /// The member events each device was sent (lazy loading, in memory).
     pub sent_members: crate::sync::lazy::SentMembers,
+    /// Sliding sync connections (in memory, bounded).
+    pub sliding: crate::sync::conns::Connections,
     /// The one outbound HTTPS client (push gateways; federation next).
     pub outbound: crate::outbound::client::Client,
     pub shutdown: AtomicBool,
@@ -48,6 +50,7 @@ impl App {
             hub,
             ephemeral,
             sent_members: crate::sync::lazy::SentMembers::new(),
+            sliding: crate::sync::conns::Connections::new(),
             outbound,
             shutdown: AtomicBool::new(false),
         })

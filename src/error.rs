@@ -45,6 +45,9 @@ pub enum ErrorKind {
     InvalidRoomState,
     /// 409 with `M_UNKNOWN`: the thing exists already (e.g. a room alias).
     Conflict,
+    /// A sliding sync `pos` the server does not know (any more): the client
+    /// starts the connection over (MSC4186).
+    UnknownPos,
     /// A 400 the spec gives no more specific code for (e.g. an unknown UIA session).
     Unknown,
     /// 403 with `M_UNKNOWN`: a UIA session was presented with a request
@@ -143,7 +146,8 @@ impl Error {
             | RoomInUse
             | UnsupportedRoomVersion
             | InvalidRoomState
-            | BadAlias => 400,
+            | BadAlias
+            | UnknownPos => 400,
             NotFound | Unrecognized => 404,
             MethodNotAllowed => 405,
             Conflict => 409,
@@ -172,6 +176,7 @@ impl Error {
             UserInUse => "M_USER_IN_USE",
             UserDeactivated => "M_USER_DEACTIVATED",
             GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
+            UnknownPos => "M_UNKNOWN_POS",
             Exclusive => "M_EXCLUSIVE",
             WeakPassword => "M_WEAK_PASSWORD",
             RoomInUse => "M_ROOM_IN_USE",

@@ -171,6 +171,7 @@ fn unstable_features_are_pinned() {
             "org.matrix.msc3771": true,
             "org.matrix.msc3773": true,
             "org.matrix.msc3827.stable": true,
+            "org.matrix.simplified_msc3575": true,
         })
     );
 }

@@ -5,6 +5,7 @@
 #   contrib/bench/run.sh send      [send.py options]    message sends, 8 senders
 #   contrib/bench/run.sh sync      [sync.py options]    wake latency, parked polls, initial sync
 #   contrib/bench/run.sh flood     [flood.py options]   idle + slowloris flood, latency, RSS, wake
+#   contrib/bench/run.sh sliding   [sliding.py options] first sliding sync, wake, parked (MSC4186)
 #   contrib/bench/run.sh mxbench   [mxbench options]    ../shared/bench/mxbench.py, if present
 #   contrib/bench/run.sh push      [push.py options]    pushes/s to a local gateway (push.py
 #                                                       starts its own servers on /dev/shm)
@@ -15,7 +16,7 @@
 # when KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-what=${1:?usage: run.sh send|sync|flood|mxbench|push [options]}
+what=${1:?usage: run.sh send|sync|sliding|flood|mxbench|push [options]}
 shift
 PORT=${PORT:-18448}
 BIN=${HEARTH_BIN:-target/release/hearth}
@@ -47,6 +48,7 @@ BASE="http://127.0.0.1:$PORT"
 case "$what" in
   send) python3 contrib/bench/send.py --base-url "$BASE" "$@" ;;
   sync) python3 contrib/bench/sync.py --base-url "$BASE" --pid "$PID" "$@" ;;
+  sliding) python3 contrib/bench/sliding.py --base-url "$BASE" --pid "$PID" "$@" ;;
   flood) python3 contrib/bench/flood.py --base-url "$BASE" --pid "$PID" "$@" ;;
   mxbench) python3 "${MXBENCH:-../shared/bench/mxbench.py}" --base-url "$BASE" --pid "$PID" \
              --data-dir "$DATA" --label hearth --json-out "${OUT:-/tmp/hearth-mxbench.json}" "$@" ;;

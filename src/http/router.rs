@@ -72,6 +72,8 @@ const CLIENT_V1: &[&str] = &["_matrix/client/v1"];
 /// uploads from before they were stable), besides the current prefixes.
 const CLIENT_UNSTABLE: &[&str] = &["_matrix/client/v3", "_matrix/client/r0", "_matrix/client/unstable"];
 const ROOT: &[&str] = &[""];
+/// Simplified sliding sync's unstable prefix.
+const SLIDING: &[&str] = &["_matrix/client/unstable/org.matrix.simplified_msc3575"];
 
 fn table() -> Vec<Route> {
     use AuthReq::{Guests as Guest, None as Open, Required as Token};
@@ -436,6 +438,8 @@ fn table() -> Vec<Route> {
     // Long-polls (after the last `add`, which borrows `add_kind`).
     add_kind(CLIENT_LEGACY, Get, "events", Kind::LongPoll(client::legacy::events), Guest, false);
     add_kind(CLIENT, Get, "sync", Kind::LongPoll(client::sync::sync), Guest, false);
+    // Simplified sliding sync (MSC4186), what Element X syncs with.
+    add_kind(SLIDING, Post, "sync", Kind::LongPoll(client::sliding::sync), Token, false);
     t
 }
 

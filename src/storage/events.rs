@@ -198,3 +198,17 @@ pub fn by_ts(
     let rows = stmt.query_map(params![room_id, after.0, after.1, limit as i64], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+/// The stream position of the room's newest event of one of `types` (a
+/// room's "bump stamp" for room lists ordered by recency), if any. Walks the
+/// room's events newest first.
+pub fn last_pos_of_types(conn: &Connection, room_id: &str, types: &[&str]) -> Result<Option<i64>> {
+    let marks: Vec<String> = (0..types.len()).map(|i| format!("?{}", i + 2)).collect();
+    let sql = format!(
+        "SELECT pos FROM events WHERE room_id = ?1 AND type IN ({}) ORDER BY pos DESC LIMIT 1",
+        marks.join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&room_id];
+    values.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
+    Ok(stmt.query_row(values.as_slice(), |r| r.get(0)).optional()?)
+}

@@ -10,9 +10,11 @@
 //! Ephemeral data that lives in memory (typing) has its own serial, the
 //! second part of the token.
 
+pub mod conns;
 pub mod e2ee;
 pub mod filter;
 pub mod lazy;
+pub mod sliding;
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -33,11 +35,11 @@ pub const TIMELINE_LIMIT_DEFAULT: usize = 10;
 /// Most timeline events per room a filter may ask for.
 pub const TIMELINE_LIMIT_MAX: usize = 100;
 /// Events examined per room to fill a filtered timeline.
-const TIMELINE_SCAN_MAX: usize = 1000;
+pub(crate) const TIMELINE_SCAN_MAX: usize = 1000;
 /// Members named in a room summary's `m.heroes`.
-const HEROES_MAX: usize = 5;
+pub(crate) const HEROES_MAX: usize = 5;
 /// State event types shown with an invite or a knock (stripped state).
-const STRIPPED_STATE_TYPES: &[&str] = &[
+pub(crate) const STRIPPED_STATE_TYPES: &[&str] = &[
     "m.room.create",
     "m.room.join_rules",
     "m.room.name",
@@ -686,7 +688,7 @@ impl Ctx<'_> {
 }
 
 /// The stripped form of a state event: type, state_key, content, sender.
-fn stripped(pdu: &Value) -> Value {
+pub(crate) fn stripped(pdu: &Value) -> Value {
     json!({
         "type": pdu.get("type"),
         "state_key": pdu.get("state_key"),

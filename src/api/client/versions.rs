@@ -32,6 +32,8 @@ pub const UNSTABLE_FEATURES: &[(&str, bool)] = &[
     ("org.matrix.msc3773", true),
     // room_types in the public room directory filter.
     ("org.matrix.msc3827.stable", true),
+    // Simplified sliding sync (MSC4186): Element X syncs only with it.
+    ("org.matrix.simplified_msc3575", true),
 ];
 
 /// GET /_matrix/client/versions
