@@ -24,8 +24,11 @@ const MSC4186: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sy
 const BUILD_WAIT: Duration = Duration::from_secs(45 * 60);
 /// Bound on one scenario run (the harness bounds itself at 150 s).
 const RUN_WAIT: Duration = Duration::from_secs(200);
-/// Recorded exchanges shown when a scenario fails.
-const SHOWN_EXCHANGES: usize = 12;
+/// Recorded exchanges shown when a scenario fails (all are in the record
+/// file, `msdk-record.jsonl` in the server's directory, while it runs).
+const SHOWN_EXCHANGES: usize = 8;
+/// Characters shown of one sliding sync exchange.
+const EXCHANGE_CHARS: usize = 3000;
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -91,20 +94,31 @@ impl Run {
     }
 }
 
-/// The last `n` recorded exchanges, the sliding sync ones in full and the
-/// others as one line each.
+/// `v` as JSON, cut at `max` characters.
+fn cut(v: &Value, max: usize) -> String {
+    let mut text = v.to_string();
+    if text.len() > max {
+        let at = (0..=max).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.truncate(at);
+        text.push_str(" …");
+    }
+    text
+}
+
+/// The last `n` recorded exchanges: method, path and status, and for the
+/// sliding sync ones the response and the request (cut at
+/// `EXCHANGE_CHARS`).
 fn exchanges(record: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(record).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
     for line in &lines[lines.len().saturating_sub(n)..] {
         let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
-        let path = v["path"].as_str().unwrap_or("");
+        let path = v["path"].as_str().unwrap_or(line);
+        out.push_str(&format!("{} {path} -> {}\n", v["method"].as_str().unwrap_or("?"), v["status"]));
         if path.starts_with(MSC4186) {
-            out.push_str(&format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
-        } else {
-            let status = &v["status"];
-            out.push_str(&format!("{} {path} -> {status}\n", v["method"].as_str().unwrap_or(line)));
+            out.push_str(&format!("  response: {}\n", cut(&v["response"], EXCHANGE_CHARS)));
+            out.push_str(&format!("  request: {}\n", cut(&v["request"], EXCHANGE_CHARS)));
         }
     }
     out
@@ -180,6 +194,7 @@ fn msdk_room_list_invite_join_messages_receipts_typing() {
     assert_eq!(invite["room_id"], room);
     assert_eq!(invite["inviter"], b);
     assert_eq!(run.fact("joined")["room_id"], room);
+    assert_eq!(run.fact("history_seen")["messages"], 25);
     let received = run.fact("message_received");
     assert_eq!(received["sender"], b);
     assert_eq!(received["event_id"], received["sent_as"]);
@@ -189,6 +204,9 @@ fn msdk_room_list_invite_join_messages_receipts_typing() {
     assert_eq!((&receipt["event_id"], &receipt["user"]), (&sent, &b));
     let typers = run.fact("typing_seen")["users"].as_array().cloned().unwrap_or_default();
     assert!(typers.contains(&b), "{typers:?}");
+    assert_eq!(run.fact("typing_stopped")["user"], b);
+    let idle = run.fact("idle_requests")["by_conn_id"].as_object().cloned().unwrap_or_default();
+    assert!(idle.contains_key("room-list") && idle.contains_key("encryption"), "{idle:?}");
     // Element X offers sliding sync only if /versions advertises it.
     assert_eq!(run.fact("sliding_sync_advertised")["value"], true, "org.matrix.simplified_msc3575 in /versions");
 }

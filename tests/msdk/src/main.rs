@@ -7,19 +7,21 @@
 //! Prints one JSON line per observed fact (`{"fact": NAME, ...}`), then a
 //! result line `{"scenario": NAME, "ok": true}`, exit 0; or, on the first
 //! failure, `{"scenario": NAME, "ok": false, "step": ..., "error": ...}`,
-//! exit 1. Every step is bounded; nothing waits forever. `--record FILE`
-//! puts a recording relay between the SDK and the server and writes every
-//! exchange the SDK makes (request and response bodies) to FILE, one JSON
-//! line each. `HEARTH_MSDK_LOG=matrix_sdk=debug,...` turns on the SDK's
+//! exit 1. Every step is bounded; nothing waits forever. The SDK talks to
+//! the server through a relay of the harness's (`record.rs`), which counts
+//! the sliding sync exchanges; `--record FILE` has it write every exchange
+//! the SDK makes (request and response bodies) to FILE, one JSON line each. `HEARTH_MSDK_LOG=matrix_sdk=debug,...` turns on the SDK's
 //! tracing (stderr).
 //!
 //! Scenarios:
 //!
 //!   room-list   A (the SDK) logs in and starts the sync service; B (plain
-//!               HTTP) creates a room and invites A; A sees the invite in
-//!               the room list, joins, sees B's message sent after the
-//!               join, sends one B reads back, and sees B's read receipt
-//!               and B's typing notice.
+//!               HTTP) creates a room, writes some history and invites A;
+//!               A sees the invite in the room list, joins, opens the room
+//!               and paginates back to the history, sees B's message sent
+//!               after the join, sends one B reads back, sees B's read
+//!               receipt and B's typing notice come and go, and the
+//!               connections then stay quiet (long-polling, no busy loop).
 
 // The SDK's futures nest deeply; the scenario's future holds many of them.
 #![recursion_limit = "256"]
@@ -52,6 +54,14 @@ const STEP: Duration = Duration::from_secs(20);
 const SCENARIO: Duration = Duration::from_secs(150);
 /// How often a condition is re-checked while waiting for it.
 const POLL: Duration = Duration::from_millis(50);
+/// Messages B writes before inviting A: more than the room subscription's
+/// timeline_limit (20), so some only come by paginating back.
+const HISTORY: usize = 25;
+/// The window over which an idle client's sync requests are counted.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+/// Sliding sync requests an idle client may make in that window (it
+/// long-polls for 30 s, so anything above a couple is a busy loop).
+const IDLE_MAX: u64 = 2;
 
 /// Why a scenario stopped: the step and what went wrong.
 #[derive(Debug)]
@@ -155,14 +165,10 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
     let b = step("register B", Plain::register(base, &format!("msdkb{run}"), password)).await?;
     fact("registered", json!({ "a": a_id, "b": b.user_id }));
 
-    let sdk_base = match record {
-        Some(f) => sdk("starting the recording relay", record::start(base.to_owned(), f)).await?,
-        None => base.to_owned(),
-    };
+    let (sdk_base, counts) = sdk("starting the relay", record::start(base.to_owned(), record)).await?;
     // The login answer's well_known base_url would move the SDK off the
-    // relay (Hearth names itself there), so it is ignored when recording.
-    let recording = sdk_base != base;
-    let builder = Client::builder().homeserver_url(&sdk_base).respect_login_well_known(!recording);
+    // relay (Hearth names itself there), so it is ignored.
+    let builder = Client::builder().homeserver_url(&sdk_base).respect_login_well_known(false);
     let client = sdk("building the client", builder.build()).await?;
     // What Element X checks before it offers a login: /versions must list
     // org.matrix.simplified_msc3575 in unstable_features.
@@ -222,6 +228,9 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
         b.create_room(json!({ "preset": "private_chat", "name": room_name, "topic": "sliding sync" })),
     )
     .await?;
+    for i in 0..HISTORY {
+        step("B writes history", b.send_text(&room_id, &format!("h{i}"), &format!("history {i}"))).await?;
+    }
     step("B invites A", b.invite(&room_id, &a_id)).await?;
     fact("invited", json!({ "room_id": room_id }));
     let room_id: OwnedRoomId = RoomId::parse(&room_id).map_err(|e| Failure::new("room ID", e))?;
@@ -256,6 +265,26 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
     })
     .await?;
     let timeline = sdk("building the timeline", room.timeline()).await?;
+    let oldest = "history 0";
+    let mut pages = 0;
+    while find_message(&timeline, oldest).await.is_none() {
+        pages += 1;
+        if pages > 10 {
+            return Err(Failure::new("paginating back", format!("{oldest:?} not reached in 10 pages")));
+        }
+        let start = sdk("paginating back", timeline.paginate_backwards(20)).await?;
+        if start && find_message(&timeline, oldest).await.is_none() {
+            return Err(Failure::new("paginating back", format!("reached the room's start without {oldest:?}")));
+        }
+    }
+    let mut history = 0;
+    for i in 0..HISTORY {
+        history += usize::from(find_message(&timeline, &format!("history {i}")).await.is_some());
+    }
+    if history != HISTORY {
+        return Err(Failure::new("paginating back", format!("{history} of {HISTORY} history messages seen")));
+    }
+    fact("history_seen", json!({ "messages": history, "pages": pages }));
     let (typing_guard, mut typing) = room.subscribe_to_typing_notifications();
 
     let from_b = format!("hello from B {run}");
@@ -314,7 +343,36 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
     })
     .await?;
     fact("typing_seen", json!({ "users": typers.iter().map(|u| u.to_string()).collect::<Vec<_>>() }));
+    step("B stops typing", b.typing(room_id.as_str(), false)).await?;
+    step("B's typing notice cleared", async {
+        loop {
+            match typing.recv().await {
+                Ok(users) if !users.iter().any(|u| *u == b_user) => return Ok(()),
+                Ok(_) => continue,
+                Err(e) => return Err(Failure::new("B's typing notice cleared", e)),
+            }
+        }
+    })
+    .await?;
+    fact("typing_stopped", json!({ "user": b.user_id }));
     drop(typing_guard);
+
+    // Nothing happens now: both connections should sit in their long-polls.
+    // (A measurement over a window, not a wait for a fact.)
+    let before = counts.get();
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let after = counts.get();
+    let idle: serde_json::Map<String, Value> = after
+        .iter()
+        .map(|(conn, n)| (conn.clone(), json!(n - before.get(conn).copied().unwrap_or(0))))
+        .collect();
+    fact("idle_requests", json!({ "window_ms": IDLE_WINDOW.as_millis() as u64, "by_conn_id": idle }));
+    if let Some((conn, n)) = idle.iter().find(|(_, n)| n.as_u64().unwrap_or(0) > IDLE_MAX) {
+        return Err(Failure::new(
+            "idle",
+            format!("connection {conn:?} made {n} sliding sync requests in {IDLE_WINDOW:?} with nothing happening (a busy loop)"),
+        ));
+    }
 
     step("stopping the sync service", async {
         sync.stop().await;

@@ -1,12 +1,14 @@
 //! A recording HTTP/1.1 relay between the SDK and the server: the SDK is
-//! pointed at it, it forwards each request to the real homeserver and
-//! appends `{"method","path","status","request","response"}` as one JSON
-//! line to a file, so a failing run shows exactly what the SDK sent and
+//! pointed at it, it forwards each request to the real homeserver, counts
+//! the sliding sync exchanges per connection (`conn_id`), and (given a
+//! file) appends `{"method","path","status","request","response"}` as one
+//! JSON line to it, so a failing run shows exactly what the SDK sent and
 //! what it was answered.
 //!
 //! Just enough HTTP for reqwest talking to a loopback server: requests with
 //! a Content-Length body (or none), keep-alive, no chunked request bodies.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,10 +22,27 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(90);
 /// Bound on reading one request head once its first byte is in.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(20);
 
-type Sink = Arc<Mutex<std::fs::File>>;
+type Sink = Arc<Mutex<Option<std::fs::File>>>;
 
-/// Starts the relay on a loopback port; its base URL.
-pub async fn start(upstream: String, file: std::fs::File) -> std::io::Result<String> {
+/// The path prefix of simplified sliding sync.
+pub const SLIDING: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+/// Sliding sync exchanges completed so far, by `conn_id`.
+#[derive(Clone, Default)]
+pub struct Counts(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Counts {
+    pub fn get(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn bump(&self, conn_id: &str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(conn_id.to_owned()).or_default() += 1;
+    }
+}
+
+/// Starts the relay on a loopback port; its base URL and its counts.
+pub async fn start(upstream: String, file: Option<std::fs::File>) -> std::io::Result<(String, Counts)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let http = reqwest::Client::builder()
@@ -32,22 +51,25 @@ pub async fn start(upstream: String, file: std::fs::File) -> std::io::Result<Str
         .build()
         .map_err(std::io::Error::other)?;
     let sink: Sink = Arc::new(Mutex::new(file));
+    let counts = Counts::default();
+    let counted = counts.clone();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
-            let (http, upstream, sink) = (http.clone(), upstream.clone(), sink.clone());
+            let (http, upstream, sink, counts) = (http.clone(), upstream.clone(), sink.clone(), counted.clone());
             tokio::spawn(async move {
-                if let Err(e) = serve(sock, &http, &upstream, &sink).await {
+                if let Err(e) = serve(sock, &http, &upstream, &sink, &counts).await {
                     write_line(&sink, &json!({ "relay_error": e.to_string() }));
                 }
             });
         }
     });
-    Ok(format!("http://{addr}"))
+    Ok((format!("http://{addr}"), counts))
 }
 
 fn write_line(sink: &Sink, v: &Value) {
-    let mut f = sink.lock().unwrap_or_else(|p| p.into_inner());
-    let _ = writeln!(f, "{v}");
+    if let Some(f) = sink.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        let _ = writeln!(f, "{v}");
+    }
 }
 
 /// A body as JSON if it parses, else as text.
@@ -58,7 +80,13 @@ fn body_value(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-async fn serve(sock: TcpStream, http: &reqwest::Client, upstream: &str, sink: &Sink) -> std::io::Result<()> {
+async fn serve(
+    sock: TcpStream,
+    http: &reqwest::Client,
+    upstream: &str,
+    sink: &Sink,
+    counts: &Counts,
+) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
     loop {
@@ -121,13 +149,17 @@ async fn serve(sock: TcpStream, http: &reqwest::Client, upstream: &str, sink: &S
                 (reqwest::StatusCode::BAD_GATEWAY, Vec::new(), b.to_string().into_bytes())
             }
         };
+        let request = body_value(&body);
+        if target.starts_with(SLIDING) {
+            counts.bump(request["conn_id"].as_str().unwrap_or(""));
+        }
         write_line(
             sink,
             &json!({
                 "method": method,
                 "path": target,
                 "status": status.as_u16(),
-                "request": body_value(&body),
+                "request": request,
                 "response": body_value(&resp_body),
             }),
         );
