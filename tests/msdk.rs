@@ -208,5 +208,9 @@ fn msdk_room_list_invite_join_messages_receipts_typing() {
     let idle = run.fact("idle_requests")["by_conn_id"].as_object().cloned().unwrap_or_default();
     assert!(idle.contains_key("room-list") && idle.contains_key("encryption"), "{idle:?}");
     // Element X offers sliding sync only if /versions advertises it.
-    assert_eq!(run.fact("sliding_sync_advertised")["value"], true, "org.matrix.simplified_msc3575 in /versions");
+    assert_eq!(
+        run.fact("sliding_sync_advertised")["value"],
+        true,
+        "org.matrix.simplified_msc3575 in /versions"
+    );
 }

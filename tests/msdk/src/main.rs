@@ -96,7 +96,10 @@ async fn step<T>(name: &str, fut: impl Future<Output = Result<T, Failure>>) -> R
 }
 
 /// An SDK call under the step bound, its error turned into a failure.
-async fn sdk<T, E: std::fmt::Display>(name: &str, fut: impl Future<Output = Result<T, E>>) -> Result<T, Failure> {
+async fn sdk<T, E: std::fmt::Display>(
+    name: &str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, Failure> {
     step(name, async { fut.await.map_err(|e| Failure::new(name, e)) }).await
 }
 
@@ -141,17 +144,19 @@ impl Watch {
 
 /// A unique suffix for user names, so runs against one server don't clash.
 fn run_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{:x}{:x}", std::process::id(), nanos % 0xff_ffff)
 }
 
-/// The body of the newest message item from `sender` with `body`, with its
-/// event ID once it has one.
+/// The newest message item with `body` in the timeline: its sender, its
+/// event ID once it has one, and whether it is still a local echo.
 async fn find_message(timeline: &Timeline, body: &str) -> Option<(String, Option<OwnedEventId>, bool)> {
     timeline.items().await.iter().rev().find_map(|item| {
         let ev = item.as_event()?;
         let msg = ev.content().as_message()?;
-        (msg.body() == body).then(|| (ev.sender().to_string(), ev.event_id().map(ToOwned::to_owned), ev.is_local_echo()))
+        (msg.body() == body)
+            .then(|| (ev.sender().to_string(), ev.event_id().map(ToOwned::to_owned), ev.is_local_echo()))
     })
 }
 
@@ -173,7 +178,11 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
     // What Element X checks before it offers a login: /versions must list
     // org.matrix.simplified_msc3575 in unstable_features.
     let advertised = step("discovering sliding sync", async {
-        Ok(client.available_sliding_sync_versions().await.iter().any(|v| matches!(v, SlidingSyncVersion::Native)))
+        Ok(client
+            .available_sliding_sync_versions()
+            .await
+            .iter()
+            .any(|v| matches!(v, SlidingSyncVersion::Native)))
     })
     .await?;
     fact("sliding_sync_advertised", json!({ "value": advertised }));
@@ -182,12 +191,20 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
 
     let login = sdk(
         "login",
-        client.matrix_auth().login_username(&a_name, password).initial_device_display_name("hearth-msdk").send(),
+        client
+            .matrix_auth()
+            .login_username(&a_name, password)
+            .initial_device_display_name("hearth-msdk")
+            .send(),
     )
     .await?;
-    fact("logged_in", json!({ "user_id": login.user_id.to_string(), "device_id": login.device_id.to_string() }));
+    fact(
+        "logged_in",
+        json!({ "user_id": login.user_id.to_string(), "device_id": login.device_id.to_string() }),
+    );
 
-    let sync = Arc::new(sdk("building the sync service", SyncService::builder(client.clone()).build()).await?);
+    let sync =
+        Arc::new(sdk("building the sync service", SyncService::builder(client.clone()).build()).await?);
     step("starting the sync service", async {
         sync.start().await;
         Ok(())
@@ -274,7 +291,10 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
         }
         let start = sdk("paginating back", timeline.paginate_backwards(20)).await?;
         if start && find_message(&timeline, oldest).await.is_none() {
-            return Err(Failure::new("paginating back", format!("reached the room's start without {oldest:?}")));
+            return Err(Failure::new(
+                "paginating back",
+                format!("reached the room's start without {oldest:?}"),
+            ));
         }
     }
     let mut history = 0;
@@ -288,7 +308,8 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
     let (typing_guard, mut typing) = room.subscribe_to_typing_notifications();
 
     let from_b = format!("hello from B {run}");
-    let b_event = step("B sends a message", b.send_text(room_id.as_str(), &format!("b{run}"), &from_b)).await?;
+    let b_event =
+        step("B sends a message", b.send_text(room_id.as_str(), &format!("b{run}"), &from_b)).await?;
     let (sender, seen_id, _) = watch
         .until("B's message in A's timeline", || async {
             find_message(&timeline, &from_b).await.filter(|(_, id, _)| id.is_some())
@@ -329,13 +350,16 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
         })
         .await?;
     let in_timeline = timeline.latest_user_read_receipt(&b_user).await.map(|(id, _)| id.to_string());
-    fact("receipt_seen", json!({ "event_id": stored.0.as_str(), "user": b.user_id, "timeline": in_timeline }));
+    fact(
+        "receipt_seen",
+        json!({ "event_id": stored.0.as_str(), "user": b.user_id, "timeline": in_timeline }),
+    );
 
     step("B starts typing", b.typing(room_id.as_str(), true)).await?;
     let typers = step("B's typing notice", async {
         loop {
             match typing.recv().await {
-                Ok(users) if users.iter().any(|u| *u == b_user) => return Ok(users),
+                Ok(users) if users.contains(&b_user) => return Ok(users),
                 Ok(_) => continue,
                 Err(e) => return Err(Failure::new("B's typing notice", e)),
             }
@@ -347,7 +371,7 @@ async fn room_list(base: &str, record: Option<std::fs::File>) -> Result<(), Fail
     step("B's typing notice cleared", async {
         loop {
             match typing.recv().await {
-                Ok(users) if !users.iter().any(|u| *u == b_user) => return Ok(()),
+                Ok(users) if !users.contains(&b_user) => return Ok(()),
                 Ok(_) => continue,
                 Err(e) => return Err(Failure::new("B's typing notice cleared", e)),
             }

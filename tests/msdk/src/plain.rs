@@ -81,9 +81,15 @@ impl Plain {
     }
 
     /// A request under `/_matrix/client/v3`; fails unless it answers 200.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
         let url = format!("{}/_matrix/client/v3{path}", self.base);
-        let (status, reply) = send(&self.http, method.clone(), &url, Some(&self.token), body.as_ref()).await?;
+        let (status, reply) =
+            send(&self.http, method.clone(), &url, Some(&self.token), body.as_ref()).await?;
         if status != 200 {
             return Err(Failure::new(&format!("{method} {path}"), format!("{status} {reply}")));
         }
@@ -92,7 +98,10 @@ impl Plain {
 
     pub async fn create_room(&self, body: Value) -> Result<String, Failure> {
         let reply = self.call(reqwest::Method::POST, "/createRoom", Some(body)).await?;
-        reply["room_id"].as_str().map(str::to_owned).ok_or_else(|| Failure::new("createRoom", format!("{reply}")))
+        reply["room_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Failure::new("createRoom", format!("{reply}")))
     }
 
     pub async fn invite(&self, room: &str, user: &str) -> Result<(), Failure> {
@@ -103,7 +112,9 @@ impl Plain {
     /// Sends an `m.text` message; its event ID.
     pub async fn send_text(&self, room: &str, txn: &str, text: &str) -> Result<String, Failure> {
         let path = format!("/rooms/{}/send/m.room.message/{}", enc(room), enc(txn));
-        let reply = self.call(reqwest::Method::PUT, &path, Some(json!({ "msgtype": "m.text", "body": text }))).await?;
+        let reply = self
+            .call(reqwest::Method::PUT, &path, Some(json!({ "msgtype": "m.text", "body": text })))
+            .await?;
         reply["event_id"].as_str().map(str::to_owned).ok_or_else(|| Failure::new("send", format!("{reply}")))
     }
 
@@ -121,6 +132,8 @@ impl Plain {
 
     pub async fn typing(&self, room: &str, typing: bool) -> Result<(), Failure> {
         let path = format!("/rooms/{}/typing/{}", enc(room), enc(&self.user_id));
-        self.call(reqwest::Method::PUT, &path, Some(json!({ "typing": typing, "timeout": 30000 }))).await.map(drop)
+        self.call(reqwest::Method::PUT, &path, Some(json!({ "typing": typing, "timeout": 30000 })))
+            .await
+            .map(drop)
     }
 }

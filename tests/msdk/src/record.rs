@@ -55,7 +55,8 @@ pub async fn start(upstream: String, file: Option<std::fs::File>) -> std::io::Re
     let counted = counts.clone();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
-            let (http, upstream, sink, counts) = (http.clone(), upstream.clone(), sink.clone(), counted.clone());
+            let (http, upstream, sink, counts) =
+                (http.clone(), upstream.clone(), sink.clone(), counted.clone());
             tokio::spawn(async move {
                 if let Err(e) = serve(sock, &http, &upstream, &sink, &counts).await {
                     write_line(&sink, &json!({ "relay_error": e.to_string() }));
@@ -77,7 +78,8 @@ fn body_value(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         return Value::Null;
     }
-    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 async fn serve(
@@ -116,7 +118,9 @@ async fn serve(
                 let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_owned());
                 match k.as_str() {
                     "content-length" => length = v.parse().map_err(std::io::Error::other)?,
-                    "transfer-encoding" => return Err(std::io::Error::other("chunked request bodies unsupported")),
+                    "transfer-encoding" => {
+                        return Err(std::io::Error::other("chunked request bodies unsupported"))
+                    }
                     "connection" => close = v.eq_ignore_ascii_case("close"),
                     "host" | "accept-encoding" | "keep-alive" => {}
                     _ => headers.push((k, v)),
