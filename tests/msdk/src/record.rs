@@ -7,6 +7,12 @@
 //!
 //! Just enough HTTP for reqwest talking to a loopback server: requests with
 //! a Content-Length body (or none), keep-alive, no chunked request bodies.
+//!
+//! A client that gives up on a request (the SDK cancels a long-poll when
+//! its lists or subscriptions change, or when it stops) closes its
+//! connection; the relay then drops its upstream request too, so the server
+//! sees the disconnect as it would without the relay. Such an exchange is
+//! recorded with `"abandoned": true` and no response.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -137,23 +143,36 @@ async fn serve(
         for (k, v) in &headers {
             rq = rq.header(k, v);
         }
-        let (status, resp_headers, resp_body) = match rq.body(body.clone()).send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                let hs: Vec<(String, String)> = resp
-                    .headers()
+        let request = body_value(&body);
+        let upstream_call = async {
+            let resp = rq.body(body.clone()).send().await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, bytes))
+        };
+        // While the server works, the client may only close (it sends no
+        // second request before this answer): EOF means it gave up.
+        let answered = tokio::select! {
+            a = upstream_call => a,
+            _ = r.fill_buf() => {
+                write_line(sink, &json!({ "method": method, "path": target, "request": request, "abandoned": true }));
+                return Ok(());
+            }
+        };
+        let (status, resp_headers, resp_body) = match answered {
+            Ok((status, headers, bytes)) => {
+                let hs: Vec<(String, String)> = headers
                     .iter()
                     .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                     .collect();
-                let b = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-                (status, hs, b)
+                (status, hs, bytes.to_vec())
             }
             Err(e) => {
                 let b = json!({ "errcode": "M_UNKNOWN", "error": format!("relay: upstream failed: {e}") });
                 (reqwest::StatusCode::BAD_GATEWAY, Vec::new(), b.to_string().into_bytes())
             }
         };
-        let request = body_value(&body);
         if target.starts_with(SLIDING) {
             counts.bump(request["conn_id"].as_str().unwrap_or(""));
         }
