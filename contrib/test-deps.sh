@@ -5,7 +5,9 @@
 # via contrib/build-static.sh). Quick when everything is already there; a
 # failed install makes those tests fail, not skip. Needs root for apt-get.
 # Also Node.js and the npm packages of tests/js (matrix-js-sdk, for
-# tests/js_sdk.rs), from its package-lock.json.
+# tests/js_sdk.rs), from its package-lock.json; and the matrix-rust-sdk
+# client of tests/msdk.rs (its own Cargo project and lock file, built into
+# tests/msdk/target or HEARTH_MSDK_TARGET_DIR: 2 to 4 minutes cold).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -29,4 +31,7 @@ if [ ! -d tests/js/node_modules/matrix-js-sdk ]; then
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error) \
         || echo "warning: could not install tests/js's npm packages; tests/js_sdk.rs will fail"
 fi
+msdk_target="${HEARTH_MSDK_TARGET_DIR:-tests/msdk/target}"
+CARGO_TARGET_DIR="$msdk_target" cargo build --locked --quiet --manifest-path tests/msdk/Cargo.toml \
+    || echo "warning: could not build tests/msdk; tests/msdk.rs will fail"
 exit 0
