@@ -229,6 +229,13 @@ fn invites_leaves_and_subscriptions() {
         (last["type"].as_str(), last["content"]["membership"].as_str()),
         (Some("m.room.member"), Some("leave"))
     );
+    // Clients read their membership from required_state.
+    let own = &answer["rooms"][&room]["required_state"][0];
+    assert_eq!(
+        (own["state_key"].as_str(), own["content"]["membership"].as_str()),
+        (Some(alice.id.as_str()), Some("leave")),
+        "{answer}"
+    );
     assert_eq!(answer["lists"]["all"]["count"], 0);
     let pos = pos_of(&answer);
     let after = sliding_ok(&s, &alice, &format!("pos={pos}&timeout=0"), all_rooms(1));

@@ -593,10 +593,29 @@ impl Ctx<'_> {
         )))
     }
 
+    /// The user's own current member event, as clients read their
+    /// membership from `required_state` (matrix-rust-sdk reads state only
+    /// there, never from the timeline).
+    fn own_member(&self, room_id: &str) -> Result<Vec<Value>> {
+        let Some(id) = state::current_entry(self.conn, room_id, "m.room.member", self.user_id)? else {
+            return Ok(Vec::new());
+        };
+        Ok(match events::get(self.conn, &id)? {
+            Some(e) => self.format(&e)?.into_iter().collect(),
+            None => Vec::new(),
+        })
+    }
+
     /// A room sent before that the user has left since: what happened up
-    /// to their leaving (the leave itself last).
+    /// to their leaving (the leave itself last), and the leave in
+    /// `required_state`.
     fn left_room(&self, room_id: &str, sent: &RoomSent) -> Result<Option<Value>> {
-        let (timeline, limited) = self.timeline(room_id, Some(sent.upto), sent.timeline_limit.max(1))?;
+        let (timeline, limited) = if sent.membership == "join" {
+            self.timeline(room_id, Some(sent.upto), sent.timeline_limit.max(1))?
+        } else {
+            // A withdrawn or refused invite: nothing of the room was seen.
+            (Vec::new(), false)
+        };
         let mut timeline_json = Vec::with_capacity(timeline.len());
         for e in &timeline {
             timeline_json.extend(self.format(e)?);
@@ -606,7 +625,7 @@ impl Ctx<'_> {
             "timeline": timeline_json,
             "limited": limited,
             "prev_batch": prev_batch,
-            "required_state": [],
+            "required_state": self.own_member(room_id)?,
             "num_live": timeline.len(),
         })))
     }
@@ -758,16 +777,8 @@ pub fn compute(
         if mine.contains_key(room_id) {
             continue;
         }
-        if before.membership == "join" {
-            if let Some(room) = ctx.left_room(room_id, before)? {
-                rooms_out.insert(room_id.clone(), room);
-            }
-        } else {
-            // A withdrawn or refused invite: the room goes with its leave.
-            if let Some(id) = state::current_entry(conn, room_id, "m.room.member", user_id)? {
-                let leave = load_readable_pdu(conn, &id)?.map(|p| stripped(&p));
-                rooms_out.insert(room_id.clone(), json!({ "timeline": [], "invite_state": leave.into_iter().collect::<Vec<_>>(), "required_state": [] }));
-            }
+        if let Some(room) = ctx.left_room(room_id, before)? {
+            rooms_out.insert(room_id.clone(), room);
         }
         sent.remove(room_id);
     }
