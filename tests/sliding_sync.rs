@@ -461,3 +461,66 @@ fn a_long_poll_given_up_does_not_displace_the_live_pos() {
     let next = sliding_ok(&s, &alice, &format!("pos={second}&timeout=0"), all_rooms(1));
     assert_eq!(bodies(&next["rooms"][&room]), ["after"], "{next}");
 }
+
+#[test]
+fn room_headers_counts_and_scoped_room_account_data() {
+    let s = Server::start();
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    let carol = s.user("carol", PW);
+    // No name: heroes stand for it; an avatar; one invited member.
+    let room = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
+    join(&s, &bob.token, &room);
+    invite(&s, &alice.token, &room, &carol.id);
+    let (status, r) = s.put(
+        &format!("{V3}/profile/{}/displayname", enc(&bob.id)),
+        Some(&bob.token),
+        json!({ "displayname": "Bob" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = s.put(
+        &room_path(&room, "state/m.room.avatar/"),
+        Some(&alice.token),
+        json!({ "url": "mxc://localhost/avatar" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = s.put(
+        &format!("{V3}/user/{}/rooms/{}/account_data/m.fully_read.custom", enc(&alice.id), enc(&room)),
+        Some(&alice.token),
+        json!({ "seen": true }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let mut body = all_rooms(1);
+    body["extensions"] = json!({ "account_data": { "enabled": true, "lists": ["all"] } });
+    let answer = sliding_ok(&s, &alice, "", body);
+    let r = &answer["rooms"][&room];
+    assert!(r.get("name").is_none(), "{r}");
+    assert_eq!(r["avatar"], "mxc://localhost/avatar");
+    assert_eq!((r["joined_count"].as_u64(), r["invited_count"].as_u64()), (Some(2), Some(1)));
+    let heroes: Vec<(&str, Option<&str>)> = r["heroes"]
+        .as_array()
+        .expect("heroes")
+        .iter()
+        .map(|h| (h["user_id"].as_str().unwrap(), h["displayname"].as_str()))
+        .collect();
+    assert!(heroes.contains(&(bob.id.as_str(), Some("Bob"))), "{heroes:?}");
+    assert!(heroes.iter().any(|(u, _)| *u == carol.id), "{heroes:?}");
+    assert!(!heroes.iter().any(|(u, _)| *u == alice.id), "the user is not their own hero");
+    assert_eq!((r["notification_count"].as_u64(), r["highlight_count"].as_u64()), (Some(0), Some(0)));
+    let data = &answer["extensions"]["account_data"]["rooms"][&room];
+    assert!(data.as_array().unwrap().iter().any(|e| e["type"] == "m.fully_read.custom"), "{answer}");
+    // A subscription, then unsubscribing: the room is no longer sent for it.
+    let lone = create_room(&s, &alice.token, json!({}));
+    let sub = json!({ "room_subscriptions": { &lone: { "timeline_limit": 1 } } });
+    let first = sliding_ok(&s, &alice, "", sub);
+    assert!(first["rooms"].get(&lone).is_some());
+    let off = sliding_ok(
+        &s,
+        &alice,
+        &format!("pos={}&timeout=0", pos_of(&first)),
+        json!({ "unsubscribe_rooms": [lone] }),
+    );
+    say(&s, &alice.token, &lone, "unseen");
+    let later = sliding_ok(&s, &alice, &format!("pos={}&timeout=0", pos_of(&off)), json!({}));
+    assert!(later["rooms"].get(&lone).is_none(), "{later}");
+}
