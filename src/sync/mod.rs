@@ -35,7 +35,7 @@ pub const TIMELINE_LIMIT_DEFAULT: usize = 10;
 /// Most timeline events per room a filter may ask for.
 pub const TIMELINE_LIMIT_MAX: usize = 100;
 /// Events examined per room to fill a filtered timeline.
-pub(crate) const TIMELINE_SCAN_MAX: usize = 1000;
+const TIMELINE_SCAN_MAX: usize = 1000;
 /// Members named in a room summary's `m.heroes`.
 pub(crate) const HEROES_MAX: usize = 5;
 /// State event types shown with an invite or a knock (stripped state).
@@ -324,45 +324,21 @@ impl Ctx<'_> {
         let filter = &self.req.filter.timeline;
         let limit = filter.limit.unwrap_or(TIMELINE_LIMIT_DEFAULT).clamp(1, TIMELINE_LIMIT_MAX);
         let mut visibility = Visibility::new(self.conn, self.req.user_id, room_id);
-        let mut picked = Vec::new();
-        let mut cursor = before;
-        let mut scanned = 0;
-        let mut limited = false;
-        'scan: loop {
-            let page = events::room_events(self.conn, room_id, cursor, after, Dir::Backward, limit + 1)?;
-            if page.is_empty() {
-                break;
+        scan_timeline(self.conn, room_id, before, after, limit, |e| {
+            if e.state_key.is_none() && self.ignored.contains(&e.sender) {
+                return Ok(false);
             }
-            for e in page {
-                cursor = e.pos;
-                scanned += 1;
-                if e.state_key.is_none() && self.ignored.contains(&e.sender) {
-                    continue;
-                }
-                // An event that cannot be read (logged) is left out.
-                let pdu = match filter.needs_content() {
-                    true => match readable_pdu(&e) {
-                        Some(pdu) => Some(pdu),
-                        None => continue,
-                    },
-                    false => None,
-                };
-                let content = pdu.as_ref().and_then(|p| p.get("content"));
-                if filter.allows_event(&e.kind, &e.sender, content) && visibility.may_see(&e)? {
-                    if picked.len() == limit {
-                        limited = true;
-                        break 'scan;
-                    }
-                    picked.push(e);
-                }
-                if scanned >= TIMELINE_SCAN_MAX {
-                    limited = true;
-                    break 'scan;
-                }
-            }
-        }
-        picked.reverse();
-        Ok((picked, limited))
+            // An event that cannot be read (logged) is left out.
+            let pdu = match filter.needs_content() {
+                true => match readable_pdu(e) {
+                    Some(pdu) => Some(pdu),
+                    None => return Ok(false),
+                },
+                false => None,
+            };
+            let content = pdu.as_ref().and_then(|p| p.get("content"));
+            Ok(filter.allows_event(&e.kind, &e.sender, content) && visibility.may_see(e)?)
+        })
     }
 
     /// The event as the filter asks for it; `None` if its stored PDU
@@ -685,6 +661,45 @@ impl Ctx<'_> {
             "account_data": { "events": [] },
         }))
     }
+}
+
+/// The newest events of a room before stream position `before` (and after
+/// `after`, if given) that `keep` accepts, oldest first, at most `limit`,
+/// and whether more were left out — also when `TIMELINE_SCAN_MAX` events
+/// were looked at, so a room full of hidden events costs a bounded scan.
+/// `/sync` and sliding sync both fill their timelines with it.
+pub(crate) fn scan_timeline(
+    conn: &Connection,
+    room_id: &str,
+    before: i64,
+    after: Option<i64>,
+    limit: usize,
+    mut keep: impl FnMut(&StoredEvent) -> Result<bool>,
+) -> Result<(Vec<StoredEvent>, bool)> {
+    let (mut picked, mut cursor, mut scanned) = (Vec::new(), before, 0);
+    loop {
+        let page = events::room_events(conn, room_id, cursor, after, Dir::Backward, limit + 1)?;
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            cursor = e.pos;
+            scanned += 1;
+            if keep(&e)? {
+                if picked.len() == limit {
+                    picked.reverse();
+                    return Ok((picked, true));
+                }
+                picked.push(e);
+            }
+            if scanned >= TIMELINE_SCAN_MAX {
+                picked.reverse();
+                return Ok((picked, true));
+            }
+        }
+    }
+    picked.reverse();
+    Ok((picked, false))
 }
 
 /// The stripped form of a state event: type, state_key, content, sender.

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use super::conns::{RoomSent, Snapshot};
-use super::{stripped, HEROES_MAX, STRIPPED_STATE_TYPES, TIMELINE_LIMIT_MAX, TIMELINE_SCAN_MAX};
+use super::{stripped, HEROES_MAX, STRIPPED_STATE_TYPES, TIMELINE_LIMIT_MAX};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::rooms::format::{client_event, Viewer};
@@ -374,30 +374,9 @@ impl Ctx<'_> {
             return Ok((Vec::new(), more));
         }
         let mut visibility = Visibility::new(self.conn, self.user_id, room_id);
-        let (mut picked, mut cursor, mut scanned, mut limited) = (Vec::new(), self.now_pos + 1, 0, false);
-        'scan: loop {
-            let page = events::room_events(self.conn, room_id, cursor, after, Dir::Backward, limit + 1)?;
-            if page.is_empty() {
-                break;
-            }
-            for e in page {
-                cursor = e.pos;
-                scanned += 1;
-                if !(e.state_key.is_none() && self.ignored.contains(&e.sender)) && visibility.may_see(&e)? {
-                    if picked.len() == limit {
-                        limited = true;
-                        break 'scan;
-                    }
-                    picked.push(e);
-                }
-                if scanned >= TIMELINE_SCAN_MAX {
-                    limited = true;
-                    break 'scan;
-                }
-            }
-        }
-        picked.reverse();
-        Ok((picked, limited))
+        super::scan_timeline(self.conn, room_id, self.now_pos + 1, after, limit, |e| {
+            Ok(!(e.state_key.is_none() && self.ignored.contains(&e.sender)) && visibility.may_see(e)?)
+        })
     }
 
     fn format(&self, e: &StoredEvent) -> Result<Option<Value>> {
