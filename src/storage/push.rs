@@ -551,26 +551,6 @@ pub fn enqueue(
     Ok(())
 }
 
-/// Up to `limit` pushes due at `now`, oldest first.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Push>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, user_id, app_id, pushkey, event_id, tweaks, attempts FROM push_outbox
-         WHERE next_try_ts <= ?1 ORDER BY next_try_ts, id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
-        Ok(Push {
-            id: r.get(0)?,
-            user_id: r.get(1)?,
-            app_id: r.get(2)?,
-            pushkey: r.get(3)?,
-            event_id: r.get(4)?,
-            tweaks: r.get(5)?,
-            attempts: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// Gateway URLs with pushes due at `now`, the soonest due first, at most
 /// `limit`. The distinct destinations are found by walking the
 /// `(destination, next_try_ts)` index one destination at a time (a few
@@ -619,11 +599,6 @@ pub fn next_due_after(conn: &Connection, now: i64) -> Result<Option<i64>> {
         .query_row([now], |r| r.get(0))?)
 }
 
-/// When the next push falls due, if any is queued.
-pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
-    Ok(conn.prepare_cached("SELECT min(next_try_ts) FROM push_outbox")?.query_row([], |r| r.get(0))?)
-}
-
 /// A push is done (delivered, or given up).
 pub fn delete_push(conn: &Connection, id: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM push_outbox WHERE id = ?1")?.execute([id])?;
@@ -640,6 +615,8 @@ pub fn retry_push(conn: &Connection, id: i64, attempts: i64, next_try_ts: i64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GATEWAY: &str = "https://p/_matrix/push/v1/notify";
     use crate::storage::test_conn;
 
     fn note(c: &Connection, pos: i64, thread: &str, highlight: bool, users: &[&str]) {
@@ -726,16 +703,16 @@ mod tests {
         put_pusher(&c, &Pusher { user_id: "@b:x".into(), ..p.clone() }).unwrap();
         enqueue(&c, "@a:x", ("app", "key"), "$e", "{}", 10).unwrap();
         enqueue(&c, "@b:x", ("app", "key"), "$e", "{}", 20).unwrap();
-        assert_eq!(due(&c, 15, 10).unwrap().len(), 1);
-        assert_eq!(next_due(&c).unwrap(), Some(10));
-        let first = &due(&c, 15, 10).unwrap()[0];
+        assert_eq!(due_at_gateway(&c, GATEWAY, 15, 10).unwrap().len(), 1);
+        assert_eq!(next_due_after(&c, 0).unwrap(), Some(10));
+        let first = &due_at_gateway(&c, GATEWAY, 15, 10).unwrap()[0];
         retry_push(&c, first.id, 1, 30).unwrap();
-        assert_eq!(next_due(&c).unwrap(), Some(20));
+        assert_eq!(next_due_after(&c, 0).unwrap(), Some(20));
         delete_pushers_of_others(&c, "@a:x", "app", "key").unwrap();
         assert_eq!(pushers(&c, "@b:x").unwrap(), []);
-        assert_eq!(due(&c, 100, 10).unwrap().len(), 1);
+        assert_eq!(due_at_gateway(&c, GATEWAY, 100, 10).unwrap().len(), 1);
         assert!(delete_pusher(&c, "@a:x", "app", "key").unwrap());
-        assert_eq!(next_due(&c).unwrap(), None);
+        assert_eq!(next_due_after(&c, 0).unwrap(), None);
     }
 
     #[test]
@@ -813,7 +790,7 @@ mod tests {
         // Deleting a device deletes its pusher and that pusher's pushes.
         crate::storage::devices::delete(&c, "@a:x", "PHONE").unwrap();
         assert_eq!(keys(&c), ["laptop", "old"]);
-        assert_eq!(next_due(&c).unwrap(), None);
+        assert_eq!(next_due_after(&c, 0).unwrap(), None);
         // Updating a pusher from another device moves it there.
         put_pusher(&c, &make("old", Some("LAPTOP"))).unwrap();
         assert_eq!(pusher(&c, "@a:x", "app", "old").unwrap().unwrap().device_id.as_deref(), Some("LAPTOP"));
