@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{wait_until, Server};
 
 /// How long a log line may take to show.
 const LOG_WAIT: Duration = Duration::from_secs(20);
@@ -48,20 +48,12 @@ fn send_alert_instead_of_hello(port: u16) {
     let _ = sock.read_to_end(&mut rest);
 }
 
-fn wait_for_log(s: &Server, what: &str, check: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + LOG_WAIT;
-    while !check(&s.log_text()) {
-        assert!(Instant::now() < deadline, "{what} within {LOG_WAIT:?}; log:\n{}", s.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_rustls_warning_reaches_the_server_log_rate_limited() {
     let (s, port, _dir) = tls_server();
     let start = Instant::now();
     send_alert_instead_of_hello(port);
-    wait_for_log(&s, "the rustls warning", |log| log.contains(RUSTLS_WARNING));
+    wait_until(&s, "the rustls warning", || s.log_text().contains(RUSTLS_WARNING));
     let log = s.log_text();
     let line = log.lines().find(|l| l.contains(RUSTLS_WARNING)).expect("the line");
     // Hearth's format: timestamp, level, the record's target, the message.
@@ -77,7 +69,7 @@ fn a_rustls_warning_reaches_the_server_log_rate_limited() {
     for _ in 0..max * 3 {
         send_alert_instead_of_hello(port);
     }
-    wait_for_log(&s, "the suppression notice", |log| log.contains("suppressing the rest"));
+    wait_until(&s, "the suppression notice", || s.log_text().contains("suppressing the rest"));
     // Every record has been handled once each connection was closed; any
     // late line would only be suppressed.
     // A slow run may span two windows of the rate limit.

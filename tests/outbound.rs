@@ -191,11 +191,7 @@ fn a_private_address_is_refused_where_it_is_connected() {
     }
     let (alice, room) = room_with_pusher(&s, &format!("https://localhost:{port}/_matrix/push/v1/notify"));
     send(&s, &alice, &room, 0);
-    let deadline = Instant::now() + PUSH_WAIT;
-    while !s.log_text().contains("attempt 1 failed") {
-        assert!(Instant::now() < deadline, "no failed push attempt logged:\n{}", s.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_log(&s, "attempt 1 failed", 1);
     let log = s.log_text();
     let line = log.lines().find(|l| l.contains("attempt 1 failed")).expect("the line");
     assert!(line.contains("no public address"), "{line}");
@@ -239,11 +235,7 @@ fn outbound_ca_file_adds_trusted_roots() {
     let gateway = KeepAliveGateway::start_with(Some(tls.clone()));
     let (alice, room) = room_with_pusher(&s, &gateway.url());
     send(&s, &alice, &room, 0);
-    let deadline = Instant::now() + PUSH_WAIT;
-    while !s.log_text().contains("attempt 1 failed") {
-        assert!(Instant::now() < deadline, "no failed push attempt logged:\n{}", s.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_log(&s, "attempt 1 failed", 1);
     let log = s.log_text();
     let line = log.lines().find(|l| l.contains("attempt 1 failed")).expect("the line");
     assert!(line.contains("certificate"), "{line}");

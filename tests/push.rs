@@ -626,9 +626,9 @@ fn gateway_receives_pushes_and_rejection_removes_the_pusher() {
     gateway.reject.lock().unwrap().clear();
     send_message(&s, &alice.token, &room, text("third"));
     let got = gateway.wait_for(5);
-    // An absence cannot be waited for: this gives a wrong push to alice
-    // time to arrive (the point of the check, not a wait for a fact).
-    std::thread::sleep(Duration::from_millis(300));
+    // Every queued push done (a row is deleted only after its gateway
+    // answered): a push to alice, had one been queued, has arrived by now.
+    wait_until(&s, "the push outbox drained", || outbox_len(&s) == 0);
     let got_now = gateway.bodies.lock().unwrap().clone();
     assert_eq!(got_now.len(), got.len(), "only carol's push: {got_now:?}");
     assert!(got_now.iter().all(|b| b["notification"]["devices"][0]["pushkey"] != "ALICEKEY"));
@@ -659,10 +659,17 @@ fn a_pending_push_survives_a_gateway_outage_and_a_restart() {
     s.restart();
     let got = gateway.wait_for(1);
     assert_eq!(got[0]["notification"]["event_id"], event_id.as_str());
-    // Delivered once: it is not sent again. An absence cannot be waited
-    // for: this gives a second delivery time to happen.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Delivered once: its row is gone once the gateway answered, so
+    // nothing is left to send it again.
+    wait_until(&s, "the delivered push removed from the outbox", || outbox_len(&s) == 0);
     assert_eq!(gateway.bodies.lock().unwrap().len(), 1);
+}
+
+/// Pushes still queued, read from the database file (read-only).
+fn outbox_len(s: &Server) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(s.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("opening the database");
+    db.query_row("SELECT count(*) FROM push_outbox", [], |r| r.get(0)).expect("reading the push outbox")
 }
 
 /// Logs `user` in on a new device; the session as a `User`.
