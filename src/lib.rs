@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod e2ee;
 pub mod ephemeral;
 pub mod error;
+pub mod federation;
 pub mod http;
 pub mod hub;
 pub mod log;

@@ -1,0 +1,1 @@
+//! Server discovery (the Server-Server API, "Resolving server names").

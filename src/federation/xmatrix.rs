@@ -1,0 +1,1 @@
+//! The `X-Matrix` Authorization scheme of federation requests.
