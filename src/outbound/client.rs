@@ -65,6 +65,7 @@ pub struct Client {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -173,7 +174,73 @@ impl Client {
         if body.len() as u64 > max_bytes {
             return Err(unreachable(format!("the answer is longer than {max_bytes} bytes")));
         }
-        Ok(Answer { status, body })
+        Ok(Answer { status, headers: Vec::new(), body })
+    }
+
+    /// SHIM (replaced by the full client): a general request.
+    pub fn request(&self, r: &OutRequest<'_>) -> Result<Answer> {
+        self.check_url(r.url)?;
+        let mut request = match r.method {
+            Method::Get => self.agent.get(r.url),
+            Method::Post => self.agent.post(r.url),
+            Method::Put => self.agent.put(r.url),
+        };
+        if let Some(h) = r.host {
+            request = request.set("Host", h);
+        }
+        for (k, v) in r.headers {
+            request = request.set(k, v);
+        }
+        let result = match r.body {
+            Some(b) => request.send_bytes(b),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(ureq::Error::Transport(t)) => return Err(unreachable(t.to_string())),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| response.header(&n).map(|v| (n.to_ascii_lowercase(), v.to_owned())))
+            .collect();
+        let mut body = Vec::new();
+        response
+            .into_reader()
+            .take(r.max_bytes + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| unreachable(format!("reading the answer: {e}")))?;
+        if body.len() as u64 > r.max_bytes {
+            return Err(unreachable(format!("the answer is longer than {} bytes", r.max_bytes)));
+        }
+        Ok(Answer { status, headers, body })
+    }
+}
+
+/// SHIM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+}
+
+/// SHIM.
+pub struct OutRequest<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub host: Option<&'a str>,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a [u8]>,
+    pub max_bytes: u64,
+}
+
+impl Answer {
+    /// SHIM.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
