@@ -41,6 +41,10 @@ pub fn own_document(app: &App) -> Result<Value> {
     let retired = app.db.read(|tx| server_keys::expired(tx))?;
     let mut old = serde_json::Map::new();
     for (key_id, seed, expired_ts) in retired {
+        // Rotated while this process runs: it signs with it until restarted.
+        if key_id == key.key_id() {
+            continue;
+        }
         let Ok(seed) = <[u8; 32]>::try_from(seed.as_slice()) else { continue };
         let public = ServerKey::from_seed(&key_id, &seed).public_key_b64();
         old.insert(key_id, json!({ "key": public, "expired_ts": expired_ts }));

@@ -10,10 +10,12 @@
 //! - `keys` (service): our key documents, other servers' keys fetched,
 //!   cached and checked, the notary's answers.
 //! - `inbound` (service): authenticating requests from other servers.
+//! - `sender` (service): the outbox sent as transactions.
 
 pub mod client;
 pub mod discover;
 pub mod inbound;
 pub mod keys;
 pub mod memo;
+pub mod sender;
 pub mod xmatrix;

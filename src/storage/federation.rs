@@ -5,6 +5,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Result;
+use crate::storage::feed::Tx;
 
 /// A key of another server as cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,8 +108,11 @@ impl Unit {
     }
 }
 
-/// Queues a PDU or EDU for `destination`, in the caller's transaction.
-pub fn queue(conn: &Connection, destination: &str, unit: Unit, body: &str, now: i64) -> Result<i64> {
+/// Queues a PDU or EDU for `destination`, in the caller's transaction
+/// (which then wakes the senders once committed).
+pub fn queue(tx: &Tx<'_>, destination: &str, unit: Unit, body: &str, now: i64) -> Result<i64> {
+    tx.queued_federation();
+    let conn: &Connection = tx;
     conn.prepare_cached(
         "INSERT INTO federation_outbox (destination, kind, body, created_ts) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -241,18 +245,22 @@ mod tests {
     #[test]
     fn a_transaction_is_resent_whole_until_acknowledged() {
         let c = db();
+        let changes = std::cell::RefCell::new(crate::storage::feed::Changes::default());
+        let tx = Tx::new(&c, &changes);
+        let queue = |d: &str, u: Unit, b: &str, now: i64| queue(&tx, d, u, b, now);
         for i in 0..3 {
-            queue(&c, "b.example", Unit::Pdu, &format!("{{\"p\":{i}}}"), 1).unwrap();
+            queue("b.example", Unit::Pdu, &format!("{{\"p\":{i}}}"), 1).unwrap();
         }
         for i in 0..4 {
-            queue(&c, "b.example", Unit::Edu, &format!("{{\"e\":{i}}}"), 1).unwrap();
+            queue("b.example", Unit::Edu, &format!("{{\"e\":{i}}}"), 1).unwrap();
         }
-        queue(&c, "c.example", Unit::Edu, "{}", 1).unwrap();
+        queue("c.example", Unit::Edu, "{}", 1).unwrap();
+        assert!(changes.borrow().federation, "queueing wakes the senders");
         let t = next_txn(&c, "b.example", "t1", 2, 3).unwrap().unwrap();
         assert_eq!((t.txn_id.as_str(), t.pdus.len(), t.edus.len()), ("t1", 2, 3));
         assert_eq!(t.pdus, ["{\"p\":0}", "{\"p\":1}"]);
         // Not acknowledged: the same transaction again, whatever new ID is offered.
-        queue(&c, "b.example", Unit::Pdu, "{\"p\":9}", 2).unwrap();
+        queue("b.example", Unit::Pdu, "{\"p\":9}", 2).unwrap();
         let again = next_txn(&c, "b.example", "t2", 2, 3).unwrap().unwrap();
         assert_eq!(again, t);
         assert_eq!(txn_done(&c, "b.example", "t1").unwrap(), 5);
