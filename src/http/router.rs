@@ -103,7 +103,8 @@ fn table() -> Vec<Route> {
                     None => Segment::Literal(s.to_owned()),
                 })
                 .collect();
-            let federation = full.starts_with("_matrix/federation/") || full.starts_with("_matrix/key/");
+            let bare = full.trim_start_matches('/');
+            let federation = bare.starts_with("_matrix/federation/") || bare.starts_with("_matrix/key/");
             t.push(Route { method, segments, handler, auth, rate_limited, federation, body_max: None });
         }
     };

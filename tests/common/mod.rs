@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod ca;
+pub mod fed;
+
 /// The binary under test.
 pub const HEARTH: &str = env!("CARGO_BIN_EXE_hearth");
 /// How long a server may take to print its "serving" line.
