@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod ca;
+pub mod synapse;
 
 /// The binary under test.
 pub const HEARTH: &str = env!("CARGO_BIN_EXE_hearth");
