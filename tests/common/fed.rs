@@ -24,11 +24,7 @@ pub struct Peer {
     pub tls_port: u16,
 }
 
-/// A loopback TCP port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free loopback port");
-    listener.local_addr().expect("the bound address").port()
-}
+pub use super::free_port;
 
 impl Peer {
     /// Starts a Hearth on the bed with extra `args` and `envs`.
