@@ -264,6 +264,99 @@ pub fn insert_thumbnail(
     Ok(())
 }
 
+/// What the remote media cache stores about another server's media.
+pub struct RemoteCopy<'a> {
+    pub origin: &'a str,
+    pub media_id: &'a str,
+    pub content_id: i64,
+    pub content_type: &'a str,
+    pub filename: Option<&'a str>,
+    pub size: i64,
+}
+
+/// Records a cached copy of another server's media (`uploaded_ts` is when
+/// it was cached, which `purge` goes by); false if the ID is cached
+/// already (that copy stays).
+pub fn insert_remote(conn: &Connection, r: &RemoteCopy<'_>, now: i64) -> Result<bool> {
+    let n = conn.execute(
+        "INSERT INTO media (origin, media_id, user_id, content_id, content_type, filename, size,
+                            created_ts, uploaded_ts)
+         VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT DO NOTHING",
+        params![r.origin, r.media_id, r.content_id, r.content_type, r.filename, r.size, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// When a stored content was last used (written, or served from the
+/// remote media cache).
+pub fn touched_ts(conn: &Connection, content_id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row(
+            "SELECT touched_ts FROM media_content WHERE id = ?1 AND sha256 IS NOT NULL",
+            [content_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Marks a stored content as used now (the remote cache's recency).
+pub fn touch(conn: &Connection, content_id: i64, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE media_content SET touched_ts = ?2 WHERE id = ?1 AND sha256 IS NOT NULL",
+        params![content_id, now],
+    )?;
+    Ok(())
+}
+
+/// The contents that only cached remote media use (no local media ID
+/// shares them), least recently used first, each with its bytes and those
+/// of its thumbnails: what evicting it frees.
+fn remote_only_contents(conn: &Connection, local_origin: &str) -> Result<Vec<(i64, i64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT c.id, c.size + coalesce((SELECT sum(tc.size) FROM media_thumbnails t
+                                          JOIN media_content tc ON tc.id = t.thumb_id
+                                          WHERE t.content_id = c.id), 0)
+         FROM media_content c
+         WHERE c.sha256 IS NOT NULL
+           AND EXISTS (SELECT 1 FROM media m WHERE m.content_id = c.id AND m.origin != ?1)
+           AND NOT EXISTS (SELECT 1 FROM media m WHERE m.content_id = c.id AND m.origin = ?1)
+         ORDER BY c.touched_ts, c.id",
+    )?;
+    let rows = st.query_map([local_origin], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Bytes the remote media cache holds: contents only cached remote media
+/// use, with their thumbnails.
+pub fn remote_cache_bytes(conn: &Connection, local_origin: &str) -> Result<i64> {
+    Ok(remote_only_contents(conn, local_origin)?.iter().map(|(_, bytes)| bytes).sum())
+}
+
+/// Drops cached remote media, least recently used content first, until
+/// the remote media cache holds at most `cap_bytes`; the content `keep`
+/// (the one just stored) stays. Then collects what nothing uses any more.
+pub fn evict_remote(conn: &Connection, local_origin: &str, cap_bytes: i64, keep: i64) -> Result<Purged> {
+    let contents = remote_only_contents(conn, local_origin)?;
+    let mut held: i64 = contents.iter().map(|(_, bytes)| bytes).sum();
+    let mut media = 0;
+    for (id, bytes) in contents {
+        if held <= cap_bytes {
+            break;
+        }
+        if id == keep {
+            continue;
+        }
+        media += conn
+            .execute("DELETE FROM media WHERE content_id = ?1 AND origin != ?2", params![id, local_origin])?;
+        held -= bytes;
+    }
+    if media == 0 {
+        return Ok(Purged::default());
+    }
+    let (contents, bytes_freed) = collect_garbage(conn)?;
+    Ok(Purged { media, contents, bytes_freed })
+}
+
 /// What `hearth media stats` shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
@@ -485,6 +578,83 @@ mod tests {
         assert_eq!(p, Purged { media: 2, contents: 2, bytes_freed: 16 });
         let chunks: i64 = c.query_row("SELECT count(*) FROM media_chunks", [], |r| r.get(0)).unwrap();
         assert_eq!(chunks, 0);
+    }
+
+    fn remote(c: &Connection, origin: &str, media_id: &str, bytes: &[u8], seed: u8, now: i64) -> i64 {
+        let id = store_bytes(c, bytes, &[seed; 32], now).unwrap();
+        let copy = RemoteCopy {
+            origin,
+            media_id,
+            content_id: id,
+            content_type: "image/png",
+            filename: Some("x.png"),
+            size: bytes.len() as i64,
+        };
+        assert!(insert_remote(c, &copy, now).unwrap());
+        id
+    }
+
+    #[test]
+    fn the_remote_cache_evicts_the_least_recently_used() {
+        let c = test_conn();
+        let a = remote(&c, "there", "a", &[1; 100], 1, 10);
+        let b = remote(&c, "there", "b", &[2; 100], 2, 20);
+        // Cached twice (another server's ID for the same bytes): one content.
+        assert!(insert_remote(
+            &c,
+            &RemoteCopy {
+                origin: "else",
+                media_id: "b2",
+                content_id: b,
+                content_type: "x/y",
+                filename: None,
+                size: 100
+            },
+            21
+        )
+        .unwrap());
+        assert!(!insert_remote(
+            &c,
+            &RemoteCopy {
+                origin: "there",
+                media_id: "a",
+                content_id: b,
+                content_type: "x/y",
+                filename: None,
+                size: 1
+            },
+            22
+        )
+        .unwrap());
+        // A local upload's content is not the cache's.
+        let local = store_bytes(&c, &[3; 100], &[3; 32], 5).unwrap();
+        assert!(insert_uploaded(&c, &upload("mine", local, 100), 5).unwrap());
+        // A thumbnail of a cached copy counts with it.
+        let t = store_bytes(&c, &[4; 10], &[4; 32], 11).unwrap();
+        insert_thumbnail(&c, a, 32, 32, "crop", t, "image/png").unwrap();
+        assert_eq!(remote_cache_bytes(&c, "here").unwrap(), 210);
+        assert_eq!(touched_ts(&c, a).unwrap(), Some(10));
+
+        // `a` is used again: `b` is now the least recently used.
+        touch(&c, a, 30).unwrap();
+        let d = remote(&c, "there", "d", &[5; 100], 5, 40);
+        assert_eq!(remote_cache_bytes(&c, "here").unwrap(), 310);
+        let p = evict_remote(&c, "here", 250, d).unwrap();
+        assert_eq!(p, Purged { media: 2, contents: 1, bytes_freed: 100 });
+        assert!(get(&c, "there", "b").unwrap().is_none());
+        assert!(get(&c, "else", "b2").unwrap().is_none());
+        assert!(get(&c, "there", "a").unwrap().is_some());
+        assert_eq!(remote_cache_bytes(&c, "here").unwrap(), 210);
+        // Under the cap: nothing goes. The one just stored stays even past it.
+        assert_eq!(evict_remote(&c, "here", 1000, d).unwrap(), Purged::default());
+        let p = evict_remote(&c, "here", 0, d).unwrap();
+        assert_eq!((p.media, p.contents, p.bytes_freed), (1, 2, 110));
+        assert!(get(&c, "there", "d").unwrap().is_some());
+        assert!(get(&c, "here", "mine").unwrap().is_some(), "local media is never evicted");
+        // Purging remote media only leaves the local upload.
+        let p = purge(&c, 100, "here", true, 100).unwrap();
+        assert_eq!(p, Purged { media: 1, contents: 1, bytes_freed: 100 });
+        assert_eq!(stats(&c, "here").unwrap().local_media, 1);
     }
 
     #[test]
