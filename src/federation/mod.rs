@@ -11,11 +11,14 @@
 //!   cached and checked, the notary's answers.
 //! - `inbound` (service): authenticating requests from other servers.
 //! - `sender` (service): the outbox sent as transactions.
+//! - `media` (service): other servers' media fetched and cached for local
+//!   clients; the `multipart/mixed` framing of federation media answers.
 
 pub mod client;
 pub mod discover;
 pub mod inbound;
 pub mod keys;
+pub mod media;
 pub mod memo;
 pub mod sender;
 pub mod xmatrix;
