@@ -11,8 +11,12 @@
 //! stored bytes when they are the same) and records the media ID, in one
 //! transaction. Downloads stream the chunks back the same way.
 //!
-//! Remote media (an `mxc://` of another server) answers 404 until
-//! federation lands: see [`remote`].
+//! Media of another server (an `mxc://` whose server name is not ours)
+//! comes from the remote media cache or is fetched from its origin over
+//! federation (`federation::media`); its thumbnails are made here from
+//! a cached original, else fetched. The federation endpoints
+//! (`api::federation::media`) serve this server's own media through
+//! [`local_download`] and [`local_thumbnail`].
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -22,6 +26,7 @@ use crate::app::App;
 use crate::core::ids;
 use crate::crypto::token;
 use crate::error::{Error, ErrorKind, Result};
+use crate::federation::media as fed_media;
 use crate::media::thumbnail::{self, Method};
 use crate::media::{self as logic, MEDIA_ID_LEN};
 use crate::storage::media::{self as store, ContentReader, Media, Upload, CHUNK_BYTES};
@@ -284,19 +289,37 @@ pub fn legacy_thumbnail<'a>(app: &'a App, req: &Request) -> Result<RawResponse<'
 
 /// Media found with its bytes, or an ID still waiting for them.
 enum Found {
-    Ready { media: Media, content_id: i64, size: i64 },
+    Ready { media: Media, content_id: i64, size: i64, transient: bool },
     NotYetUploaded,
 }
 
-fn find(app: &App, req: &Request, access: Access) -> Result<Found> {
-    let (origin, media_id) = (req.param("serverName"), req.param("mediaId"));
-    let missing = || Error::not_found("Media not found");
+/// Media ready to send, before the endpoint frames it (the client
+/// endpoints send it as the body, the federation ones as the second
+/// part of a `multipart/mixed` answer).
+pub struct Served<'a> {
+    pub content_type: String,
+    pub disposition: String,
+    pub body: RawBody<'a>,
+}
+
+/// What a media request comes to: the media, or an ID still waiting
+/// for its upload (504 `M_NOT_YET_UPLOADED`).
+pub enum Outcome<'a> {
+    Media(Served<'a>),
+    NotYetUploaded,
+}
+
+fn valid(origin: &str, media_id: &str) -> Result<()> {
     if !ids::is_valid_server_name(origin) || !logic::is_valid_media_id(media_id) {
-        return Err(missing());
+        return Err(Error::not_found("Media not found"));
     }
-    if origin != app.config.server_name {
-        return remote(app, origin, media_id);
-    }
+    Ok(())
+}
+
+/// This server's own media.
+fn find_local(app: &App, media_id: &str, access: Access) -> Result<Found> {
+    let origin = app.config.server_name.as_str();
+    let missing = || Error::not_found("Media not found");
     let now = now_ms();
     let found = app.db.read(|tx| {
         let Some(media) = store::get(tx, origin, media_id)? else {
@@ -311,27 +334,52 @@ fn find(app: &App, req: &Request, access: Access) -> Result<Found> {
     let Some((media, size)) = found else {
         return Err(missing());
     };
-    if access == Access::Legacy {
-        let stored = media.uploaded_ts.unwrap_or(media.created_ts);
-        let freeze = i64::try_from(app.config.unauthenticated_media_before_ms).unwrap_or(i64::MAX);
-        if stored >= freeze {
-            return Err(Error::not_found(
-                "Media uploaded after the freeze is served only by the authenticated /_matrix/client/v1/media endpoints",
-            ));
-        }
+    if access == Access::Legacy && !before_freeze(app, &media) {
+        return Err(frozen());
     }
     match (media.content_id, size) {
-        (Some(content_id), Some(size)) => Ok(Found::Ready { media, content_id, size }),
+        (Some(content_id), Some(size)) => Ok(Found::Ready { media, content_id, size, transient: false }),
         (None, _) if media.expires_ts.is_some_and(|t| t > now) => Ok(Found::NotYetUploaded),
         _ => Err(missing()),
     }
 }
 
-/// Media of another server. Served from the local copy once federation
-/// fetches and caches it (`media` rows with a foreign `origin`); until
-/// then, not found.
-fn remote(_app: &App, _origin: &str, _media_id: &str) -> Result<Found> {
-    Err(Error::not_found("Remote media is not available: this server does not federate yet"))
+/// The freeze of the unauthenticated endpoints, as a timestamp.
+fn freeze_ts(app: &App) -> i64 {
+    i64::try_from(app.config.unauthenticated_media_before_ms).unwrap_or(i64::MAX)
+}
+
+/// Stored (uploaded, or cached from another server) before the freeze.
+fn before_freeze(app: &App, media: &Media) -> bool {
+    media.uploaded_ts.unwrap_or(media.created_ts) < freeze_ts(app)
+}
+
+fn frozen() -> Error {
+    Error::not_found(
+        "Media uploaded after the freeze is served only by the authenticated /_matrix/client/v1/media endpoints",
+    )
+}
+
+/// Whether a request may fetch another server's media. The deprecated
+/// endpoints may not once the freeze has come (then they serve only what
+/// was cached before it), nor with `allow_remote=false` (which another
+/// server sends so that requests cannot loop between servers).
+fn may_fetch(app: &App, req: &Request, access: Access) -> bool {
+    match access {
+        Access::Authenticated => true,
+        Access::Legacy => now_ms() < freeze_ts(app) && req.query("allow_remote") != Some("false"),
+    }
+}
+
+/// Media of another server: the cached copy, or fetched from its origin
+/// (`federation::media`), which keeps it.
+fn find_remote(app: &App, req: &Request, origin: &str, media_id: &str, access: Access) -> Result<Found> {
+    let served = fed_media::download(app, origin, media_id, may_fetch(app, req, access))?;
+    if access == Access::Legacy && !before_freeze(app, &served.media) {
+        return Err(frozen());
+    }
+    let fed_media::Served { media, content_id, size, transient } = served;
+    Ok(Found::Ready { media, content_id, size, transient })
 }
 
 fn not_yet_uploaded() -> RawResponse<'static> {
@@ -350,25 +398,67 @@ fn media_headers(disposition: String, access: Access) -> Vec<(&'static str, Stri
     ]
 }
 
-fn stream<'a>(app: &'a App, content_id: i64, size: i64) -> RawBody<'a> {
+/// A content's bytes as a stream; a transient one (remote media not
+/// kept) is dropped once read.
+fn stream(app: &App, content_id: i64, size: i64, transient: bool) -> RawBody<'_> {
     let len = u64::try_from(size).unwrap_or(0);
-    RawBody::Stream { reader: Box::new(ContentReader::new(&app.db, content_id, len)), len }
+    let reader: Box<dyn std::io::Read + '_> = if transient {
+        Box::new(fed_media::TransientReader::new(&app.db, content_id, len))
+    } else {
+        Box::new(ContentReader::new(&app.db, content_id, len))
+    };
+    RawBody::Stream { reader, len }
+}
+
+/// The client endpoints' answer: the media with its headers, or the
+/// errors that carry an errcode of their own.
+fn client_answer<'a>(outcome: Result<Outcome<'a>>, remote: bool, access: Access) -> Result<RawResponse<'a>> {
+    match outcome {
+        Ok(Outcome::Media(s)) => Ok(RawResponse {
+            status: 200,
+            headers: media_headers(s.disposition, access),
+            content_type: s.content_type,
+            body: s.body,
+        }),
+        Ok(Outcome::NotYetUploaded) => Ok(not_yet_uploaded()),
+        // Remote content too large to serve (or thumbnail): 502, as the
+        // spec and Synapse answer it.
+        Err(e) if remote && fed_media::is_too_large(&e) => {
+            Ok(RawResponse::error(502, "M_TOO_LARGE", &e.message))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn serve_download<'a>(app: &'a App, req: &Request, access: Access) -> Result<RawResponse<'a>> {
-    let (media, content_id, size) = match find(app, req, access)? {
-        Found::Ready { media, content_id, size } => (media, content_id, size),
-        Found::NotYetUploaded => return Ok(not_yet_uploaded()),
+    let (origin, media_id) = (req.param("serverName"), req.param("mediaId"));
+    valid(origin, media_id)?;
+    let remote = origin != app.config.server_name;
+    let found = if remote {
+        find_remote(app, req, origin, media_id, access)
+    } else {
+        find_local(app, media_id, access)
+    };
+    client_answer(found.map(|f| download_of(app, f, req.param_opt("fileName"))), remote, access)
+}
+
+/// GET /_matrix/federation/v1/media/download/{mediaId}: this server's own
+/// media only (never a cached copy of another's).
+pub fn local_download<'a>(app: &'a App, media_id: &str) -> Result<Outcome<'a>> {
+    if !logic::is_valid_media_id(media_id) {
+        return Err(Error::not_found("Media not found"));
+    }
+    find_local(app, media_id, Access::Authenticated).map(|f| download_of(app, f, None))
+}
+
+fn download_of<'a>(app: &'a App, found: Found, filename: Option<&str>) -> Outcome<'a> {
+    let (media, content_id, size, transient) = match found {
+        Found::Ready { media, content_id, size, transient } => (media, content_id, size, transient),
+        Found::NotYetUploaded => return Outcome::NotYetUploaded,
     };
     let content_type = media.content_type.unwrap_or_else(|| logic::clean_content_type(None));
-    let filename = req.param_opt("fileName").or(media.filename.as_deref());
-    let disposition = logic::content_disposition(&content_type, filename);
-    Ok(RawResponse {
-        status: 200,
-        headers: media_headers(disposition, access),
-        content_type,
-        body: stream(app, content_id, size),
-    })
+    let disposition = logic::content_disposition(&content_type, filename.or(media.filename.as_deref()));
+    Outcome::Media(Served { content_type, disposition, body: stream(app, content_id, size, transient) })
 }
 
 /// `width`/`height`: a whole number of pixels, 1 or more.
@@ -380,42 +470,133 @@ fn dimension(req: &Request, name: &str) -> Result<u32> {
         .ok_or_else(|| Error::invalid_param(format!("{name} must be a positive whole number")))
 }
 
-fn serve_thumbnail<'a>(app: &'a App, req: &Request, access: Access) -> Result<RawResponse<'a>> {
+/// A thumbnail request's parameters.
+struct Asked {
+    width: u32,
+    height: u32,
+    method: Method,
+    animated: Option<bool>,
+}
+
+fn asked(req: &Request) -> Result<Asked> {
     let width = dimension(req, "width")?;
     let height = dimension(req, "height")?;
     let method = match req.query("method") {
         None => Method::Scale,
         Some(m) => Method::parse(m).ok_or_else(|| Error::invalid_param("method must be crop or scale"))?,
     };
-    if let Some(a) = req.query("animated") {
-        if a != "true" && a != "false" {
-            return Err(Error::invalid_param("animated must be true or false"));
+    let animated = match req.query("animated") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(Error::invalid_param("animated must be true or false")),
+    };
+    Ok(Asked { width, height, method, animated })
+}
+
+impl Asked {
+    /// The query asking another server for the same thumbnail.
+    fn query(&self) -> String {
+        let mut q = format!("width={}&height={}&method={}", self.width, self.height, self.method.as_str());
+        if let Some(a) = self.animated {
+            q.push_str(&format!("&animated={a}"));
+        }
+        q
+    }
+}
+
+fn serve_thumbnail<'a>(app: &'a App, req: &Request, access: Access) -> Result<RawResponse<'a>> {
+    let asked = asked(req)?;
+    let (origin, media_id) = (req.param("serverName"), req.param("mediaId"));
+    valid(origin, media_id)?;
+    if origin == app.config.server_name {
+        let outcome = find_local(app, media_id, access).and_then(|f| thumbnail_of(app, f, &asked));
+        return client_answer(outcome, false, access);
+    }
+    client_answer(remote_thumbnail(app, req, origin, media_id, access, &asked), true, access)
+}
+
+/// GET /_matrix/federation/v1/media/thumbnail/{mediaId}: a thumbnail of
+/// this server's own media only.
+pub fn local_thumbnail<'a>(app: &'a App, req: &Request) -> Result<Outcome<'a>> {
+    let asked = asked(req)?;
+    let media_id = req.param("mediaId");
+    if !logic::is_valid_media_id(media_id) {
+        return Err(Error::not_found("Media not found"));
+    }
+    find_local(app, media_id, Access::Authenticated).and_then(|f| thumbnail_of(app, f, &asked))
+}
+
+/// A thumbnail of another server's media: made here from the cached
+/// original when there is one this server can thumbnail, else fetched
+/// from the origin for this answer (not kept).
+fn remote_thumbnail<'a>(
+    app: &'a App,
+    req: &Request,
+    origin: &str,
+    media_id: &str,
+    access: Access,
+    asked: &Asked,
+) -> Result<Outcome<'a>> {
+    let fetch = may_fetch(app, req, access);
+    let cached = match fed_media::download(app, origin, media_id, false) {
+        Ok(c) => Some(c),
+        Err(e) if e.kind == ErrorKind::NotFound && fetch && app.federation.allowed(origin) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(c) = cached {
+        if access == Access::Legacy && !before_freeze(app, &c.media) {
+            return Err(frozen());
+        }
+        let thumbnailable = c
+            .media
+            .content_type
+            .as_deref()
+            .is_some_and(|t| THUMBNAILABLE.contains(&logic::essence(t).as_str()));
+        if thumbnailable || !fetch {
+            let fed_media::Served { media, content_id, size, transient } = c;
+            return thumbnail_of(app, Found::Ready { media, content_id, size, transient }, asked);
         }
     }
-    let (media, content_id, size) = match find(app, req, access)? {
-        Found::Ready { media, content_id, size } => (media, content_id, size),
-        Found::NotYetUploaded => return Ok(not_yet_uploaded()),
+    let t = fed_media::thumbnail(app, origin, media_id, &asked.query())?;
+    let content_type = t.media.content_type.unwrap_or_else(|| logic::clean_content_type(None));
+    let disposition = logic::content_disposition(&content_type, Some(&thumbnail_name(&content_type)));
+    Ok(Outcome::Media(Served { content_type, disposition, body: stream(app, t.content_id, t.size, true) }))
+}
+
+/// The file name a thumbnail is served under.
+fn thumbnail_name(content_type: &str) -> String {
+    let essence = logic::essence(content_type);
+    format!("thumbnail.{}", essence.strip_prefix("image/").unwrap_or("bin"))
+}
+
+/// The thumbnail of `found` for `asked`: stored, made now, or the
+/// original when no standard size is smaller.
+fn thumbnail_of<'a>(app: &'a App, found: Found, asked: &Asked) -> Result<Outcome<'a>> {
+    let (media, content_id, size, transient) = match found {
+        Found::Ready { media, content_id, size, transient } => (media, content_id, size, transient),
+        Found::NotYetUploaded => return Ok(Outcome::NotYetUploaded),
     };
     let content_type = media.content_type.unwrap_or_default();
     if !THUMBNAILABLE.contains(&logic::essence(&content_type).as_str()) {
         return Err(cannot_thumbnail());
     }
     let answer = |content_type: String, body: RawBody<'a>| {
-        let ext = content_type.strip_prefix("image/").unwrap_or("bin");
-        let disposition = format!("inline; filename=\"thumbnail.{ext}\"");
-        RawResponse { status: 200, headers: media_headers(disposition, access), content_type, body }
+        let disposition = format!("inline; filename=\"{}\"", thumbnail_name(&content_type));
+        Outcome::Media(Served { content_type, disposition, body })
     };
-    let original =
-        |content_type: String| answer(logic::essence(&content_type), stream(app, content_id, size));
+    let original = |content_type: String| {
+        answer(logic::essence(&content_type), stream(app, content_id, size, transient))
+    };
     // No standard size is large enough: the original is the best answer.
-    let Some(standard) = thumbnail::choose(width, height, method) else {
+    let Some(standard) = thumbnail::choose(asked.width, asked.height, asked.method) else {
         return Ok(original(content_type));
     };
     let method_name = standard.method.as_str();
     let stored =
         app.db.read(|tx| store::thumbnail(tx, content_id, standard.width, standard.height, method_name))?;
     if let Some(t) = stored {
-        return Ok(answer(t.content_type, stream(app, t.thumb_id, t.size)));
+        return Ok(answer(t.content_type, stream(app, t.thumb_id, t.size, false)));
     }
     match make_thumbnail(app, content_id, size, standard)? {
         Some((thumb_type, body)) => Ok(answer(thumb_type, body)),

@@ -318,6 +318,28 @@ fn table() -> Vec<Route> {
         );
         add_kind(MEDIA, Get, "thumbnail/{serverName}/{mediaId}", raw(media::legacy_thumbnail), Open, false);
     }
+    // Federation media: the Server-Server API's content repository, this
+    // server's own media as multipart/mixed. Here, after the last `add`
+    // (which borrows `add_kind`), not beside `send`.
+    {
+        let raw = Kind::Raw;
+        add_kind(
+            FED_V1,
+            Get,
+            "media/download/{mediaId}",
+            raw(api::federation::media::download),
+            Server,
+            true,
+        );
+        add_kind(
+            FED_V1,
+            Get,
+            "media/thumbnail/{mediaId}",
+            raw(api::federation::media::thumbnail),
+            Server,
+            true,
+        );
+    }
     // End-to-end encryption (issue 5): keys, cross-signing, to-device,
     // key backup. Dehydrated devices are not served (M_UNRECOGNIZED).
     {

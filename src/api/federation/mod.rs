@@ -1,9 +1,11 @@
 //! Federation handlers (the Server-Server API): one file per area. Every
 //! route here but the key endpoints, `/version` and OpenID's `userinfo`
 //! is authenticated by the `X-Matrix` signature of the origin server
-//! (`AuthReq::Server`; the origin is `Request::origin`).
+//! (`AuthReq::Server`; the origin is `Request::origin`). `media`: this
+//! server's own media, as `multipart/mixed` (the content repository).
 
 pub mod keys;
+pub mod media;
 pub mod send;
 
 use serde_json::json;
