@@ -10,6 +10,9 @@
 //!   reused per destination, timeouts, a cap on answers, the policy
 //!   enforced on the addresses actually connected, extra roots from
 //!   `outbound_ca_file`.
+//! - `dns.rs`: SRV lookups (server discovery's `_matrix-fed._tcp`
+//!   records): a small bounded DNS client over UDP (TCP when truncated)
+//!   to the nameservers of `/etc/resolv.conf`.
 //! - `queue.rs`: per-destination scheduling over a kind's durable rows:
 //!   one request in flight per destination, exponential backoff, bounded
 //!   sender threads woken by `poke()` after commits, restart-safe.
@@ -24,5 +27,6 @@
 //! transaction.
 
 pub mod client;
+pub mod dns;
 pub mod policy;
 pub mod queue;
