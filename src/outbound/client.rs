@@ -78,6 +78,7 @@ pub struct Client {
     agent: ureq::Agent,
     allow_private: bool,
     routes: Arc<Mutex<Routes>>,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// An outbound request's method. Hearth's outbound requests are all
@@ -255,6 +256,21 @@ impl Client {
     /// A client; `extra_roots` are PEM certificates trusted besides the
     /// web roots.
     pub fn new(allow_private: bool, extra_roots: Option<&[u8]>) -> Result<Client, String> {
+        Ok(Client::build(allow_private, tls_config(extra_roots)?))
+    }
+
+    /// A client with this one's policy and trusted roots but connections
+    /// and routes of its own: routes set on either do not reach the
+    /// other, and neither reuses the other's connections. Server
+    /// discovery fetches `.well-known` through one, so an SRV route set
+    /// for `name:443` never sends that fetch to the SRV target; a user
+    /// that wants its requests untouched by federation's routes can hold
+    /// one too. Each has its own idle connections (`IDLE_CONNECTIONS_MAX`).
+    pub fn detached(&self) -> Client {
+        Client::build(self.allow_private, self.tls.clone())
+    }
+
+    fn build(allow_private: bool, tls: Arc<rustls::ClientConfig>) -> Client {
         let routes = Arc::new(Mutex::new(Routes::default()));
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT)
@@ -268,9 +284,9 @@ impl Client {
             .max_idle_connections_per_host(IDLE_PER_HOST_MAX)
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .resolver(PolicyResolver { allow_private, routes: routes.clone() })
-            .tls_config(tls_config(extra_roots)?)
+            .tls_config(tls.clone())
             .build();
-        Ok(Client { agent, allow_private, routes })
+        Client { agent, allow_private, routes, tls }
     }
 
     /// Whether private addresses (and plain `http://`) are allowed.
@@ -302,6 +318,12 @@ impl Client {
     pub fn route_via(&self, authority: &str, target: &str) {
         let (authority, target) = (normalise_authority(authority), normalise_authority(target));
         util::lock(&self.routes).set(authority, target);
+    }
+
+    /// The route set for `authority`, if any (for tests of its users).
+    #[cfg(test)]
+    pub(crate) fn route_of(&self, authority: &str) -> Option<String> {
+        util::lock(&self.routes).target(&normalise_authority(authority))
     }
 
     /// POSTs a JSON body and reads at most `max_bytes` of the answer (an
@@ -372,19 +394,23 @@ impl Client {
             // ureq adds `Host` only when the request has none.
             request = request.set("Host", host);
         }
-        let go = |request: ureq::Request| match r.body {
-            Some(body) => request.send_bytes(body),
-            None => request.call(),
+        // Any status is a response; only a failure to get one is an error
+        // (boxed: ureq's is large).
+        let go = |request: ureq::Request| -> std::result::Result<ureq::Response, Box<ureq::Transport>> {
+            let sent = match r.body {
+                Some(body) => request.send_bytes(body),
+                None => request.call(),
+            };
+            match sent {
+                Ok(response) | Err(ureq::Error::Status(_, response)) => Ok(response),
+                Err(ureq::Error::Transport(t)) => Err(Box::new(t)),
+            }
         };
         let result = match go(request.clone()) {
-            Err(ureq::Error::Transport(t)) if connection_closed(&t) => go(request),
+            Err(t) if connection_closed(&t) => go(request),
             other => other,
         };
-        match result {
-            Ok(response) => Ok(response),
-            Err(ureq::Error::Status(_, response)) => Ok(response),
-            Err(ureq::Error::Transport(t)) => Err(unreachable(t.to_string())),
-        }
+        result.map_err(|t| unreachable(t.to_string()))
     }
 }
 
@@ -828,6 +854,21 @@ mod tests {
         let e = client.request(&get(&url, None, &[])).expect_err("loopback target refused");
         assert!(e.message.contains("public address"), "{}", e.message);
         assert_eq!(server.connections(), 0, "nothing connected");
+    }
+
+    #[test]
+    fn a_detached_client_shares_the_roots_but_not_the_routes() {
+        let server = TlsServer::start(&["name.test"], |_| Reply::new(200, b"ok"));
+        let client = trusting(&server, true);
+        let detached = client.detached();
+        client.route_via(&format!("name.test:{}", server.port), &format!("127.0.0.1:{}", server.port));
+        let url = format!("https://name.test:{}/", server.port);
+        assert!(detached.request(&get(&url, None, &[])).is_err(), "the route is not the detached client's");
+        assert!(client.request(&get(&url, None, &[])).is_ok());
+        detached.route_via(&format!("name.test:{}", server.port), &format!("127.0.0.1:{}", server.port));
+        let answer = detached.request(&get(&url, None, &[])).expect("the test CA is trusted by both");
+        assert_eq!(answer.body, b"ok");
+        assert!(detached.allow_private());
     }
 
     #[test]

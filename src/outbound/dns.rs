@@ -543,7 +543,7 @@ mod tests {
         let q = query(3);
         let other =
             rr(&wire("other.example"), TYPE_SRV, &[&[0, 1, 0, 1, 0, 80][..], &wire("evil.example")].concat());
-        let p = response(&q, 0, &[other.clone()]);
+        let p = response(&q, 0, std::slice::from_ref(&other));
         assert_eq!(parse_reply(&p, 3, NAME), Ok(Reply::Records(vec![])));
         let cname = rr(&[0xC0, 12], TYPE_CNAME, &wire("other.example"));
         let p = response(&q, 0, &[cname, other]);
