@@ -28,7 +28,10 @@
 //! `delegated`: [`Client::route_via`] records that in a bounded map the
 //! resolver reads, so the target's addresses pass the same policy, and
 //! ureq keeps the URL's host as the TLS name. The `Host` header a request
-//! names ([`OutRequest::host`]) replaces the one ureq would write.
+//! names ([`OutRequest::host`]) replaces the one ureq would write. A
+//! route applies to every request of the client it is set on (and its
+//! clones) whose URL has that authority; a user whose requests must not
+//! follow federation's routes holds a [`Client::detached`] one.
 //!
 //! Trusted roots: the web roots (`webpki-roots`, so a static binary needs
 //! no system CA bundle) plus the PEM certificates of `outbound_ca_file`,
