@@ -10,7 +10,8 @@
 //! 2. a hostname with a port: that; `Host` is `hostname:port`.
 //! 3. otherwise `GET https://<hostname>/.well-known/matrix/server`
 //!    (port 443, `Host: hostname`, redirects followed up to
-//!    `REDIRECTS_MAX`, at most `WELL_KNOWN_BYTES_MAX` read). A 200 with
+//!    `REDIRECTS_MAX` within `WELL_KNOWN_TIMEOUT`, each request within
+//!    `WELL_KNOWN_REQUEST_TIMEOUT`, at most `WELL_KNOWN_BYTES_MAX` read). A 200 with
 //!    a valid server name in `m.server` delegates to it:
 //!    1. an IP literal: as step 1, for the delegated name;
 //!    2. a hostname with a port: that; `Host` is `delegated:port`;
@@ -32,18 +33,27 @@
 //! then highest weight: `outbound::dns`) is used.
 //!
 //! **Caches.** `.well-known` answers are kept as long as their
-//! `Cache-Control: max-age` or `Expires` says (24 hours without either),
-//! within `WELL_KNOWN_TTL_MIN` and `WELL_KNOWN_TTL_MAX`; a failed or
-//! invalid one is kept `WELL_KNOWN_ERROR_TTL` (no exponential backoff:
-//! the hour is the bound). SRV answers are kept `SRV_TTL` (the records'
-//! own TTLs are not read), failed lookups `SRV_ERROR_TTL`. Each cache
+//! `Cache-Control` (`max-age`; `no-store`, `no-cache`: not at all) or
+//! `Expires` says (`WELL_KNOWN_TTL_DEFAULT_MS`, 24 hours, without
+//! either), within `WELL_KNOWN_TTL_MIN_MS` (5 minutes) and
+//! `WELL_KNOWN_TTL_MAX_MS` (48 hours); a failed or invalid one is kept
+//! `WELL_KNOWN_ERROR_TTL_MS` (an hour; no exponential backoff). SRV
+//! answers are kept `SRV_TTL_MS` (an hour; the records' own TTLs are not
+//! read), failed lookups `SRV_ERROR_TTL_MS` (5 minutes). Each cache
 //! holds at most its `*_ENTRIES_MAX` names; past it the expired entries
 //! go, then the ones that expire soonest. No lock is held while asking
 //! the network: two threads may ask for the same name at once, and the
 //! later answer is kept.
 //!
+//! **Time.** Asking the network is bounded: the `.well-known` fetch by
+//! `WELL_KNOWN_TIMEOUT` plus one `WELL_KNOWN_REQUEST_TIMEOUT`, each SRV
+//! name by `dns::ATTEMPTS_MAX` × `dns::SERVER_TIMEOUT` (and one
+//! `dns::TCP_TIMEOUT`), so a resolve with cold caches ends within about
+//! a minute at worst; with warm caches it asks nothing. Call it outside
+//! any database transaction, like every request it precedes.
+//!
 //! The `.well-known` fetch goes through a detached copy of the client
-//! (`Client::detached`): the same address policy (with
+//! (`Client::detached_with_timeout`): the same address policy (with
 //! `outbound_allow_private = false` a name resolving to 127.0.0.1 is
 //! refused) and roots, but not the SRV routes, so a route set for
 //! `name:443` never sends the fetch of `https://name/.well-known/…`
@@ -52,6 +62,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::core::ids;
 use crate::error::{Error, Result};
@@ -67,6 +78,11 @@ pub const WELL_KNOWN_PORT: u16 = 443;
 pub const WELL_KNOWN_BYTES_MAX: u64 = 64 * 1024;
 /// Redirects of the `.well-known` fetch followed at most.
 pub const REDIRECTS_MAX: usize = 5;
+/// Bound on each request of the `.well-known` fetch, connecting included.
+pub const WELL_KNOWN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// No further redirect is followed once the fetch has taken this long
+/// (so the whole fetch takes at most this plus one request's bound).
+pub const WELL_KNOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a `.well-known` answer is kept when it does not say.
 pub const WELL_KNOWN_TTL_DEFAULT_MS: i64 = 24 * HOUR_MS;
 /// The longest a `.well-known` answer is kept, whatever it says.
@@ -124,7 +140,7 @@ impl Discovery {
     /// As `new`, with `.well-known` fetched from `port` instead of 443:
     /// for tests, whose servers cannot listen on 443.
     pub fn with_well_known_port(client: Client, port: u16) -> Discovery {
-        let network = Network { client: client.detached(), port };
+        let network = Network { client: client.detached_with_timeout(WELL_KNOWN_REQUEST_TIMEOUT), port };
         Discovery::with_lookup(client, network)
     }
 
@@ -377,7 +393,13 @@ impl Network {
     fn follow(&self, host: &str, url: &str) -> Result<Answer> {
         let mut url = url.to_owned();
         let mut visited: Vec<String> = Vec::new();
+        let deadline = Instant::now() + WELL_KNOWN_TIMEOUT;
         for hop in 0..=REDIRECTS_MAX {
+            if hop > 0 && Instant::now() >= deadline {
+                return Err(unreachable(format!(
+                    "{host}: .well-known took longer than {WELL_KNOWN_TIMEOUT:?}"
+                )));
+            }
             let answer = self.client.request(&OutRequest {
                 method: Method::Get,
                 url: &url,

@@ -259,7 +259,7 @@ impl Client {
     /// A client; `extra_roots` are PEM certificates trusted besides the
     /// web roots.
     pub fn new(allow_private: bool, extra_roots: Option<&[u8]>) -> Result<Client, String> {
-        Ok(Client::build(allow_private, tls_config(extra_roots)?))
+        Ok(Client::build(allow_private, tls_config(extra_roots)?, REQUEST_TIMEOUT))
     }
 
     /// A client with this one's policy and trusted roots but connections
@@ -270,16 +270,23 @@ impl Client {
     /// that wants its requests untouched by federation's routes can hold
     /// one too. Each has its own idle connections (`IDLE_CONNECTIONS_MAX`).
     pub fn detached(&self) -> Client {
-        Client::build(self.allow_private, self.tls.clone())
+        Client::build(self.allow_private, self.tls.clone(), REQUEST_TIMEOUT)
     }
 
-    fn build(allow_private: bool, tls: Arc<rustls::ClientConfig>) -> Client {
+    /// A [`Client::detached`] one whose exchanges (connecting included)
+    /// are bounded by `timeout` instead of `REQUEST_TIMEOUT` (never
+    /// longer): for small answers that must not hold their caller long.
+    pub fn detached_with_timeout(&self, timeout: Duration) -> Client {
+        Client::build(self.allow_private, self.tls.clone(), timeout.min(REQUEST_TIMEOUT))
+    }
+
+    fn build(allow_private: bool, tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Client {
         let routes = Arc::new(Mutex::new(Routes::default()));
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout_read(READ_TIMEOUT)
-            .timeout_write(WRITE_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .timeout_connect(CONNECT_TIMEOUT.min(timeout))
+            .timeout_read(READ_TIMEOUT.min(timeout))
+            .timeout_write(WRITE_TIMEOUT.min(timeout))
+            .timeout(timeout)
             .redirects(0)
             // A proxy would make the connection, past the resolver's check.
             .try_proxy_from_env(false)
@@ -872,6 +879,26 @@ mod tests {
         let answer = detached.request(&get(&url, None, &[])).expect("the test CA is trusted by both");
         assert_eq!(answer.body, b"ok");
         assert!(detached.allow_private());
+    }
+
+    #[test]
+    fn a_detached_client_with_a_timeout_gives_up_in_time() {
+        // Accepts connections and never says anything: the TLS handshake
+        // waits for the server's hello until the bound.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        let client =
+            Client::new(true, None).expect("client").detached_with_timeout(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let url = format!("https://localhost:{port}/");
+        assert!(client.request(&get(&url, None, &[])).is_err(), "no answer");
+        assert!(started.elapsed() < Duration::from_secs(5), "gave up after {:?}", started.elapsed());
     }
 
     #[test]
