@@ -33,7 +33,7 @@
 //! then highest weight: `outbound::dns`) is used.
 //!
 //! **Caches.** `.well-known` answers are kept as long as their
-//! `Cache-Control` (`max-age`; `no-store`, `no-cache`: not at all) or
+//! `Cache-Control` (`max-age`; `no-store`, `no-cache`: the minimum) or
 //! `Expires` says (`WELL_KNOWN_TTL_DEFAULT_MS`, 24 hours, without
 //! either), within `WELL_KNOWN_TTL_MIN_MS` (5 minutes) and
 //! `WELL_KNOWN_TTL_MAX_MS` (48 hours); a failed or invalid one is kept
