@@ -578,3 +578,44 @@ CREATE TABLE acme_certs (
     issued_ts     INTEGER NOT NULL,
     PRIMARY KEY (directory, names)
 ) STRICT;
+
+-- Federation (issue 15). Other servers' signing keys, as fetched from
+-- their origin or a notary: one row per key, with the key document it
+-- came in, kept as the origin signed it (served again by the notary
+-- endpoints with Hearth's signature added). `valid_until_ts` is the
+-- document's; `expired_ts` is set for keys listed in `old_verify_keys`.
+CREATE TABLE remote_server_keys (
+    server_name     TEXT NOT NULL,
+    key_id          TEXT NOT NULL,
+    public_key      TEXT NOT NULL,         -- unpadded base64 ed25519
+    valid_until_ts  INTEGER NOT NULL,
+    expired_ts      INTEGER,
+    fetched_ts      INTEGER NOT NULL,
+    doc             TEXT NOT NULL,
+    PRIMARY KEY (server_name, key_id)
+) STRICT, WITHOUT ROWID;
+
+-- What is waiting to go to another server, written in the transaction of
+-- what it carries. Rows are taken into a transaction (`txn_id` set) at
+-- most 50 PDUs and 100 EDUs at a time; the same `txn_id` is sent again
+-- until the destination acknowledges it, then its rows go.
+CREATE TABLE federation_outbox (
+    id            INTEGER PRIMARY KEY,
+    destination   TEXT NOT NULL,
+    kind          TEXT NOT NULL,           -- 'pdu' or 'edu'
+    body          TEXT NOT NULL,           -- the PDU or EDU as JSON
+    txn_id        TEXT,                    -- NULL until taken into a transaction
+    created_ts    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX federation_outbox_destination ON federation_outbox(destination, id);
+
+-- Transactions received, per origin: a retried transaction is answered
+-- as the first time and not processed again. Pruned after a day.
+CREATE TABLE federation_txns_in (
+    origin        TEXT NOT NULL,
+    txn_id        TEXT NOT NULL,
+    response      TEXT NOT NULL,
+    received_ts   INTEGER NOT NULL,
+    PRIMARY KEY (origin, txn_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX federation_txns_in_received ON federation_txns_in(received_ts);

@@ -8,6 +8,9 @@
 # tests/js_sdk.rs), from its package-lock.json; and the matrix-rust-sdk
 # client of tests/msdk.rs (its own Cargo project and lock file, built into
 # tests/msdk/target or HEARTH_MSDK_TARGET_DIR: 2 to 4 minutes cold).
+# And Synapse, for the cross-server tests (contrib/interop/install.sh: a
+# venv under HEARTH_INTEROP_DIR or ~/.cache/hearth-interop, under a minute
+# cold).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -34,4 +37,6 @@ fi
 msdk_target="${HEARTH_MSDK_TARGET_DIR:-tests/msdk/target}"
 CARGO_TARGET_DIR="$msdk_target" cargo build --locked --quiet --manifest-path tests/msdk/Cargo.toml \
     || echo "warning: could not build tests/msdk; tests/msdk.rs will fail"
+contrib/interop/install.sh >/dev/null \
+    || echo "warning: could not install Synapse (contrib/interop/install.sh); the interop tests will fail"
 exit 0

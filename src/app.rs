@@ -24,8 +24,14 @@ pub struct App {
     pub sent_members: crate::sync::lazy::SentMembers,
     /// Sliding sync connections (in memory, bounded).
     pub sliding: crate::sync::conns::Connections,
-    /// The one outbound HTTPS client (push gateways; federation next).
+    /// The one outbound HTTPS client (push gateways, federation).
     pub outbound: crate::outbound::client::Client,
+    /// Signed requests to other servers.
+    pub federation: crate::federation::client::Federation,
+    /// Federation's in-memory tables (key fetches, failing servers, profiles).
+    pub fed_memo: crate::federation::memo::Memo,
+    /// Wakes the federation senders; a server that contacts us is reset.
+    pub fed_queue: crate::outbound::queue::Queue,
     pub shutdown: AtomicBool,
 }
 
@@ -42,6 +48,12 @@ impl App {
         db.set_sink(Box::new(move |changes| sink.notify(changes)));
         let ephemeral = crate::ephemeral::tables::Ephemeral::new(config.presence);
         let outbound = crate::outbound::client::Client::from_config(&config)?;
+        let federation =
+            crate::federation::client::Federation::new(&config, server_key.clone(), outbound.clone());
+        let fed_queue = crate::outbound::queue::Queue::with_backoff(
+            i64::try_from(config.federation_retry_min_ms).unwrap_or(i64::MAX),
+            i64::try_from(config.federation_retry_max_ms).unwrap_or(i64::MAX),
+        );
         Ok(App {
             config,
             db,
@@ -52,6 +64,9 @@ impl App {
             sent_members: crate::sync::lazy::SentMembers::new(),
             sliding: crate::sync::conns::Connections::new(),
             outbound,
+            federation,
+            fed_memo: crate::federation::memo::Memo::new(),
+            fed_queue,
             shutdown: AtomicBool::new(false),
         })
     }

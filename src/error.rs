@@ -63,6 +63,12 @@ pub enum ErrorKind {
     /// must carry an `admin_contact`, which Hearth has no way to know.
     /// Reads keep working; writes succeed again once space is freed.
     StorageFull,
+    /// 401 `M_UNAUTHORIZED`: a federation request without a valid
+    /// `X-Matrix` signature.
+    Unauthorized,
+    /// 502 `M_UNKNOWN`: another server that a request needed could not be
+    /// reached or gave no usable answer.
+    BadGateway,
     /// A server-side failure. The message is logged, never sent.
     Internal,
 }
@@ -133,7 +139,7 @@ impl Error {
         use ErrorKind::*;
         match self.kind {
             Forbidden | UserDeactivated | GuestAccessForbidden | UiaOperationChanged => 403,
-            UnknownToken { .. } | MissingToken | Uia(_) => 401,
+            UnknownToken { .. } | MissingToken | Uia(_) | Unauthorized => 401,
             BadJson
             | NotJson
             | InvalidParam
@@ -154,6 +160,7 @@ impl Error {
             TooLarge => 413,
             LimitExceeded { .. } => 429,
             Internal => 500,
+            BadGateway => 502,
             StorageFull => 503,
         }
     }
@@ -184,7 +191,8 @@ impl Error {
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             InvalidRoomState => "M_INVALID_ROOM_STATE",
             Uia(_) => "M_FORBIDDEN",
-            Unknown | Internal | Conflict | StorageFull | UiaOperationChanged => "M_UNKNOWN",
+            Unauthorized => "M_UNAUTHORIZED",
+            Unknown | Internal | Conflict | StorageFull | UiaOperationChanged | BadGateway => "M_UNKNOWN",
         }
     }
 

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use hearth::cli::{self, Command};
 use hearth::config::{self, Config};
 use hearth::core::ids;
-use hearth::crypto::{password, token};
-use hearth::storage::{self, media, profiles, reg_tokens, users, Db};
+use hearth::crypto::{password, sign::ServerKey, token};
+use hearth::storage::{self, media, profiles, reg_tokens, server_keys, users, Db};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -193,6 +193,17 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
                 return Err(format!("no token {token}"));
             }
             println!("revoked {token}");
+        }
+        Command::KeyRotate => {
+            let fresh =
+                ServerKey::generate().map_err(|e| format!("no randomness for the signing key: {e}"))?;
+            db.write(|tx| server_keys::rotate(tx, fresh.key_id(), &fresh.seed(), now))
+                .map_err(|e| e.message.to_string())?;
+            println!(
+                "new signing key {} ({}); restart the server to sign with it",
+                fresh.key_id(),
+                fresh.public_key_b64()
+            );
         }
         Command::MediaStats => {
             let s = db.read(|tx| media::stats(tx, &cfg.server_name)).map_err(|e| e.message.to_string())?;

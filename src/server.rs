@@ -93,6 +93,9 @@ pub fn run(config: Config) -> i32 {
     app.hub.start();
     crate::ephemeral::start(app.clone());
     crate::push::sender::start(app.clone());
+    if app.config.federation {
+        crate::federation::sender::start(app.clone());
+    }
     http::serve(app.clone(), front);
     if let Err(e) = app.db.checkpoint() {
         log::warn(format_args!("final WAL checkpoint failed: {}", e.message));

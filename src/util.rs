@@ -155,3 +155,28 @@ mod tests {
         assert!(now_ms() > 1_577_836_800_000);
     }
 }
+
+/// Percent-encodes `s` for one path segment or query value: everything
+/// but RFC 3986's unreserved characters is escaped (so `:`, `@`, `!`,
+/// `#`, `/` and `?` in Matrix IDs cannot change a URL's shape).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod encode_tests {
+    #[test]
+    fn percent_encoding_escapes_all_but_unreserved() {
+        assert_eq!(super::percent_encode("@a:b.c"), "%40a%3Ab.c");
+        assert_eq!(super::percent_encode("!r/x?y#z é"), "%21r%2Fx%3Fy%23z%20%C3%A9");
+        assert_eq!(super::percent_encode("A-z_0.9~"), "A-z_0.9~");
+    }
+}

@@ -5,7 +5,7 @@
 
 pub mod auth;
 pub mod client;
-pub mod keys;
+pub mod federation;
 pub mod media;
 pub mod uia;
 
@@ -66,6 +66,9 @@ pub struct Request {
     pub body: Vec<u8>,
     pub remote_ip: IpAddr,
     pub auth: Option<Auth>,
+    /// The server a federation request came from (its `X-Matrix`
+    /// signature verified), on routes that ask for one.
+    pub origin: Option<String>,
 }
 
 /// Parses JSON from a client (a body, a filter in the query string).

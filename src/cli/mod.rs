@@ -72,6 +72,8 @@ pub enum Command {
     Backup {
         path: PathBuf,
     },
+    /// A new signing key; the old one is kept as expired (issue 15).
+    KeyRotate,
     /// Media (issue 6): counts and sizes.
     MediaStats,
     /// Removes media older than `older_than_days` (remote only: cached
@@ -212,6 +214,17 @@ NAME is the localpart of the user ID: alice for @alice:SERVER_NAME.",
 Uses SQLite's online backup, so the server may keep running meanwhile.",
     },
     CommandSpec {
+        path: &["key", "rotate"],
+        args: &[],
+        options: &[],
+        summary: "Make a new server signing key; the old one is kept as expired.",
+        details: "\
+Other servers learn the new key from /_matrix/key/v2/server; the old one
+stays listed in old_verify_keys (with its expired_ts) so that what it
+signed can still be verified. A running server goes on signing with the
+key it started with: restart it to use the new one.",
+    },
+    CommandSpec {
         path: &["media", "stats"],
         args: &[],
         options: &[],
@@ -242,7 +255,7 @@ The same text ships as contrib/hearth.toml.",
 ];
 
 /// Command words that only group subcommands.
-const GROUPS: &[&str] = &["user", "token", "config", "media"];
+const GROUPS: &[&str] = &["user", "token", "config", "media", "key"];
 
 fn usage_line(spec: &CommandSpec) -> String {
     let mut line = format!("hearth {}", spec.path.join(" "));
@@ -304,6 +317,10 @@ fn value_name(option: &str) -> Option<&'static str> {
         "acme-ca-file" => "FILE",
         "outbound-allow-private" => "BOOL",
         "outbound-ca-file" => "FILE",
+        "federation" => "BOOL",
+        "federation-domain-allowlist" | "trusted-key-servers" => "NAMES",
+        "federation-retry-min-ms" | "federation-retry-max-ms" => "MS",
+        "remote-media-cache-bytes" => "BYTES",
         "uses" => "N",
         "expires-in" => "DAYS",
         "token" => "TOKEN",
@@ -429,7 +446,7 @@ fn find_command(words: &[&str]) -> Option<&'static CommandSpec> {
 
 fn unknown_command(word: &str) -> UsageError {
     UsageError(format!(
-        "unknown command \"{word}\"; commands are serve, user, token, backup, media, config and help"
+        "unknown command \"{word}\"; commands are serve, user, token, backup, media, key, config and help"
     ))
 }
 
@@ -643,6 +660,7 @@ fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
         ["token", "list"] => Command::TokenList,
         ["token", "revoke"] => Command::TokenRevoke { token: registration_token(args[0])? },
         ["backup"] => Command::Backup { path: PathBuf::from(args[0]) },
+        ["key", "rotate"] => Command::KeyRotate,
         ["media", "stats"] => Command::MediaStats,
         ["media", "purge"] => Command::MediaPurge {
             older_than_days: number(scan, "older-than", 0, MEDIA_PURGE_DAYS_MAX)?,

@@ -20,7 +20,7 @@ pub(super) struct Spec {
     pub(super) notes: &'static [&'static str],
 }
 
-pub(super) const SPEC_COUNT: usize = 36;
+pub(super) const SPEC_COUNT: usize = 42;
 
 pub(super) const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -352,6 +352,59 @@ pub(super) const SPECS: [Spec; SPEC_COUNT] = [
         default: "unset (the built-in web roots)",
         example: "\"/etc/hearth/outbound-ca.pem\"",
         notes: &["Added to the web roots, e.g. for a private CA or a test setup."],
+    },
+    Spec {
+        key: "federation",
+        summary: "Serve the federation API and talk to other Matrix servers.",
+        default: "true",
+        example: "true",
+        notes: &[
+            "The federation API (/_matrix/federation, /_matrix/key) is served on",
+            "every listener; put a TLS proxy in front of listen on 8448, or use",
+            "tls_listen. false: a server for local users only.",
+        ],
+    },
+    Spec {
+        key: "federation_domain_allowlist",
+        summary: "Federate only with these servers (comma-separated server names).",
+        default: "unset (every server)",
+        example: "\"example.org, matrix.example.net\"",
+        notes: &["Requests from other servers are refused with 403 M_FORBIDDEN."],
+    },
+    Spec {
+        key: "trusted_key_servers",
+        summary: "Notary servers asked for keys an origin does not serve itself.",
+        default: "none",
+        example: "\"matrix.org\"",
+        notes: &[
+            "Comma-separated server names. Keys are always asked of their",
+            "origin first; a notary's answer must be signed by the origin and by",
+            "the notary.",
+        ],
+    },
+    Spec {
+        key: "federation_retry_min_ms",
+        summary: "First wait before retrying an unreachable server (ms).",
+        default: "2000",
+        example: "2000",
+        notes: &["Each further failure doubles the wait, up to federation_retry_max_ms. 100 to 604800000."],
+    },
+    Spec {
+        key: "federation_retry_max_ms",
+        summary: "Longest wait between retries of an unreachable server (ms).",
+        default: "3600000 (one hour)",
+        example: "3600000",
+        notes: &["A request from that server resets its wait. 100 to 604800000."],
+    },
+    Spec {
+        key: "remote_media_cache_bytes",
+        summary: "Most bytes of other servers' media cached in the database.",
+        default: "536870912 (512 MiB)",
+        example: "536870912",
+        notes: &[
+            "Past it, the least recently used remote media are dropped (they are",
+            "fetched again when asked for). 0: remote media are streamed, not kept.",
+        ],
     },
 ];
 

@@ -75,6 +75,10 @@ pub(super) fn load_text(
             .map_err(|message| ConfigError::for_key(spec.key, format!("{message} (from {origin})")))?;
     }
     check_tls(&config)?;
+    if config.federation_retry_min_ms > config.federation_retry_max_ms {
+        let why = "must not be above federation_retry_max_ms".to_owned();
+        return Err(ConfigError::for_key("federation_retry_min_ms", why));
+    }
     Ok(config)
 }
 
@@ -326,6 +330,29 @@ pub(super) fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(
         "user_directory_search_all_users" => config.user_directory_search_all_users = value.boolean()?,
         "allow_guest_access" => config.allow_guest_access = value.boolean()?,
         "outbound_allow_private" => config.outbound_allow_private = value.boolean()?,
+        "federation" => config.federation = value.boolean()?,
+        "federation_domain_allowlist" | "trusted_key_servers" => {
+            let text = value.string()?;
+            let names: Vec<String> =
+                text.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+            for name in &names {
+                validate_server_name(name)?;
+            }
+            if key == "trusted_key_servers" {
+                config.trusted_key_servers = names;
+            } else {
+                config.federation_domain_allowlist = Some(names);
+            }
+        }
+        "federation_retry_min_ms" | "federation_retry_max_ms" => {
+            let ms = in_range(value.unsigned()?, FEDERATION_RETRY_MS_MIN, FEDERATION_RETRY_MS_MAX)?;
+            if key == "federation_retry_min_ms" {
+                config.federation_retry_min_ms = ms;
+            } else {
+                config.federation_retry_max_ms = ms;
+            }
+        }
+        "remote_media_cache_bytes" => config.remote_media_cache_bytes = value.unsigned()?,
         "turn_uris" => {
             let uris = value.string()?;
             config.turn_uris =

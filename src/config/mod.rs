@@ -81,6 +81,14 @@ pub const MAX_PARKED_REQUESTS_DEFAULT: usize = 1_500;
 pub const MAX_CONNECTIONS_DEFAULT: usize = 16_384;
 pub const MAX_CONNECTIONS_MAX: usize = 100_000;
 pub const MAX_PARKED_REQUESTS_MAX: usize = 100_000;
+/// Default `federation_retry_min_ms` and `federation_retry_max_ms`, and
+/// the bounds both must stay within.
+pub const FEDERATION_RETRY_MIN_MS_DEFAULT: u64 = 2_000;
+pub const FEDERATION_RETRY_MAX_MS_DEFAULT: u64 = 3_600_000;
+pub const FEDERATION_RETRY_MS_MIN: u64 = 100;
+pub const FEDERATION_RETRY_MS_MAX: u64 = 7 * 86_400_000;
+/// Default `remote_media_cache_bytes` (512 MiB).
+pub const REMOTE_MEDIA_CACHE_BYTES_DEFAULT: u64 = 512 * 1024 * 1024;
 
 /// Default `access_token_lifetime_ms` (24 hours).
 pub const ACCESS_TOKEN_LIFETIME_MS_DEFAULT: u64 = 86_400_000;
@@ -209,11 +217,22 @@ pub struct Config {
     pub acme_directory: String,
     pub acme_http01_listen: Option<SocketAddr>,
     pub acme_ca_file: Option<PathBuf>,
-    /// Outbound requests (push gateways; federation next) may go to
+    /// Outbound requests (push gateways, federation) may go to
     /// private, loopback and link-local addresses, and over plain HTTP.
     pub outbound_allow_private: bool,
     /// Extra PEM roots trusted by outbound requests, besides the web roots.
     pub outbound_ca_file: Option<PathBuf>,
+    /// The federation API is served and other servers are talked to.
+    pub federation: bool,
+    /// When set, the only servers federated with (server names).
+    pub federation_domain_allowlist: Option<Vec<String>>,
+    /// Notaries asked for keys an origin does not give itself.
+    pub trusted_key_servers: Vec<String>,
+    /// Backoff bounds for an unreachable server.
+    pub federation_retry_min_ms: u64,
+    pub federation_retry_max_ms: u64,
+    /// Other servers' media kept in the database, at most (bytes).
+    pub remote_media_cache_bytes: u64,
 }
 
 /// An address block, `10.0.0.0/8` or one address (`::1` = `::1/128`).
@@ -334,6 +353,12 @@ impl Config {
             acme_ca_file: None,
             outbound_allow_private: false,
             outbound_ca_file: None,
+            federation: true,
+            federation_domain_allowlist: None,
+            trusted_key_servers: Vec::new(),
+            federation_retry_min_ms: FEDERATION_RETRY_MIN_MS_DEFAULT,
+            federation_retry_max_ms: FEDERATION_RETRY_MAX_MS_DEFAULT,
+            remote_media_cache_bytes: REMOTE_MEDIA_CACHE_BYTES_DEFAULT,
         }
     }
 

@@ -119,6 +119,12 @@ fn every_key_has_an_env_var_that_is_read() {
         ("acme_ca_file", "/ca.pem"),
         ("outbound_allow_private", "yes"),
         ("outbound_ca_file", "/out-ca.pem"),
+        ("federation", "no"),
+        ("federation_domain_allowlist", "a.example, 127.0.0.1:8481"),
+        ("trusted_key_servers", "matrix.org"),
+        ("federation_retry_min_ms", "500"),
+        ("federation_retry_max_ms", "60000"),
+        ("remote_media_cache_bytes", "1000"),
     ];
     assert_eq!(values.len(), KEYS.len());
     for ((key, _), (value_key, _)) in KEYS.iter().zip(values) {
@@ -167,6 +173,12 @@ fn every_key_has_an_env_var_that_is_read() {
         acme_ca_file: Some(PathBuf::from("/ca.pem")),
         outbound_allow_private: true,
         outbound_ca_file: Some(PathBuf::from("/out-ca.pem")),
+        federation: false,
+        federation_domain_allowlist: Some(vec!["a.example".to_owned(), "127.0.0.1:8481".to_owned()]),
+        trusted_key_servers: vec!["matrix.org".to_owned()],
+        federation_retry_min_ms: 500,
+        federation_retry_max_ms: 60000,
+        remote_media_cache_bytes: 1000,
     };
     assert_eq!(config, expected);
     // The same values given as flags give the same result.
@@ -543,6 +555,9 @@ fn example_uncommented_parses_to_defaults() {
     expected.acme_http01_listen = Some("[::]:80".parse().expect("valid address"));
     expected.acme_ca_file = Some(PathBuf::from("/etc/hearth/acme-ca.pem"));
     expected.outbound_ca_file = Some(PathBuf::from("/etc/hearth/outbound-ca.pem"));
+    expected.federation_domain_allowlist =
+        Some(vec!["example.org".to_owned(), "matrix.example.net".to_owned()]);
+    expected.trusted_key_servers = vec!["matrix.org".to_owned()];
     assert_eq!(config, expected);
     // The commented example is itself valid and sets nothing.
     assert_eq!(from_file(&text).expect("comments only"), Config::defaults(2));

@@ -48,7 +48,7 @@ pub fn refresh(app: &App, conn: &Connection) -> Result<()> {
     if expired.serial == 0 {
         return Ok(());
     }
-    let mut n = Changes { pos: 0, ephemeral: expired.serial, rooms: expired.rooms, users: Vec::new() };
+    let mut n = Changes { pos: 0, ephemeral: expired.serial, rooms: expired.rooms, ..Changes::default() };
     for user in &expired.users {
         let (rooms, users) = presence_audience(conn, user)?;
         n.rooms.extend(rooms);
@@ -89,7 +89,7 @@ pub fn mark_sync(app: &App, conn: &Connection, user_id: &str, set_presence: Pres
         return Ok(());
     };
     let (rooms, users) = presence_audience(conn, user_id)?;
-    app.hub.notify(Changes { pos: 0, ephemeral: serial, rooms, users });
+    app.hub.notify(Changes { pos: 0, ephemeral: serial, rooms, users, ..Changes::default() });
     Ok(())
 }
 

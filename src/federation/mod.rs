@@ -5,6 +5,17 @@
 //! - `xmatrix` (foundation, pure): the `X-Matrix` request signature.
 //! - `discover` (infrastructure): server name → where to connect and what
 //!   to call it (the spec's server discovery), with its caches.
+//! - `client` (infrastructure): signed requests to other servers.
+//! - `memo` (infrastructure): the in-memory tables `App` owns.
+//! - `keys` (service): our key documents, other servers' keys fetched,
+//!   cached and checked, the notary's answers.
+//! - `inbound` (service): authenticating requests from other servers.
+//! - `sender` (service): the outbox sent as transactions.
 
+pub mod client;
 pub mod discover;
+pub mod inbound;
+pub mod keys;
+pub mod memo;
+pub mod sender;
 pub mod xmatrix;

@@ -254,17 +254,17 @@ fn prepare(app: &App, rq: &mut tiny_http::Request) -> Result<Option<(&'static ro
         // The handler reads an upload itself, after the checks below; the
         // body of one they refuse is not read (the connection closes after
         // the answer unless it was small: `conn::Lease`).
-        let (remote_ip, auth) = check(app, rq, route, &query)?;
-        return Ok(Some((route, Request { params, query, body: Vec::new(), remote_ip, auth })));
+        let (remote_ip, auth, origin) = check(app, rq, route, &query, &[])?;
+        return Ok(Some((route, Request { params, query, body: Vec::new(), remote_ip, auth, origin })));
     }
     // DELETE carries a body too: `DELETE /devices/{deviceId}` sends its UIA `auth` in it.
     let body = if matches!(method, Method::Post | Method::Put | Method::Delete) {
-        read_body(rq, app.config.max_body_bytes)?
+        read_body(rq, route.body_max.unwrap_or(app.config.max_body_bytes))?
     } else {
         Vec::new()
     };
-    let (remote_ip, auth) = check(app, rq, route, &query)?;
-    Ok(Some((route, Request { params, query, body, remote_ip, auth })))
+    let (remote_ip, auth, origin) = check(app, rq, route, &query, &body)?;
+    Ok(Some((route, Request { params, query, body, remote_ip, auth, origin })))
 }
 
 /// Authenticates and rate-limits a routed request.
@@ -273,13 +273,35 @@ fn check(
     rq: &tiny_http::Request,
     route: &router::Route,
     query: &[(String, String)],
-) -> Result<(IpAddr, Option<api::Auth>)> {
+    body: &[u8],
+) -> Result<(IpAddr, Option<api::Auth>, Option<String>)> {
     let remote_ip = client_ip(&app.config.trusted_proxies, rq);
+    if route.federation && !app.config.federation {
+        return Err(Error::new(ErrorKind::Unrecognized, "Federation is disabled on this server"));
+    }
+    if route.auth == AuthReq::Server {
+        // Per origin server, not per IP: many servers may share a proxy.
+        let headers: Vec<&str> = rq
+            .headers()
+            .iter()
+            .filter(|h| h.field.equiv("Authorization"))
+            .map(|h| h.value.as_str())
+            .collect();
+        let method = rq.method().as_str().to_ascii_uppercase();
+        let origin = crate::federation::inbound::authenticate(app, remote_ip, &method, rq.url(), &headers, body)?;
+        if route.rate_limited {
+            app.limiter.check(&format!("server:{origin}"))?;
+        }
+        // It reached us, so it is up: what waits for it goes now.
+        app.fed_queue.reset(&origin);
+        app.fed_memo.answered(&origin);
+        return Ok((remote_ip, None, Some(origin)));
+    }
     // A route that needs no token does not look at one: its Authorization
     // header may carry another scheme (federation's X-Matrix).
     let token = if route.auth == AuthReq::None { None } else { access_token(rq, query)? };
     let auth = match (route.auth, token) {
-        (AuthReq::None, _) => None,
+        (AuthReq::None | AuthReq::Server, _) => None,
         (AuthReq::Required | AuthReq::Guests, None) => {
             return Err(Error::new(ErrorKind::MissingToken, "Missing access token"))
         }
@@ -297,7 +319,7 @@ fn check(
             app.limiter.check(&format!("user:{}", a.user_id))?;
         }
     }
-    Ok((remote_ip, auth))
+    Ok((remote_ip, auth, None))
 }
 
 /// Reads at most `limit` bytes of body; one byte more is `M_TOO_LARGE`.

@@ -31,6 +31,9 @@ pub enum AuthReq {
     Guests,
     /// A token is checked if given.
     Optional,
+    /// A federation request: a valid `X-Matrix` signature of another
+    /// server, or 401 `M_UNAUTHORIZED`.
+    Server,
 }
 
 /// How a route answers.
@@ -52,6 +55,11 @@ pub struct Route {
     pub handler: Kind,
     pub auth: AuthReq,
     pub rate_limited: bool,
+    /// Under `/_matrix/federation` or `/_matrix/key`: not served when
+    /// federation is off.
+    pub federation: bool,
+    /// A body limit other than `max_body_bytes` (federation transactions).
+    pub body_max: Option<usize>,
 }
 
 enum Segment {
@@ -72,11 +80,13 @@ const CLIENT_V1: &[&str] = &["_matrix/client/v1"];
 /// uploads from before they were stable), besides the current prefixes.
 const CLIENT_UNSTABLE: &[&str] = &["_matrix/client/v3", "_matrix/client/r0", "_matrix/client/unstable"];
 const ROOT: &[&str] = &[""];
+/// The federation API's versioned prefixes.
+const FED_V1: &[&str] = &["_matrix/federation/v1"];
 /// Simplified sliding sync's unstable prefix.
 const SLIDING: &[&str] = &["_matrix/client/unstable/org.matrix.simplified_msc3575"];
 
 fn table() -> Vec<Route> {
-    use AuthReq::{Guests as Guest, None as Open, Required as Token};
+    use AuthReq::{Guests as Guest, None as Open, Required as Token, Server};
     use Method::*;
     let mut t = Vec::new();
     let mut add_kind = |prefixes: &[&str], method, pattern: &str, handler: Kind, auth, rate_limited| {
@@ -93,7 +103,9 @@ fn table() -> Vec<Route> {
                     None => Segment::Literal(s.to_owned()),
                 })
                 .collect();
-            t.push(Route { method, segments, handler, auth, rate_limited });
+            let bare = full.trim_start_matches('/');
+            let federation = bare.starts_with("_matrix/federation/") || bare.starts_with("_matrix/key/");
+            t.push(Route { method, segments, handler, auth, rate_limited, federation, body_max: None });
         }
     };
     let mut add = |prefixes: &[&str], method, pattern: &str, handler: Handler, auth, rate_limited| {
@@ -105,8 +117,13 @@ fn table() -> Vec<Route> {
     add(ROOT, Get, ".well-known/matrix/server", client::versions::well_known_server, Open, false);
     add(CLIENT, Get, "capabilities", client::versions::capabilities, Guest, false);
     add(CLIENT, Get, "thirdparty/protocols", client::versions::thirdparty_protocols, Token, false);
-    add(ROOT, Get, "_matrix/key/v2/server", api::keys::server_key, Open, false);
-    add(ROOT, Get, "_matrix/key/v2/server/{keyId}", api::keys::server_key, Open, false);
+    add(ROOT, Get, "_matrix/key/v2/server", api::federation::keys::server_key, Open, false);
+    add(ROOT, Get, "_matrix/key/v2/server/{keyId}", api::federation::keys::server_key, Open, false);
+    add(ROOT, Get, "_matrix/key/v2/query/{serverName}", api::federation::keys::query_one, Open, true);
+    add(ROOT, Post, "_matrix/key/v2/query", api::federation::keys::query, Open, true);
+    // Federation (the Server-Server API): signed by the origin server.
+    add(FED_V1, Get, "version", api::federation::version, Open, false);
+    add(FED_V1, Put, "send/{txnId}", api::federation::send::send, Server, true);
     // Sessions.
     add(CLIENT_LEGACY, Get, "login", client::login::flows, Open, false);
     add(CLIENT_LEGACY, Post, "login", client::login::login, Open, true);
@@ -440,6 +457,14 @@ fn table() -> Vec<Route> {
     add_kind(CLIENT, Get, "sync", Kind::LongPoll(client::sync::sync), Guest, false);
     // Simplified sliding sync (MSC4186), what Element X syncs with.
     add_kind(SLIDING, Post, "sync", Kind::LongPoll(client::sliding::sync), Token, false);
+    // Bodies past `max_body_bytes`.
+    for route in &mut t {
+        if route.auth == AuthReq::Server
+            && route.segments.iter().any(|s| matches!(s, Segment::Literal(l) if l == "send"))
+        {
+            route.body_max = Some(api::federation::send::BODY_MAX);
+        }
+    }
     t
 }
 

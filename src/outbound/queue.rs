@@ -49,8 +49,14 @@ pub const IDLE_WAIT: Duration = Duration::from_secs(60);
 
 /// The wait before retry number `failures` (1 for the first retry).
 pub fn backoff_ms(failures: u32) -> i64 {
+    backoff_between(failures, BACKOFF_FIRST_MS, BACKOFF_MAX_MS)
+}
+
+/// The wait before retry number `failures` when the first waits
+/// `first_ms` and none more than `max_ms`.
+pub fn backoff_between(failures: u32, first_ms: i64, max_ms: i64) -> i64 {
     let shift = failures.saturating_sub(1).min(30);
-    BACKOFF_FIRST_MS.saturating_mul(1 << shift).min(BACKOFF_MAX_MS)
+    first_ms.max(1).saturating_mul(1 << shift).min(max_ms)
 }
 
 /// How one attempt to send an item ended.
@@ -110,6 +116,8 @@ struct State {
     poked: bool,
     in_flight: HashSet<String>,
     backoff: HashMap<String, Backoff>,
+    /// The backoff bounds, when not the defaults.
+    bounds: Option<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,8 +160,11 @@ impl State {
                 }
             }
         }
-        self.backoff
-            .insert(destination.to_owned(), Backoff { failures, until_ms: now_ms + backoff_ms(failures) });
+        let wait = match self.bounds {
+            Some((first, max)) => backoff_between(failures, first, max),
+            None => backoff_ms(failures),
+        };
+        self.backoff.insert(destination.to_owned(), Backoff { failures, until_ms: now_ms + wait });
     }
 
     /// The earliest backoff timer still running, if any.
@@ -165,6 +176,31 @@ impl State {
 impl Queue {
     pub fn new() -> Queue {
         Queue::default()
+    }
+
+    /// A queue whose destinations back off from `first_ms` doubling up
+    /// to `max_ms` (federation's configured bounds).
+    pub fn with_backoff(first_ms: i64, max_ms: i64) -> Queue {
+        let q = Queue::default();
+        storage::lock(&q.shared.state).bounds = Some((first_ms.max(1), max_ms.max(first_ms.max(1))));
+        q
+    }
+
+    /// `destination` is reachable after all (it contacted us): its backoff
+    /// timer goes and its work is tried at once.
+    pub fn reset(&self, destination: &str) {
+        let mut st = storage::lock(&self.shared.state);
+        if st.backoff.remove(destination).is_some() {
+            st.poked = true;
+            drop(st);
+            self.shared.wake.notify_all();
+        }
+    }
+
+    /// Whether `destination` is backing off now (for tests and logs).
+    pub fn backing_off(&self, destination: &str) -> bool {
+        let now = storage::now_ms();
+        storage::lock(&self.shared.state).backoff.get(destination).is_some_and(|b| b.until_ms > now)
     }
 
     /// Something committed: there may be new work. Never blocks for long.
@@ -315,6 +351,25 @@ mod tests {
         st.release("a", false, t);
         assert_eq!(st.next_timer(t), None);
         assert_eq!(st.claim(names(&["a"]), t).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn configured_bounds_and_reset() {
+        assert_eq!(backoff_between(1, 500, 3000), 500);
+        assert_eq!(backoff_between(3, 500, 3000), 2000);
+        assert_eq!(backoff_between(4, 500, 3000), 3000);
+        let q = Queue::with_backoff(500, 3000);
+        let now = storage::now_ms();
+        {
+            let mut st = storage::lock(&q.shared.state);
+            st.claim(names(&["a"]), now);
+            st.release("a", true, now);
+            assert_eq!(st.next_timer(now), Some(now + 500));
+        }
+        assert!(q.backing_off("a"));
+        q.reset("a");
+        assert!(!q.backing_off("a"));
+        assert!(storage::lock(&q.shared.state).poked);
     }
 
     #[test]

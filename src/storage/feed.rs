@@ -28,6 +28,8 @@ pub struct Changes {
     pub rooms: Vec<String>,
     /// Users who may see something new (an invitee, account data, to-device).
     pub users: Vec<String>,
+    /// Something was queued for another server (the federation outbox).
+    pub federation: bool,
 }
 
 impl Changes {
@@ -40,7 +42,7 @@ impl Changes {
 
     /// True if nobody needs to hear of it.
     pub fn is_empty(&self) -> bool {
-        self.rooms.is_empty() && self.users.is_empty()
+        self.rooms.is_empty() && self.users.is_empty() && !self.federation
     }
 
     /// Adds a change at stream position `pos` concerning `rooms` and `users`.
@@ -78,6 +80,11 @@ impl<'a> Tx<'a> {
     /// readers it concerns.
     pub fn changed(&self, pos: i64, rooms: &[&str], users: &[&str]) {
         self.changes.borrow_mut().add(pos, rooms, users);
+    }
+
+    /// Records that this write queued something for another server.
+    pub fn queued_federation(&self) {
+        self.changes.borrow_mut().federation = true;
     }
 
     /// The connection itself.

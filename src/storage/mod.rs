@@ -29,6 +29,7 @@ pub mod acme;
 pub mod devices;
 pub mod e2ee;
 pub mod events;
+pub mod federation;
 pub mod feed;
 pub mod ignored;
 pub mod key_backup;

@@ -12,13 +12,14 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
 /// upgrades the frozen first schema (`tests/data/schema-v1.sql`) and
 /// compares it with a new database.
-const UPGRADES: &[&str] = &[UPGRADE_TO_2, upgrade_3_device_list_triggers(), UPGRADE_TO_4, UPGRADE_TO_5];
+const UPGRADES: &[&str] =
+    &[UPGRADE_TO_2, upgrade_3_device_list_triggers(), UPGRADE_TO_4, UPGRADE_TO_5, UPGRADE_TO_6];
 
 /// Version 2 (issue 12).
 ///
@@ -150,6 +151,53 @@ UPDATE push_outbox SET destination = ifnull((SELECT CAST(ifnull(CASE WHEN json_v
 CREATE INDEX push_outbox_destination ON push_outbox(destination, next_try_ts);
 ";
 
+// ------------------------------------------------- upgrade step 5 -> 6 (federation)
+
+/// Schema 6 (issue 15): other servers' keys, the federation outbox and
+/// the transactions received.
+const UPGRADE_TO_6: &str = "
+-- Federation (issue 15). Other servers' signing keys, as fetched from
+-- their origin or a notary: one row per key, with the key document it
+-- came in, kept as the origin signed it (served again by the notary
+-- endpoints with Hearth's signature added). `valid_until_ts` is the
+-- document's; `expired_ts` is set for keys listed in `old_verify_keys`.
+CREATE TABLE remote_server_keys (
+    server_name     TEXT NOT NULL,
+    key_id          TEXT NOT NULL,
+    public_key      TEXT NOT NULL,         -- unpadded base64 ed25519
+    valid_until_ts  INTEGER NOT NULL,
+    expired_ts      INTEGER,
+    fetched_ts      INTEGER NOT NULL,
+    doc             TEXT NOT NULL,
+    PRIMARY KEY (server_name, key_id)
+) STRICT, WITHOUT ROWID;
+
+-- What is waiting to go to another server, written in the transaction of
+-- what it carries. Rows are taken into a transaction (`txn_id` set) at
+-- most 50 PDUs and 100 EDUs at a time; the same `txn_id` is sent again
+-- until the destination acknowledges it, then its rows go.
+CREATE TABLE federation_outbox (
+    id            INTEGER PRIMARY KEY,
+    destination   TEXT NOT NULL,
+    kind          TEXT NOT NULL,           -- 'pdu' or 'edu'
+    body          TEXT NOT NULL,           -- the PDU or EDU as JSON
+    txn_id        TEXT,                    -- NULL until taken into a transaction
+    created_ts    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX federation_outbox_destination ON federation_outbox(destination, id);
+
+-- Transactions received, per origin: a retried transaction is answered
+-- as the first time and not processed again. Pruned after a day.
+CREATE TABLE federation_txns_in (
+    origin        TEXT NOT NULL,
+    txn_id        TEXT NOT NULL,
+    response      TEXT NOT NULL,
+    received_ts   INTEGER NOT NULL,
+    PRIMARY KEY (origin, txn_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX federation_txns_in_received ON federation_txns_in(received_ts);
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -228,8 +276,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// A version 2 database (the current schema without what steps 3, 4
-    /// and 5 add) gets the device triggers, the same as a new one.
+    /// A version 2 database (the current schema without what steps 3 to 6
+    /// add) gets the device triggers, the same as a new one.
     #[test]
     fn upgrade_3_adds_the_device_list_triggers() {
         let triggers = |c: &Connection| -> Vec<String> {
@@ -246,6 +294,7 @@ mod tests {
             "DROP TRIGGER devices_added; DROP TRIGGER devices_renamed; DROP TRIGGER devices_removed;
              ALTER TABLE users DROP COLUMN is_guest; DROP TABLE erased_users;
              DROP INDEX push_outbox_destination; ALTER TABLE push_outbox DROP COLUMN destination;
+             DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -270,6 +319,7 @@ mod tests {
                          '{\"url\":\"https://g.example/_matrix/push/v1/notify\"}', 5);
              INSERT INTO push_outbox (user_id, app_id, pushkey, event_id, tweaks, attempts, next_try_ts)
                  VALUES ('@a:x', 'app', 'key', '$e', '{}', 0, 1), ('@gone:x', 'app', 'key', '$f', '{}', 0, 1);
+             DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
              PRAGMA user_version = 4;",
         )
         .unwrap();

@@ -22,3 +22,19 @@ pub fn insert(conn: &Connection, key_id: &str, seed: &[u8; 32], now: i64) -> Res
     )?;
     Ok(())
 }
+
+/// Every expired key, newest first, with its public half.
+pub fn expired(conn: &Connection) -> Result<Vec<(String, Vec<u8>, i64)>> {
+    let mut st = conn.prepare(
+        "SELECT key_id, seed, expired_ts FROM server_keys WHERE expired_ts IS NOT NULL ORDER BY expired_ts DESC",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Retires the current key (it is kept, with `expired_ts`, for verifying
+/// what it signed) and makes `key_id` the current one.
+pub fn rotate(conn: &Connection, key_id: &str, seed: &[u8; 32], now: i64) -> Result<()> {
+    conn.execute("UPDATE server_keys SET expired_ts = ?1 WHERE expired_ts IS NULL", params![now])?;
+    insert(conn, key_id, seed, now)
+}

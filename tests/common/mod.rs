@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod ca;
+pub mod fed;
+pub mod synapse;
+
 /// The binary under test.
 pub const HEARTH: &str = env!("CARGO_BIN_EXE_hearth");
 /// How long a server may take to print its "serving" line.
@@ -666,6 +670,15 @@ pub fn wait_until(s: &Server, what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}; server log:\n{}", s.log_text());
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A loopback TCP port that was free a moment ago (bound, then released),
+/// for a server that must know its port before it starts (its server name
+/// is `127.0.0.1:PORT`). Another process may take it in between: a caller
+/// that can tell retries with another.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free loopback port");
+    listener.local_addr().expect("the bound address").port()
 }
 
 /// The wall clock in milliseconds since the Unix epoch, as the server

@@ -1,0 +1,86 @@
+//! `PUT /_matrix/federation/v1/send/{txnId}`: a transaction of PDUs and
+//! EDUs from another server. Idempotent per (origin, txnId): a retried
+//! transaction gets the first answer again and nothing is done twice.
+//! At most `PDUS_MAX` PDUs and `EDUS_MAX` EDUs (400 past them).
+//!
+//! Rooms over federation come with the event graph (a later part): until
+//! then each PDU is answered with an error and stored nowhere, and EDUs
+//! are dropped.
+
+use serde_json::{json, Map, Value};
+
+use crate::api::{Request, Response};
+use crate::app::App;
+use crate::core::{event, room_version};
+use crate::error::{Error, Result};
+use crate::storage::{self, federation as fed_store};
+
+/// PDUs a transaction may carry (the spec's limit).
+pub const PDUS_MAX: usize = 50;
+/// EDUs a transaction may carry (the spec's limit).
+pub const EDUS_MAX: usize = 100;
+/// The largest transaction body accepted: 50 PDUs and 100 EDUs of the
+/// largest size an event may have (64 KiB) would be ~9.4 MiB; real ones
+/// are far smaller.
+pub const BODY_MAX: usize = 10 * 1024 * 1024;
+/// Transactions remembered for this long (a retry comes within minutes).
+pub const REMEMBERED_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// PUT /_matrix/federation/v1/send/{txnId}
+pub fn send(app: &App, req: &Request) -> Result<Response> {
+    let origin = super::origin(req)?;
+    let txn_id = req.param("txnId");
+    if let Some(answer) = app.db.read(|tx| fed_store::txn_in(tx, origin, txn_id))? {
+        let v: Value = serde_json::from_str(&answer).map_err(|e| Error::internal(e.to_string()))?;
+        return Response::ok(v);
+    }
+    let body = req.json_value()?;
+    let obj = body.as_object().ok_or_else(|| Error::bad_json("The body must be a JSON object"))?;
+    if let Some(o) = obj.get("origin") {
+        if o.as_str() != Some(origin) {
+            return Err(Error::bad_json("origin must be the server that signed the request"));
+        }
+    }
+    let pdus = match obj.get("pdus") {
+        Some(Value::Array(p)) => p.as_slice(),
+        Some(_) => return Err(Error::bad_json("pdus must be an array")),
+        None => return Err(Error::missing_param("pdus is required")),
+    };
+    let edus = match obj.get("edus") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(e)) => e.as_slice(),
+        Some(_) => return Err(Error::bad_json("edus must be an array")),
+    };
+    if pdus.len() > PDUS_MAX {
+        return Err(Error::bad_json(format!("A transaction carries at most {PDUS_MAX} PDUs")));
+    }
+    if edus.len() > EDUS_MAX {
+        return Err(Error::bad_json(format!("A transaction carries at most {EDUS_MAX} EDUs")));
+    }
+    let mut results = Map::new();
+    for pdu in pdus {
+        if let Some(id) = pdu_event_id(pdu) {
+            results
+                .insert(id, json!({ "error": "Rooms over federation are not supported by this server yet" }));
+        }
+    }
+    let answer = json!({ "pdus": results });
+    let text = answer.to_string();
+    let now = storage::now_ms();
+    app.db.write(|tx| {
+        fed_store::put_txn_in(tx, origin, txn_id, &text, now)?;
+        fed_store::prune_txns_in(tx, now - REMEMBERED_MS)?;
+        Ok(())
+    })?;
+    Response::ok(answer)
+}
+
+/// The event ID of a received PDU: its own `event_id` (room versions 1
+/// and 2), else its reference hash in the format of versions 4 on.
+fn pdu_event_id(pdu: &Value) -> Option<String> {
+    if let Some(id) = pdu.get("event_id").and_then(Value::as_str) {
+        return Some(id.to_owned());
+    }
+    let version = room_version::get("10")?;
+    event::event_id(version, pdu).ok()
+}

@@ -1,0 +1,153 @@
+//! Federation's in-memory tables, owned by `App`: who is being asked for
+//! keys right now (one fetch per server at a time, at most
+//! `KEY_FETCHES_MAX` at once), which servers failed to answer lately (the
+//! negative cache), and other servers' profiles asked for lately. All
+//! bounded; losing them (a restart) only means asking again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{lock, now_ms};
+
+/// Key fetches running at once, over all servers.
+pub const KEY_FETCHES_MAX: usize = 4;
+/// The longest a request waits for someone else's fetch of the same keys.
+pub const KEY_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// A server that did not answer for keys is not asked again for this
+/// long, doubling with each further failure...
+pub const NEGATIVE_FIRST_MS: i64 = 5_000;
+/// ...up to this.
+pub const NEGATIVE_MAX_MS: i64 = 10 * 60 * 1000;
+/// Servers remembered as failing, at most.
+pub const NEGATIVE_MAX: usize = 4096;
+/// How long a remote profile answer is reused.
+pub const PROFILE_TTL_MS: i64 = 60_000;
+/// Remote profiles remembered, at most.
+pub const PROFILES_MAX: usize = 1024;
+
+#[derive(Default)]
+pub struct Memo {
+    fetching: Mutex<Fetching>,
+    fetch_done: Condvar,
+    negative: Mutex<HashMap<String, (u32, i64)>>,
+    profiles: Mutex<HashMap<String, (i64, Value)>>,
+}
+
+#[derive(Default)]
+struct Fetching {
+    servers: HashSet<String>,
+}
+
+/// A fetch slot held: dropping it lets the next fetch of that server run.
+pub struct FetchSlot<'a> {
+    memo: &'a Memo,
+    server: String,
+}
+
+impl Drop for FetchSlot<'_> {
+    fn drop(&mut self) {
+        lock(&self.memo.fetching).servers.remove(&self.server);
+        self.memo.fetch_done.notify_all();
+    }
+}
+
+impl Memo {
+    pub fn new() -> Memo {
+        Memo::default()
+    }
+
+    /// Waits for the right to fetch `server`'s keys: none other fetching
+    /// them, fewer than `KEY_FETCHES_MAX` fetches running. `None` after
+    /// `KEY_FETCH_WAIT` (the caller then reads what the others fetched).
+    pub fn fetch_slot(&self, server: &str) -> Option<FetchSlot<'_>> {
+        let deadline = std::time::Instant::now() + KEY_FETCH_WAIT;
+        let mut f = lock(&self.fetching);
+        loop {
+            if !f.servers.contains(server) && f.servers.len() < KEY_FETCHES_MAX {
+                f.servers.insert(server.to_owned());
+                return Some(FetchSlot { memo: self, server: server.to_owned() });
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            f = self.fetch_done.wait_timeout(f, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Whether `server` failed lately and is not to be asked yet.
+    pub fn failing(&self, server: &str) -> bool {
+        lock(&self.negative).get(server).is_some_and(|&(_, until)| until > now_ms())
+    }
+
+    /// `server` did not answer: not asked again for a while.
+    pub fn failed(&self, server: &str) {
+        let now = now_ms();
+        let mut n = lock(&self.negative);
+        if n.len() >= NEGATIVE_MAX && !n.contains_key(server) {
+            n.retain(|_, (_, until)| *until > now);
+            if n.len() >= NEGATIVE_MAX {
+                return;
+            }
+        }
+        let failures = n.get(server).map_or(0, |(f, _)| *f).saturating_add(1);
+        let wait = crate::outbound::queue::backoff_between(failures, NEGATIVE_FIRST_MS, NEGATIVE_MAX_MS);
+        n.insert(server.to_owned(), (failures, now + wait));
+    }
+
+    /// `server` answered (or contacted us): asked again whenever needed.
+    pub fn answered(&self, server: &str) {
+        lock(&self.negative).remove(server);
+    }
+
+    /// A remote profile asked for within `PROFILE_TTL_MS`.
+    pub fn profile(&self, user_id: &str) -> Option<Value> {
+        let now = now_ms();
+        lock(&self.profiles).get(user_id).filter(|(at, _)| now - at < PROFILE_TTL_MS).map(|(_, v)| v.clone())
+    }
+
+    pub fn put_profile(&self, user_id: &str, profile: Value) {
+        let now = now_ms();
+        let mut p = lock(&self.profiles);
+        if p.len() >= PROFILES_MAX {
+            p.retain(|_, (at, _)| now - *at < PROFILE_TTL_MS);
+            if p.len() >= PROFILES_MAX {
+                p.clear();
+            }
+        }
+        p.insert(user_id.to_owned(), (now, profile));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_fetch_per_server_and_a_bounded_number_at_once() {
+        let m = Memo::new();
+        let a = m.fetch_slot("a").expect("free");
+        let slots: Vec<_> = ["b", "c", "d"].iter().map(|s| m.fetch_slot(s).expect("free")).collect();
+        assert_eq!(lock(&m.fetching).servers.len(), KEY_FETCHES_MAX);
+        drop(a);
+        assert!(m.fetch_slot("a").is_some());
+        drop(slots);
+        assert!(lock(&m.fetching).servers.is_empty());
+    }
+
+    #[test]
+    fn failures_are_remembered_then_forgotten() {
+        let m = Memo::new();
+        assert!(!m.failing("x"));
+        m.failed("x");
+        assert!(m.failing("x"));
+        m.failed("x");
+        let until = lock(&m.negative)["x"].1;
+        assert!(until - now_ms() > NEGATIVE_FIRST_MS, "the second failure waits longer");
+        m.answered("x");
+        assert!(!m.failing("x"));
+    }
+}
