@@ -311,7 +311,12 @@ fn store(app: &App, doc: &Value, keys: Vec<RemoteKey>) -> Result<()> {
 /// (fetched first when none is valid until `min_valid_until`), each with
 /// the origin's signatures kept and ours added. Our own server: our
 /// document.
-pub fn notary_documents(app: &App, server: &str, min_valid_until: i64, may_fetch: bool) -> Result<Vec<Value>> {
+pub fn notary_documents(
+    app: &App,
+    server: &str,
+    min_valid_until: i64,
+    may_fetch: bool,
+) -> Result<Vec<Value>> {
     if server == app.config.server_name {
         return Ok(vec![own_document(app)?]);
     }
