@@ -333,3 +333,38 @@ fn private_addresses_are_refused_by_default() {
         b.log_text()
     );
 }
+
+/// A key the origin cannot give (it is down) comes from a configured
+/// notary, which must have signed it and must hold the origin's own
+/// signature.
+#[test]
+fn keys_of_a_server_that_is_down_come_from_a_trusted_notary() {
+    let (_dir, ca) = bed();
+    let mut a = Peer::start(&ca, &[], &[]);
+    let notary = Peer::start(&ca, &[], &[]);
+    let b = Peer::start(&ca, &["--trusted-key-servers", &notary.name], &[]);
+    let agent = fed::agent(&ca);
+    let key = a.signing_key();
+    // The notary learns A's keys while A is up.
+    let uri = format!("/_matrix/key/v2/query/{}", common::enc(&a.name));
+    let (status, _) = fed::call(&agent, "GET", &notary.name, &uri, &[], None);
+    assert_eq!(status, 200);
+    a.server.terminate();
+    // B has never seen A; A is down; the notary vouches for its key.
+    let body = json!({ "origin": a.name, "pdus": [] });
+    let (status, e) =
+        fed::signed(&agent, &key, &a.name, &b.name, "PUT", "/_matrix/federation/v1/send/n1", Some(&body));
+    assert_eq!(status, 200, "{e}\n{}", b.server.log_text());
+    // The key is now cached at B, with A's own document.
+    let conn = rusqlite::Connection::open(b.server.db()).unwrap();
+    let doc: String = conn
+        .query_row("SELECT doc FROM remote_server_keys WHERE server_name = ?1", [&a.name], |r| r.get(0))
+        .expect("A's key cached at B");
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert!(verifies(&doc, &a.name, &key));
+    // Without a notary, a server that is down and unknown cannot be verified.
+    let c = Peer::start(&ca, &[], &[]);
+    let (status, _) =
+        fed::signed(&agent, &key, &a.name, &c.name, "PUT", "/_matrix/federation/v1/send/n2", Some(&body));
+    assert_eq!(status, 401);
+}

@@ -30,6 +30,10 @@ pub struct Federation {
 
 impl Federation {
     pub fn new(config: &Config, key: ServerKey, client: Client) -> Federation {
+        // Its own connections and SRV routes (same policy and roots): a
+        // route set for a server name must not redirect a push gateway
+        // that happens to live at the same host and port.
+        let client = client.detached();
         Federation {
             server_name: config.server_name.clone(),
             key,

@@ -22,8 +22,14 @@ fn unauthorized(why: impl Into<std::borrow::Cow<'static, str>>) -> Error {
 /// The origin server of a request, once its signature is verified.
 /// `authorization` holds the request's Authorization header values,
 /// `uri` its target as received (path and query), `body` its bytes.
+///
+/// Checking a signature may mean fetching the origin's keys; a client
+/// that names many origins whose keys are not cached is held to the
+/// per-IP rate limit (`ip`), so it cannot make this server fetch keys
+/// from servers of its choosing at will.
 pub fn authenticate(
     app: &App,
+    ip: std::net::IpAddr,
     method: &str,
     uri: &str,
     authorization: &[&str],
@@ -59,6 +65,10 @@ pub fn authenticate(
     } else {
         Some(crate::core::json::parse(body).map_err(|e| Error::json(e, "Content"))?)
     };
+    let cached = app.db.read(|tx| crate::storage::federation::remote_keys(tx, &origin))?;
+    if !candidates.iter().all(|c| cached.iter().any(|k| k.key_id == c.key)) {
+        app.limiter.check(&format!("keyfetch-ip:{ip}"))?;
+    }
     let mut last = unauthorized("No X-Matrix signature verified");
     for c in &candidates {
         if c.destination.as_deref().is_some_and(|d| d != ours) {

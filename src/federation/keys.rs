@@ -31,6 +31,10 @@ pub const VALIDITY_CAP_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 const KEY_ANSWER_MAX: u64 = 256 * 1024;
 /// Servers one notary query may ask about.
 pub const QUERY_SERVERS_MAX: usize = 100;
+/// Of those, how many whose keys are not held may be fetched for it (the
+/// others are answered with what is held): one query cannot keep a
+/// worker busy fetching from a hundred servers.
+pub const QUERY_FETCHES_MAX: usize = 8;
 
 /// Our key document: the current key in `verify_keys`, retired ones in
 /// `old_verify_keys` with when they expired, valid for
@@ -307,7 +311,12 @@ fn store(app: &App, doc: &Value, keys: Vec<RemoteKey>) -> Result<()> {
 /// (fetched first when none is valid until `min_valid_until`), each with
 /// the origin's signatures kept and ours added. Our own server: our
 /// document.
-pub fn notary_documents(app: &App, server: &str, min_valid_until: i64) -> Result<Vec<Value>> {
+pub fn notary_documents(
+    app: &App,
+    server: &str,
+    min_valid_until: i64,
+    may_fetch: bool,
+) -> Result<Vec<Value>> {
     if server == app.config.server_name {
         return Ok(vec![own_document(app)?]);
     }
@@ -319,7 +328,7 @@ pub fn notary_documents(app: &App, server: &str, min_valid_until: i64) -> Result
     let fresh_enough = |docs: &[Value]| {
         docs.iter().any(|d| d.get("valid_until_ts").and_then(Value::as_i64) >= Some(min_valid_until))
     };
-    if !fresh_enough(&docs) {
+    if !fresh_enough(&docs) && may_fetch {
         fetch(app, server, &[], min_valid_until);
         docs = held(app)?;
     }

@@ -288,7 +288,8 @@ fn check(
             .map(|h| h.value.as_str())
             .collect();
         let method = rq.method().as_str().to_ascii_uppercase();
-        let origin = crate::federation::inbound::authenticate(app, &method, rq.url(), &headers, body)?;
+        let origin =
+            crate::federation::inbound::authenticate(app, remote_ip, &method, rq.url(), &headers, body)?;
         if route.rate_limited {
             app.limiter.check(&format!("server:{origin}"))?;
         }

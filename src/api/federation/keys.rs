@@ -27,18 +27,18 @@ pub fn query_one(app: &App, req: &Request) -> Result<Response> {
         }
         None => 0,
     };
-    Response::ok(json!({ "server_keys": keys::notary_documents(app, server, min)? }))
+    Response::ok(json!({ "server_keys": keys::notary_documents(app, server, min, true)? }))
 }
 
 /// POST /_matrix/key/v2/query
 pub fn query(app: &App, req: &Request) -> Result<Response> {
     let wanted = keys::parse_query(&req.json_value()?)?;
     let mut docs = Vec::new();
-    for (server, min) in wanted {
+    for (i, (server, min)) in wanted.into_iter().enumerate() {
         if !crate::core::ids::is_valid_server_name(&server) {
             continue;
         }
-        docs.extend(keys::notary_documents(app, &server, min)?);
+        docs.extend(keys::notary_documents(app, &server, min, i < keys::QUERY_FETCHES_MAX)?);
     }
     Response::ok(json!({ "server_keys": docs }))
 }
