@@ -13,7 +13,7 @@ use crate::crypto::sign::ServerKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::federation::discover::Discovery;
 use crate::federation::xmatrix;
-use crate::outbound::client::{Answer, Client, Method, OutRequest};
+use crate::outbound::client::{Answer, Client, Method, OutRequest, Streamed};
 
 /// The most bytes of a JSON answer read from another server.
 pub const JSON_ANSWER_MAX: u64 = 8 * 1024 * 1024;
@@ -87,6 +87,35 @@ impl Federation {
         body: Option<&Value>,
         max_bytes: u64,
     ) -> Result<Answer> {
+        self.signed(method, destination, uri, body, max_bytes, |client, request| client.request(request))
+    }
+
+    /// Like [`Federation::request`], but the answer's body is read as it
+    /// arrives (`Client::request_stream`: at most `max_bytes`, a longer
+    /// body fails on the read past them): media.
+    pub fn request_stream(
+        &self,
+        method: Method,
+        destination: &str,
+        uri: &str,
+        body: Option<&Value>,
+        max_bytes: u64,
+    ) -> Result<Streamed> {
+        self.signed(method, destination, uri, body, max_bytes, |client, request| {
+            client.request_stream(request)
+        })
+    }
+
+    /// Checks, discovers, signs and sends a request with `send`.
+    fn signed<T>(
+        &self,
+        method: Method,
+        destination: &str,
+        uri: &str,
+        body: Option<&Value>,
+        max_bytes: u64,
+        send: impl FnOnce(&Client, &OutRequest) -> Result<T>,
+    ) -> Result<T> {
         self.check(destination)?;
         let dest = self.discovery.resolve(destination)?;
         let method_name = match method {
@@ -102,15 +131,15 @@ impl Federation {
             headers.push(("Content-Type", "application/json"));
         }
         let url = format!("https://{}{uri}", dest.authority);
-        self.client
-            .request(&OutRequest {
-                method,
-                url: &url,
-                host: Some(&dest.host),
-                headers: &headers,
-                body: bytes.as_deref(),
-                max_bytes,
-            })
+        let request = OutRequest {
+            method,
+            url: &url,
+            host: Some(&dest.host),
+            headers: &headers,
+            body: bytes.as_deref(),
+            max_bytes,
+        };
+        send(&self.client, &request)
             .map_err(|e| Error::new(ErrorKind::BadGateway, format!("{destination}: {}", e.message)))
     }
 

@@ -34,16 +34,16 @@
 //! worker. Requests for the same media share one fetch (single-flight:
 //! the others wait for it, at most `FLIGHT_WAIT`, then read the cache).
 //!
-//! Until the outbound client streams answers (`Client::request_stream`),
-//! an answer is read whole (at most `max_upload_bytes` plus
-//! `FRAMING_BYTES_MAX`) before it is parsed: see [`get`].
+//! Answers are read as they arrive (`Federation::request_stream`), so a
+//! fetch holds one `SPILL_BYTES` buffer, not the media; the whole
+//! exchange is bounded by the outbound client's `REQUEST_TIMEOUT`.
 //!
 //! **Architecture Invariant:** no network I/O inside a write; cached
 //! remote media is never served over federation (the served endpoints
 //! read this server's own media only, `api::federation::media`).
 
 use std::collections::HashMap;
-use std::io::{self, Cursor, Read};
+use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -466,12 +466,11 @@ fn is_too_long(message: &str) -> bool {
     message.contains("longer than")
 }
 
-/// A signed GET to `origin`. The answer is read whole for now (at most
-/// `max_bytes`), then handed on as a reader: once the outbound client
-/// streams (`request_stream`), this is the one place to change.
+/// A signed GET to `origin`, its answer's body read as it arrives (at
+/// most `max_bytes`).
 fn get(app: &App, origin: &str, uri: &str, max_bytes: u64, limit: u64) -> Result<Incoming> {
-    match app.federation.request(Method::Get, origin, uri, None, max_bytes) {
-        Ok(a) => Ok(Incoming { status: a.status, headers: a.headers, body: Box::new(Cursor::new(a.body)) }),
+    match app.federation.request_stream(Method::Get, origin, uri, None, max_bytes) {
+        Ok(a) => Ok(Incoming { status: a.status, headers: a.headers, body: a.reader }),
         Err(e) if is_too_long(&e.message) => Err(too_large(limit)),
         Err(e) => Err(failed(origin, e.message)),
     }
@@ -482,8 +481,8 @@ fn get(app: &App, origin: &str, uri: &str, max_bytes: u64, limit: u64) -> Result
 fn plain_get(app: &App, url: &str, limit: u64) -> Result<Incoming> {
     let request =
         OutRequest { method: Method::Get, url, host: None, headers: &[], body: None, max_bytes: limit };
-    match app.outbound.request(&request) {
-        Ok(a) => Ok(Incoming { status: a.status, headers: a.headers, body: Box::new(Cursor::new(a.body)) }),
+    match app.outbound.request_stream(&request) {
+        Ok(a) => Ok(Incoming { status: a.status, headers: a.headers, body: a.reader }),
         Err(e) if is_too_long(&e.message) => Err(too_large(limit)),
         Err(e) => Err(failed(url, e.message)),
     }
