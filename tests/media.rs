@@ -270,7 +270,9 @@ fn authenticated_endpoints_refuse_anonymous_requests() {
 
 #[test]
 fn remote_unknown_and_malformed_media_are_not_found() {
-    let server = Server::start();
+    // Without federation, other servers' media is not available (with it,
+    // it is fetched: tests/federation_media.rs).
+    let server = Server::start_with(&["--federation", "false"], &[]);
     let (_, token, _) = server.register("carol", "pw-carol-1");
     for path in [
         format!("{MEDIA}/download/matrix.org/AbCdEf123"),

@@ -289,7 +289,7 @@ pub fn legacy_thumbnail<'a>(app: &'a App, req: &Request) -> Result<RawResponse<'
 
 /// Media found with its bytes, or an ID still waiting for them.
 enum Found {
-    Ready { media: Media, content_id: i64, size: i64, transient: bool },
+    Ready(Box<fed_media::Served>),
     NotYetUploaded,
 }
 
@@ -338,7 +338,9 @@ fn find_local(app: &App, media_id: &str, access: Access) -> Result<Found> {
         return Err(frozen());
     }
     match (media.content_id, size) {
-        (Some(content_id), Some(size)) => Ok(Found::Ready { media, content_id, size, transient: false }),
+        (Some(content_id), Some(size)) => {
+            Ok(Found::Ready(Box::new(fed_media::Served { media, content_id, size, transient: false })))
+        }
         (None, _) if media.expires_ts.is_some_and(|t| t > now) => Ok(Found::NotYetUploaded),
         _ => Err(missing()),
     }
@@ -378,8 +380,7 @@ fn find_remote(app: &App, req: &Request, origin: &str, media_id: &str, access: A
     if access == Access::Legacy && !before_freeze(app, &served.media) {
         return Err(frozen());
     }
-    let fed_media::Served { media, content_id, size, transient } = served;
-    Ok(Found::Ready { media, content_id, size, transient })
+    Ok(Found::Ready(Box::new(served)))
 }
 
 fn not_yet_uploaded() -> RawResponse<'static> {
@@ -453,7 +454,7 @@ pub fn local_download<'a>(app: &'a App, media_id: &str) -> Result<Outcome<'a>> {
 
 fn download_of<'a>(app: &'a App, found: Found, filename: Option<&str>) -> Outcome<'a> {
     let (media, content_id, size, transient) = match found {
-        Found::Ready { media, content_id, size, transient } => (media, content_id, size, transient),
+        Found::Ready(r) => (r.media, r.content_id, r.size, r.transient),
         Found::NotYetUploaded => return Outcome::NotYetUploaded,
     };
     let content_type = media.content_type.unwrap_or_else(|| logic::clean_content_type(None));
@@ -554,8 +555,7 @@ fn remote_thumbnail<'a>(
             .as_deref()
             .is_some_and(|t| THUMBNAILABLE.contains(&logic::essence(t).as_str()));
         if thumbnailable || !fetch {
-            let fed_media::Served { media, content_id, size, transient } = c;
-            return thumbnail_of(app, Found::Ready { media, content_id, size, transient }, asked);
+            return thumbnail_of(app, Found::Ready(Box::new(c)), asked);
         }
     }
     let t = fed_media::thumbnail(app, origin, media_id, &asked.query())?;
@@ -574,7 +574,7 @@ fn thumbnail_name(content_type: &str) -> String {
 /// original when no standard size is smaller.
 fn thumbnail_of<'a>(app: &'a App, found: Found, asked: &Asked) -> Result<Outcome<'a>> {
     let (media, content_id, size, transient) = match found {
-        Found::Ready { media, content_id, size, transient } => (media, content_id, size, transient),
+        Found::Ready(r) => (r.media, r.content_id, r.size, r.transient),
         Found::NotYetUploaded => return Ok(Outcome::NotYetUploaded),
     };
     let content_type = media.content_type.unwrap_or_default();

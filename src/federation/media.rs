@@ -816,6 +816,9 @@ fn fill(origin: &str, body: &mut dyn Read, buf: &mut [u8], limit: u64) -> Result
 fn stage(app: &App, origin: &str, mut body: Box<dyn Read>, limit: u64) -> Result<Staged> {
     let mut buf = vec![0u8; SPILL_BYTES];
     let mut n = fill(origin, &mut body, &mut buf, limit)?;
+    if n as u64 > limit {
+        return Err(too_large(limit));
+    }
     let id = app.db.write(|tx| store::stage_begin(tx, now_ms()))?;
     let staged = (|| -> Result<Staged> {
         let mut hasher = Sha256::new();
