@@ -509,3 +509,83 @@ fn an_older_origin_and_a_redirect() {
     assert_error(&error(&get(&a.server, &path("junk"), &alice)), 502, "M_UNKNOWN");
     assert_eq!(stat(&a, "remote media"), 2);
 }
+
+/// A gate the stand-in origin's answers wait at until the test opens it.
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.opened.notify_all();
+    }
+}
+
+#[test]
+fn concurrent_requests_share_one_fetch_and_are_bounded() {
+    let (_dir, ca) = bed();
+    let gate = std::sync::Arc::new(Gate::default());
+    let held = gate.clone();
+    let origin = FakeOrigin::start(&ca, move |target, _| {
+        held.wait();
+        let id = target.rsplit('/').next().unwrap_or("");
+        let body = format!(
+            "--b1\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--b1\r\nContent-Type: text/plain\r\n\r\nbytes of {id}\r\n--b1--\r\n"
+        );
+        (200, vec![("Content-Type".to_owned(), "multipart/mixed; boundary=b1".to_owned())], body.into_bytes())
+    });
+    let a = Peer::start(&ca, &["--workers", "8", "--log-level", "debug"], &[]);
+    let (_, alice, _) = a.server.register("alice", "pw-alice-1");
+    let path = format!("{MEDIA}/download/{}/slow", origin.name);
+
+    // Four requests for the same media while the origin holds its answer:
+    // one asks it, three wait for that fetch.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| get(&a.server, &path, &alice))).collect();
+        common::wait_for_log(&a.server, "waiting for the fetch in progress", 3);
+        gate.open();
+        for h in handles {
+            let got = h.join().expect("a download");
+            assert_eq!(got.status, 200, "{}", got.json());
+            assert_eq!(got.body, b"bytes of slow");
+        }
+    });
+    assert_eq!(origin.requests(), ["/_matrix/federation/v1/media/download/slow"]);
+
+    // With two workers, one request at a time may wait on another server.
+    let gate = std::sync::Arc::new(Gate::default());
+    let held = gate.clone();
+    let origin = FakeOrigin::start(&ca, move |_, _| {
+        held.wait();
+        let body = "--b2\r\n\r\n{}\r\n--b2\r\nContent-Type: text/plain\r\n\r\nlate\r\n--b2--\r\n";
+        (
+            200,
+            vec![("Content-Type".to_owned(), "multipart/mixed; boundary=b2".to_owned())],
+            body.as_bytes().to_vec(),
+        )
+    });
+    let two = Peer::start(&ca, &["--workers", "2"], &[]);
+    let (_, bob, _) = two.server.register("bob", "pw-bob-1");
+    std::thread::scope(|s| {
+        let first = s.spawn(|| get(&two.server, &format!("{MEDIA}/download/{}/first", origin.name), &bob));
+        wait_until(&two.server, "the origin is asked", || !origin.requests().is_empty());
+        let second = get(&two.server, &format!("{MEDIA}/download/{}/second", origin.name), &bob);
+        assert_error(&error(&second), 429, "M_LIMIT_EXCEEDED");
+        // Everything else is served meanwhile.
+        assert_eq!(client(&two.server, "GET", "/_matrix/client/versions", None, None).status, 200);
+        gate.open();
+        let first = first.join().expect("the first download");
+        assert_eq!((first.status, first.body.as_slice()), (200, &b"late"[..]));
+    });
+    assert_eq!(get(&two.server, &format!("{MEDIA}/download/{}/second", origin.name), &bob).status, 200);
+}

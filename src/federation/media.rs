@@ -31,8 +31,16 @@
 //!
 //! **Bounds.** At most `workers - 1` requests at once wait on other
 //! servers' media (past it 429 `M_LIMIT_EXCEEDED`): each holds an HTTP
-//! worker. Requests for the same media share one fetch (single-flight:
-//! the others wait for it, at most `FLIGHT_WAIT`, then read the cache).
+//! worker (a local user could otherwise tie them all up with slow
+//! origins). Requests for the same media share one fetch (single-flight:
+//! the others wait for it, at most `FLIGHT_WAIT`, then read the cache; a
+//! failed fetch fails them too). With a cache of 0 each request fetches
+//! its own. The flights live in this module (`flights`), one table per
+//! process: `App` does not own them (yet).
+//!
+//! Every URL fetched, a `Location` included, goes through the outbound
+//! client's address policy: an origin cannot point us at a private
+//! address (unless `outbound_allow_private`).
 //!
 //! Answers are read as they arrive (`Federation::request_stream`), so a
 //! fetch holds one `SPILL_BYTES` buffer, not the media; the whole
@@ -684,15 +692,20 @@ pub fn download(app: &App, origin: &str, media_id: &str, fetch: bool) -> Result<
                 flight.finish(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
                 return outcome;
             }
-            Join::Follower(flight) => match flight.wait(FLIGHT_WAIT) {
-                None => return Err(failed(origin, "waiting for another request's fetch timed out")),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(())) => {
-                    if let Some(c) = cached(app, origin, media_id)? {
-                        return Ok(c);
+            Join::Follower(flight) => {
+                crate::log::debug(format_args!(
+                    "remote media {origin}/{media_id}: waiting for the fetch in progress"
+                ));
+                match flight.wait(FLIGHT_WAIT) {
+                    None => return Err(failed(origin, "waiting for another request's fetch timed out")),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(())) => {
+                        if let Some(c) = cached(app, origin, media_id)? {
+                            return Ok(c);
+                        }
                     }
                 }
-            },
+            }
         }
     }
     fetch_and_store(app, origin, media_id)
