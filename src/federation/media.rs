@@ -50,19 +50,17 @@
 //! remote media is never served over federation (the served endpoints
 //! read this server's own media only, `api::federation::media`).
 
-use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::error::{Error, ErrorKind, Result};
+use crate::federation::memo::Join;
 use crate::outbound::client::{Method, OutRequest};
 use crate::storage::media::{self as store, ContentReader, Media, RemoteCopy, CHUNK_BYTES};
 use crate::storage::{now_ms, Db};
-use crate::util::lock;
 
 /// Length of the random boundaries of the answers served.
 pub const BOUNDARY_LEN: usize = 32;
@@ -673,7 +671,7 @@ pub fn download(app: &App, origin: &str, media_id: &str, fetch: bool) -> Result<
     if !fetch {
         return Err(Error::not_found("Remote media is not cached here"));
     }
-    let flights = flights();
+    let flights = &app.fed_memo.media;
     let _busy = flights.busy(busy_max(app))?;
     if app.config.remote_media_cache_bytes == 0 {
         return fetch_and_store(app, origin, media_id);
@@ -715,7 +713,7 @@ pub fn download(app: &App, origin: &str, media_id: &str, fetch: bool) -> Result<
 /// answer only (not cached).
 pub fn thumbnail(app: &App, origin: &str, media_id: &str, query: &str) -> Result<Served> {
     check_allowed(app, origin)?;
-    let _busy = flights().busy(busy_max(app))?;
+    let _busy = app.fed_memo.media.busy(busy_max(app))?;
     let limit = app.config.max_upload_bytes;
     let fetched = fetch(app, origin, media_id, Ask::Thumbnail(query), limit)?;
     let (content_type, filename) = (fetched.content_type.clone(), fetched.filename.clone());
@@ -890,132 +888,6 @@ impl Drop for TransientReader<'_> {
     }
 }
 
-// ---------------------------------------------------------------------
-// Single-flight.
-// ---------------------------------------------------------------------
-
-/// Remote media requests in progress: how many wait on other servers
-/// (bounded), and the fetches running, by (origin, media ID), which
-/// others asking for the same media wait for instead of fetching again.
-/// In memory; one per process.
-#[derive(Default)]
-pub struct Flights {
-    state: Mutex<FlightState>,
-}
-
-#[derive(Default)]
-struct FlightState {
-    busy: usize,
-    fetching: HashMap<(String, String), Arc<Flight>>,
-}
-
-/// One fetch: its outcome once known.
-#[derive(Default)]
-pub struct Flight {
-    outcome: Mutex<Option<Result<()>>>,
-    done: Condvar,
-}
-
-impl Flight {
-    /// Waits for the outcome, at most `timeout`; `None` if it did not come.
-    pub fn wait(&self, timeout: Duration) -> Option<Result<()>> {
-        let deadline = Instant::now() + timeout;
-        let mut outcome = lock(&self.outcome);
-        loop {
-            if let Some(o) = outcome.as_ref() {
-                return Some(o.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            outcome =
-                self.done.wait_timeout(outcome, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
-        }
-    }
-}
-
-pub enum Join<'f> {
-    /// This request fetches; the others wait for its outcome.
-    Leader(Leading<'f>),
-    /// Another request fetches the same media.
-    Follower(Arc<Flight>),
-}
-
-/// The fetch this request leads. Finished or dropped, it leaves the
-/// table and wakes those waiting (a dropped one tells them it failed).
-pub struct Leading<'f> {
-    flights: &'f Flights,
-    key: (String, String),
-    flight: Arc<Flight>,
-}
-
-impl Leading<'_> {
-    pub fn finish(self, outcome: Result<()>) {
-        *lock(&self.flight.outcome) = Some(outcome);
-    }
-}
-
-impl Drop for Leading<'_> {
-    fn drop(&mut self) {
-        lock(&self.flights.state).fetching.remove(&self.key);
-        let mut outcome = lock(&self.flight.outcome);
-        if outcome.is_none() {
-            *outcome = Some(Err(Error::new(ErrorKind::BadGateway, "Failed to fetch remote media")));
-        }
-        self.flight.done.notify_all();
-    }
-}
-
-/// A request counted as waiting on other servers' media.
-pub struct Busy<'f> {
-    flights: &'f Flights,
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        let mut s = lock(&self.flights.state);
-        s.busy = s.busy.saturating_sub(1);
-    }
-}
-
-impl Flights {
-    pub fn new() -> Flights {
-        Flights::default()
-    }
-
-    /// Counts a request in, or refuses it (429) when `max` are in.
-    pub fn busy(&self, max: usize) -> Result<Busy<'_>> {
-        let mut s = lock(&self.state);
-        if s.busy >= max {
-            return Err(Error::new(
-                ErrorKind::LimitExceeded { retry_after_ms: 1000 },
-                "Too many requests for remote media at once; try again shortly",
-            ));
-        }
-        s.busy += 1;
-        Ok(Busy { flights: self })
-    }
-
-    /// Leads the fetch of `key`, or follows the one running.
-    pub fn join(&self, key: &(String, String)) -> Join<'_> {
-        let mut s = lock(&self.state);
-        if let Some(flight) = s.fetching.get(key) {
-            return Join::Follower(flight.clone());
-        }
-        let flight = Arc::new(Flight::default());
-        s.fetching.insert(key.clone(), flight.clone());
-        Join::Leader(Leading { flights: self, key: key.clone(), flight })
-    }
-}
-
-/// The process's flights. `App` would own them; it does not (yet), so
-/// they live here, one per process as `App` is.
-fn flights() -> &'static Flights {
-    static FLIGHTS: OnceLock<Flights> = OnceLock::new();
-    FLIGHTS.get_or_init(Flights::new)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1144,7 +1016,7 @@ mod tests {
 
     #[test]
     fn one_fetch_per_media_and_a_bound_on_waiting() {
-        let f = Flights::new();
+        let f = crate::federation::memo::Flights::new();
         let key = ("there".to_owned(), "m".to_owned());
         let Join::Leader(lead) = f.join(&key) else { panic!("the first leads") };
         let Join::Follower(follow) = f.join(&key) else { panic!("the second follows") };

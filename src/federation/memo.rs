@@ -5,8 +5,10 @@
 //! bounded; losing them (a restart) only means asking again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
 
 use serde_json::Value;
 
@@ -30,6 +32,8 @@ pub const PROFILES_MAX: usize = 1024;
 
 #[derive(Default)]
 pub struct Memo {
+    /// Remote media fetches in progress (`federation::media`).
+    pub media: Flights,
     fetching: Mutex<Fetching>,
     fetch_done: Condvar,
     negative: Mutex<HashMap<String, (u32, i64)>>,
@@ -119,6 +123,125 @@ impl Memo {
             }
         }
         p.insert(user_id.to_owned(), (now, profile));
+    }
+}
+
+// ---------------------------------------------------------------------
+// Single-flight.
+// ---------------------------------------------------------------------
+
+/// Remote media requests in progress: how many wait on other servers
+/// (bounded), and the fetches running, by (origin, media ID), which
+/// others asking for the same media wait for instead of fetching again.
+/// In memory; `App` owns them (in its `Memo`).
+#[derive(Default)]
+pub struct Flights {
+    state: Mutex<FlightState>,
+}
+
+#[derive(Default)]
+struct FlightState {
+    busy: usize,
+    fetching: HashMap<(String, String), Arc<Flight>>,
+}
+
+/// One fetch: its outcome once known.
+#[derive(Default)]
+pub struct Flight {
+    outcome: Mutex<Option<Result<()>>>,
+    done: Condvar,
+}
+
+impl Flight {
+    /// Waits for the outcome, at most `timeout`; `None` if it did not come.
+    pub fn wait(&self, timeout: Duration) -> Option<Result<()>> {
+        let deadline = Instant::now() + timeout;
+        let mut outcome = lock(&self.outcome);
+        loop {
+            if let Some(o) = outcome.as_ref() {
+                return Some(o.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            outcome =
+                self.done.wait_timeout(outcome, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+}
+
+pub enum Join<'f> {
+    /// This request fetches; the others wait for its outcome.
+    Leader(Leading<'f>),
+    /// Another request fetches the same media.
+    Follower(Arc<Flight>),
+}
+
+/// The fetch this request leads. Finished or dropped, it leaves the
+/// table and wakes those waiting (a dropped one tells them it failed).
+pub struct Leading<'f> {
+    flights: &'f Flights,
+    key: (String, String),
+    flight: Arc<Flight>,
+}
+
+impl Leading<'_> {
+    pub fn finish(self, outcome: Result<()>) {
+        *lock(&self.flight.outcome) = Some(outcome);
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        lock(&self.flights.state).fetching.remove(&self.key);
+        let mut outcome = lock(&self.flight.outcome);
+        if outcome.is_none() {
+            *outcome = Some(Err(Error::new(ErrorKind::BadGateway, "Failed to fetch remote media")));
+        }
+        self.flight.done.notify_all();
+    }
+}
+
+/// A request counted as waiting on other servers' media.
+pub struct Busy<'f> {
+    flights: &'f Flights,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let mut s = lock(&self.flights.state);
+        s.busy = s.busy.saturating_sub(1);
+    }
+}
+
+impl Flights {
+    pub fn new() -> Flights {
+        Flights::default()
+    }
+
+    /// Counts a request in, or refuses it (429) when `max` are in.
+    pub fn busy(&self, max: usize) -> Result<Busy<'_>> {
+        let mut s = lock(&self.state);
+        if s.busy >= max {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded { retry_after_ms: 1000 },
+                "Too many requests for remote media at once; try again shortly",
+            ));
+        }
+        s.busy += 1;
+        Ok(Busy { flights: self })
+    }
+
+    /// Leads the fetch of `key`, or follows the one running.
+    pub fn join(&self, key: &(String, String)) -> Join<'_> {
+        let mut s = lock(&self.state);
+        if let Some(flight) = s.fetching.get(key) {
+            return Join::Follower(flight.clone());
+        }
+        let flight = Arc::new(Flight::default());
+        s.fetching.insert(key.clone(), flight.clone());
+        Join::Leader(Leading { flights: self, key: key.clone(), flight })
     }
 }
 
