@@ -11,11 +11,14 @@
 //!   cached and checked, the notary's answers.
 //! - `inbound` (service): authenticating requests from other servers.
 //! - `sender` (service): the outbox sent as transactions.
+//! - `queries` (service): asking other servers for profiles, aliases,
+//!   room directories and keys on behalf of local clients.
 
 pub mod client;
 pub mod discover;
 pub mod inbound;
 pub mod keys;
 pub mod memo;
+pub mod queries;
 pub mod sender;
 pub mod xmatrix;

@@ -4,7 +4,11 @@
 //! (`AuthReq::Server`; the origin is `Request::origin`).
 
 pub mod keys;
+pub mod openid;
+pub mod public_rooms;
+pub mod query;
 pub mod send;
+pub mod user;
 
 use serde_json::json;
 
