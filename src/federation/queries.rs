@@ -37,6 +37,7 @@ use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, ErrorKind, Result};
 use crate::federation::client::{json_answer, Federation};
+use crate::log;
 use crate::outbound::client::Method;
 use crate::util::{lock, percent_encode};
 
@@ -73,20 +74,45 @@ fn profile_uri(user_id: &str) -> String {
     format!("/_matrix/federation/v1/query/profile?user_id={}", percent_encode(user_id))
 }
 
-/// A failed single lookup as the client API answers it: the other
-/// server's 404 and 403 and our own refusals (403) stand, anything else
-/// is a 502.
-fn lookup_error(e: Error) -> Error {
+/// No answer came from `server` (unreachable, timed out, cut off, too
+/// long): a 502 naming the server. The cause is logged, not sent: it
+/// holds addresses, URLs and resolver errors.
+fn unreachable(server: &str, e: &Error) -> Error {
+    log::info(format_args!("federation: no answer from {server}: {}", e.message));
+    Error::new(ErrorKind::BadGateway, format!("{server} could not be reached"))
+}
+
+/// A request that got no answer, as a single lookup fails: a refusal of
+/// ours (federation off, outside the allowlist) is the 403 it is,
+/// anything else [`unreachable`].
+fn no_answer(server: &str, e: Error) -> Error {
+    match e.kind {
+        ErrorKind::Forbidden => e,
+        _ => unreachable(server, &e),
+    }
+}
+
+/// An answer that is not a 2xx JSON object, as a single lookup fails:
+/// the other server's 404 and 403 stand, anything else is a 502.
+fn refused(e: Error) -> Error {
     match e.kind {
         ErrorKind::NotFound | ErrorKind::Forbidden | ErrorKind::BadGateway => e,
         _ => Error::new(ErrorKind::BadGateway, e.message),
     }
 }
 
-/// A signed GET whose answer must be a 2xx JSON object of at most `max` bytes.
-fn get(app: &App, server: &str, uri: &str, max: u64) -> Result<Value> {
-    let answer = app.federation.request(Method::Get, server, uri, None, max).map_err(lookup_error)?;
-    json_answer(server, &answer).map_err(lookup_error)
+/// A signed request whose answer must be a 2xx JSON object of at most
+/// `max` bytes.
+fn lookup(
+    app: &App,
+    method: Method,
+    server: &str,
+    uri: &str,
+    body: Option<&Value>,
+    max: u64,
+) -> Result<Value> {
+    let answer = app.federation.request(method, server, uri, body, max).map_err(|e| no_answer(server, e))?;
+    json_answer(server, &answer).map_err(refused)
 }
 
 // Profiles.
@@ -98,7 +124,7 @@ pub fn profile(app: &App, user_id: &str, server: &str) -> Result<Value> {
     if let Some(p) = app.fed_memo.profile(user_id) {
         return Ok(p);
     }
-    let answer = get(app, server, &profile_uri(user_id), SMALL_ANSWER_MAX)?;
+    let answer = lookup(app, Method::Get, server, &profile_uri(user_id), None, SMALL_ANSWER_MAX)?;
     let profile = checked_profile(&answer);
     app.fed_memo.put_profile(user_id, profile.clone());
     Ok(profile)
@@ -131,10 +157,11 @@ pub fn checked_profile(answer: &Value) -> Value {
 /// a 502, or a 403 when we may not ask it.
 pub fn alias(app: &App, alias: &str, server: &str) -> Result<(String, Vec<String>)> {
     let uri = format!("/_matrix/federation/v1/query/directory?room_alias={}", percent_encode(alias));
-    let answer = get(app, server, &uri, SMALL_ANSWER_MAX).map_err(|e| match e.kind {
-        ErrorKind::NotFound => Error::not_found(format!("Room alias {alias} not found")),
-        _ => e,
-    })?;
+    let answer =
+        lookup(app, Method::Get, server, &uri, None, SMALL_ANSWER_MAX).map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error::not_found(format!("Room alias {alias} not found")),
+            _ => e,
+        })?;
     checked_alias(&answer, server)
         .ok_or_else(|| Error::new(ErrorKind::BadGateway, format!("{server} answered an unusable alias")))
 }
@@ -175,19 +202,13 @@ pub fn public_rooms(
 ) -> Result<Value> {
     let uri = "/_matrix/federation/v1/publicRooms";
     let answer = match filter_body {
-        Some(body) => {
-            let answer = app
-                .federation
-                .request(Method::Post, server, uri, Some(body), PUBLIC_ROOMS_ANSWER_MAX)
-                .map_err(lookup_error)?;
-            json_answer(server, &answer).map_err(lookup_error)?
-        }
+        Some(body) => lookup(app, Method::Post, server, uri, Some(body), PUBLIC_ROOMS_ANSWER_MAX)?,
         None => {
             let mut uri = format!("{uri}?limit={limit}");
             if let Some(s) = since {
                 uri.push_str(&format!("&since={}", percent_encode(s)));
             }
-            get(app, server, &uri, PUBLIC_ROOMS_ANSWER_MAX)?
+            lookup(app, Method::Get, server, &uri, None, PUBLIC_ROOMS_ANSWER_MAX)?
         }
     };
     checked_public_rooms(&answer).ok_or_else(|| {
@@ -522,7 +543,7 @@ fn fan_out(
             None => Err(timed_out()),
             Some(Outcome::NoAnswer(e)) => {
                 app.fed_memo.failed(&server);
-                Err(e)
+                Err(unreachable(&server, &e))
             }
             Some(Outcome::Answered(r)) => {
                 app.fed_memo.answered(&server);
