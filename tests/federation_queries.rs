@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::ca::TestCa;
 use common::fed::{self, Peer};
-use common::{assert_error, create_room, enc, password_login, TempDir, User, V3};
+use common::synapse::Synapse;
+use common::{assert_error, create_room, enc, password_login, wait_until, TempDir, User, V3};
 use hearth::crypto::canonical::to_canonical_excluding;
 use hearth::crypto::sign::verify_json;
 use serde_json::{json, Value};
@@ -214,12 +215,19 @@ struct Dev {
     account: Account,
 }
 
+/// A client API POST on some server: (path, token, body) → (status, answer).
+type Post<'a> = &'a dyn Fn(&str, Option<&str>, Value) -> (u16, Value);
+
 impl Dev {
     fn login(p: &Peer, user: &str, device_id: &str) -> Dev {
+        Dev::login_with(&|path, token, body| p.server.post(path, token, body), user, device_id)
+    }
+
+    fn login_with(post: Post, user: &str, device_id: &str) -> Dev {
         let mut body = password_login(user, PW);
         body["device_id"] = json!(device_id);
         body["initial_device_display_name"] = json!("Secret phone name");
-        let (status, login) = p.server.post(&format!("{V3}/login"), None, body);
+        let (status, login) = post(&format!("{V3}/login"), None, body);
         assert_eq!(status, 200, "{login}");
         Dev {
             user_id: login["user_id"].as_str().unwrap().to_owned(),
@@ -258,6 +266,10 @@ impl Dev {
     /// Uploads identity keys, `n` one-time keys and a fallback key; the
     /// device keys and the one-time and fallback key IDs.
     fn upload(&mut self, p: &Peer, n: usize) -> (Value, Vec<String>, String) {
+        self.upload_with(&|path, token, body| p.server.post(path, token, body), n)
+    }
+
+    fn upload_with(&mut self, post: Post, n: usize) -> (Value, Vec<String>, String) {
         self.account.generate_one_time_keys(n);
         let mut otks = json!({});
         for (id, key) in self.account.one_time_keys() {
@@ -275,7 +287,7 @@ impl Dev {
         self.account.mark_keys_as_published();
         let device_keys = self.device_keys();
         let body = json!({ "device_keys": device_keys, "one_time_keys": otks, "fallback_keys": fallback });
-        let (status, r) = p.server.post(&format!("{V3}/keys/upload"), Some(&self.token), body);
+        let (status, r) = post(&format!("{V3}/keys/upload"), Some(&self.token), body);
         assert_eq!(status, 200, "{r}");
         let otk_ids = otks.as_object().unwrap().keys().cloned().collect();
         let fallback_id = fallback.as_object().unwrap().keys().next().unwrap().clone();
@@ -565,4 +577,111 @@ fn refused_servers_fail_cleanly() {
         let r = keys_claim(p, &alice, json!({ "one_time_keys": { &bob: { "D": "signed_curve25519" } } }));
         assert_eq!(r["failures"][&b.name]["errcode"], "M_FORBIDDEN", "{r}");
     }
+}
+
+/// Hearth and Synapse (the reference server) ask each other: profiles,
+/// aliases, published rooms, device keys and claims, both ways. What
+/// Synapse answers Hearth's client and what Synapse's client gets from
+/// Hearth show that each side's requests and answers have the shapes the
+/// other expects.
+#[test]
+fn hearth_and_synapse_query_each_other() {
+    let (_dir, ca) = bed();
+    let hearth = Peer::start(&ca, &[], &[]);
+    // Synapse lets only admins publish rooms unless told otherwise.
+    let synapse = Synapse::start_with(&ca, "room_list_publication_rules:\n  - action: allow\n");
+    hearth.server.register("alice", PW);
+    synapse.register("sam", PW);
+    let on_synapse = |path: &str, token: Option<&str>, body: Value| synapse.post(path, token, body);
+    let mut alice = Dev::login(&hearth, "alice", "ALICEDEV");
+    let mut sam = Dev::login_with(&on_synapse, "sam", "SAMDEV");
+    let (alice_token, sam_token) = (alice.token.clone(), sam.token.clone());
+    let (a_tok, s_tok) = (Some(alice_token.as_str()), Some(sam_token.as_str()));
+    let put = |path: &str, token, body| {
+        let (status, r) = synapse.put(path, token, body);
+        assert_eq!(status, 200, "{r}");
+    };
+    put(&profile_path(&sam.user_id, "displayname"), s_tok, json!({ "displayname": "Sam" }));
+    set_profile(
+        &hearth,
+        &User { id: alice.user_id.clone(), token: alice.token.clone() },
+        "displayname",
+        "Alice",
+    );
+
+    // Profiles.
+    let (status, p) = hearth.server.get(&profile_path(&sam.user_id, ""), a_tok);
+    assert_eq!((status, &p["displayname"]), (200, &json!("Sam")), "{p}");
+    let (status, p) = synapse.get(&profile_path(&alice.user_id, "displayname"), s_tok);
+    assert_eq!((status, p), (200, json!({ "displayname": "Alice" })), "{}", synapse.log_tail(20));
+    let (status, p) = synapse.get(&profile_path(&alice.user_id, ""), s_tok);
+    assert_eq!((status, &p["displayname"]), (200, &json!("Alice")), "{p}");
+    let nobody = format!("@nobody:{}", hearth.name);
+    assert_eq!(synapse.get(&profile_path(&nobody, ""), s_tok).0, 404, "Hearth's 404 is Synapse's");
+
+    // Aliases and published rooms, each server's room asked by the other.
+    let (status, r) = synapse.post(
+        &format!("{V3}/createRoom"),
+        s_tok,
+        json!({ "room_alias_name": "samroom", "visibility": "public", "preset": "public_chat", "name": "Sam's" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let sams_room = r["room_id"].as_str().unwrap().to_owned();
+    let alices_room = create_room(
+        &hearth.server,
+        &alice.token,
+        json!({ "room_alias_name": "aliceroom", "visibility": "public", "preset": "public_chat", "name": "Alice's" }),
+    );
+    let alias_path = |alias: &str| format!("{V3}/directory/room/{}", enc(alias));
+    let (status, r) = hearth.server.get(&alias_path(&format!("#samroom:{}", synapse.server_name())), a_tok);
+    assert_eq!((status, &r["room_id"]), (200, &json!(sams_room)), "{r}");
+    assert_eq!(r["servers"][0], synapse.server_name());
+    let (status, r) = synapse.get(&alias_path(&format!("#aliceroom:{}", hearth.name)), s_tok);
+    assert_eq!((status, &r["room_id"]), (200, &json!(alices_room)), "{r}");
+    assert!(r["servers"].as_array().unwrap().contains(&json!(hearth.name)), "{r}");
+
+    let listing = |server: &str| format!("{V3}/publicRooms?server={}", enc(server));
+    // Synapse lists a newly published room once its room statistics
+    // caught up (a background job).
+    wait_until(&hearth.server, "Synapse lists Sam's room itself", || {
+        !room_ids(&synapse.get(&format!("{V3}/publicRooms"), s_tok).1).is_empty()
+    });
+    let (status, page) = hearth.server.get(&listing(synapse.server_name()), a_tok);
+    assert_eq!((status, room_ids(&page)), (200, vec![sams_room.clone()]), "{page}");
+    assert_eq!(page["chunk"][0]["name"], "Sam's");
+    let (status, page) = synapse.get(&listing(&hearth.name), s_tok);
+    assert_eq!((status, room_ids(&page)), (200, vec![alices_room.clone()]), "{page}");
+    let search = json!({ "filter": { "generic_search_term": "alice" } });
+    let (status, page) = synapse.post(&listing(&hearth.name), s_tok, search);
+    assert_eq!((status, room_ids(&page)), (200, vec![alices_room.clone()]), "{page}");
+    let search = json!({ "filter": { "generic_search_term": "sam" } });
+    let (status, page) = hearth.server.post(&listing(synapse.server_name()), a_tok, search);
+    assert_eq!((status, room_ids(&page)), (200, vec![sams_room]), "{page}");
+
+    // Keys, uploaded on each side and queried and claimed from the other.
+    let (alice_keys, alice_otks, _) = alice.upload(&hearth, 1);
+    let (sam_keys, sam_otks, _) = sam.upload_with(&on_synapse, 1);
+    let without_unsigned = |mut v: Value| {
+        v.as_object_mut().map(|o| o.remove("unsigned"));
+        v
+    };
+    let r = keys_query(&hearth, &alice, json!({ "device_keys": { &sam.user_id: [] } }));
+    assert_eq!(r["failures"], json!({}), "{r}");
+    assert_eq!(without_unsigned(r["device_keys"][&sam.user_id]["SAMDEV"].clone()), sam_keys, "{r}");
+    let (status, r) =
+        synapse.post(&format!("{V3}/keys/query"), s_tok, json!({ "device_keys": { &alice.user_id: [] } }));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["failures"], json!({}), "{r}");
+    assert_eq!(without_unsigned(r["device_keys"][&alice.user_id]["ALICEDEV"].clone()), alice_keys, "{r}");
+
+    let claim =
+        |user: &str, device: &str| json!({ "one_time_keys": { user: { device: "signed_curve25519" } } });
+    let r = keys_claim(&hearth, &alice, claim(&sam.user_id, "SAMDEV"));
+    let got = r["one_time_keys"][&sam.user_id]["SAMDEV"].as_object().cloned().unwrap_or_default();
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), sam_otks, "{r}");
+    assert!(verify_json(got.values().next().unwrap(), &sam.user_id, "ed25519:SAMDEV", &sam.ed25519()));
+    let (status, r) = synapse.post(&format!("{V3}/keys/claim"), s_tok, claim(&alice.user_id, "ALICEDEV"));
+    assert_eq!(status, 200, "{r}");
+    let got = r["one_time_keys"][&alice.user_id]["ALICEDEV"].as_object().cloned().unwrap_or_default();
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), alice_otks, "{r}\n{}", synapse.log_tail(20));
 }
