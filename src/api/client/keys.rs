@@ -379,7 +379,7 @@ fn merge_signatures(obj: &mut Value, sigs: Vec<e2ee::Signature>, owner: &str, re
 /// federation API's `/user/keys/query` and `/user/devices` answer.
 #[derive(Debug, Default)]
 pub struct LocalKeys {
-    /// User → device → keys (a known user without keys: `{}`).
+    /// User → device → keys (`{}` for a user with none, or unknown).
     pub device_keys: Map<String, Value>,
     pub master_keys: Map<String, Value>,
     pub self_signing_keys: Map<String, Value>,
