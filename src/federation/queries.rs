@@ -462,14 +462,30 @@ impl Drop for ThreadSlot {
     }
 }
 
+/// The `Federation` the fan-out threads send with. They outlive the
+/// request when a server is slow, so they cannot borrow the caller's
+/// `App` (handlers get `&App`) and its `federation`: they share one of
+/// their own, made once per process from the same configuration, key
+/// and outbound client, so that its discovery caches and kept
+/// connections serve every fan-out (a fresh one per request would
+/// resolve and connect anew each time). Made again only for an `App` of
+/// another server name (tests that open several in one process).
+fn fan_out_federation(app: &App) -> Arc<Federation> {
+    static SHARED: Mutex<Option<(String, Arc<Federation>)>> = Mutex::new(None);
+    let mut shared = lock(&SHARED);
+    if let Some((name, fed)) = &*shared {
+        if *name == app.config.server_name {
+            return fed.clone();
+        }
+    }
+    let fed = Arc::new(Federation::new(&app.config, app.server_key.clone(), app.outbound.clone()));
+    *shared = Some((app.config.server_name.clone(), fed.clone()));
+    fed
+}
+
 /// POSTs each job's body to its server, in parallel, waiting at most
 /// `timeout`; returns the 2xx JSON answers by server and records every
 /// other outcome in `failures`.
-///
-/// The threads outlive the call when a server is slow, so they cannot
-/// borrow the caller's `App`: they share a `Federation` of their own,
-/// made from the same configuration, key and outbound client (whose
-/// connections it shares).
 fn fan_out(
     app: &App,
     jobs: Vec<Job>,
@@ -508,7 +524,7 @@ fn fan_out(
     }
     let queue = Arc::new(Mutex::new(todo));
     let (tx, rx) = mpsc::channel::<(String, Option<Outcome>)>();
-    let fed = Arc::new(Federation::new(&app.config, app.server_key.clone(), app.outbound.clone()));
+    let fed = fan_out_federation(app);
     let mut started = 0;
     if !timeout.is_zero() {
         for _ in 0..PARALLEL_PER_REQUEST.min(servers.len()) {
