@@ -26,8 +26,9 @@ pub struct App {
     pub sliding: crate::sync::conns::Connections,
     /// The one outbound HTTPS client (push gateways, federation).
     pub outbound: crate::outbound::client::Client,
-    /// Signed requests to other servers.
-    pub federation: crate::federation::client::Federation,
+    /// Signed requests to other servers (shared with the threads that
+    /// ask several servers at once, which may outlive a request).
+    pub federation: Arc<crate::federation::client::Federation>,
     /// Federation's in-memory tables (key fetches, failing servers, profiles).
     pub fed_memo: crate::federation::memo::Memo,
     /// Wakes the federation senders; a server that contacts us is reset.
@@ -48,8 +49,11 @@ impl App {
         db.set_sink(Box::new(move |changes| sink.notify(changes)));
         let ephemeral = crate::ephemeral::tables::Ephemeral::new(config.presence);
         let outbound = crate::outbound::client::Client::from_config(&config)?;
-        let federation =
-            crate::federation::client::Federation::new(&config, server_key.clone(), outbound.clone());
+        let federation = Arc::new(crate::federation::client::Federation::new(
+            &config,
+            server_key.clone(),
+            outbound.clone(),
+        ));
         let fed_queue = crate::outbound::queue::Queue::with_backoff(
             i64::try_from(config.federation_retry_min_ms).unwrap_or(i64::MAX),
             i64::try_from(config.federation_retry_max_ms).unwrap_or(i64::MAX),

@@ -85,9 +85,10 @@ fn aliases_are_created_resolved_listed_and_deleted() {
     assert_eq!(status, 200);
     assert_eq!(s.get(&alias_path("#family:localhost"), None).1["room_id"], other.as_str());
 
-    // Unknown aliases, and aliases of servers this one cannot ask.
+    // Unknown aliases, and aliases of servers this one cannot reach (502,
+    // as Synapse answers).
     assert_error(&s.get(&alias_path("#nobody:localhost"), None), 404, "M_NOT_FOUND");
-    assert_error(&s.get(&alias_path("#family:elsewhere.example"), None), 404, "M_NOT_FOUND");
+    assert_error(&s.get(&alias_path("#family:elsewhere.example"), None), 502, "M_UNKNOWN");
     assert_error(&s.get(&alias_path("family"), None), 400, "M_INVALID_PARAM");
     assert_error(&s.delete(&alias_path("#x:elsewhere.example"), Some(&alice), json!({})), 404, "M_NOT_FOUND");
     assert_error(
@@ -298,11 +299,14 @@ fn published_rooms_are_listed_with_their_summary() {
     assert_eq!(s.get(&list_path(&public), None).1, json!({ "visibility": "public" }));
     assert_eq!(s.get(&list_path(&private), None).1, json!({ "visibility": "private" }));
 
-    // Other servers' directories need federation.
-    assert_error(&public_rooms(&s, "?server=elsewhere.example"), 404, "M_NOT_FOUND");
+    // Another server's directory is asked of it, for users with a token
+    // only; one that cannot be reached is a 502.
+    assert_error(&public_rooms(&s, "?server=elsewhere.example"), 401, "M_MISSING_TOKEN");
+    let get = s.get(&format!("{V3}/publicRooms?server=elsewhere.example"), Some(&bob));
+    assert_error(&get, 502, "M_UNKNOWN");
     assert_error(&public_rooms(&s, "?server=bad%20server"), 400, "M_INVALID_PARAM");
     let post = s.post(&format!("{V3}/publicRooms?server=elsewhere.example"), Some(&bob), json!({}));
-    assert_error(&post, 404, "M_NOT_FOUND");
+    assert_error(&post, 502, "M_UNKNOWN");
     assert_error(&s.post(&format!("{V3}/publicRooms"), None, json!({})), 401, "M_MISSING_TOKEN");
 }
 

@@ -123,7 +123,8 @@ fn bad_profile_requests() {
     // Unknown users, other servers' users, and things that are no user ID.
     assert_error(&s.get(&profile_path("@nobody:localhost", ""), None), 404, "M_NOT_FOUND");
     assert_error(&s.get(&profile_path("@nobody:localhost", "displayname"), None), 404, "M_NOT_FOUND");
-    assert_error(&s.get(&profile_path("@alice:elsewhere.example", ""), None), 404, "M_NOT_FOUND");
+    // A server that cannot be reached: 502, as Synapse answers.
+    assert_error(&s.get(&profile_path("@alice:elsewhere.example", ""), None), 502, "M_UNKNOWN");
     assert_error(&s.get(&profile_path("alice", ""), None), 400, "M_INVALID_PARAM");
     let remote = s.put(
         &profile_path("@alice:elsewhere.example", "displayname"),

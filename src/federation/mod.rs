@@ -13,6 +13,8 @@
 //! - `sender` (service): the outbox sent as transactions.
 //! - `media` (service): other servers' media fetched and cached for local
 //!   clients; the `multipart/mixed` framing of federation media answers.
+//! - `queries` (service): asking other servers for profiles, aliases,
+//!   room directories and keys on behalf of local clients.
 
 pub mod client;
 pub mod discover;
@@ -20,5 +22,6 @@ pub mod inbound;
 pub mod keys;
 pub mod media;
 pub mod memo;
+pub mod queries;
 pub mod sender;
 pub mod xmatrix;

@@ -124,6 +124,14 @@ fn table() -> Vec<Route> {
     // Federation (the Server-Server API): signed by the origin server.
     add(FED_V1, Get, "version", api::federation::version, Open, false);
     add(FED_V1, Put, "send/{txnId}", api::federation::send::send, Server, true);
+    // Federation queries.
+    add(FED_V1, Get, "query/directory", api::federation::query::directory, Server, true);
+    add(FED_V1, Get, "query/profile", api::federation::query::profile, Server, true);
+    add(FED_V1, Get, "publicRooms", api::federation::public_rooms::list, Server, true);
+    add(FED_V1, Post, "publicRooms", api::federation::public_rooms::list_filtered, Server, true);
+    add(FED_V1, Get, "user/devices/{userId}", api::federation::user::devices, Server, true);
+    add(FED_V1, Post, "user/keys/query", api::federation::user::keys_query, Server, true);
+    add(FED_V1, Post, "user/keys/claim", api::federation::user::keys_claim, Server, true);
     // Sessions.
     add(CLIENT_LEGACY, Get, "login", client::login::flows, Open, false);
     add(CLIENT_LEGACY, Post, "login", client::login::login, Open, true);
@@ -147,7 +155,7 @@ fn table() -> Vec<Route> {
     // OpenID: a token proving who the user is to another service, and its
     // exchange, which needs no authentication but that token.
     add(CLIENT, Post, "user/{userId}/openid/request_token", client::openid::request_token, Token, true);
-    add(ROOT, Get, "_matrix/federation/v1/openid/userinfo", client::openid::userinfo, Open, true);
+    add(ROOT, Get, "_matrix/federation/v1/openid/userinfo", api::federation::openid::userinfo, Open, true);
     // Devices.
     add(CLIENT, Get, "devices", client::devices::list, Guest, false);
     add(CLIENT, Get, "devices/{deviceId}", client::devices::get, Guest, false);

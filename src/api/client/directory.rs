@@ -3,11 +3,14 @@
 //! `/publicRooms`.
 //!
 //! Aliases live in `room_aliases` and only this server's aliases can be
-//! made, resolved or removed: there is no federation yet, so an alias of
-//! another server resolves to nothing and another server's directory cannot
-//! be listed. The directory is the rooms marked `published`, ordered by
-//! `(created_ts, room_id)`; pagination tokens name a position in that order,
-//! never an offset, so pages stay free of duplicates while rooms come and go.
+//! made or removed; another server's alias is resolved by asking that
+//! server (`/query/directory`, `federation::queries::alias`), and another
+//! server's directory is listed by asking it (`/publicRooms`, GET or POST
+//! as the client asked). The directory is the rooms marked `published`,
+//! ordered by `(created_ts, room_id)`; pagination tokens name a position
+//! in that order, never an offset, so pages stay free of duplicates while
+//! rooms come and go. The federation API serves the same listing
+//! ([`Listing`], [`local_directory`]; `api::federation::public_rooms`).
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -17,6 +20,7 @@ use crate::app::App;
 use crate::core::ids::{is_valid_room_id, is_valid_server_name, parse_room_alias};
 use crate::crypto;
 use crate::error::{Error, ErrorKind, Result};
+use crate::federation::queries;
 use crate::rooms::{self, visibility, NewEvent};
 use crate::storage::{self, state};
 
@@ -101,18 +105,42 @@ pub fn put_alias(app: &App, req: &Request) -> Result<Response> {
 }
 
 /// GET /_matrix/client/v3/directory/room/{roomAlias}
+///
+/// An alias of another server is asked of that server; its 404 is ours.
 pub fn get_alias(app: &App, req: &Request) -> Result<Response> {
     let alias = req.param("roomAlias");
     let (_, server) = parse_room_alias(alias)
         .ok_or_else(|| Error::invalid_param(format!("{alias} is not a valid room alias")))?;
-    // Resolving another server's alias needs federation, which is not
-    // built: such an alias is unknown here.
     if server != app.config.server_name {
-        return Err(alias_not_found(alias));
+        let (room_id, servers) = queries::alias(app, alias, server)?;
+        return Response::ok(json!({ "room_id": room_id, "servers": servers }));
     }
-    let (room_id, _) =
-        app.db.read(|tx| storage::rooms::get_alias(tx, alias))?.ok_or_else(|| alias_not_found(alias))?;
-    Response::ok(json!({ "room_id": room_id, "servers": [app.config.server_name] }))
+    let (room_id, servers) = local_alias_servers(app, alias)?.ok_or_else(|| alias_not_found(alias))?;
+    Response::ok(json!({ "room_id": room_id, "servers": servers }))
+}
+
+/// Most servers listed for a local alias.
+const ALIAS_SERVERS_MAX: usize = 64;
+
+/// The room a local alias names and the servers likely to hold it: this
+/// one first, then those of the room's other joined members (at most
+/// [`ALIAS_SERVERS_MAX`]). Also what `/query/directory` answers.
+pub fn local_alias_servers(app: &App, alias: &str) -> Result<Option<(String, Vec<String>)>> {
+    app.db.read(|tx| {
+        let Some((room_id, _)) = storage::rooms::get_alias(tx, alias)? else { return Ok(None) };
+        let mut servers = vec![app.config.server_name.clone()];
+        for member in state::members(tx, &room_id, "join")? {
+            if servers.len() == ALIAS_SERVERS_MAX {
+                break;
+            }
+            if let Some((_, server)) = crate::core::ids::parse_user_id(&member) {
+                if !servers.iter().any(|s| s == server) {
+                    servers.push(server.to_owned());
+                }
+            }
+        }
+        Ok(Some((room_id, servers)))
+    })
 }
 
 /// DELETE /_matrix/client/v3/directory/room/{roomAlias}
@@ -291,20 +319,20 @@ struct Query {
     third_party: bool,
 }
 
-/// GET /_matrix/client/v3/publicRooms
-pub fn public_rooms(app: &App, req: &Request) -> Result<Response> {
-    check_server(app, req)?;
-    let limit = match req.query("limit") {
-        None => None,
-        Some(text) => Some(
-            text.parse::<i64>()
-                .map_err(|_| Error::invalid_param(format!("limit must be an integer, not {text:?}")))?,
-        ),
-    };
-    let since = req.query("since").map(Token::parse).transpose()?;
-    let query =
-        Query { limit: clamp_limit(limit), since, search: None, room_types: None, third_party: false };
-    list_public_rooms(app, &query)
+/// A `/publicRooms` request as given, checked for shape and bounds: what
+/// the client API (GET, POST) and the federation API (GET, POST) ask,
+/// listed here ([`local_directory`]) or passed on to another server.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub limit: Option<i64>,
+    /// A pagination token: ours, or the other server's when passed on.
+    pub since: Option<String>,
+    /// `filter.generic_search_term`, trimmed; `None` when empty.
+    pub search: Option<String>,
+    /// `filter.room_types`; `None` when absent or empty.
+    pub room_types: Option<Vec<Option<String>>>,
+    pub include_all_networks: bool,
+    pub third_party_instance_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -323,48 +351,156 @@ struct FilterBody {
     room_types: Option<Vec<Option<String>>>,
 }
 
-/// POST /_matrix/client/v3/publicRooms
-pub fn public_rooms_filtered(app: &App, req: &Request) -> Result<Response> {
-    check_server(app, req)?;
-    let body: PublicRoomsBody = req.json()?;
-    if body.include_all_networks && body.third_party_instance_id.is_some() {
-        return Err(Error::invalid_param(
-            "third_party_instance_id can only be used when include_all_networks is false",
-        ));
+impl Listing {
+    /// From a GET's query string: `limit`, `since`, and (the federation
+    /// API's) `include_all_networks` and `third_party_instance_id`.
+    pub fn from_query(req: &Request) -> Result<Listing> {
+        let limit = match req.query("limit") {
+            None => None,
+            Some(text) => Some(
+                text.parse::<i64>()
+                    .map_err(|_| Error::invalid_param(format!("limit must be an integer, not {text:?}")))?,
+            ),
+        };
+        let include_all_networks = match req.query("include_all_networks") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(Error::invalid_param(format!(
+                    "include_all_networks must be true or false, not {other:?}"
+                )))
+            }
+        };
+        Listing {
+            limit,
+            since: req.query("since").map(str::to_owned),
+            search: None,
+            room_types: None,
+            include_all_networks,
+            third_party_instance_id: req.query("third_party_instance_id").map(str::to_owned),
+        }
+        .checked()
     }
-    let since = body.since.as_deref().map(Token::parse).transpose()?;
-    let filter = body.filter.unwrap_or(FilterBody { generic_search_term: None, room_types: None });
-    let search = filter.generic_search_term.map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty());
-    if search.as_ref().is_some_and(|t| t.len() > SEARCH_TERM_MAX_BYTES) {
-        return Err(Error::invalid_param(format!(
-            "generic_search_term is longer than {SEARCH_TERM_MAX_BYTES} bytes"
-        )));
+
+    /// From a POST's body.
+    pub fn from_body(req: &Request) -> Result<Listing> {
+        let body: PublicRoomsBody = req.json()?;
+        let filter = body.filter.unwrap_or(FilterBody { generic_search_term: None, room_types: None });
+        Listing {
+            limit: body.limit,
+            since: body.since,
+            search: filter.generic_search_term.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+            // An empty list filters nothing, as if it were absent.
+            room_types: filter.room_types.filter(|t| !t.is_empty()),
+            include_all_networks: body.include_all_networks,
+            third_party_instance_id: body.third_party_instance_id,
+        }
+        .checked()
     }
-    if filter.room_types.as_ref().is_some_and(|t| t.len() > ROOM_TYPES_MAX) {
-        return Err(Error::invalid_param(format!("room_types lists more than {ROOM_TYPES_MAX} types")));
+
+    fn checked(self) -> Result<Listing> {
+        if self.include_all_networks && self.third_party_instance_id.is_some() {
+            return Err(Error::invalid_param(
+                "third_party_instance_id can only be used when include_all_networks is false",
+            ));
+        }
+        if self.search.as_ref().is_some_and(|t| t.len() > SEARCH_TERM_MAX_BYTES) {
+            return Err(Error::invalid_param(format!(
+                "generic_search_term is longer than {SEARCH_TERM_MAX_BYTES} bytes"
+            )));
+        }
+        if self.room_types.as_ref().is_some_and(|t| t.len() > ROOM_TYPES_MAX) {
+            return Err(Error::invalid_param(format!("room_types lists more than {ROOM_TYPES_MAX} types")));
+        }
+        if self.since.as_ref().is_some_and(|t| t.len() > queries::TOKEN_MAX_BYTES) {
+            return Err(Error::invalid_param("Invalid pagination token"));
+        }
+        Ok(self)
     }
+
+    /// The page size: [`PUBLIC_ROOMS_LIMIT_MAX`] when none is named, else
+    /// the one named within `1..=PUBLIC_ROOMS_LIMIT_MAX`.
+    pub fn page_size(&self) -> usize {
+        clamp_limit(self.limit)
+    }
+
+    /// The federation API's POST body asking the same.
+    fn federation_body(&self) -> Value {
+        let mut body =
+            json!({ "limit": self.page_size(), "include_all_networks": self.include_all_networks });
+        if let Some(s) = &self.since {
+            body["since"] = json!(s);
+        }
+        let mut filter = Map::new();
+        if let Some(t) = &self.search {
+            filter.insert("generic_search_term".into(), json!(t));
+        }
+        if let Some(t) = &self.room_types {
+            filter.insert("room_types".into(), json!(t));
+        }
+        if !filter.is_empty() {
+            body["filter"] = Value::Object(filter);
+        }
+        if let Some(id) = &self.third_party_instance_id {
+            body["third_party_instance_id"] = json!(id);
+        }
+        body
+    }
+}
+
+/// One page of this server's published room directory.
+pub fn local_directory(app: &App, listing: &Listing) -> Result<Value> {
     let query = Query {
-        limit: clamp_limit(body.limit),
-        since,
-        search,
-        // An empty list filters nothing, as if it were absent.
-        room_types: filter.room_types.filter(|t| !t.is_empty()),
-        third_party: body.third_party_instance_id.is_some(),
+        limit: listing.page_size(),
+        since: listing.since.as_deref().map(Token::parse).transpose()?,
+        search: listing.search.as_ref().map(|t| t.to_lowercase()),
+        room_types: listing.room_types.clone(),
+        third_party: listing.third_party_instance_id.is_some(),
     };
     list_public_rooms(app, &query)
 }
 
-/// `?server=`: only this server's directory can be listed.
-fn check_server(app: &App, req: &Request) -> Result<()> {
+/// GET /_matrix/client/v3/publicRooms
+///
+/// Listing another server's directory needs an access token (as in
+/// Synapse: this server would make the request for anyone).
+pub fn public_rooms(app: &App, req: &Request) -> Result<Response> {
+    let listing = Listing::from_query(req)?;
+    match remote_server(app, req)? {
+        None => Response::ok(local_directory(app, &listing)?),
+        Some(server) => {
+            req.user()?;
+            let page =
+                queries::public_rooms(app, server, None, listing.page_size(), listing.since.as_deref())?;
+            Response::ok(page)
+        }
+    }
+}
+
+/// POST /_matrix/client/v3/publicRooms
+pub fn public_rooms_filtered(app: &App, req: &Request) -> Result<Response> {
+    let server = remote_server(app, req)?;
+    let listing = Listing::from_body(req)?;
+    match server {
+        None => Response::ok(local_directory(app, &listing)?),
+        Some(server) => {
+            let body = listing.federation_body();
+            let page = queries::public_rooms(app, server, Some(&body), listing.page_size(), None)?;
+            Response::ok(page)
+        }
+    }
+}
+
+/// `?server=`: `None` for this server (or none named), else the other
+/// server whose directory is asked for.
+fn remote_server<'a>(app: &App, req: &'a Request) -> Result<Option<&'a str>> {
     match req.query("server") {
-        None => Ok(()),
-        Some(s) if s == app.config.server_name => Ok(()),
+        None => Ok(None),
+        Some(s) if s == app.config.server_name => Ok(None),
         Some(s) if !is_valid_server_name(s) => {
             Err(Error::invalid_param(format!("{s:?} is not a valid server name")))
         }
-        Some(s) => Err(Error::not_found(format!(
-            "Cannot list the room directory of {s}: this server does not federate yet"
-        ))),
+        Some(s) => Ok(Some(s)),
     }
 }
 
@@ -497,9 +633,9 @@ fn entry(conn: &rusqlite::Connection, room_id: &str) -> Result<Entry> {
 
 /// One page of the directory. Without a search or type filter only the
 /// page's rooms are looked at; with one, every published room is.
-fn list_public_rooms(app: &App, q: &Query) -> Result<Response> {
+fn list_public_rooms(app: &App, q: &Query) -> Result<Value> {
     if q.third_party {
-        return Response::ok(json!({ "chunk": [], "total_room_count_estimate": 0 }));
+        return Ok(json!({ "chunk": [], "total_room_count_estimate": 0 }));
     }
     let filtered = q.search.is_some() || q.room_types.is_some();
     let page = app.db.read(|tx| {
@@ -550,7 +686,7 @@ fn list_public_rooms(app: &App, q: &Query) -> Result<Response> {
         }
         Ok(out)
     })?;
-    Response::ok(page)
+    Ok(page)
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@
 //! request stores nothing. A change others must learn about (new or changed
 //! device keys, cross-signing keys, signatures) takes a stream position and
 //! wakes the syncs of everyone sharing a room with the user.
+//!
+//! Queries and claims naming users of other servers ask those servers
+//! (`federation::queries`); the local halves ([`local_keys`],
+//! [`claim_local`]) also answer other servers (`api::federation::user`).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -23,6 +27,7 @@ use crate::core::ids;
 use crate::crypto::canonical::to_canonical_excluding;
 use crate::crypto::{b64_decode, sign::verify_json};
 use crate::error::{Error, Result};
+use crate::federation::queries;
 use crate::log;
 use crate::storage::{e2ee, events};
 use crate::sync::Since;
@@ -109,20 +114,32 @@ fn readable_stored(text: &str, what: std::fmt::Arguments) -> Option<Value> {
     }
 }
 
-/// True if `user_id` is a user of this server. A user of another server is
-/// unreachable until federation exists: their server goes into `failures`.
-fn local_or_failure(user_id: &str, server_name: &str, failures: &mut Map<String, Value>) -> bool {
-    match ids::parse_user_id(user_id) {
-        Some((_, server)) if server == server_name => true,
-        Some((_, server)) => {
-            failures.insert(
-                server.to_owned(),
-                json!({ "errcode": "M_UNKNOWN", "error": "Federation is not available" }),
-            );
-            false
+/// Splits the users of a key request into this server's and other
+/// servers' (users whose ID is not valid are neither: they are unknown).
+fn split_local<T>(
+    server_name: &str,
+    wanted: BTreeMap<String, T>,
+) -> (BTreeMap<String, T>, BTreeMap<String, T>) {
+    let (mut local, mut remote) = (BTreeMap::new(), BTreeMap::new());
+    for (user_id, what) in wanted {
+        match ids::parse_user_id(&user_id) {
+            Some((_, server)) if server == server_name => {
+                local.insert(user_id, what);
+            }
+            Some(_) => {
+                remote.insert(user_id, what);
+            }
+            None => {}
         }
-        None => false,
     }
+    (local, remote)
+}
+
+/// How long to wait for other servers: the body's `timeout`, else the
+/// query string's (where Synapse reads it), in milliseconds.
+fn remote_timeout(req: &Request, in_body: Option<i64>) -> std::time::Duration {
+    let given = in_body.or_else(|| req.query("timeout").and_then(|t| t.parse().ok()));
+    queries::keys_timeout(given)
 }
 
 // POST /keys/upload
@@ -323,14 +340,29 @@ pub fn upload(app: &App, req: &Request) -> Result<Response> {
 #[derive(Deserialize)]
 struct QueryBody {
     device_keys: BTreeMap<String, Vec<String>>,
+    timeout: Option<i64>,
 }
 
-/// Adds the stored extra signatures a requester may see to a key object.
-fn merge_signatures(obj: &mut Value, sigs: Vec<e2ee::Signature>, owner: &str, requester: &str) {
+/// Checks how much a key query names: at most [`QUERY_USERS_MAX`] users
+/// and [`DEVICES_PER_REQUEST_MAX`] devices.
+pub fn check_query_bounds(wanted: &BTreeMap<String, Vec<String>>) -> Result<()> {
+    if wanted.len() > QUERY_USERS_MAX {
+        return Err(invalid(format!("At most {QUERY_USERS_MAX} users per query")));
+    }
+    if wanted.values().map(Vec::len).sum::<usize>() > DEVICES_PER_REQUEST_MAX {
+        return Err(invalid(format!("At most {DEVICES_PER_REQUEST_MAX} devices per query")));
+    }
+    Ok(())
+}
+
+/// Adds the stored extra signatures a requester may see to a key object:
+/// the owner's own, and the requester's (`None`: another server, which
+/// sees only the owner's).
+fn merge_signatures(obj: &mut Value, sigs: Vec<e2ee::Signature>, owner: &str, requester: Option<&str>) {
     for (signer_user, signer_key, signature) in sigs {
         // Signatures by another user's keys (user-signing) are for that
         // user's eyes only.
-        if signer_user != owner && signer_user != requester {
+        if signer_user != owner && Some(signer_user.as_str()) != requester {
             continue;
         }
         if !obj.get("signatures").is_some_and(Value::is_object) {
@@ -343,73 +375,101 @@ fn merge_signatures(obj: &mut Value, sigs: Vec<e2ee::Signature>, owner: &str, re
     }
 }
 
-/// POST /_matrix/client/v3/keys/query
-pub fn query(app: &App, req: &Request) -> Result<Response> {
-    let who = req.user()?;
-    let body: QueryBody = req.json()?;
-    if body.device_keys.len() > QUERY_USERS_MAX {
-        return Err(invalid(format!("At most {QUERY_USERS_MAX} users per query")));
-    }
-    if body.device_keys.values().map(Vec::len).sum::<usize>() > DEVICES_PER_REQUEST_MAX {
-        return Err(invalid(format!("At most {DEVICES_PER_REQUEST_MAX} devices per query")));
-    }
-    let me = who.user_id.as_str();
-    let server_name = app.config.server_name.as_str();
-    let out = app.db.read(|tx| {
-        let mut failures = Map::new();
-        let mut device_keys = Map::new();
-        let mut master_keys = Map::new();
-        let mut self_signing_keys = Map::new();
-        let mut user_signing_keys = Map::new();
-        for (user_id, wanted) in &body.device_keys {
-            if !local_or_failure(user_id, server_name, &mut failures) {
+/// The keys of local users, by user: what `/keys/query` and the
+/// federation API's `/user/keys/query` and `/user/devices` answer.
+#[derive(Debug, Default)]
+pub struct LocalKeys {
+    /// User → device → keys (`{}` for a user with none, or unknown).
+    pub device_keys: Map<String, Value>,
+    pub master_keys: Map<String, Value>,
+    pub self_signing_keys: Map<String, Value>,
+    /// The requester's own user-signing key only.
+    pub user_signing_keys: Map<String, Value>,
+}
+
+/// The keys of the local users in `wanted` (user → device IDs, none
+/// meaning all) as `requester` may see them: a local user sees
+/// device display names, the signatures of the owner and their own, and
+/// their own user-signing key; another server (`None`) sees the owner's
+/// signatures only and no display names (as Synapse does by default:
+/// they tell who uses which device).
+pub fn local_keys(
+    conn: &Connection,
+    wanted: &BTreeMap<String, Vec<String>>,
+    requester: Option<&str>,
+) -> Result<LocalKeys> {
+    let mut out = LocalKeys::default();
+    for (user_id, devices_wanted) in wanted {
+        let wanted: HashSet<&str> = devices_wanted.iter().map(String::as_str).collect();
+        let mut devices = Map::new();
+        for (device_id, text, display_name) in e2ee::devices_with_keys(conn, user_id)? {
+            if !wanted.is_empty() && !wanted.contains(device_id.as_str()) {
                 continue;
             }
-            let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
-            let mut devices = Map::new();
-            for (device_id, text, display_name) in e2ee::devices_with_keys(tx, user_id)? {
-                if !wanted.is_empty() && !wanted.contains(device_id.as_str()) {
-                    continue;
-                }
-                let Some(mut obj) = readable_stored(&text, format_args!("keys of {user_id} {device_id}"))
-                else {
-                    continue;
-                };
-                merge_signatures(&mut obj, e2ee::device_signatures(tx, user_id, &device_id)?, user_id, me);
-                if let Some(name) = display_name {
-                    obj["unsigned"] = json!({ "device_display_name": name });
-                }
-                devices.insert(device_id, obj);
+            let Some(mut obj) = readable_stored(&text, format_args!("keys of {user_id} {device_id}")) else {
+                continue;
+            };
+            merge_signatures(
+                &mut obj,
+                e2ee::device_signatures(conn, user_id, &device_id)?,
+                user_id,
+                requester,
+            );
+            if let (Some(name), Some(_)) = (display_name, requester) {
+                obj["unsigned"] = json!({ "device_display_name": name });
             }
-            device_keys.insert(user_id.clone(), Value::Object(devices));
-            if let Some((public, text)) = e2ee::cross_signing_key(tx, user_id, "master")? {
-                if let Some(mut obj) = readable_stored(&text, format_args!("master key of {user_id}")) {
-                    merge_signatures(&mut obj, e2ee::key_signatures(tx, user_id, &public)?, user_id, me);
-                    master_keys.insert(user_id.clone(), obj);
-                }
+            devices.insert(device_id, obj);
+        }
+        out.device_keys.insert(user_id.clone(), Value::Object(devices));
+        if let Some((public, text)) = e2ee::cross_signing_key(conn, user_id, "master")? {
+            if let Some(mut obj) = readable_stored(&text, format_args!("master key of {user_id}")) {
+                merge_signatures(&mut obj, e2ee::key_signatures(conn, user_id, &public)?, user_id, requester);
+                out.master_keys.insert(user_id.clone(), obj);
             }
-            if let Some((_, text)) = e2ee::cross_signing_key(tx, user_id, "self_signing")? {
-                if let Some(obj) = readable_stored(&text, format_args!("self-signing key of {user_id}")) {
-                    self_signing_keys.insert(user_id.clone(), obj);
-                }
+        }
+        if let Some((_, text)) = e2ee::cross_signing_key(conn, user_id, "self_signing")? {
+            if let Some(obj) = readable_stored(&text, format_args!("self-signing key of {user_id}")) {
+                out.self_signing_keys.insert(user_id.clone(), obj);
             }
-            if user_id == me {
-                if let Some((_, text)) = e2ee::cross_signing_key(tx, user_id, "user_signing")? {
-                    if let Some(obj) = readable_stored(&text, format_args!("user-signing key of {user_id}")) {
-                        user_signing_keys.insert(user_id.clone(), obj);
-                    }
+        }
+        if Some(user_id.as_str()) == requester {
+            if let Some((_, text)) = e2ee::cross_signing_key(conn, user_id, "user_signing")? {
+                if let Some(obj) = readable_stored(&text, format_args!("user-signing key of {user_id}")) {
+                    out.user_signing_keys.insert(user_id.clone(), obj);
                 }
             }
         }
-        Ok(json!({
-            "failures": failures,
-            "device_keys": device_keys,
-            "master_keys": master_keys,
-            "self_signing_keys": self_signing_keys,
-            "user_signing_keys": user_signing_keys,
-        }))
-    })?;
-    Response::ok(out)
+    }
+    Ok(out)
+}
+
+/// POST /_matrix/client/v3/keys/query
+///
+/// Local users from the database; users of other servers asked of their
+/// servers, all at once (`federation::queries::query_keys`), within the
+/// request's `timeout`. A server that gave nothing is in `failures`.
+pub fn query(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let body: QueryBody = req.json()?;
+    check_query_bounds(&body.device_keys)?;
+    let me = who.user_id.as_str();
+    let (local, remote) = split_local(&app.config.server_name, body.device_keys);
+    let mut found = app.db.read(|tx| local_keys(tx, &local, Some(me)))?;
+    let remote = if remote.is_empty() {
+        queries::RemoteKeys::default()
+    } else {
+        queries::query_keys(app, &remote, remote_timeout(req, body.timeout))
+    };
+    found.device_keys.extend(remote.device_keys);
+    found.master_keys.extend(remote.master_keys);
+    found.self_signing_keys.extend(remote.self_signing_keys);
+    Response::ok(json!({
+        "failures": remote.failures,
+        "device_keys": found.device_keys,
+        "master_keys": found.master_keys,
+        "self_signing_keys": found.self_signing_keys,
+        "user_signing_keys": found.user_signing_keys,
+    }))
 }
 
 // POST /keys/claim
@@ -417,47 +477,66 @@ pub fn query(app: &App, req: &Request) -> Result<Response> {
 #[derive(Deserialize)]
 struct ClaimBody {
     one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
+    timeout: Option<i64>,
+}
+
+/// Checks how much a claim names: at most [`DEVICES_PER_REQUEST_MAX`] devices.
+pub fn check_claim_bounds(wanted: &BTreeMap<String, BTreeMap<String, String>>) -> Result<()> {
+    if wanted.values().map(BTreeMap::len).sum::<usize>() > DEVICES_PER_REQUEST_MAX {
+        return Err(invalid(format!("At most {DEVICES_PER_REQUEST_MAX} devices per claim")));
+    }
+    Ok(())
+}
+
+/// Claims a key of each device of local users in `wanted` (user → device
+/// → algorithm): a one-time key, else the fallback key (which stays until
+/// replaced). Returns user → device → `{"<algorithm>:<key_id>": key}`
+/// for the devices that had one. Run it in the request's one write
+/// transaction: the single writer makes claims atomic, so two claimers
+/// never get the same one-time key.
+pub fn claim_local(
+    tx: &Connection,
+    wanted: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<Map<String, Value>> {
+    let mut claimed = Map::new();
+    for (user_id, devices) in wanted {
+        let mut user_out = Map::new();
+        for (device_id, algorithm) in devices {
+            let key = match e2ee::claim_one_time_key(tx, user_id, device_id, algorithm)? {
+                Some(k) => Some(k),
+                None => e2ee::claim_fallback_key(tx, user_id, device_id, algorithm)?,
+            };
+            let Some((key_id, text)) = key else { continue };
+            if let Some(key) = readable_stored(&text, format_args!("one-time key of {user_id} {device_id}")) {
+                user_out.insert(device_id.clone(), json!({ format!("{algorithm}:{key_id}"): key }));
+            }
+        }
+        if !user_out.is_empty() {
+            claimed.insert(user_id.clone(), Value::Object(user_out));
+        }
+    }
+    Ok(claimed)
 }
 
 /// POST /_matrix/client/v3/keys/claim
 ///
-/// One write transaction: the single writer makes claims atomic, so two
-/// claimers never get the same one-time key. When a device has none left,
-/// its fallback key is handed out (and stays until replaced).
+/// Local devices in one write transaction ([`claim_local`]); devices of
+/// other servers claimed of their servers afterwards, all at once
+/// (`federation::queries::claim_keys`), within the request's `timeout`.
 pub fn claim(app: &App, req: &Request) -> Result<Response> {
     req.user()?;
     let body: ClaimBody = req.json()?;
-    if body.one_time_keys.values().map(BTreeMap::len).sum::<usize>() > DEVICES_PER_REQUEST_MAX {
-        return Err(invalid(format!("At most {DEVICES_PER_REQUEST_MAX} devices per claim")));
-    }
-    let server_name = app.config.server_name.as_str();
-    let out = app.db.write(|tx| {
-        let mut failures = Map::new();
-        let mut claimed = Map::new();
-        for (user_id, devices) in &body.one_time_keys {
-            if !local_or_failure(user_id, server_name, &mut failures) {
-                continue;
-            }
-            let mut user_out = Map::new();
-            for (device_id, algorithm) in devices {
-                let key = match e2ee::claim_one_time_key(tx, user_id, device_id, algorithm)? {
-                    Some(k) => Some(k),
-                    None => e2ee::claim_fallback_key(tx, user_id, device_id, algorithm)?,
-                };
-                let Some((key_id, text)) = key else { continue };
-                if let Some(key) =
-                    readable_stored(&text, format_args!("one-time key of {user_id} {device_id}"))
-                {
-                    user_out.insert(device_id.clone(), json!({ format!("{algorithm}:{key_id}"): key }));
-                }
-            }
-            if !user_out.is_empty() {
-                claimed.insert(user_id.clone(), Value::Object(user_out));
-            }
-        }
-        Ok(json!({ "failures": failures, "one_time_keys": claimed }))
-    })?;
-    Response::ok(out)
+    check_claim_bounds(&body.one_time_keys)?;
+    let (local, remote) = split_local(&app.config.server_name, body.one_time_keys);
+    let mut claimed =
+        if local.is_empty() { Map::new() } else { app.db.write(|tx| claim_local(tx, &local))? };
+    let remote = if remote.is_empty() {
+        queries::RemoteClaims::default()
+    } else {
+        queries::claim_keys(app, &remote, remote_timeout(req, body.timeout))
+    };
+    claimed.extend(remote.one_time_keys);
+    Response::ok(json!({ "failures": remote.failures, "one_time_keys": claimed }))
 }
 
 // GET /keys/changes

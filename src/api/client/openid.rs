@@ -4,9 +4,9 @@
 //! `GET /_matrix/federation/v1/openid/userinfo` for the user ID.
 //!
 //! The token opens nothing else: it is no access token (tokens live in
-//! `storage::openid`, apart from sessions). The userinfo endpoint needs no
-//! authentication but the token itself. It sits here, beside its
-//! counterpart, until the federation API has a module of its own.
+//! `storage::openid`, apart from sessions). The userinfo endpoint, which
+//! needs no authentication but the token itself, is
+//! `api::federation::openid`.
 
 use serde_json::{json, Map, Value};
 
@@ -15,9 +15,6 @@ use crate::app::App;
 use crate::crypto::token;
 use crate::error::{Error, Result};
 use crate::storage::{self, openid};
-
-/// Tokens longer than this are refused without a lookup.
-const TOKEN_MAX_BYTES: usize = 128;
 
 /// POST /_matrix/client/v3/user/{userId}/openid/request_token
 ///
@@ -39,27 +36,4 @@ pub fn request_token(app: &App, req: &Request) -> Result<Response> {
         "matrix_server_name": app.config.server_name,
         "expires_in": openid::TOKEN_LIFETIME_MS / 1000,
     }))
-}
-
-/// GET /_matrix/federation/v1/openid/userinfo?access_token=…
-///
-/// `{"sub": user ID}` for a token this server issued that has not expired
-/// (its account still active); anything else, a missing token included,
-/// is the spec's one error: 401 `M_UNKNOWN_TOKEN`, without the
-/// client-server API's `soft_logout`, which means nothing to a service.
-pub fn userinfo(app: &App, req: &Request) -> Result<Response> {
-    let unknown = || Response {
-        status: 401,
-        body: Some(json!({ "errcode": "M_UNKNOWN_TOKEN", "error": "Access token unknown or expired" })),
-    };
-    let Some(given) = req.query("access_token").filter(|t| !t.is_empty() && t.len() <= TOKEN_MAX_BYTES)
-    else {
-        return Ok(unknown());
-    };
-    let hash = token::token_hash(given);
-    let now = storage::now_ms();
-    match app.db.read(|tx| openid::owner(tx, &hash, now))? {
-        Some(user_id) => Response::ok(json!({ "sub": user_id })),
-        None => Ok(unknown()),
-    }
 }

@@ -9,8 +9,12 @@
 //! share a joined room with them (the searcher included, as they share
 //! their own rooms), and those joined to a room whose join rule is
 //! `public` or whose history is `world_readable`; with
-//! `user_directory_search_all_users`, every local user as well. Without
-//! federation, profiles of users on other servers are a 404.
+//! `user_directory_search_all_users`, every local user as well.
+//!
+//! The profile of a user of another server is asked of their server
+//! (`/query/profile`) and remembered for a minute
+//! (`federation::memo::PROFILE_TTL_MS`); their server's 404 or 403 passes
+//! on, a server that cannot be reached is a 502 (as in Synapse).
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -19,6 +23,7 @@ use crate::api::{Request, Response};
 use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, Result};
+use crate::federation::queries;
 use crate::log;
 use crate::rooms::{self, NewEvent};
 use crate::storage::{profiles, state, users};
@@ -37,23 +42,19 @@ pub const SEARCH_TERM_MAX_BYTES: usize = 512;
 /// ID); bounds the work of a search on a server with very large rooms.
 pub const SEARCH_SCAN_MAX: usize = 20_000;
 
-/// The `{userId}` path parameter, which must be a local user. A user of
-/// another server is a 404: their profile would need federation.
-fn local_user_param<'a>(app: &App, req: &'a Request) -> Result<&'a str> {
+/// The `{userId}` path parameter, a valid user ID, and the server it
+/// belongs to.
+fn user_param(req: &Request) -> Result<(&str, &str)> {
     let user_id = req.param("userId");
-    let Some((_, server)) = ids::parse_user_id(user_id) else {
-        return Err(Error::invalid_param(format!("{user_id:?} is not a valid user ID")));
-    };
-    if server != app.config.server_name {
-        return Err(Error::not_found(format!(
-            "{user_id} belongs to another server, and federation is not available yet"
-        )));
+    match ids::parse_user_id(user_id) {
+        Some((_, server)) => Ok((user_id, server)),
+        None => Err(Error::invalid_param(format!("{user_id:?} is not a valid user ID"))),
     }
-    Ok(user_id)
 }
 
-/// The profile of a local user; an unknown user is a 404.
-fn load_profile(app: &App, user_id: &str) -> Result<profiles::Profile> {
+/// The profile of a local user; an unknown user is a 404. Also what this
+/// server answers other servers (`api::federation::query::profile`).
+pub fn local_profile(app: &App, user_id: &str) -> Result<profiles::Profile> {
     app.db.read(|c| {
         if !users::exists(c, user_id)? {
             return Err(Error::not_found("Profile not found"));
@@ -62,12 +63,16 @@ fn load_profile(app: &App, user_id: &str) -> Result<profiles::Profile> {
     })
 }
 
-/// GET /_matrix/client/v3/profile/{userId}
-///
-/// Fields the user has not set are left out; a known user with none is `{}`.
-pub fn get_profile(app: &App, req: &Request) -> Result<Response> {
-    let user_id = local_user_param(app, req)?;
-    let profile = load_profile(app, user_id)?;
+/// The profile in the path as a JSON object: a local user's fields that
+/// are set, or a remote user's as their server answered
+/// (`federation::queries::profile`, cached briefly).
+fn profile_of(app: &App, req: &Request) -> Result<Map<String, Value>> {
+    let (user_id, server) = user_param(req)?;
+    if server != app.config.server_name {
+        let profile = queries::profile(app, user_id, server)?;
+        return Ok(profile.as_object().cloned().unwrap_or_default());
+    }
+    let profile = local_profile(app, user_id)?;
     let mut out = Map::new();
     if let Some(name) = profile.displayname {
         out.insert("displayname".into(), Value::String(name));
@@ -75,20 +80,22 @@ pub fn get_profile(app: &App, req: &Request) -> Result<Response> {
     if let Some(url) = profile.avatar_url {
         out.insert("avatar_url".into(), Value::String(url));
     }
-    Response::ok(Value::Object(out))
+    Ok(out)
+}
+
+/// GET /_matrix/client/v3/profile/{userId}
+///
+/// Fields the user has not set are left out; a known user with none is `{}`.
+pub fn get_profile(app: &App, req: &Request) -> Result<Response> {
+    Response::ok(Value::Object(profile_of(app, req)?))
 }
 
 /// One profile field, or 404 if the user or the field is not there.
 fn get_field(app: &App, req: &Request, field: &str) -> Result<Response> {
-    let user_id = local_user_param(app, req)?;
-    let profile = load_profile(app, user_id)?;
-    let value = match field {
-        "displayname" => profile.displayname,
-        _ => profile.avatar_url,
-    };
-    match value {
+    let mut profile = profile_of(app, req)?;
+    match profile.remove(field) {
         Some(v) => Response::ok(json!({ field: v })),
-        None => Err(Error::not_found(format!("{user_id} has no {field}"))),
+        None => Err(Error::not_found(format!("{} has no {field}", req.param("userId")))),
     }
 }
 
@@ -102,10 +109,15 @@ pub fn get_avatar_url(app: &App, req: &Request) -> Result<Response> {
     get_field(app, req, "avatar_url")
 }
 
-/// The requester, who may only change their own profile.
+/// The requester, who may only change their own profile. A user of
+/// another server is a 404 here, as before federation: this server holds
+/// no profile of theirs to change.
 fn own_profile<'a>(app: &App, req: &'a Request) -> Result<&'a str> {
     let who = req.user()?;
-    let user_id = local_user_param(app, req)?;
+    let (user_id, server) = user_param(req)?;
+    if server != app.config.server_name {
+        return Err(Error::not_found(format!("{user_id} is not a user of this server")));
+    }
     if user_id != who.user_id {
         return Err(Error::forbidden("You may only change your own profile"));
     }

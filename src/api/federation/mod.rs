@@ -6,7 +6,11 @@
 
 pub mod keys;
 pub mod media;
+pub mod openid;
+pub mod public_rooms;
+pub mod query;
 pub mod send;
+pub mod user;
 
 use serde_json::json;
 
