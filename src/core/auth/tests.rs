@@ -1,7 +1,7 @@
 //! Unit tests of `auth` (beside it, so the module reads without them).
 
 use super::*;
-use crate::core::room_version::{SUPPORTED, V1, V10, V11, V12, V2, V3, V5, V6, V7, V8};
+use crate::core::room_version::{SUPPORTED, V1, V10, V11, V12, V2, V7, V8};
 use crate::crypto::sign::ServerKey;
 use serde_json::json;
 
@@ -186,7 +186,6 @@ fn creator_field_required_until_v11() {
             assert_eq!(check(version, &create, &State::new()), Ok(()), "v{}", version.id);
         }
     }
-    assert!(V10.create_has_creator_field && !V11.create_has_creator_field);
 }
 
 #[test]
@@ -612,7 +611,6 @@ fn knock_needs_a_version_with_knocking() {
         refused(room.membership(DAN, DAN, KNOCK), "unknown membership");
         refused(room.membership(DAN, DAN, JOIN), "lets nobody join");
     }
-    assert!(!V6.knocking && V7.knocking);
 }
 
 #[test]
@@ -710,7 +708,6 @@ fn v1_redactions_are_authorised_by_event_id_servers() {
         room.set_pl(json!({"users": {ALICE: 100, BOB: 50}, "events": {"m.room.redaction": 60}}));
         refused(redaction(&room, BOB, Some("$theirs:example.org")), "needs 60, has 50");
     }
-    assert!(!V3.redaction_auth_rule);
 }
 
 #[test]
@@ -753,7 +750,6 @@ fn aliases_events_until_v6() {
             assert_eq!(send(BOB, Some("remote.test")), Ok(()), "v{}", version.id);
         }
     }
-    assert!(V5.special_case_aliases && !V6.special_case_aliases);
 }
 
 fn parse_pl(version: &RoomVersion, content: Value) -> PowerLevels {
