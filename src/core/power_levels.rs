@@ -4,7 +4,10 @@
 //! authorisation rules).
 //!
 //! The normative text is the `m.room.power_levels` schema in the
-//! client-server API and the authorisation rules of rooms v10 to v12. This
+//! client-server API, the authorisation rules of rooms v1 to v12, and the
+//! deprecated formats older versions accept (`v1-stringy-power-levels`:
+//! integers written as strings, v1–v9; `v1-floaty-power-levels`: floats,
+//! truncated, v1–v5). This
 //! module only reads JSON values it is handed; it knows nothing of storage,
 //! HTTP or the clock, and it does not decide membership: `auth` does.
 
@@ -17,9 +20,12 @@ use serde_json::{Map, Value};
 use super::ids::parse_user_id;
 use super::room_version::RoomVersion;
 
-/// The largest power level: the top of canonical JSON's integer range.
+/// The largest power level written as a JSON integer in a room that
+/// enforces canonical JSON (v6 on): the top of its integer range. Older
+/// rooms, and strings in v1–v9, can say more; such values are held as
+/// `i64`, saturating at its bounds, which keeps their order.
 pub const LEVEL_MAX: i64 = (1 << 53) - 1;
-/// The smallest power level: the bottom of canonical JSON's integer range.
+/// The smallest such power level: the bottom of canonical JSON's range.
 pub const LEVEL_MIN: i64 = -LEVEL_MAX;
 
 /// `ban` when the content does not set it.
@@ -178,11 +184,15 @@ pub struct PowerLevels {
 
 /// Parses `m.room.power_levels` content for `version`.
 ///
-/// From room v10 every value must be a JSON integer; older versions also
-/// accept integers written as strings. Values must lie in canonical JSON's
-/// integer range, `events`, `notifications` and `users` must be objects of
-/// such values, and the keys of `users` must be valid user IDs. The error
-/// names the offending property.
+/// From room v10 every value must be a JSON integer; v1–v9 also accept
+/// integers written as strings (optional whitespace around, an optional
+/// sign, base 10 digits with any leading zeroes), and v1–v5 floats, which
+/// are truncated towards zero. A JSON integer must lie in canonical JSON's
+/// range where the version enforces it (v6 on). `events`, `notifications`
+/// and `users` must be objects of such values, and the keys of `users`
+/// must be valid user IDs. Nothing is refused by panicking: any other
+/// value (a word, a boolean, null, an object) is an error that names the
+/// offending property.
 pub fn parse(version: &RoomVersion, content: &Value) -> Result<PowerLevels, String> {
     let Some(obj) = content.as_object() else {
         return Err("power levels content is not an object".to_owned());
@@ -212,23 +222,38 @@ pub fn parse(version: &RoomVersion, content: &Value) -> Result<PowerLevels, Stri
 
 /// Reads one power level value.
 fn level_value(version: &RoomVersion, v: &Value) -> Result<i64, String> {
-    let n = match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| format!("is not an integer in range: {n}"))?,
-        Value::String(s) if !version.integer_power_levels => {
-            parse_stringy(s).ok_or_else(|| format!("is not an integer: {s:?}"))?
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                if version.strict_canonical_json && !(LEVEL_MIN..=LEVEL_MAX).contains(&i) {
+                    return Err(format!("is outside the canonical JSON integer range: {n}"));
+                }
+                return Ok(i);
+            }
+            if n.is_u64() {
+                // Above i64::MAX: only where canonical JSON is not enforced.
+                if version.strict_canonical_json {
+                    return Err(format!("is outside the canonical JSON integer range: {n}"));
+                }
+                return Ok(i64::MAX);
+            }
+            match n.as_f64() {
+                // Truncated towards zero; `as` saturates at i64's bounds.
+                Some(f) if version.float_power_levels && f.is_finite() => Ok(f.trunc() as i64),
+                _ => Err(format!("must be an integer, not {n}")),
+            }
         }
-        Value::String(s) => return Err(format!("must be an integer, not the string {s:?}")),
-        other => return Err(format!("must be an integer, not {other}")),
-    };
-    if (LEVEL_MIN..=LEVEL_MAX).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("is outside the canonical JSON integer range: {n}"))
+        Value::String(s) if !version.integer_power_levels => {
+            parse_stringy(s).ok_or_else(|| format!("is not an integer: {s:?}"))
+        }
+        Value::String(s) => Err(format!("must be an integer, not the string {s:?}")),
+        other => Err(format!("must be an integer, not {other}")),
     }
 }
 
-/// Older room versions' integers written as strings: optional surrounding
-/// whitespace, an optional sign, base 10 digits with any leading zeroes.
+/// `v1-stringy-power-levels`: optional leading and trailing whitespace, an
+/// optional single `+` or `-`, then base 10 digits, any leading zeroes
+/// allowed. The spec sets no range; values beyond `i64` saturate.
 fn parse_stringy(s: &str) -> Option<i64> {
     let t = s.trim();
     let (negative, digits) = match t.as_bytes().first() {
@@ -239,9 +264,11 @@ fn parse_stringy(s: &str) -> Option<i64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let trimmed = digits.trim_start_matches('0');
-    let magnitude: i64 = if trimmed.is_empty() { 0 } else { trimmed.parse().ok()? };
-    Some(if negative { -magnitude } else { magnitude })
+    let mut magnitude: i64 = 0;
+    for digit in digits.bytes() {
+        magnitude = magnitude.saturating_mul(10).saturating_add(i64::from(digit - b'0'));
+    }
+    Some(if negative { magnitude.saturating_neg() } else { magnitude })
 }
 
 /// Reads an object of power level values, such as `events`.
@@ -420,8 +447,16 @@ pub fn check_change(
         }
     }
 
+    // `notifications` is held to these rules from v6; before, anyone who
+    // may send power levels may change it.
+    let empty = BTreeMap::new();
+    let (old_notifications, new_notifications) = if version.notifications_power_levels {
+        (&old.notifications, &new.notifications)
+    } else {
+        (&empty, &empty)
+    };
     for (field, was_map, now_map) in
-        [("events", &old.events, &new.events), ("notifications", &old.notifications, &new.notifications)]
+        [("events", &old.events, &new.events), ("notifications", old_notifications, new_notifications)]
     {
         for key in was_map.keys().chain(now_map.keys()) {
             let (was, now) = (was_map.get(key).copied(), now_map.get(key).copied());
@@ -463,12 +498,8 @@ pub fn check_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::room_version::{RoomVersion, V10, V11, V12};
+    use crate::core::room_version::{SUPPORTED, V1, V10, V11, V12, V5, V9};
     use serde_json::json;
-
-    /// A version like v10 but with stringy power levels, to exercise the
-    /// older parsing path.
-    const STRINGY: RoomVersion = RoomVersion { id: "test-stringy", integer_power_levels: false, ..V10 };
 
     const ALICE: &str = "@alice:example.org";
     const BOB: &str = "@bob:example.org";
@@ -589,14 +620,153 @@ mod tests {
         assert!(err.contains("`ban`") && err.contains("string"), "{err}");
     }
 
+    /// Every version before v10 (`v1-stringy-power-levels`).
+    fn stringy_versions() -> impl Iterator<Item = &'static RoomVersion> {
+        SUPPORTED.iter().copied().filter(|v| !v.integer_power_levels)
+    }
+
     #[test]
     fn stringy_versions_accept_integer_strings() {
-        let p = parse(&STRINGY, &json!({"ban": " +0050 ", "users": {ALICE: "-7"}})).expect("valid");
-        assert_eq!(p.ban(), 50);
-        assert_eq!(p.user_level(ALICE, &Creators::default()), Level::Finite(-7));
-        for bad in ["5.0", "", "+", "1e3", "--1", "99999999999999999999"] {
-            assert!(parse(&STRINGY, &json!({ "ban": bad })).is_err(), "{bad}");
+        assert_eq!(stringy_versions().count(), 9);
+        for version in stringy_versions() {
+            let p = parse(version, &json!({"ban": " +0050 ", "users": {ALICE: "-7"}})).expect("valid");
+            assert_eq!(p.ban(), 50);
+            assert_eq!(p.user_level(ALICE, &Creators::default()), Level::Finite(-7));
+            // The fragment's examples of the format.
+            for (text, n) in [
+                ("100", 100),
+                ("000100", 100),
+                ("+100", 100),
+                ("-100", -100),
+                (" 100 ", 100),
+                (" 00100 ", 100),
+                (" +100 ", 100),
+                (" -100 ", -100),
+                ("\t\n7\r", 7),
+                ("-0", 0),
+            ] {
+                assert_eq!(parse(version, &json!({ "kick": text })).map(|p| p.kick()), Ok(n), "{text:?}");
+            }
+            for bad in ["5.0", "", " ", "+", "-", "1e3", "--1", "+-1", "1 2", "0x10", "1_000", "١٢", "ten"]
+            {
+                assert!(parse(version, &json!({ "ban": bad })).is_err(), "v{} {bad:?}", version.id);
+            }
+            // The spec sets no range on strings: beyond i64 they saturate,
+            // keeping their order, instead of failing.
+            let huge = parse(
+                version,
+                &json!({"users": {ALICE: "99999999999999999999", BOB: "-99999999999999999999"}}),
+            )
+            .expect("valid");
+            assert_eq!(huge.user_level(ALICE, &Creators::default()), Level::Finite(i64::MAX));
+            assert_eq!(huge.user_level(BOB, &Creators::default()), Level::Finite(-i64::MAX));
         }
+    }
+
+    /// The example of `v1-stringy-power-levels`, whole.
+    #[test]
+    fn stringy_spec_example() {
+        let content = json!({
+            "ban": "50",
+            "events": {"m.room.power_levels": "100"},
+            "events_default": "0",
+            "state_default": "50",
+            "users": {"@example:localhost": "100"},
+            "users_default": "0"
+        });
+        for version in stringy_versions() {
+            let p = parse(version, &content).expect("valid before v10");
+            assert_eq!(p.ban(), 50);
+            assert_eq!(p.event_level("m.room.power_levels", true), 100);
+            assert_eq!((p.events_default(), p.state_default(), p.users_default()), (0, 50, 0));
+            assert_eq!(p.user_level("@example:localhost", &Creators::default()), Level::Finite(100));
+        }
+        for version in [&V10, &V11, &V12] {
+            assert!(parse(version, &content).is_err());
+        }
+    }
+
+    /// `v1-floaty-power-levels` (rooms v1–v5): floats are truncated; from
+    /// v6 canonical JSON has no floats at all.
+    #[test]
+    fn floats_are_truncated_until_v6() {
+        let content = json!({
+            "ban": 50,
+            "events": {"m.room.power_levels": 100},
+            "events_default": 0,
+            "state_default": 50,
+            "users": {"@example:example.org": 100, "@alice:localhost": 50, "@bob:localhost": 50.57},
+            "users_default": 0
+        });
+        let floaty: Vec<&RoomVersion> = SUPPORTED.iter().copied().filter(|v| v.float_power_levels).collect();
+        assert_eq!(
+            floaty,
+            [
+                &V1,
+                &crate::core::room_version::V2,
+                &crate::core::room_version::V3,
+                &crate::core::room_version::V4,
+                &V5
+            ]
+        );
+        for version in &floaty {
+            let p = parse(version, &content).expect("valid");
+            let none = Creators::default();
+            assert_eq!(p.user_level("@bob:localhost", &none), p.user_level("@alice:localhost", &none));
+            assert_eq!(p.user_level("@bob:localhost", &none), Level::Finite(50));
+            for (value, n) in
+                [(json!(5.114698E4), 51146), (json!(-1.9), -1), (json!(0.5), 0), (json!(1e300), i64::MAX)]
+            {
+                assert_eq!(parse(version, &json!({ "kick": value })).map(|p| p.kick()), Ok(n), "{value}");
+            }
+        }
+        for version in SUPPORTED.iter().filter(|v| !v.float_power_levels) {
+            assert!(parse(version, &content).is_err(), "v{} took a float", version.id);
+        }
+    }
+
+    /// Canonical JSON's integer range binds JSON integers from v6 only.
+    #[test]
+    fn integer_range_from_v6() {
+        let big = json!({"ban": 1_i64 << 60, "kick": LEVEL_MIN - 1, "users": {ALICE: u64::MAX}});
+        for version in SUPPORTED {
+            let parsed = parse(version, &big);
+            if version.strict_canonical_json {
+                assert!(parsed.is_err(), "v{}", version.id);
+            } else {
+                let p = parsed.expect("valid before v6");
+                assert_eq!((p.ban(), p.kick()), (1 << 60, LEVEL_MIN - 1));
+                assert_eq!(p.user_level(ALICE, &Creators::default()), Level::Finite(i64::MAX));
+            }
+        }
+        for version in SUPPORTED {
+            assert!(parse(version, &json!({"ban": LEVEL_MAX, "kick": LEVEL_MIN})).is_ok());
+        }
+    }
+
+    #[test]
+    fn odd_values_are_errors_in_every_version() {
+        for version in SUPPORTED {
+            for bad in [
+                json!({"ban": null}),
+                json!({"ban": true}),
+                json!({"ban": {"n": 1}}),
+                json!({"ban": [50]}),
+                json!({"events": 5}),
+                json!({"events": {"m.room.name": "lots"}}),
+                json!({"users": ["x"]}),
+                json!({"users": {"alice": 100}}),
+                json!({"users": {ALICE: false}}),
+                json!({"notifications": {"room": {}}}),
+                json!("50"),
+                json!(null),
+            ] {
+                let err = parse(version, &bad).expect_err("refused");
+                assert!(!err.is_empty());
+            }
+        }
+        let err = parse(&V9, &json!({"users": {ALICE: "lots"}})).expect_err("refused");
+        assert!(err.contains("users") && err.contains("lots"), "{err}");
     }
 
     fn change(sender_level: i64, old: Value, new: Value) -> Result<(), String> {
@@ -641,6 +811,30 @@ mod tests {
         assert!(change(50, base.clone(), notif).is_err());
         // Unchanged content is always fine.
         assert_eq!(change(0, base.clone(), base), Ok(()));
+    }
+
+    /// v6 put `notifications` under the rules `events` follows ("updates
+    /// rules 10.4 and 10.5"); before, a sender may set any value there.
+    #[test]
+    fn notifications_are_held_to_the_rules_from_v6() {
+        let old = json!({"users": {BOB: 50}, "notifications": {"room": 50}});
+        let raised = json!({"users": {BOB: 50}, "notifications": {"room": 100}});
+        let from_high = json!({"users": {BOB: 50}, "notifications": {"room": 90}});
+        for version in SUPPORTED.iter().filter(|v| !v.privileged_creators) {
+            let parse = |v: &Value| parse(version, v).expect("valid");
+            let none = Creators::default();
+            let up = check_change(version, Level::Finite(50), &parse(&old), &parse(&raised), BOB, &none);
+            let down = check_change(version, Level::Finite(50), &parse(&from_high), &parse(&old), BOB, &none);
+            if version.notifications_power_levels {
+                assert!(up.is_err() && down.is_err(), "v{}", version.id);
+            } else {
+                assert_eq!((up, down), (Ok(()), Ok(())), "v{}", version.id);
+            }
+            // `events` is held to them in every version.
+            let events = json!({"users": {BOB: 50}, "events": {"m.room.name": 100}});
+            let r = check_change(version, Level::Finite(50), &parse(&old), &parse(&events), BOB, &none);
+            assert!(r.is_err(), "v{}", version.id);
+        }
     }
 
     #[test]

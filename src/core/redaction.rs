@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::room_version::{Redaction, RoomVersion};
 
-/// Top-level keys kept by the room v9/v10 algorithm.
-const TOP_LEVEL_V9: &[&str] = &[
+/// Top-level keys kept by the algorithms of rooms v1 to v10.
+const TOP_LEVEL_V1: &[&str] = &[
     "event_id",
     "type",
     "room_id",
@@ -30,8 +30,8 @@ const TOP_LEVEL_V9: &[&str] = &[
     "membership",
 ];
 
-/// Top-level keys kept by the room v11 algorithm: v9's without `origin`,
-/// `membership` and `prev_state`.
+/// Top-level keys kept by the room v11 algorithm: the earlier list without
+/// `origin`, `membership` and `prev_state`.
 const TOP_LEVEL_V11: &[&str] = &[
     "event_id",
     "type",
@@ -47,24 +47,9 @@ const TOP_LEVEL_V11: &[&str] = &[
     "origin_server_ts",
 ];
 
-const MEMBER_KEYS: &[&str] = &["membership", "join_authorised_via_users_server"];
-const CREATE_KEYS_V9: &[&str] = &["creator"];
-const JOIN_RULES_KEYS: &[&str] = &["join_rule", "allow"];
-const POWER_LEVELS_KEYS_V9: &[&str] =
+/// The `m.room.power_levels` keys every algorithm keeps (v11 adds `invite`).
+const POWER_LEVELS_KEYS: &[&str] =
     &["ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"];
-const POWER_LEVELS_KEYS_V11: &[&str] = &[
-    "ban",
-    "events",
-    "events_default",
-    "invite",
-    "kick",
-    "redact",
-    "state_default",
-    "users",
-    "users_default",
-];
-const HISTORY_VISIBILITY_KEYS: &[&str] = &["history_visibility"];
-const REDACTION_KEYS_V11: &[&str] = &["redacts"];
 
 /// Returns the redacted form of `event` under the redaction algorithm of
 /// `version`.
@@ -78,10 +63,7 @@ pub fn redact(version: &RoomVersion, event: &Value) -> Value {
     let Some(obj) = event.as_object() else {
         return Value::Object(Map::new());
     };
-    let top_level = match version.redaction {
-        Redaction::V9 => TOP_LEVEL_V9,
-        Redaction::V11 => TOP_LEVEL_V11,
-    };
+    let top_level = if version.redaction >= Redaction::V11 { TOP_LEVEL_V11 } else { TOP_LEVEL_V1 };
     let mut out: Map<String, Value> = obj
         .iter()
         .filter(|(k, _)| top_level.contains(&k.as_str()))
@@ -96,29 +78,35 @@ pub fn redact(version: &RoomVersion, event: &Value) -> Value {
     Value::Object(out)
 }
 
+/// True if the `content` key `key` of an event of type `kind` survives
+/// redaction under `rules`.
+fn kept(rules: Redaction, kind: &str, key: &str) -> bool {
+    match kind {
+        "m.room.member" => {
+            key == "membership" || (key == "join_authorised_via_users_server" && rules >= Redaction::V9)
+        }
+        // From v11 the create event keeps its whole content.
+        "m.room.create" => rules >= Redaction::V11 || key == "creator",
+        "m.room.join_rules" => key == "join_rule" || (key == "allow" && rules >= Redaction::V8),
+        "m.room.power_levels" => {
+            POWER_LEVELS_KEYS.contains(&key) || (key == "invite" && rules >= Redaction::V11)
+        }
+        // Only the first algorithm protects the historical aliases event.
+        "m.room.aliases" => key == "aliases" && rules == Redaction::V1,
+        "m.room.history_visibility" => key == "history_visibility",
+        "m.room.redaction" => key == "redacts" && rules >= Redaction::V11,
+        _ => false,
+    }
+}
+
 /// Returns the part of `content` that an event of type `kind` keeps.
 fn redact_content(rules: Redaction, kind: &str, content: &Map<String, Value>) -> Map<String, Value> {
-    let keep: &[&str] = match (kind, rules) {
-        ("m.room.member", _) => MEMBER_KEYS,
-        // From v11 the create event keeps its whole content.
-        ("m.room.create", Redaction::V11) => return content.clone(),
-        ("m.room.create", Redaction::V9) => CREATE_KEYS_V9,
-        ("m.room.join_rules", _) => JOIN_RULES_KEYS,
-        ("m.room.power_levels", Redaction::V9) => POWER_LEVELS_KEYS_V9,
-        ("m.room.power_levels", Redaction::V11) => POWER_LEVELS_KEYS_V11,
-        ("m.room.history_visibility", _) => HISTORY_VISIBILITY_KEYS,
-        ("m.room.redaction", Redaction::V11) => REDACTION_KEYS_V11,
-        _ => &[],
-    };
-    let mut out: Map<String, Value> = content
-        .iter()
-        .filter(|(k, _)| keep.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut out: Map<String, Value> =
+        content.iter().filter(|(k, _)| kept(rules, kind, k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     // From v11 a member event also keeps `signed` inside
     // `third_party_invite`, and nothing else of that object. An invite
     // without `signed` has nothing protected, so the object is dropped.
-    if kind == "m.room.member" && rules == Redaction::V11 {
+    if kind == "m.room.member" && rules >= Redaction::V11 {
         if let Some(signed) = content.get("third_party_invite").and_then(|t| t.get("signed")) {
             let mut invite = Map::new();
             invite.insert("signed".to_owned(), signed.clone());
@@ -131,8 +119,13 @@ fn redact_content(rules: Redaction, kind: &str, content: &Map<String, Value>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::room_version::{V10, V11, V12};
+    use crate::core::room_version::{SUPPORTED, V1, V10, V11, V12, V5, V6, V7, V8, V9};
     use serde_json::json;
+
+    /// The versions whose number is in `range`.
+    fn versions(range: std::ops::RangeInclusive<u32>) -> Vec<&'static RoomVersion> {
+        SUPPORTED.iter().copied().filter(|v| range.contains(&v.id.parse().expect("numeric ids"))).collect()
+    }
 
     /// An event carrying every top-level key either algorithm knows, plus
     /// some neither keeps.
@@ -166,16 +159,23 @@ mod tests {
         k
     }
 
+    fn content_of(version: &RoomVersion, kind: &str, content: &Value) -> Value {
+        redact(version, &full_event(kind, content.clone()))["content"].clone()
+    }
+
     #[test]
-    fn top_level_keys_v9() {
-        let r = redact(&V10, &full_event("m.room.message", json!({"body": "hi"})));
-        let mut expected = TOP_LEVEL_V9.to_vec();
-        expected.sort_unstable();
-        assert_eq!(keys(&r), expected);
-        assert_eq!(r["content"], json!({}));
-        assert_eq!(r["origin"], json!("x"));
-        assert_eq!(r["membership"], json!("join"));
-        assert_eq!(r["prev_state"], json!([]));
+    fn top_level_keys_before_v11() {
+        for version in versions(1..=10) {
+            let r = redact(version, &full_event("m.room.message", json!({"body": "hi"})));
+            let mut expected = TOP_LEVEL_V1.to_vec();
+            expected.sort_unstable();
+            assert_eq!(keys(&r), expected, "v{}", version.id);
+            assert_eq!(r["content"], json!({}));
+            assert_eq!(r["origin"], json!("x"));
+            assert_eq!(r["membership"], json!("join"));
+            assert_eq!(r["prev_state"], json!([]));
+            assert_eq!(r["event_id"], json!("$e"));
+        }
     }
 
     #[test]
@@ -194,9 +194,11 @@ mod tests {
     #[test]
     fn kept_values_are_untouched() {
         let event = full_event("m.room.message", json!({}));
-        let r = redact(&V11, &event);
-        for k in TOP_LEVEL_V11 {
-            assert_eq!(r[k], event[k], "{k}");
+        for (version, list) in [(&V1, TOP_LEVEL_V1), (&V11, TOP_LEVEL_V11)] {
+            let r = redact(version, &event);
+            for k in list {
+                assert_eq!(r[k], event[k], "{k}");
+            }
         }
     }
 
@@ -209,12 +211,19 @@ mod tests {
             "avatar_url": "mxc://x/y",
             "third_party_invite": {"display_name": "a@b", "signed": {"mxid": "@a:x", "token": "t"}}
         });
-        let v10 = redact(&V10, &full_event("m.room.member", content.clone()));
-        assert_eq!(v10["content"], json!({"membership": "join", "join_authorised_via_users_server": "@b:y"}));
-        for version in [&V11, &V12] {
-            let r = redact(version, &full_event("m.room.member", content.clone()));
+        // v8 added restricted joins but forgot their key (fixed in v9).
+        for version in versions(1..=8) {
+            assert_eq!(content_of(version, "m.room.member", &content), json!({"membership": "join"}));
+        }
+        for version in [&V9, &V10] {
             assert_eq!(
-                r["content"],
+                content_of(version, "m.room.member", &content),
+                json!({"membership": "join", "join_authorised_via_users_server": "@b:y"})
+            );
+        }
+        for version in [&V11, &V12] {
+            assert_eq!(
+                content_of(version, "m.room.member", &content),
                 json!({
                     "membership": "join",
                     "join_authorised_via_users_server": "@b:y",
@@ -225,8 +234,7 @@ mod tests {
         // Without `signed` the invite object is not kept at all.
         for invite in [json!({"display_name": "a"}), json!("text"), json!(null), json!([1])] {
             let content = json!({"membership": "invite", "third_party_invite": invite});
-            let r = redact(&V11, &full_event("m.room.member", content));
-            assert_eq!(r["content"], json!({"membership": "invite"}));
+            assert_eq!(content_of(&V11, "m.room.member", &content), json!({"membership": "invite"}));
         }
     }
 
@@ -234,11 +242,11 @@ mod tests {
     fn create_content() {
         let content =
             json!({"creator": "@a:x", "room_version": "10", "m.federate": false, "type": "m.space"});
-        let v10 = redact(&V10, &full_event("m.room.create", content.clone()));
-        assert_eq!(v10["content"], json!({"creator": "@a:x"}));
+        for version in versions(1..=10) {
+            assert_eq!(content_of(version, "m.room.create", &content), json!({"creator": "@a:x"}));
+        }
         for version in [&V11, &V12] {
-            let r = redact(version, &full_event("m.room.create", content.clone()));
-            assert_eq!(r["content"], content);
+            assert_eq!(content_of(version, "m.room.create", &content), content);
         }
     }
 
@@ -249,10 +257,15 @@ mod tests {
             "allow": [{"type": "m.room_membership", "room_id": "!s:x"}],
             "extra": 1
         });
-        for version in [&V10, &V11, &V12] {
-            let r = redact(version, &full_event("m.room.join_rules", content.clone()));
+        for version in versions(1..=7) {
             assert_eq!(
-                r["content"],
+                content_of(version, "m.room.join_rules", &content),
+                json!({"join_rule": "restricted"})
+            );
+        }
+        for version in versions(8..=12) {
+            assert_eq!(
+                content_of(version, "m.room.join_rules", &content),
                 json!({"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": "!s:x"}]})
             );
         }
@@ -265,36 +278,53 @@ mod tests {
             "redact": 50, "state_default": 50, "users": {"@a:x": 100}, "users_default": 0,
             "notifications": {"room": 50}, "historical": 100
         });
-        let mut v9_expected = content.clone();
+        let mut before_v11 = content.clone();
         for k in ["invite", "notifications", "historical"] {
-            v9_expected.as_object_mut().expect("an object").remove(k);
+            before_v11.as_object_mut().expect("an object").remove(k);
         }
-        let v10 = redact(&V10, &full_event("m.room.power_levels", content.clone()));
-        assert_eq!(v10["content"], v9_expected);
-        let mut v11_expected = v9_expected.clone();
+        for version in versions(1..=10) {
+            assert_eq!(content_of(version, "m.room.power_levels", &content), before_v11);
+        }
+        let mut v11_expected = before_v11.clone();
         v11_expected["invite"] = json!(0);
         for version in [&V11, &V12] {
-            let r = redact(version, &full_event("m.room.power_levels", content.clone()));
-            assert_eq!(r["content"], v11_expected);
+            assert_eq!(content_of(version, "m.room.power_levels", &content), v11_expected);
         }
+    }
+
+    #[test]
+    fn aliases_content_is_protected_until_v6() {
+        let content = json!({"aliases": ["#a:x"], "other": 1});
+        for version in versions(1..=5) {
+            assert_eq!(content_of(version, "m.room.aliases", &content), json!({"aliases": ["#a:x"]}));
+        }
+        assert_eq!(V5.redaction, Redaction::V1);
+        for version in versions(6..=12) {
+            assert_eq!(content_of(version, "m.room.aliases", &content), json!({}), "v{}", version.id);
+        }
+        assert_eq!((V6.redaction, V7.redaction, V8.redaction), (Redaction::V6, Redaction::V6, Redaction::V8));
     }
 
     #[test]
     fn history_visibility_content() {
         let content = json!({"history_visibility": "shared", "other": 1});
-        for version in [&V10, &V11, &V12] {
-            let r = redact(version, &full_event("m.room.history_visibility", content.clone()));
-            assert_eq!(r["content"], json!({"history_visibility": "shared"}));
+        for version in SUPPORTED {
+            assert_eq!(
+                content_of(version, "m.room.history_visibility", &content),
+                json!({"history_visibility": "shared"})
+            );
         }
     }
 
     #[test]
     fn redaction_event() {
         let content = json!({"redacts": "$t", "reason": "spam"});
-        // v10 keeps neither the top-level `redacts` nor the content one.
-        let v10 = redact(&V10, &full_event("m.room.redaction", content.clone()));
-        assert_eq!(v10["content"], json!({}));
-        assert!(v10.get("redacts").is_none());
+        // Before v11 neither the top-level `redacts` nor a content one is kept.
+        for version in versions(1..=10) {
+            let r = redact(version, &full_event("m.room.redaction", content.clone()));
+            assert_eq!(r["content"], json!({}));
+            assert!(r.get("redacts").is_none());
+        }
         for version in [&V11, &V12] {
             let r = redact(version, &full_event("m.room.redaction", content.clone()));
             assert_eq!(r["content"], json!({"redacts": "$t"}));
@@ -305,22 +335,18 @@ mod tests {
     #[test]
     fn protected_keys_belong_to_their_type_only() {
         let content = json!({"membership": "join", "creator": "@a:x", "join_rule": "public", "ban": 1,
-            "history_visibility": "joined", "redacts": "$t"});
-        for version in [&V10, &V11, &V12] {
+            "history_visibility": "joined", "redacts": "$t", "aliases": ["#a:x"]});
+        for version in SUPPORTED {
             for kind in ["m.room.message", "m.room.topic", "m.room.name", "org.example.member"] {
-                let r = redact(version, &full_event(kind, content.clone()));
-                assert_eq!(r["content"], json!({}), "{kind} v{}", version.id);
+                assert_eq!(content_of(version, kind, &content), json!({}), "{kind} v{}", version.id);
             }
-            assert_eq!(
-                redact(version, &full_event("m.room.member", content.clone()))["content"],
-                json!({"membership": "join"})
-            );
+            assert_eq!(content_of(version, "m.room.member", &content), json!({"membership": "join"}));
         }
     }
 
     #[test]
     fn odd_shapes_do_not_panic() {
-        for version in [&V10, &V11, &V12] {
+        for version in SUPPORTED {
             assert_eq!(redact(version, &json!("x")), json!({}));
             assert_eq!(redact(version, &json!(null)), json!({}));
             assert_eq!(redact(version, &json!({})), json!({"content": {}}));
@@ -339,9 +365,11 @@ mod tests {
     fn redaction_is_idempotent() {
         let content =
             json!({"membership": "invite", "third_party_invite": {"signed": {"token": "t"}, "x": 1}});
-        for version in [&V10, &V11, &V12] {
-            let once = redact(version, &full_event("m.room.member", content.clone()));
-            assert_eq!(redact(version, &once), once);
+        for version in SUPPORTED {
+            for kind in ["m.room.member", "m.room.join_rules", "m.room.aliases", "m.room.create"] {
+                let once = redact(version, &full_event(kind, content.clone()));
+                assert_eq!(redact(version, &once), once);
+            }
         }
     }
 }

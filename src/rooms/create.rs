@@ -7,7 +7,7 @@ use crate::core::event::{self, PduTemplate};
 use crate::core::room_version::RoomVersion;
 use crate::crypto::token;
 use crate::error::{Error, Result};
-use crate::rooms::{append, event_error, persist, NewEvent};
+use crate::rooms::{append, event_error, new_event_id, persist, NewEvent};
 use crate::storage::{self, rooms, state};
 
 /// Length of the random part of a room ID (rooms before v12).
@@ -86,8 +86,10 @@ pub fn create_room(app: &App, conn: &crate::storage::Tx, creator: &str, req: Cre
         state_key: Some(String::new()),
         content: Value::Object(create_content),
         redacts: None,
+        event_id: new_event_id(version, server),
         prev_events: Vec::new(),
         auth_events: Vec::new(),
+        reference_hashes: Default::default(),
         depth: 1,
         origin_server_ts: now,
     };

@@ -43,11 +43,15 @@ fn base(e: &StoredEvent, pdu: &Value) -> Map<String, Value> {
         out.insert("state_key".into(), json!(key));
     }
     // Clients of every room version find the redacted event at the top
-    // level; from v11 the PDU carries it in content.
+    // level and, as v11 asks servers to serve older versions' redactions,
+    // in `content` too; from v11 the PDU carries it in content only.
     if e.kind == "m.room.redaction" {
-        let redacts = pdu.get("redacts").or_else(|| pdu.pointer("/content/redacts"));
+        let redacts = pdu.get("redacts").or_else(|| pdu.pointer("/content/redacts")).cloned();
         if let Some(r) = redacts {
-            out.insert("redacts".into(), r.clone());
+            if let Some(Value::Object(content)) = out.get_mut("content") {
+                content.entry("redacts").or_insert_with(|| r.clone());
+            }
+            out.insert("redacts".into(), r);
         }
     }
     out

@@ -15,7 +15,7 @@ pub mod read;
 pub mod token;
 pub mod visibility;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -25,6 +25,7 @@ use crate::core::auth;
 use crate::core::event::{self, EventError, PduTemplate};
 use crate::core::room_version::{self, RoomVersion};
 use crate::crypto::canonical;
+use crate::crypto::token::{random_string, ALNUM};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::events::{self, StoredEvent};
 use crate::storage::rooms::{self, Room};
@@ -33,6 +34,13 @@ pub use read::*;
 
 /// Most `prev_events` a local event cites.
 const PREV_EVENTS_MAX: usize = 10;
+
+/// Length of the random part of an event ID in rooms v1–v2
+/// (`$random:server`); 24 alphanumerics are 142 bits.
+const EVENT_ID_RANDOM_LEN: usize = 24;
+
+/// The content key naming the member who authorised a restricted join.
+const AUTHORISER_KEY: &str = "join_authorised_via_users_server";
 
 /// A local event to add to a room.
 pub struct NewEvent<'a> {
@@ -92,6 +100,9 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
         add_profile(conn, &mut new)?;
     }
     let (room, version) = room_and_version(conn, room_id)?;
+    if new.kind == "m.room.member" && new.state_key == Some(sender) {
+        add_join_authorisation(app, conn, room_id, version, sender, &mut new)?;
+    }
     if new.kind == "m.room.canonical_alias" && new.state_key == Some("") {
         check_canonical_alias(app, conn, room_id, &new.content)?;
     }
@@ -117,7 +128,21 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
     }
     let mut prev_events = events::extremities(conn, room_id)?;
     prev_events.truncate(PREV_EVENTS_MAX);
+    // v1–v2: references carry the cited events' reference hashes, and the
+    // event carries an ID of our choosing.
+    let mut reference_hashes = BTreeMap::new();
+    if version.references_carry_hashes() {
+        for id in prev_events.iter().chain(&auth_events) {
+            if reference_hashes.contains_key(id) {
+                continue;
+            }
+            let pdu =
+                load_pdu(conn, id)?.ok_or_else(|| Error::internal(format!("cited event {id} missing")))?;
+            reference_hashes.insert(id.clone(), event::reference_hash(version, &pdu).map_err(event_error)?);
+        }
+    }
     let template = PduTemplate {
+        event_id: new_event_id(version, &app.config.server_name),
         room_id: Some(room_id.to_owned()),
         sender: sender.to_owned(),
         kind: new.kind.to_owned(),
@@ -126,6 +151,7 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
         redacts: new.redacts.map(str::to_owned),
         prev_events,
         auth_events,
+        reference_hashes,
         depth: (room.depth + 1) as u64,
         origin_server_ts: storage::now_ms(),
     };
@@ -154,6 +180,77 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
         evict_guests_unless_allowed(app, conn, room_id)?;
     }
     Ok(Appended { event_id, pos })
+}
+
+/// A new event's ID where the version has events carry theirs (v1–v2):
+/// `$` + random + `:` + this server's name. `None` from v3, where the ID
+/// is the event's hash.
+pub(crate) fn new_event_id(version: &RoomVersion, server_name: &str) -> Option<String> {
+    version
+        .event_id_in_event()
+        .then(|| format!("${}:{server_name}", random_string(EVENT_ID_RANDOM_LEN, ALNUM)))
+}
+
+/// A local user's join of a room whose join rule is `restricted` (v8 on)
+/// or `knock_restricted` (v10 on), who is neither invited nor joined: if
+/// they are joined to a room the rule's `allow` list names
+/// (`m.room_membership`), the join names a joined local member who may
+/// invite as its authoriser (`join_authorised_via_users_server`), the most
+/// powerful first. Otherwise the content stays as it is and the
+/// authorization rules refuse the join.
+fn add_join_authorisation(
+    app: &App,
+    conn: &Connection,
+    room_id: &str,
+    version: &RoomVersion,
+    sender: &str,
+    new: &mut NewEvent,
+) -> Result<()> {
+    if !version.restricted_joins
+        || new.content.get("membership").and_then(Value::as_str) != Some("join")
+        || new.content.get(AUTHORISER_KEY).is_some()
+    {
+        return Ok(());
+    }
+    let Some(rules) = current_state_event(conn, room_id, "m.room.join_rules", "")? else { return Ok(()) };
+    let restricted = match rules.pointer("/content/join_rule").and_then(Value::as_str) {
+        Some("restricted") => true,
+        Some("knock_restricted") => version.knock_restricted,
+        _ => false,
+    };
+    if !restricted
+        || matches!(state::membership(conn, sender, room_id)?.as_deref(), Some("join" | "invite" | "ban"))
+    {
+        return Ok(());
+    }
+    let allow =
+        rules.pointer("/content/allow").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut allowed = false;
+    for condition in allow {
+        if condition.get("type").and_then(Value::as_str) != Some("m.room_membership") {
+            continue;
+        }
+        let Some(other) = condition.get("room_id").and_then(Value::as_str) else { continue };
+        if state::membership(conn, sender, other)?.as_deref() == Some("join") {
+            allowed = true;
+            break;
+        }
+    }
+    if !allowed {
+        return Ok(());
+    }
+    let (levels, creators) = current_power(conn, room_id, version)?;
+    let server = &app.config.server_name;
+    let authoriser = state::members(conn, room_id, "join")?
+        .into_iter()
+        .filter(|user| crate::core::ids::parse_user_id(user).is_some_and(|(_, s)| s == server))
+        .map(|user| (levels.user_level(&user, &creators), user))
+        .filter(|(level, _)| level.at_least(levels.invite()))
+        .max_by(|(a, user_a), (b, user_b)| a.cmp(b).then_with(|| user_b.cmp(user_a)));
+    if let (Some((_, user)), Some(obj)) = (authoriser, new.content.as_object_mut()) {
+        obj.insert(AUTHORISER_KEY.to_owned(), Value::String(user));
+    }
+    Ok(())
 }
 
 /// Whether the room's current `m.room.guest_access` lets guests join.

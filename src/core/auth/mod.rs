@@ -1,19 +1,25 @@
-//! Room authorisation rules for rooms v10, v11 and v12: may this event be
+//! Room authorisation rules for rooms v1 to v12: may this event be
 //! accepted, given the state it is checked against?
 //!
 //! This module owns the rules of the spec's "Authorisation rules" sections
-//! and the server-server API's "Auth events selection". It reads JSON events
+//! (`v1-auth-rules`, `v3-auth-rules`, v6's and v7's, `v8-auth-rules`,
+//! v10's, v11's, v12's) and the server-server API's "Auth events
+//! selection"; where they differ, the [`RoomVersion`] says which rule
+//! applies. It reads JSON events
 //! and a [`StateLookup`]; it never touches storage, HTTP or the clock, and
 //! it does not fetch anything. Two checks need data it cannot see and are
 //! left to the caller, who must do them before calling [`check`]:
 //!
-//! - signatures: the event must be signed by the sender's server and, for a
-//!   join carrying `join_authorised_via_users_server`, by that user's server;
+//! - signatures: the event must be signed by every server
+//!   [`event::required_signers`] names (the sender's; in v1–v2 the event
+//!   ID's; for a join carrying `join_authorised_via_users_server`, that
+//!   user's);
 //! - whether the events listed in `auth_events` were themselves rejected
 //!   ([`check_auth_events`] does the rest of that rule).
 //!
 //! The create event's ID, which two rules need, is computed from the event
-//! itself (its reference hash), never read from an `event_id` field.
+//! itself (its reference hash) from v3; only in v1–v2, where events carry
+//! their IDs, is it read from the create event's `event_id`.
 //!
 //! Deciding whether a redaction may be *applied* is not authorisation; see
 //! [`may_apply_redaction`].
@@ -36,6 +42,8 @@ const MEMBER: &str = "m.room.member";
 const POWER_LEVELS: &str = "m.room.power_levels";
 const JOIN_RULES: &str = "m.room.join_rules";
 const THIRD_PARTY_INVITE: &str = "m.room.third_party_invite";
+const ALIASES: &str = "m.room.aliases";
+const REDACTION: &str = "m.room.redaction";
 
 const JOIN: &str = "join";
 const INVITE: &str = "invite";
@@ -139,13 +147,10 @@ impl<'a> Pdu<'a> {
         self.event.get("content").unwrap_or(&Value::Null)
     }
 
-    /// The event IDs in `prev_events`, or `None` if the field is malformed.
-    fn prev_events(&self) -> Option<Vec<&'a str>> {
-        match self.event.get("prev_events") {
-            None | Some(Value::Null) => Some(Vec::new()),
-            Some(Value::Array(ids)) => ids.iter().map(Value::as_str).collect(),
-            Some(_) => None,
-        }
+    /// The event IDs in `prev_events` (plain IDs, or in v1–v2 the IDs of
+    /// `[id, hashes]` pairs), or `None` if the field is malformed.
+    fn prev_events(&self, version: &RoomVersion) -> Option<Vec<&'a str>> {
+        event::referenced_ids(version, self.event, "prev_events").ok()
     }
 }
 
@@ -255,6 +260,10 @@ pub fn check(version: &RoomVersion, event: &Value, state: &dyn StateLookup) -> R
         return deny(format!("the room does not federate, so {} may not take part", pdu.sender));
     }
 
+    if pdu.kind == ALIASES && version.special_case_aliases {
+        return check_aliases(&pdu);
+    }
+
     let pl = PowerLevels::from_event(version, state.get(POWER_LEVELS, ""))
         .map_err(|e| AuthError { reason: format!("the room's current power levels are invalid: {e}") })?;
     let room = Room { version, state, create, creators: Creators::from_create(version, create), pl };
@@ -287,12 +296,47 @@ pub fn check(version: &RoomVersion, event: &Value, state: &dyn StateLookup) -> R
         power_levels::check_change(version, sender_level, &room.pl, &new, pdu.sender, &room.creators)
             .map_err(|reason| AuthError { reason })?;
     }
+
+    if pdu.kind == REDACTION && version.redaction_auth_rule {
+        return check_redaction_v1(&room, &pdu, sender_level);
+    }
     Ok(())
+}
+
+/// Rooms v1–v5, rule 4: `m.room.aliases` belongs to the server its
+/// `state_key` names, whatever the sender's membership or power.
+fn check_aliases(pdu: &Pdu) -> Result<(), AuthError> {
+    match pdu.state_key {
+        None => deny("an m.room.aliases event needs a state_key"),
+        Some(server) if server != pdu.sender_server => {
+            deny(format!("{} may not set the aliases of the server {server:?}", pdu.sender))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Rooms v1–v2, rule 11: a redaction needs the redact level, unless the
+/// redacted event's ID and the redaction's own ID name the same server.
+fn check_redaction_v1(room: &Room, pdu: &Pdu, sender_level: Level) -> Result<(), AuthError> {
+    if sender_level.at_least(room.pl.redact()) {
+        return Ok(());
+    }
+    let own_id = event::event_id(room.version, pdu.event).ok();
+    let own_server = own_id.as_deref().and_then(event::event_id_server);
+    let target_server = pdu.event.get("redacts").and_then(Value::as_str).and_then(event::event_id_server);
+    if own_server.is_some() && own_server == target_server {
+        Ok(())
+    } else {
+        deny(format!(
+            "insufficient power level to redact an event of another server: needs {}, has {sender_level}",
+            room.pl.redact()
+        ))
+    }
 }
 
 /// The rules for `m.room.create`.
 fn check_create(version: &RoomVersion, pdu: &Pdu) -> Result<(), AuthError> {
-    match pdu.prev_events() {
+    match pdu.prev_events(version) {
         Some(prev) if prev.is_empty() => {}
         _ => return deny("the m.room.create event may not have prev_events"),
     }
@@ -439,7 +483,7 @@ fn check_member(room: &Room, pdu: &Pdu) -> Result<(), AuthError> {
 }
 
 fn check_join(room: &Room, pdu: &Pdu, target: &str) -> Result<(), AuthError> {
-    let prev = pdu.prev_events().unwrap_or_default();
+    let prev = pdu.prev_events(room.version).unwrap_or_default();
     if let (Some(room_id), [only]) = (pdu.room_id, prev.as_slice()) {
         if room.create_event_id(room_id).as_deref() == Some(*only) && room.first_creator() == Some(target) {
             return Ok(());
@@ -481,9 +525,16 @@ fn check_join(room: &Room, pdu: &Pdu, target: &str) -> Result<(), AuthError> {
             }
             Ok(())
         }
-        Some(rule) => {
+        Some(rule @ INVITE) => {
             deny(format!("{sender} may not join: the join rule is {rule:?} and they are not invited"))
         }
+        Some(rule @ KNOCK) if version.knocking => {
+            deny(format!("{sender} may not join: the join rule is {rule:?} and they are not invited"))
+        }
+        Some(rule) => deny(format!(
+            "{sender} may not join: the join rule {rule:?} lets nobody join in room version {}",
+            version.id
+        )),
         None => deny(format!("{sender} may not join: the room has no join rule")),
     }
 }
@@ -571,7 +622,9 @@ fn check_leave(room: &Room, pdu: &Pdu, target: &str) -> Result<(), AuthError> {
     let sender = pdu.sender;
     if sender == target {
         return match room.membership(sender) {
-            INVITE | JOIN | KNOCK => Ok(()),
+            INVITE | JOIN => Ok(()),
+            // v7 on: a knock can be withdrawn.
+            KNOCK if room.version.knocking => Ok(()),
             BAN => deny(format!("{sender} is banned and cannot unban themselves")),
             _ => deny(format!("{sender} is not in the room")),
         };
@@ -631,15 +684,21 @@ fn check_knock(room: &Room, pdu: &Pdu, target: &str) -> Result<(), AuthError> {
     }
 }
 
-/// The spec's "Handling redactions": a redaction that passed authorisation
-/// is applied if its sender reaches the *redact level*, or is on the same
-/// server as the sender of the event it redacts.
+/// The spec's "Handling redactions" (`v3-handling-redactions`): from v3, a
+/// redaction that passed authorisation is applied if its sender reaches the
+/// *redact level*, or is on the same server as the sender of the event it
+/// redacts. In v1–v2 the authorisation rules decided it already (rule 11),
+/// so a redaction that passed them applies.
 pub fn may_apply_redaction(
+    version: &RoomVersion,
     redaction_sender: &str,
     original_sender: &str,
     power_levels: &PowerLevels,
     creators: &Creators,
 ) -> bool {
+    if version.redaction_auth_rule {
+        return true;
+    }
     let redacting_server = parse_user_id(redaction_sender).map(|(_, server)| server);
     let original_server = parse_user_id(original_sender).map(|(_, server)| server);
     let same_server = redacting_server.is_some() && redacting_server == original_server;

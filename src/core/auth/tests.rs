@@ -1,7 +1,7 @@
 //! Unit tests of `auth` (beside it, so the module reads without them).
 
 use super::*;
-use crate::core::room_version::{V10, V11, V12};
+use crate::core::room_version::{SUPPORTED, V1, V10, V11, V12, V2, V7, V8};
 use crate::crypto::sign::ServerKey;
 use serde_json::json;
 
@@ -11,7 +11,8 @@ const CAROL: &str = "@carol:example.org";
 const DAN: &str = "@dan:example.org";
 const EVE: &str = "@eve:remote.test";
 
-const VERSIONS: [&RoomVersion; 3] = [&V10, &V11, &V12];
+/// Every version served, oldest first.
+const VERSIONS: &[&RoomVersion] = SUPPORTED;
 
 type State = HashMap<(String, String), Value>;
 
@@ -65,13 +66,26 @@ impl TestRoom {
         if !self.version.room_id_from_create {
             ev["room_id"] = json!(self.room_id);
         }
+        if self.version.event_id_in_event() {
+            ev["event_id"] = json!("$create:example.org");
+        }
         ev
     }
 
     fn first_join(&self) -> Value {
         let mut ev = self.event(MEMBER, Some(ALICE), ALICE, json!({"membership": JOIN}));
-        ev["prev_events"] = json!([self.create_id()]);
+        ev["prev_events"] = self.refs(&[&self.create_id()]);
         ev
+    }
+
+    /// `prev_events` or `auth_events` citing `ids` in the version's format:
+    /// `[id, {"sha256": …}]` pairs in v1–v2, plain IDs after.
+    fn refs(&self, ids: &[&str]) -> Value {
+        if self.version.references_carry_hashes() {
+            ids.iter().map(|id| json!([id, {"sha256": "aGFzaA"}])).collect()
+        } else {
+            ids.iter().map(|id| json!(id)).collect()
+        }
     }
 
     fn create_id(&self) -> String {
@@ -82,10 +96,16 @@ impl TestRoom {
     fn event(&self, kind: &str, state_key: Option<&str>, sender: &str, content: Value) -> Value {
         let mut ev = json!({
             "type": kind, "sender": sender, "content": content, "room_id": self.room_id,
-            "prev_events": ["$previous"], "auth_events": [], "depth": 10, "origin_server_ts": 0,
+            "prev_events": self.refs(&["$previous:example.org"]), "auth_events": [], "depth": 10,
+            "origin_server_ts": 0,
         });
         if let Some(key) = state_key {
             ev["state_key"] = json!(key);
+        }
+        if self.version.event_id_in_event() {
+            // v1–v2 events carry their IDs, on the sender's server.
+            let server = parse_user_id(sender).map_or("example.org", |(_, s)| s);
+            ev["event_id"] = json!(format!("$e{}:{server}", self.state.len()));
         }
         ev
     }
@@ -139,13 +159,13 @@ fn refused(r: Result<(), AuthError>, needle: &str) {
 
 #[test]
 fn create_event_rules() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let room = TestRoom::new(version, "invite");
         let create = room.create_event(json!({}));
         assert_eq!(check(version, &create, &State::new()), Ok(()), "v{}", version.id);
 
         let mut with_prev = create.clone();
-        with_prev["prev_events"] = json!(["$x"]);
+        with_prev["prev_events"] = room.refs(&["$x:example.org"]);
         refused(check(version, &with_prev, &State::new()), "prev_events");
 
         let unknown = room.create_event(json!({"room_version": "9000"}));
@@ -156,17 +176,21 @@ fn create_event_rules() {
 }
 
 #[test]
-fn creator_field_required_in_v10_only() {
-    let mut create = TestRoom::new(&V10, "invite").create_event(json!({}));
-    create["content"].as_object_mut().expect("object").remove("creator");
-    refused(check(&V10, &create, &State::new()), "no creator");
-    create["content"]["room_version"] = json!("11");
-    assert_eq!(check(&V11, &create, &State::new()), Ok(()));
+fn creator_field_required_until_v11() {
+    for &version in VERSIONS {
+        let mut create = TestRoom::new(version, "invite").create_event(json!({}));
+        create["content"].as_object_mut().expect("object").remove("creator");
+        if version.create_has_creator_field {
+            refused(check(version, &create, &State::new()), "no creator");
+        } else {
+            assert_eq!(check(version, &create, &State::new()), Ok(()), "v{}", version.id);
+        }
+    }
 }
 
 #[test]
 fn create_room_id_server_must_match_sender_before_v12() {
-    for version in [&V10, &V11] {
+    for &version in VERSIONS.iter().filter(|v| !v.room_id_from_create) {
         let mut create = TestRoom::new(version, "invite").create_event(json!({}));
         create["room_id"] = json!("!room:elsewhere.test");
         refused(check(version, &create, &State::new()), "room ID");
@@ -197,7 +221,7 @@ fn v12_create_has_no_room_id_and_valid_additional_creators() {
 
 #[test]
 fn events_need_the_rooms_create_event() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let room = TestRoom::new(version, "public");
         let msg = room.event("m.room.message", None, CAROL, json!({"body": "hi"}));
         refused(check(version, &msg, &State::new()), "no m.room.create");
@@ -223,7 +247,7 @@ fn v12_room_id_must_be_the_create_event_id() {
 
 #[test]
 fn non_federating_rooms_refuse_other_servers() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let room = TestRoom::with_create(version, "public", json!({"m.federate": false}));
         refused(room.membership(EVE, EVE, JOIN), "does not federate");
         assert_eq!(room.membership(DAN, DAN, JOIN), Ok(()));
@@ -248,7 +272,7 @@ fn malformed_events_are_refused() {
 
 #[test]
 fn creator_first_join_after_create() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let room = TestRoom::new(version, "invite");
         let mut state = State::new();
         let create = room.create_event(json!({}));
@@ -257,11 +281,14 @@ fn creator_first_join_after_create() {
         // Anyone else, or a prev event other than the create, falls to
         // the join rules, and there are none yet.
         let mut other = room.event(MEMBER, Some(BOB), BOB, json!({"membership": JOIN}));
-        other["prev_events"] = json!([room.create_id()]);
+        other["prev_events"] = room.refs(&[&room.create_id()]);
         refused(check(version, &other, &state), "no join rule");
         let mut late = room.first_join();
-        late["prev_events"] = json!(["$somethingelse"]);
+        late["prev_events"] = room.refs(&["$somethingelse:example.org"]);
         refused(check(version, &late, &state), "no join rule");
+        let mut two = room.first_join();
+        two["prev_events"] = room.refs(&[&room.create_id(), "$other:example.org"]);
+        refused(check(version, &two, &state), "no join rule");
     }
 }
 
@@ -279,7 +306,7 @@ fn v10_first_join_uses_the_creator_field() {
 
 #[test]
 fn public_join() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let mut room = TestRoom::new(version, "public");
         assert_eq!(room.membership(DAN, DAN, JOIN), Ok(()));
         assert_eq!(room.membership(EVE, EVE, JOIN), Ok(()));
@@ -293,8 +320,15 @@ fn public_join() {
 
 #[test]
 fn invite_only_join() {
-    for version in VERSIONS {
-        for rule in ["invite", "knock"] {
+    for &version in VERSIONS {
+        // Before v7 `knock` is no join rule at all: nobody may join.
+        let mut room = TestRoom::new(version, "knock");
+        room.set_member(DAN, INVITE);
+        if !version.knocking {
+            refused(room.membership(DAN, DAN, JOIN), "lets nobody join in room version");
+        }
+        let rules: &[&str] = if version.knocking { &["invite", "knock"] } else { &["invite"] };
+        for &rule in rules {
             let mut room = TestRoom::new(version, rule);
             refused(room.membership(DAN, DAN, JOIN), "not invited");
             room.set_member(DAN, INVITE);
@@ -316,9 +350,34 @@ fn unknown_or_missing_join_rule_refuses_joins() {
 }
 
 #[test]
+fn restricted_join_rules_before_their_versions_let_nobody_in() {
+    for &version in VERSIONS {
+        for (rule, supported) in
+            [("restricted", version.restricted_joins), ("knock_restricted", version.knock_restricted)]
+        {
+            if supported {
+                continue;
+            }
+            let mut room = TestRoom::new(version, rule);
+            let via = json!({"membership": JOIN, AUTHORISER_KEY: CAROL});
+            refused(room.member(DAN, DAN, via), "lets nobody join");
+            room.set_member(DAN, INVITE);
+            refused(room.membership(DAN, DAN, JOIN), "lets nobody join");
+        }
+    }
+    let supported = |rule: fn(&RoomVersion) -> bool| VERSIONS.iter().filter(|v| rule(v)).count();
+    assert_eq!((supported(|v| v.restricted_joins), supported(|v| v.knock_restricted)), (5, 3));
+}
+
+#[test]
 fn restricted_joins() {
-    for version in VERSIONS {
-        for rule in ["restricted", "knock_restricted"] {
+    for &version in VERSIONS {
+        for (rule, supported) in
+            [("restricted", version.restricted_joins), ("knock_restricted", version.knock_restricted)]
+        {
+            if !supported {
+                continue;
+            }
             let mut room = TestRoom::new(version, rule);
             let via = |user: &str| json!({"membership": JOIN, AUTHORISER_KEY: user});
             refused(room.membership(DAN, DAN, JOIN), "authorisation");
@@ -346,7 +405,7 @@ fn restricted_joins() {
 
 #[test]
 fn invites() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let mut room = TestRoom::new(version, "invite");
         assert_eq!(room.membership(CAROL, DAN, INVITE), Ok(()));
         assert_eq!(room.membership(CAROL, EVE, INVITE), Ok(()));
@@ -392,7 +451,7 @@ fn third_party_content(signed: Value) -> Value {
 
 #[test]
 fn third_party_invites() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let (mut room, key) = third_party_room(version);
         let good = third_party_content(signed_block(&key, DAN, "tok"));
         assert_eq!(room.member(CAROL, DAN, good.clone()), Ok(()), "v{}", version.id);
@@ -428,7 +487,7 @@ fn third_party_invite_accepts_the_single_public_key() {
 
 #[test]
 fn third_party_invite_event_needs_invite_power() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let mut room = TestRoom::new(version, "invite");
         let content = json!({"display_name": "x", "public_key": "abc"});
         assert_eq!(room.send(CAROL, THIRD_PARTY_INVITE, Some("t"), content.clone()), Ok(()));
@@ -442,14 +501,19 @@ fn third_party_invite_event_needs_invite_power() {
 
 #[test]
 fn leaving() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let mut room = TestRoom::new(version, "invite");
         assert_eq!(room.membership(CAROL, CAROL, LEAVE), Ok(()));
         refused(room.membership(DAN, DAN, LEAVE), "not in the room");
         room.set_member(DAN, INVITE);
         assert_eq!(room.membership(DAN, DAN, LEAVE), Ok(()), "rejecting an invite");
         room.set_member(DAN, KNOCK);
-        assert_eq!(room.membership(DAN, DAN, LEAVE), Ok(()), "retracting a knock");
+        if version.knocking {
+            assert_eq!(room.membership(DAN, DAN, LEAVE), Ok(()), "retracting a knock");
+        } else {
+            // v1–v6: "allow if and only if … `invite` or `join`".
+            refused(room.membership(DAN, DAN, LEAVE), "not in the room");
+        }
         room.set_member(DAN, LEAVE);
         refused(room.membership(DAN, DAN, LEAVE), "not in the room");
         room.set_member(DAN, BAN);
@@ -459,7 +523,7 @@ fn leaving() {
 
 #[test]
 fn kicking() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let mut room = TestRoom::new(version, "invite");
         assert_eq!(room.membership(BOB, CAROL, LEAVE), Ok(()), "moderator kicks member");
         refused(room.membership(CAROL, BOB, LEAVE), "insufficient power level to kick: needs 50, has 0");
@@ -490,7 +554,7 @@ fn kicking() {
 
 #[test]
 fn banning_and_unbanning() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let mut room = TestRoom::new(version, "invite");
         assert_eq!(room.membership(BOB, CAROL, BAN), Ok(()));
         assert_eq!(room.membership(BOB, DAN, BAN), Ok(()), "ban someone never in the room");
@@ -512,8 +576,10 @@ fn banning_and_unbanning() {
 
 #[test]
 fn knocking() {
-    for version in VERSIONS {
-        for rule in ["knock", "knock_restricted"] {
+    for &version in VERSIONS.iter().filter(|v| v.knocking) {
+        let rules: &[&str] =
+            if version.knock_restricted { &["knock", "knock_restricted"] } else { &["knock"] };
+        for &rule in rules {
             let mut room = TestRoom::new(version, rule);
             assert_eq!(room.membership(DAN, DAN, KNOCK), Ok(()), "v{} {rule}", version.id);
             assert_eq!(room.membership(EVE, EVE, KNOCK), Ok(()));
@@ -530,17 +596,21 @@ fn knocking() {
             let room = TestRoom::new(version, rule);
             refused(room.membership(DAN, DAN, KNOCK), "does not allow knocking");
         }
+        // v7–v9 knock only where the rule is `knock` (v10 adds knock_restricted).
+        if !version.knock_restricted {
+            let room = TestRoom::new(version, "knock_restricted");
+            refused(room.membership(DAN, DAN, KNOCK), "does not allow knocking");
+        }
     }
 }
 
 #[test]
 fn knock_needs_a_version_with_knocking() {
-    const NO_KNOCK: RoomVersion =
-        RoomVersion { id: "test-no-knock", knocking: false, knock_restricted: false, ..V10 };
-    let mut room = TestRoom::new(&V10, "knock");
-    room.version = &NO_KNOCK;
-    refused(room.membership(DAN, DAN, KNOCK), "unknown membership");
-    refused(room.membership(DAN, DAN, JOIN), "not invited");
+    for &version in VERSIONS.iter().filter(|v| !v.knocking) {
+        let room = TestRoom::new(version, "knock");
+        refused(room.membership(DAN, DAN, KNOCK), "unknown membership");
+        refused(room.membership(DAN, DAN, JOIN), "lets nobody join");
+    }
 }
 
 #[test]
@@ -556,7 +626,7 @@ fn membership_field_rules() {
 
 #[test]
 fn messages_need_membership_and_power() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let mut room = TestRoom::new(version, "public");
         assert_eq!(room.send(CAROL, "m.room.message", None, json!({"body": "hi"})), Ok(()));
         refused(room.send(DAN, "m.room.message", None, json!({})), "@dan:example.org is not in the room");
@@ -574,7 +644,7 @@ fn messages_need_membership_and_power() {
 
 #[test]
 fn state_events_need_state_power() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let room = TestRoom::new(version, "public");
         refused(
             room.send(CAROL, "m.room.name", Some(""), json!({"name": "x"})),
@@ -588,7 +658,7 @@ fn state_events_need_state_power() {
 
 #[test]
 fn user_keyed_state_must_belong_to_the_sender() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let room = TestRoom::new(version, "public");
         assert_eq!(room.send(BOB, "m.custom", Some(BOB), json!({})), Ok(()));
         refused(room.send(BOB, "m.custom", Some(CAROL), json!({})), "another user");
@@ -599,7 +669,7 @@ fn user_keyed_state_must_belong_to_the_sender() {
 
 #[test]
 fn redaction_events_ignore_the_redact_level() {
-    for version in VERSIONS {
+    for &version in VERSIONS.iter().filter(|v| !v.redaction_auth_rule) {
         let mut room = TestRoom::new(version, "public");
         room.set_pl(json!({"users": {BOB: 50}, "redact": 100}));
         let content = json!({"redacts": "$target"});
@@ -609,17 +679,77 @@ fn redaction_events_ignore_the_redact_level() {
     }
 }
 
+/// Rooms v1–v2, rule 11: the redact level, or the same server in the
+/// redaction's event ID and the redacted one's.
+#[test]
+fn v1_redactions_are_authorised_by_event_id_servers() {
+    for version in [&V1, &V2] {
+        let mut room = TestRoom::new(version, "public");
+        room.set_pl(json!({"users": {ALICE: 100, BOB: 50}, "redact": 50}));
+        let redaction = |room: &TestRoom, sender: &str, target: Option<&str>| {
+            let mut ev = room.event("m.room.redaction", None, sender, json!({}));
+            if let Some(target) = target {
+                ev["redacts"] = json!(target);
+            }
+            room.check(&ev)
+        };
+        // Carol (0) may redact events of her own server only.
+        assert_eq!(redaction(&room, CAROL, Some("$theirs:example.org")), Ok(()), "v{}", version.id);
+        refused(redaction(&room, CAROL, Some("$theirs:remote.test")), "another server: needs 50, has 0");
+        refused(redaction(&room, CAROL, None), "another server");
+        refused(redaction(&room, CAROL, Some("$nodomain")), "another server");
+        // Bob has the redact level.
+        assert_eq!(redaction(&room, BOB, Some("$theirs:remote.test")), Ok(()));
+        // A remote member redacting a local event needs the level too.
+        room.set_member(EVE, JOIN);
+        refused(redaction(&room, EVE, Some("$ours:example.org")), "another server");
+        assert_eq!(redaction(&room, EVE, Some("$own:remote.test")), Ok(()));
+        // Rule 8 still comes first.
+        room.set_pl(json!({"users": {ALICE: 100, BOB: 50}, "events": {"m.room.redaction": 60}}));
+        refused(redaction(&room, BOB, Some("$theirs:example.org")), "needs 60, has 50");
+    }
+}
+
 #[test]
 fn applying_redactions() {
-    let pl = parse_pl(&V11, json!({"users": {BOB: 50}}));
-    let creators = Creators::new(vec![ALICE.to_owned()], false);
-    assert!(may_apply_redaction(BOB, EVE, &pl, &creators));
-    assert!(may_apply_redaction(CAROL, DAN, &pl, &creators), "same server");
-    assert!(!may_apply_redaction(CAROL, EVE, &pl, &creators));
-    assert!(!may_apply_redaction("nobody", "nobody", &pl, &creators));
+    for &version in VERSIONS.iter().filter(|v| !v.redaction_auth_rule) {
+        let pl = parse_pl(version, json!({"users": {BOB: 50}}));
+        let creators = Creators::new(vec![ALICE.to_owned()], false);
+        assert!(may_apply_redaction(version, BOB, EVE, &pl, &creators));
+        assert!(may_apply_redaction(version, CAROL, DAN, &pl, &creators), "same server");
+        assert!(!may_apply_redaction(version, CAROL, EVE, &pl, &creators));
+        assert!(!may_apply_redaction(version, "nobody", "nobody", &pl, &creators));
+    }
     let v12 = Creators::new(vec![ALICE.to_owned()], true);
     let strict = parse_pl(&V12, json!({"redact": power_levels::LEVEL_MAX}));
-    assert!(may_apply_redaction(ALICE, EVE, &strict, &v12));
+    assert!(may_apply_redaction(&V12, ALICE, EVE, &strict, &v12));
+    // In v1–v2 rule 11 decided already: what passed it applies.
+    let pl = parse_pl(&V1, json!({"users": {BOB: 50}}));
+    assert!(may_apply_redaction(&V1, CAROL, EVE, &pl, &Creators::default()));
+}
+
+/// Rooms v1–v5, rule 4: `m.room.aliases` belongs to the server its state
+/// key names; v6 removed the rule, leaving the usual state rules.
+#[test]
+fn aliases_events_until_v6() {
+    for &version in VERSIONS {
+        let mut room = TestRoom::new(version, "invite");
+        room.set_member(EVE, JOIN);
+        let aliases = json!({"aliases": ["#a:example.org"]});
+        let send = |sender: &str, key: Option<&str>| room.send(sender, ALIASES, key, aliases.clone());
+        if version.special_case_aliases {
+            // Dan is not even in the room.
+            assert_eq!(send(DAN, Some("example.org")), Ok(()), "v{}", version.id);
+            assert_eq!(send(CAROL, Some("example.org")), Ok(()));
+            refused(send(CAROL, Some("remote.test")), "aliases of the server");
+            assert_eq!(send(EVE, Some("remote.test")), Ok(()));
+            refused(send(CAROL, None), "needs a state_key");
+        } else {
+            refused(send(DAN, Some("example.org")), "not in the room");
+            refused(send(CAROL, Some("example.org")), "needs 50, has 0");
+            assert_eq!(send(BOB, Some("remote.test")), Ok(()), "v{}", version.id);
+        }
+    }
 }
 
 fn parse_pl(version: &RoomVersion, content: Value) -> PowerLevels {
@@ -638,7 +768,7 @@ fn pl_with_users(version: &RoomVersion, users: Value) -> Value {
 
 #[test]
 fn power_level_changes() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let mut room = TestRoom::new(version, "public");
         room.set_pl(pl_with_users(version, json!({BOB: 50, CAROL: 50})));
         let send = |room: &TestRoom, users: Value| {
@@ -667,25 +797,74 @@ fn power_level_changes() {
 }
 
 #[test]
-fn power_levels_must_be_integers() {
-    for version in VERSIONS {
+fn power_levels_must_be_integers_from_v10() {
+    for &version in VERSIONS {
         let room = TestRoom::new(version, "public");
-        for bad in [
+        let strings = [
             json!({"ban": "50"}),
-            json!({"users": {BOB: "50"}}),
+            json!({"users": {ALICE: "100", BOB: "50"}}),
             json!({"events": {"m.room.name": "50"}}),
-            json!({"notifications": {"room": 50.5}}),
+            json!({"notifications": {"room": " 50 "}}),
+        ];
+        for content in strings {
+            let r = room.send(ALICE, POWER_LEVELS, Some(""), content);
+            if version.integer_power_levels {
+                refused(r, "invalid power levels");
+            } else {
+                assert_eq!(r, Ok(()), "v{}", version.id);
+            }
+        }
+        for bad in [
             json!({"users": {"not-a-user": 5}}),
-            json!({"kick": 9_007_199_254_740_992_i64}),
+            json!({"users": {BOB: "fifty"}}),
+            json!({"users": [BOB]}),
+            json!({"ban": true}),
         ] {
             refused(room.send(ALICE, POWER_LEVELS, Some(""), bad), "invalid power levels");
+        }
+        let float = room.send(ALICE, POWER_LEVELS, Some(""), json!({"notifications": {"room": 50.5}}));
+        let big = room.send(ALICE, POWER_LEVELS, Some(""), json!({"kick": -9_007_199_254_740_992_i64}));
+        if version.strict_canonical_json {
+            refused(float, "invalid power levels");
+            refused(big, "invalid power levels");
+        } else {
+            assert_eq!((float, big), (Ok(()), Ok(())), "v{}", version.id);
+        }
+    }
+}
+
+/// A stored v1–v9 power levels event written with strings works as the
+/// numbers it spells.
+#[test]
+fn stringy_current_power_levels_are_read_as_numbers() {
+    for &version in VERSIONS.iter().filter(|v| !v.integer_power_levels) {
+        let mut room = TestRoom::new(version, "public");
+        room.set_pl(json!({"users": {ALICE: "100", BOB: " 050"}, "kick": "+50", "events_default": "0"}));
+        assert_eq!(room.membership(BOB, CAROL, LEAVE), Ok(()), "v{}", version.id);
+        refused(room.membership(CAROL, BOB, LEAVE), "needs 50, has 0");
+    }
+}
+
+/// From v6 `notifications` follows the change rules of `events`.
+#[test]
+fn notifications_changes_from_v6() {
+    for &version in VERSIONS.iter().filter(|v| !v.privileged_creators) {
+        let mut room = TestRoom::new(version, "public");
+        let base = json!({"users": {ALICE: 100, BOB: 50}, "notifications": {"room": 100}});
+        room.set_pl(base);
+        let lowered = json!({"users": {ALICE: 100, BOB: 50}, "notifications": {"room": 0}});
+        let r = room.send(BOB, POWER_LEVELS, Some(""), lowered);
+        if version.notifications_power_levels {
+            refused(r, "`notifications.room` from 100");
+        } else {
+            assert_eq!(r, Ok(()), "v{}", version.id);
         }
     }
 }
 
 #[test]
 fn first_power_levels_event_is_free() {
-    for version in [&V10, &V11] {
+    for &version in VERSIONS.iter().filter(|v| !v.privileged_creators) {
         let mut room = TestRoom::new(version, "public");
         room.state.remove(&(POWER_LEVELS.to_owned(), String::new()));
         // Without a power levels event alice has 100, everyone else 0.
@@ -746,6 +925,14 @@ fn types(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn auth_event_selection() {
+    // Before v8 the authoriser of a restricted join is not selected.
+    let via = json!({"membership": JOIN, AUTHORISER_KEY: BOB});
+    for version in [&V1, &V7] {
+        let join = auth_types_for_event(version, MEMBER, Some(DAN), DAN, &via);
+        assert_eq!(join, types(&[(CREATE, ""), (POWER_LEVELS, ""), (MEMBER, DAN), (JOIN_RULES, "")]));
+    }
+    let join = auth_types_for_event(&V8, MEMBER, Some(DAN), DAN, &via);
+    assert_eq!(join.last(), Some(&(MEMBER.to_owned(), BOB.to_owned())));
     let msg = auth_types_for_event(&V11, "m.room.message", None, CAROL, &json!({}));
     assert_eq!(msg, types(&[(CREATE, ""), (POWER_LEVELS, ""), (MEMBER, CAROL)]));
     let msg12 = auth_types_for_event(&V12, "m.room.message", None, CAROL, &json!({}));
@@ -784,7 +971,7 @@ fn joined<'a>(base: &[&'a Value], extra: &[&'a Value]) -> Vec<&'a Value> {
 
 #[test]
 fn auth_events_checks() {
-    for version in VERSIONS {
+    for &version in VERSIONS {
         let room = TestRoom::new(version, "public");
         let get = |kind: &str, key: &str| room.state[&(kind.to_owned(), key.to_owned())].clone();
         let (create, pl, carol) = (get(CREATE, ""), get(POWER_LEVELS, ""), get(MEMBER, CAROL));

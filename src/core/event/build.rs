@@ -1,15 +1,22 @@
 //! Building this server's own events: a PDU in the room version's format
 //! from a template, hashed and signed, with its event ID.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
-use super::check::{check_event_id, check_event_ids, check_room_id, forbids_room_id, redacts_in_content};
+use super::check::{check_event_id, check_event_ids, check_opaque_event_id, check_room_id, forbids_room_id};
 use super::*;
 
 /// What a new event says; [`build_pdu`] adds hashes and signatures and
 /// lays it out in the room version's format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PduTemplate {
+    /// Rooms v1–v2 only, where it is required: the new event's ID,
+    /// `$opaque:server` with this server's name (the caller picks the
+    /// opaque part, randomly). From v3 the ID is the event's hash and this
+    /// must be `None`.
+    pub event_id: Option<String>,
     /// The room; `None` only for a v12 `m.room.create`, whose ID derives
     /// from the event itself.
     pub room_id: Option<String>,
@@ -25,14 +32,19 @@ pub struct PduTemplate {
     pub redacts: Option<String>,
     pub prev_events: Vec<String>,
     pub auth_events: Vec<String>,
+    /// Rooms v1–v2 only, where references carry hashes: the reference hash
+    /// ([`reference_hash`]) of every event in `prev_events` and
+    /// `auth_events`, by event ID. Ignored from v3.
+    pub reference_hashes: BTreeMap<String, String>,
     pub depth: u64,
     pub origin_server_ts: i64,
 }
 
 /// Builds, hashes and signs an event from `t` in the format of `version`.
 ///
-/// Returns the event ID and the signed PDU, which has no `event_id` key, no
-/// `unsigned` and, for a v12 create event, no `room_id`. Refuses a template
+/// Returns the event ID and the signed PDU, which has no `unsigned`, no
+/// `event_id` key from v3 (in v1–v2 it carries the template's) and, for a
+/// v12 create event, no `room_id`. Refuses a template
 /// that breaks the version's format or the spec's size limits, or whose
 /// PDU would nest deeper than [`DEPTH_MAX`] (content is one level inside
 /// it), so that every stored event can be read back.
@@ -57,8 +69,31 @@ pub fn build_pdu(
         (Some(room_id), false) => check_room_id(room_id)?,
         (None, true) => {}
     }
+    match (&t.event_id, version.event_id_in_event()) {
+        (Some(id), true) => {
+            check_opaque_event_id("event_id", id)?;
+            if event_id_server(id) != Some(server_name) {
+                return Err(EventError::Invalid("event_id"));
+            }
+        }
+        (None, true) => return Err(EventError::Missing("event_id")),
+        (Some(_), false) => return Err(EventError::Unexpected("event_id")),
+        (None, false) => {}
+    }
     check_event_ids("prev_events", t.prev_events.iter().map(String::as_str), PREV_EVENTS_MAX)?;
     check_event_ids("auth_events", t.auth_events.iter().map(String::as_str), AUTH_EVENTS_MAX)?;
+    let refs = |field: &'static str, ids: Vec<String>| -> Result<Value, EventError> {
+        if !version.references_carry_hashes() {
+            return Ok(strings(ids));
+        }
+        let pairs = ids.into_iter().map(|id| {
+            let hash = t.reference_hashes.get(&id).ok_or(EventError::Missing(field))?;
+            Ok(serde_json::json!([id, { "sha256": hash }]))
+        });
+        Ok(Value::Array(pairs.collect::<Result<_, EventError>>()?))
+    };
+    let prev_events = refs("prev_events.sha256", t.prev_events)?;
+    let auth_events = refs("auth_events.sha256", t.auth_events)?;
     if t.depth > MAX_SAFE_INTEGER as u64 {
         return Err(EventError::Invalid("depth"));
     }
@@ -74,7 +109,7 @@ pub fn build_pdu(
             return Err(EventError::Unexpected("redacts"));
         }
         check_event_id("redacts", &redacts)?;
-        if redacts_in_content(version) {
+        if version.redacts_in_content {
             content.insert("redacts".to_owned(), Value::String(redacts));
         } else {
             top_level_redacts = Some(redacts);
@@ -82,12 +117,15 @@ pub fn build_pdu(
     }
 
     let mut pdu = Map::new();
-    pdu.insert("auth_events".to_owned(), strings(t.auth_events));
+    pdu.insert("auth_events".to_owned(), auth_events);
     pdu.insert("content".to_owned(), Value::Object(content));
     pdu.insert("depth".to_owned(), Value::from(t.depth));
     pdu.insert("hashes".to_owned(), Value::Object(Map::new()));
     pdu.insert("origin_server_ts".to_owned(), Value::from(t.origin_server_ts));
-    pdu.insert("prev_events".to_owned(), strings(t.prev_events));
+    if let Some(id) = t.event_id {
+        pdu.insert("event_id".to_owned(), Value::String(id));
+    }
+    pdu.insert("prev_events".to_owned(), prev_events);
     if let Some(room_id) = t.room_id {
         pdu.insert("room_id".to_owned(), Value::String(room_id));
     }

@@ -67,14 +67,24 @@ pub fn validate_pdu_shape(version: &RoomVersion, event: &Value) -> Result<(), Ev
         Some(_) => return Err(EventError::Invalid("content")),
         None => return Err(EventError::Missing("content")),
     };
-    event_id_list(obj, "prev_events", PREV_EVENTS_MAX)?;
-    event_id_list(obj, "auth_events", AUTH_EVENTS_MAX)?;
+    if version.event_id_in_event() {
+        check_opaque_event_id("event_id", required_str(obj, "event_id", EVENT_ID_MAX_BYTES)?)?;
+    }
+    event_id_list(version, obj, "prev_events", PREV_EVENTS_MAX)?;
+    event_id_list(version, obj, "auth_events", AUTH_EVENTS_MAX)?;
+    // Canonical JSON's range from v6; before, any integer (`depth` below
+    // 2^63, as `pdu_v1` says).
+    let (min, max) = if version.strict_canonical_json {
+        (MIN_SAFE_INTEGER, MAX_SAFE_INTEGER)
+    } else {
+        (i64::MIN, i64::MAX)
+    };
     let depth = required_integer(obj, "depth")?;
-    if !(0..=MAX_SAFE_INTEGER).contains(&depth) {
+    if !(0..=max).contains(&depth) {
         return Err(EventError::Invalid("depth"));
     }
     let ts = required_integer(obj, "origin_server_ts")?;
-    if !(MIN_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&ts) {
+    if !(min..=max).contains(&ts) {
         return Err(EventError::Invalid("origin_server_ts"));
     }
     let hash = match obj.get("hashes") {
@@ -103,7 +113,7 @@ pub fn validate_pdu_shape(version: &RoomVersion, event: &Value) -> Result<(), Ev
     if obj.get("unsigned").is_some_and(|u| !u.is_object()) {
         return Err(EventError::Invalid("unsigned"));
     }
-    if redacts_in_content(version) {
+    if version.redacts_in_content {
         if kind == "m.room.redaction" && content.contains_key("redacts") {
             optional_event_id(content, "content.redacts", "redacts")?;
         }
@@ -118,12 +128,34 @@ pub(super) fn forbids_room_id(version: &RoomVersion, kind: &str) -> bool {
     version.room_id_from_create && kind == "m.room.create"
 }
 
-/// True if `m.room.redaction` events carry `redacts` in `content`.
-///
-/// That move came in v11 together with the v11 redaction rules, which
-/// protect `content.redacts` for this reason, so the redaction rules tell.
-pub(super) fn redacts_in_content(version: &RoomVersion) -> bool {
-    version.redaction == Redaction::V11
+/// The servers whose signatures `event` needs (the server-server API's
+/// "Validating hashes and signatures on received events" and the auth
+/// rules of v8 on): the sender's; in v1–v2 also the server of the event
+/// ID; for a join through a restricted join rule (v8 on), the server of
+/// `join_authorised_via_users_server`. Each server once, the sender's
+/// first. Third-party invites are the caller's to special-case.
+pub fn required_signers(version: &RoomVersion, event: &Value) -> Result<Vec<String>, EventError> {
+    let sender = event.get("sender").and_then(Value::as_str).ok_or(EventError::Missing("sender"))?;
+    let (_, sender_server) = ids::parse_user_id(sender).ok_or(EventError::Invalid("sender"))?;
+    let mut servers = vec![sender_server.to_owned()];
+    let mut add = |server: &str| {
+        if !servers.iter().any(|s| s == server) {
+            servers.push(server.to_owned());
+        }
+    };
+    if version.event_id_in_event() {
+        let id = event_id(version, event)?;
+        add(event_id_server(&id).ok_or(EventError::Invalid("event_id"))?);
+    }
+    if version.restricted_joins && event.get("type").and_then(Value::as_str) == Some("m.room.member") {
+        if let Some(authoriser) = event.pointer("/content/join_authorised_via_users_server") {
+            let authoriser = authoriser.as_str().and_then(ids::parse_user_id);
+            let (_, server) =
+                authoriser.ok_or(EventError::Invalid("content.join_authorised_via_users_server"))?;
+            add(server);
+        }
+    }
+    Ok(servers)
 }
 
 pub(super) fn check_room_id(room_id: &str) -> Result<(), EventError> {
@@ -140,6 +172,36 @@ pub(super) fn check_event_id(field: &'static str, id: &str) -> Result<(), EventE
         return Err(EventError::Invalid(field));
     }
     Ok(())
+}
+
+/// A v1–v2 event ID: `$`, a non-empty opaque part, `:` and the server
+/// name of the server that made it, at most [`EVENT_ID_MAX_BYTES`].
+pub(super) fn check_opaque_event_id(field: &'static str, id: &str) -> Result<(), EventError> {
+    check_event_id(field, id)?;
+    let opaque_ok = id[1..].split_once(':').is_some_and(|(opaque, server)| {
+        !opaque.is_empty()
+            && opaque.bytes().all(|b| b.is_ascii_graphic())
+            && ids::is_valid_server_name(server)
+    });
+    if opaque_ok {
+        Ok(())
+    } else {
+        Err(EventError::Invalid(field))
+    }
+}
+
+/// The event ID in one entry of `prev_events` or `auth_events`: a string,
+/// or in v1–v2 an `[event_id, {"sha256": …}]` pair. `None` if malformed.
+pub(super) fn reference_id<'a>(version: &RoomVersion, item: &'a Value) -> Option<&'a str> {
+    if !version.references_carry_hashes() {
+        return item.as_str();
+    }
+    match item.as_array().map(Vec::as_slice) {
+        Some([Value::String(id), Value::Object(hashes)]) => {
+            hashes.values().all(Value::is_string).then_some(id.as_str())
+        }
+        _ => None,
+    }
 }
 
 pub(super) fn check_event_ids<'a>(
@@ -196,8 +258,10 @@ pub(super) fn optional_event_id(
     }
 }
 
-/// Checks that `obj[field]` is a list of at most `max` event IDs.
+/// Checks that `obj[field]` is a list of at most `max` event references in
+/// the version's format (see [`reference_id`]).
 pub(super) fn event_id_list(
+    version: &RoomVersion,
     obj: &Map<String, Value>,
     field: &'static str,
     max: usize,
@@ -211,7 +275,7 @@ pub(super) fn event_id_list(
         return Err(EventError::TooMany(field));
     }
     for item in items {
-        let Some(id) = item.as_str() else {
+        let Some(id) = reference_id(version, item) else {
             return Err(EventError::Invalid(field));
         };
         check_event_id(field, id)?;

@@ -3,11 +3,19 @@
 //! (v12) room IDs, and checking the shape, hashes and signatures of events
 //! received from other servers.
 //!
-//! Every version served (v10 to v12) uses the v4+ event format: the event
-//! ID is not part of the event but `$` plus its reference hash. The current
-//! spec's PDU format has no `origin` key, so built events carry none.
-//! This module never looks keys up, stores events or applies auth rules:
-//! callers pass keys in and decide what a failed check means.
+//! Event formats, as the room version's [`EventIds`] says:
+//!
+//! - rooms v1 and v2 (`pdu_v1`): the event carries its own `event_id`,
+//!   `$opaque:server`, which is signed with the rest; `prev_events` and
+//!   `auth_events` are `[event_id, {"sha256": reference hash}]` pairs;
+//! - room v3 (`pdu_v3`): no `event_id`; the ID is `$` and the reference hash
+//!   in standard unpadded base64; references are plain event IDs;
+//! - rooms v4 on (`pdu_v4`, `pdu_v6`, `pdu_v11`, `pdu_v12`): the same with
+//!   URL-safe base64.
+//!
+//! The current spec's PDU format has no `origin` key, so built events carry
+//! none. This module never looks keys up, stores events or applies auth
+//! rules: callers pass keys in and decide what a failed check means.
 
 use std::fmt;
 
@@ -16,15 +24,15 @@ use serde_json::Value;
 use super::ids;
 use super::json::{self, DEPTH_MAX};
 use super::redaction::redact;
-use super::room_version::{Redaction, RoomVersion};
+use super::room_version::{EventIds, RoomVersion};
 use crate::crypto::canonical::{to_canonical_excluding, CanonicalError, MAX_SAFE_INTEGER, MIN_SAFE_INTEGER};
 use crate::crypto::sign::{content_hash, object_at, verify_json, ServerKey};
-use crate::crypto::{b64_decode, b64url_encode, sha256};
+use crate::crypto::{b64_decode, b64_encode, b64url_encode, sha256};
 
 mod build;
 mod check;
 pub use build::{build_pdu, PduTemplate};
-pub use check::{validate_pdu_shape, verify_content_hash, verify_signature};
+pub use check::{required_signers, validate_pdu_shape, verify_content_hash, verify_signature};
 
 /// The largest event, in bytes of canonical JSON with its signatures.
 pub const PDU_MAX_BYTES: usize = 65536;
@@ -116,21 +124,65 @@ impl From<CanonicalError> for EventError {
     }
 }
 
-/// Returns the reference hash of `event` in URL-safe unpadded base64: the
-/// SHA-256 of the canonical JSON of its redacted form without `signatures`
-/// and `unsigned`.
-pub fn reference_hash(version: &RoomVersion, event: &Value) -> Result<String, EventError> {
+/// The SHA-256 of the canonical JSON of the redacted form of `event`
+/// without `signatures` and `unsigned`: the server-server API's "reference
+/// hash".
+fn reference_digest(version: &RoomVersion, event: &Value) -> Result<[u8; 32], EventError> {
     if !event.is_object() {
         return Err(EventError::Canonical(CanonicalError::NotAnObject));
     }
     let redacted = redact(version, event);
     let canonical = to_canonical_excluding(&redacted, &UNHASHED_REFERENCE_KEYS)?;
-    Ok(b64url_encode(&sha256(canonical.as_bytes())))
+    Ok(sha256(canonical.as_bytes()))
 }
 
-/// Returns the event ID of `event`: `$` and its reference hash.
+/// Returns the reference hash of `event`, encoded as the version's event
+/// IDs encode it: URL-safe unpadded base64 from v4, standard unpadded
+/// base64 before (which is also what the `[event_id, {"sha256": …}]`
+/// references of v1–v2 carry).
+pub fn reference_hash(version: &RoomVersion, event: &Value) -> Result<String, EventError> {
+    let digest = reference_digest(version, event)?;
+    Ok(match version.event_ids {
+        EventIds::UrlSafeHash => b64url_encode(&digest),
+        EventIds::Opaque | EventIds::Hash => b64_encode(&digest),
+    })
+}
+
+/// Returns the event ID of `event`: from v3, `$` and its reference hash;
+/// in v1–v2 the `event_id` the event carries, which must be of the form
+/// `$opaque:server`.
 pub fn event_id(version: &RoomVersion, event: &Value) -> Result<String, EventError> {
-    Ok(format!("${}", reference_hash(version, event)?))
+    match version.event_ids {
+        EventIds::Opaque => {
+            let id = event.get("event_id").ok_or(EventError::Missing("event_id"))?;
+            let id = id.as_str().ok_or(EventError::Invalid("event_id"))?;
+            check::check_opaque_event_id("event_id", id)?;
+            Ok(id.to_owned())
+        }
+        EventIds::Hash | EventIds::UrlSafeHash => Ok(format!("${}", reference_hash(version, event)?)),
+    }
+}
+
+/// The server name of a v1–v2 event ID (`$opaque:server`), if it has one.
+pub fn event_id_server(event_id: &str) -> Option<&str> {
+    event_id.strip_prefix('$')?.split_once(':').map(|(_, server)| server)
+}
+
+/// The event IDs an event cites in `field` (`prev_events` or
+/// `auth_events`), in the version's format: plain IDs, or from v1–v2
+/// `[event_id, {"sha256": …}]` pairs. A malformed list is an error naming
+/// the field; a missing or null one is empty.
+pub fn referenced_ids<'a>(
+    version: &RoomVersion,
+    event: &'a Value,
+    field: &'static str,
+) -> Result<Vec<&'a str>, EventError> {
+    let items = match event.get(field) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(EventError::Invalid(field)),
+    };
+    items.iter().map(|item| check::reference_id(version, item).ok_or(EventError::Invalid(field))).collect()
 }
 
 /// Returns the room ID that a v12 `m.room.create` event founds: `!` and the

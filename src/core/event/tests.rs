@@ -1,7 +1,9 @@
 //! Unit tests of `event` (beside it, so the module reads without them).
 
+use std::collections::BTreeMap;
+
 use super::*;
-use crate::core::room_version::{V10, V11, V12};
+use crate::core::room_version::{Redaction, SUPPORTED, V1, V10, V11, V12, V2, V3, V7, V8};
 use crate::crypto::sign::parse_seed;
 use serde_json::json;
 
@@ -32,16 +34,43 @@ fn template(kind: &str, content: Value) -> PduTemplate {
         state_key: None,
         content,
         redacts: None,
+        event_id: None,
         prev_events: vec!["$prev".to_owned()],
         auth_events: vec!["$create".to_owned(), "$member".to_owned()],
+        reference_hashes: BTreeMap::new(),
         depth: 5,
         origin_server_ts: 1_700_000_000_000,
     }
 }
 
+/// [`template`] in the format of `version`: in v1–v2 with an event ID and
+/// IDs of that shape, whose reference hashes it gives.
+fn template_for(version: &RoomVersion, kind: &str, content: Value) -> PduTemplate {
+    let mut t = template(kind, content);
+    if version.event_id_in_event() {
+        t.event_id = Some("$new:example.org".to_owned());
+        t.prev_events = vec!["$prev:example.org".to_owned()];
+        t.auth_events = vec!["$create:example.org".to_owned(), "$member:example.org".to_owned()];
+        for id in t.prev_events.iter().chain(&t.auth_events) {
+            t.reference_hashes.insert(id.clone(), format!("hash-of-{id}"));
+        }
+    }
+    t
+}
+
 fn message(version: &RoomVersion) -> (String, Value) {
-    build_pdu(version, &test_key(), "example.org", template("m.room.message", json!({"body": "hello"})))
-        .expect("a valid template")
+    build_pdu(
+        version,
+        &test_key(),
+        "example.org",
+        template_for(version, "m.room.message", json!({"body": "hello"})),
+    )
+    .expect("a valid template")
+}
+
+/// True if `s` is 43 characters of standard base64 (a SHA-256).
+fn is_standard_hash(s: &str) -> bool {
+    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 fn is_reference_hash(s: &str) -> bool {
@@ -89,9 +118,20 @@ fn spec_vector_message_verifies_over_redacted_form() {
 
 #[test]
 fn built_pdus_follow_the_version_format() {
-    for version in [&V10, &V11, &V12] {
+    for version in SUPPORTED {
         let (id, pdu) = message(version);
-        assert!(id.strip_prefix('$').is_some_and(is_reference_hash), "{id}");
+        match version.event_ids {
+            EventIds::Opaque => {
+                assert_eq!(id, "$new:example.org");
+                assert_eq!(pdu["event_id"], json!(id));
+                assert_eq!(
+                    pdu["prev_events"],
+                    json!([["$prev:example.org", {"sha256": "hash-of-$prev:example.org"}]])
+                );
+            }
+            EventIds::Hash => assert!(id.strip_prefix('$').is_some_and(is_standard_hash), "{id}"),
+            EventIds::UrlSafeHash => assert!(id.strip_prefix('$').is_some_and(is_reference_hash), "{id}"),
+        }
         assert_eq!(event_id(version, &pdu).as_deref(), Ok(id.as_str()));
         let keys: Vec<&str> = pdu.as_object().expect("an object").keys().map(String::as_str).collect();
         for k in [
@@ -108,9 +148,10 @@ fn built_pdus_follow_the_version_format() {
         ] {
             assert!(keys.contains(&k), "{k} missing in v{}", version.id);
         }
-        for k in ["event_id", "origin", "unsigned", "state_key", "redacts"] {
+        for k in ["origin", "unsigned", "state_key", "redacts"] {
             assert!(!keys.contains(&k), "{k} present in v{}", version.id);
         }
+        assert_eq!(keys.contains(&"event_id"), version.event_id_in_event(), "v{}", version.id);
         assert_eq!(pdu["content"], json!({"body": "hello"}));
         assert_eq!(validate_pdu_shape(version, &pdu), Ok(()));
         assert!(verify_content_hash(&pdu));
@@ -129,11 +170,16 @@ fn state_key_is_kept_even_when_empty() {
 
 #[test]
 fn redacts_moves_into_content_from_v11() {
+    for version in SUPPORTED.iter().filter(|v| !v.redacts_in_content) {
+        let mut t = template_for(version, "m.room.redaction", json!({"reason": "spam"}));
+        t.redacts = Some("$target".to_owned());
+        let (_, pdu) = build_pdu(version, &test_key(), "example.org", t).expect("valid");
+        assert_eq!(pdu["redacts"], json!("$target"));
+        assert_eq!(pdu["content"], json!({"reason": "spam"}));
+        assert_eq!(validate_pdu_shape(version, &pdu), Ok(()));
+    }
     let mut t = template("m.room.redaction", json!({"reason": "spam"}));
     t.redacts = Some("$target".to_owned());
-    let (_, v10) = build_pdu(&V10, &test_key(), "example.org", t.clone()).expect("valid");
-    assert_eq!(v10["redacts"], json!("$target"));
-    assert_eq!(v10["content"], json!({"reason": "spam"}));
     for version in [&V11, &V12] {
         let (_, pdu) = build_pdu(version, &test_key(), "example.org", t.clone()).expect("valid");
         assert!(pdu.get("redacts").is_none());
@@ -199,7 +245,7 @@ fn reference_hash_differs_between_redaction_rules() {
 fn tampering() {
     let key = test_key();
     let pk = key.public_key();
-    for version in [&V10, &V11, &V12] {
+    for version in SUPPORTED {
         let (_, pdu) = message(version);
 
         // Content is outside the redacted form: the signature still
@@ -489,7 +535,7 @@ fn build_refuses_bad_templates() {
 
 #[test]
 fn validate_refuses_missing_fields() {
-    for version in [&V10, &V11, &V12] {
+    for version in SUPPORTED {
         let (_, pdu) = message(version);
         for field in [
             "type",
@@ -611,7 +657,7 @@ fn hostile_shapes_never_panic() {
         json!({"": {"": ""}}),
     ];
     let fields = pdu.as_object().expect("an object").keys().cloned().collect::<Vec<_>>();
-    for version in [&V10, &V11, &V12] {
+    for version in SUPPORTED {
         for field in fields.iter().map(String::as_str).chain(["unsigned", "redacts", "state_key"]) {
             for value in &odd {
                 let mut event = pdu.clone();
@@ -637,4 +683,281 @@ fn errors_display() {
     assert_eq!(EventError::TooDeep(65).to_string(), "event nests 65 levels deep, more than the 64 allowed");
     let e: Box<dyn std::error::Error> = Box::new(EventError::from(CanonicalError::NotAnObject));
     assert!(e.source().is_some());
+}
+
+// --- rooms v1 to v3: event IDs in the event, hashed references, v3 IDs ---
+
+/// The appendix's two signing examples are events of the v1 format (the
+/// second carries `event_id`). v1–v2 sign them exactly as the appendix
+/// shows; the reference hashes were computed independently (Python's
+/// `json` and `hashlib` over the v1 redaction of each signed event).
+#[test]
+fn spec_vectors_in_v1_and_v2_rooms() {
+    let v = vectors();
+    let key = spec_key(&v);
+    let expected_references =
+        ["8yif6p8EqgoSten2BLje9ntKm720NyFLWQv9tn8memc", "oFAil2fHTGY66j9PIsC3hnc+/6r2SQGxCzd1/FUgtOE"];
+    for version in [&V1, &V2] {
+        for (case, reference) in v["event_signing"].as_array().expect("cases").iter().zip(expected_references)
+        {
+            let mut event = case["input"].clone();
+            hash_and_sign(version, &key, "domain", &mut event).expect("signable");
+            assert_eq!(event, case["signed"], "v{}", version.id);
+            assert!(verify_content_hash(&event));
+            assert!(verify_signature(version, &event, "domain", "ed25519:1", &key.public_key()));
+            assert_eq!(reference_hash(version, &event).as_deref(), Ok(reference));
+        }
+        // The second event names itself; the first has no ID in this format.
+        let signed = &v["event_signing"][1]["signed"];
+        assert_eq!(event_id(version, signed).as_deref(), Ok("$0:domain"));
+        assert_eq!(event_id(version, &v["event_signing"][0]["signed"]), Err(EventError::Missing("event_id")));
+        // Its ID is signed: changing it breaks the signature.
+        let mut renamed = signed.clone();
+        renamed["event_id"] = json!("$1:domain");
+        assert!(!verify_signature(version, &renamed, "domain", "ed25519:1", &key.public_key()));
+        assert_eq!(required_signers(version, signed), Ok(vec!["domain".to_owned()]));
+    }
+}
+
+/// A v3 event (the appendix's message without `event_id`, as v3 sends
+/// none): hash, signature and event ID as computed by an independent
+/// implementation (Python `hashlib` and `cryptography`'s ed25519). Its
+/// hash has both `+` and `/`, which URL-safe base64 (v4 on) spells `-` and
+/// `_`.
+#[test]
+fn v3_and_v4_event_ids_match_an_independent_implementation() {
+    let v = vectors();
+    let key = spec_key(&v);
+    let mut input = v["event_signing"][1]["input"].clone();
+    input.as_object_mut().expect("an object").remove("event_id");
+    input["prev_events"] = json!([]);
+    input["auth_events"] = json!([]);
+    input["depth"] = json!(3);
+    let mut event = input.clone();
+    hash_and_sign(&V3, &key, "domain", &mut event).expect("signable");
+    assert_eq!(event["hashes"]["sha256"], json!("atK5gEZdmYng53MrW1FeMH+DZNCN51UZEy2cphDnwJU"));
+    assert_eq!(
+        event["signatures"]["domain"]["ed25519:1"],
+        json!("kKASaPf5sM4xzAao1yn9nkfUW4FO+bP9RZuLWNqBucbwOOTPCWCb16aZXOLEXF+oM225cVSJvJtKdXhOIolhCA")
+    );
+    assert_eq!(event_id(&V3, &event).as_deref(), Ok("$xZz3jM1VAN2JzWA65xSqmohvFVlV/7hF/aKKiL6g3zc"));
+    // v4–v10 redact this event the same way, so the same hash, URL-safe.
+    for version in
+        SUPPORTED.iter().filter(|v| v.event_ids == EventIds::UrlSafeHash && v.redaction < Redaction::V11)
+    {
+        let mut same = input.clone();
+        hash_and_sign(version, &key, "domain", &mut same).expect("signable");
+        assert_eq!(same, event, "v{}", version.id);
+        assert_eq!(
+            event_id(version, &same).as_deref(),
+            Ok("$xZz3jM1VAN2JzWA65xSqmohvFVlV_7hF_aKKiL6g3zc"),
+            "v{}",
+            version.id
+        );
+    }
+    // From v3 an `event_id` key, if present, is just more content.
+    assert!(event_id(&V3, &v["event_signing"][1]["signed"]).is_ok_and(|id| id != "$0:domain"));
+}
+
+/// A v1 room's first two events built here, compared byte for byte with
+/// the same events signed by an independent implementation (Python): the
+/// create event, then a join citing it as `[id, {"sha256": reference hash}]`.
+#[test]
+fn v1_pdus_carry_their_ids_and_hashed_references() {
+    let v = vectors();
+    let key = spec_key(&v);
+    let create_template = PduTemplate {
+        room_id: Some("!r:domain".to_owned()),
+        sender: "@u:domain".to_owned(),
+        kind: "m.room.create".to_owned(),
+        state_key: Some(String::new()),
+        content: json!({"creator": "@u:domain", "room_version": "1"}),
+        redacts: None,
+        event_id: Some("$create:domain".to_owned()),
+        prev_events: vec![],
+        auth_events: vec![],
+        reference_hashes: BTreeMap::new(),
+        depth: 1,
+        origin_server_ts: 1_000_000,
+    };
+    let (create_id, create) = build_pdu(&V1, &key, "domain", create_template).expect("valid");
+    assert_eq!(create_id, "$create:domain");
+    assert_eq!(
+        create,
+        json!({
+            "auth_events": [], "content": {"creator": "@u:domain", "room_version": "1"}, "depth": 1,
+            "event_id": "$create:domain",
+            "hashes": {"sha256": "+LqLEjdpddK/JrUMVcb5O+DIjaVI/bn4jpO9ui7qbCA"},
+            "origin_server_ts": 1_000_000, "prev_events": [], "room_id": "!r:domain", "sender": "@u:domain",
+            "signatures": {"domain": {"ed25519:1":
+                "X4WIU5bFd07cU5+Z8mL0c7IpMQCV/FZMhAsEnyz7uG8cqY/ESKl8S+hVbJiD+6dqQOTm/xd0gFa3D/rdHFxUDw"}},
+            "state_key": "", "type": "m.room.create"
+        })
+    );
+    let create_ref = reference_hash(&V1, &create).expect("hashable");
+    assert_eq!(create_ref, "+n0IznYw5eUCIQbYlaFpKgbRf5VnkGftf9mmjNTvvPo");
+
+    let join_template = PduTemplate {
+        room_id: Some("!r:domain".to_owned()),
+        sender: "@u:domain".to_owned(),
+        kind: "m.room.member".to_owned(),
+        state_key: Some("@u:domain".to_owned()),
+        content: json!({"membership": "join", "displayname": "U"}),
+        redacts: None,
+        event_id: Some("$join:domain".to_owned()),
+        prev_events: vec![create_id.clone()],
+        auth_events: vec![create_id.clone()],
+        reference_hashes: BTreeMap::from([(create_id.clone(), create_ref.clone())]),
+        depth: 2,
+        origin_server_ts: 1_000_001,
+    };
+    let (join_id, join) = build_pdu(&V1, &key, "domain", join_template.clone()).expect("valid");
+    assert_eq!(join_id, "$join:domain");
+    let pair = json!([["$create:domain", {"sha256": "+n0IznYw5eUCIQbYlaFpKgbRf5VnkGftf9mmjNTvvPo"}]]);
+    assert_eq!(join["prev_events"], pair);
+    assert_eq!(join["auth_events"], pair);
+    assert_eq!(join["hashes"]["sha256"], json!("I+RCCRzCcwMiZSbI9eqtdZduUmvI9caOphC6CfcO/xM"));
+    assert_eq!(
+        join["signatures"]["domain"]["ed25519:1"],
+        json!("Kqdld4n4TPxGXhqk7zG9KOd6N925V0e5CKcSnk0tF/HD3xIO1jmHXviUUdQAfP7vjhP+FVG60oUDxxTlsFhiBQ")
+    );
+    assert_eq!(reference_hash(&V1, &join).as_deref(), Ok("vPejh4yjMUy/ZCQvik/LrMywuLj8dQNxgMe49puga2A"));
+    assert_eq!(validate_pdu_shape(&V1, &join), Ok(()));
+    assert_eq!(referenced_ids(&V1, &join, "prev_events"), Ok(vec!["$create:domain"]));
+    assert_eq!(referenced_ids(&V1, &join, "auth_events"), Ok(vec!["$create:domain"]));
+    // Read as a v3 event the pairs are malformed.
+    assert_eq!(referenced_ids(&V3, &join, "prev_events"), Err(EventError::Invalid("prev_events")));
+    assert_eq!(validate_pdu_shape(&V3, &join), Err(EventError::Invalid("prev_events")));
+
+    // A reference without its hash cannot be built.
+    let mut unhashed = join_template.clone();
+    unhashed.reference_hashes.clear();
+    assert_eq!(build_pdu(&V1, &key, "domain", unhashed), Err(EventError::Missing("prev_events.sha256")));
+}
+
+#[test]
+fn event_ids_in_the_event_belong_to_v1_and_v2() {
+    let key = test_key();
+    for version in [&V1, &V2] {
+        let mut t = template_for(version, "m.room.message", json!({}));
+        t.event_id = None;
+        assert_eq!(build_pdu(version, &key, "example.org", t.clone()), Err(EventError::Missing("event_id")));
+        for bad in ["$nocolon", "$:example.org", "$a:", "$a:bad host", "a:example.org", "$a b:example.org"] {
+            t.event_id = Some(bad.to_owned());
+            assert_eq!(
+                build_pdu(version, &key, "example.org", t.clone()),
+                Err(EventError::Invalid("event_id")),
+                "{bad}"
+            );
+        }
+        // Our events carry our name.
+        t.event_id = Some("$x:elsewhere.test".to_owned());
+        assert_eq!(build_pdu(version, &key, "example.org", t.clone()), Err(EventError::Invalid("event_id")));
+        t.event_id = Some(format!("${}:example.org", "a".repeat(244)));
+        assert_eq!(build_pdu(version, &key, "example.org", t), Err(EventError::TooLong("event_id")));
+
+        let (_, pdu) = message(version);
+        let mut no_id = pdu.clone();
+        no_id.as_object_mut().expect("an object").remove("event_id");
+        assert_eq!(validate_pdu_shape(version, &no_id), Err(EventError::Missing("event_id")));
+        assert_eq!(event_id(version, &no_id), Err(EventError::Missing("event_id")));
+        for (value, expected) in [
+            (json!(5), EventError::Invalid("event_id")),
+            (json!("$nocolon"), EventError::Invalid("event_id")),
+            (json!(format!("${}:x.org", "a".repeat(250))), EventError::TooLong("event_id")),
+        ] {
+            let mut bad = pdu.clone();
+            bad["event_id"] = value;
+            assert_eq!(validate_pdu_shape(version, &bad), Err(expected));
+        }
+        // References are pairs of an ID and an object of hashes.
+        for refs in [
+            json!(["$p:x"]),
+            json!([["$p:x"]]),
+            json!([["$p:x", "h"]]),
+            json!([[5, {}]]),
+            json!([["$p:x", {"sha256": 5}]]),
+            json!([["$p:x", {}, 1]]),
+        ] {
+            let mut bad = pdu.clone();
+            bad["prev_events"] = refs.clone();
+            assert_eq!(validate_pdu_shape(version, &bad), Err(EventError::Invalid("prev_events")), "{refs}");
+        }
+    }
+    for version in SUPPORTED.iter().filter(|v| !v.event_id_in_event()) {
+        let mut t = template("m.room.message", json!({}));
+        t.event_id = Some("$x:example.org".to_owned());
+        assert_eq!(build_pdu(version, &key, "example.org", t), Err(EventError::Unexpected("event_id")));
+        let (id, _) = message(version);
+        assert_eq!(event_id_server(&id), None, "v{}: {id}", version.id);
+    }
+    assert_eq!(event_id_server("$abc:example.org:8448"), Some("example.org:8448"));
+    assert_eq!(event_id_server("abc:example.org"), None);
+}
+
+/// Canonical JSON is enforced from v6 (`v6-canonical-json`): before, a
+/// received event's integers may exceed 2^53 (`depth` up to 2^63 − 1).
+#[test]
+fn integer_range_of_received_events_from_v6() {
+    for version in SUPPORTED {
+        let (_, pdu) = message(version);
+        let mut deep = pdu.clone();
+        deep["depth"] = json!(MAX_SAFE_INTEGER + 1);
+        let mut late = pdu;
+        late["origin_server_ts"] = json!(MIN_SAFE_INTEGER - 1);
+        if version.strict_canonical_json {
+            assert_eq!(validate_pdu_shape(version, &deep), Err(EventError::Invalid("depth")));
+            assert_eq!(validate_pdu_shape(version, &late), Err(EventError::Invalid("origin_server_ts")));
+        } else {
+            // Shape is fine; only the canonical form (for hashes) refuses.
+            for event in [deep, late] {
+                assert_eq!(
+                    validate_pdu_shape(version, &event),
+                    Err(EventError::Canonical(CanonicalError::IntegerOutOfRange)),
+                    "v{}",
+                    version.id
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn required_signers_per_version() {
+    let join = |version: &RoomVersion, authoriser: Option<&str>| {
+        let mut content = json!({"membership": "join"});
+        if let Some(a) = authoriser {
+            content["join_authorised_via_users_server"] = json!(a);
+        }
+        let mut e = json!({"type": "m.room.member", "sender": "@a:one.test", "state_key": "@a:one.test",
+                           "content": content});
+        if version.event_id_in_event() {
+            e["event_id"] = json!("$e:two.test");
+        }
+        e
+    };
+    let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(required_signers(&V1, &join(&V1, None)), Ok(names(&["one.test", "two.test"])));
+    assert_eq!(
+        required_signers(&V2, &join(&V2, Some("@b:three.test"))),
+        Ok(names(&["one.test", "two.test"]))
+    );
+    assert_eq!(required_signers(&V3, &join(&V3, None)), Ok(names(&["one.test"])));
+    assert_eq!(required_signers(&V7, &join(&V7, Some("@b:three.test"))), Ok(names(&["one.test"])));
+    for version in SUPPORTED.iter().filter(|v| v.restricted_joins) {
+        assert_eq!(
+            required_signers(version, &join(version, Some("@b:three.test"))),
+            Ok(names(&["one.test", "three.test"]))
+        );
+        assert_eq!(required_signers(version, &join(version, Some("@b:one.test"))), Ok(names(&["one.test"])));
+        assert_eq!(
+            required_signers(version, &join(version, Some("nobody"))),
+            Err(EventError::Invalid("content.join_authorised_via_users_server"))
+        );
+    }
+    let mut same = join(&V1, None);
+    same["event_id"] = json!("$e:one.test");
+    assert_eq!(required_signers(&V1, &same), Ok(names(&["one.test"])));
+    assert_eq!(required_signers(&V8, &json!({"sender": "x"})), Err(EventError::Invalid("sender")));
+    assert_eq!(required_signers(&V8, &json!({})), Err(EventError::Missing("sender")));
 }
