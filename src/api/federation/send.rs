@@ -58,12 +58,14 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
         return Err(Error::bad_json(format!("A transaction carries at most {EDUS_MAX} EDUs")));
     }
     let mut results = Map::new();
-    for pdu in pdus {
-        if let Some(id) = pdu_event_id(pdu) {
-            results
-                .insert(id, json!({ "error": "Rooms over federation are not supported by this server yet" }));
+    app.db.read(|tx| {
+        for pdu in pdus {
+            if let Some(id) = pdu_event_id(tx, pdu)? {
+                results.insert(id, json!({ "error": "Rooms over federation are not supported by this server yet" }));
+            }
         }
-    }
+        Ok(())
+    })?;
     let answer = json!({ "pdus": results });
     let text = answer.to_string();
     let now = storage::now_ms();
@@ -75,12 +77,20 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
     Response::ok(answer)
 }
 
-/// The event ID of a received PDU: its own `event_id` (room versions 1
-/// and 2), else its reference hash in the format of versions 4 on.
-fn pdu_event_id(pdu: &Value) -> Option<String> {
-    if let Some(id) = pdu.get("event_id").and_then(Value::as_str) {
-        return Some(id.to_owned());
+/// The event ID of a received PDU: in its room's version's format when
+/// the room is known here (versions 1 and 2 carry their own), else its own
+/// `event_id` if it has one, else the reference hash in the format of
+/// versions 4 on.
+fn pdu_event_id(conn: &rusqlite::Connection, pdu: &Value) -> Result<Option<String>> {
+    let known = match pdu.get("room_id").and_then(Value::as_str) {
+        Some(room_id) => storage::rooms::get(conn, room_id)?.and_then(|r| room_version::get(&r.version)),
+        None => None,
+    };
+    if let Some(version) = known {
+        return Ok(event::event_id(version, pdu).ok());
     }
-    let version = room_version::get("10")?;
-    event::event_id(version, pdu).ok()
+    if let Some(id) = pdu.get("event_id").and_then(Value::as_str) {
+        return Ok(Some(id.to_owned()));
+    }
+    Ok(room_version::get("10").and_then(|v| event::event_id(v, pdu).ok()))
 }
