@@ -303,6 +303,33 @@ impl PowerLevels {
         }
     }
 
+    /// The content these levels were parsed from, every value a JSON
+    /// integer (strings and floats of older versions normalised), only the
+    /// properties that were given.
+    pub fn to_content(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        for (key, v) in [
+            ("users_default", self.users_default),
+            ("events_default", self.events_default),
+            ("state_default", self.state_default),
+            ("ban", self.ban),
+            ("redact", self.redact),
+            ("kick", self.kick),
+            ("invite", self.invite),
+        ] {
+            if let Some(v) = v {
+                out.insert(key.to_owned(), Value::from(v));
+            }
+        }
+        let map = |m: &BTreeMap<String, i64>| {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect())
+        };
+        out.insert("events".to_owned(), map(&self.events));
+        out.insert("notifications".to_owned(), map(&self.notifications));
+        out.insert("users".to_owned(), map(&self.users));
+        Value::Object(out)
+    }
+
     /// True if these levels come from an `m.room.power_levels` event.
     pub fn is_present(&self) -> bool {
         self.present

@@ -164,6 +164,7 @@ fn table() -> Vec<Route> {
     add(CLIENT, Post, "delete_devices", client::devices::delete_many, Token, true);
     // Rooms and membership.
     add(CLIENT, Post, "createRoom", client::rooms::create_room, Token, true);
+    add(CLIENT, Post, "rooms/{roomId}/upgrade", client::rooms::upgrade, Token, true);
     add(CLIENT, Post, "join/{roomIdOrAlias}", client::membership::join_by_id_or_alias, Guest, true);
     add(CLIENT, Post, "knock/{roomIdOrAlias}", client::membership::knock, Token, true);
     add(CLIENT, Post, "rooms/{roomId}/join", client::membership::join, Guest, true);

@@ -13,6 +13,7 @@ pub mod create;
 pub mod format;
 pub mod read;
 pub mod token;
+pub mod upgrade;
 pub mod visibility;
 
 use std::collections::{BTreeMap, HashMap};

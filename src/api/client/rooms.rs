@@ -197,3 +197,27 @@ fn invalid_state(e: Error) -> Error {
         _ => e,
     }
 }
+
+#[derive(Deserialize)]
+struct UpgradeBody {
+    new_version: String,
+}
+
+/// POST /_matrix/client/v3/rooms/{roomId}/upgrade
+pub fn upgrade(app: &App, req: &Request) -> Result<Response> {
+    let who = req.user()?;
+    let room_id = req.param("roomId");
+    if !ids::is_valid_room_id(room_id) {
+        return Err(Error::invalid_param(format!("{room_id:?} is not a valid room ID")));
+    }
+    let body: UpgradeBody = req.json()?;
+    let version = room_version::get(&body.new_version).ok_or_else(|| {
+        Error::new(
+            ErrorKind::UnsupportedRoomVersion,
+            format!("Room version {:?} is not supported by this server", body.new_version),
+        )
+    })?;
+    let new_room =
+        app.db.write(|tx| crate::rooms::upgrade::upgrade(app, tx, &who.user_id, room_id, version))?;
+    Response::ok(json!({ "replacement_room": new_room }))
+}

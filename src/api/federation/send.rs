@@ -61,7 +61,10 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
     app.db.read(|tx| {
         for pdu in pdus {
             if let Some(id) = pdu_event_id(tx, pdu)? {
-                results.insert(id, json!({ "error": "Rooms over federation are not supported by this server yet" }));
+                results.insert(
+                    id,
+                    json!({ "error": "Rooms over federation are not supported by this server yet" }),
+                );
             }
         }
         Ok(())
