@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{AuthChain, EventSource, StateMap};
+use super::{agreed, for_each_key, AuthChain, EventSource, StateMap};
 
 /// Every event reachable from `id` through `auth_events`.
 pub(super) fn auth_chain<S: EventSource + ?Sized>(source: &S, id: &str) -> Option<AuthChain> {
@@ -24,19 +24,24 @@ pub(super) fn auth_chain<S: EventSource + ?Sized>(source: &S, id: &str) -> Optio
 
 /// Walks from `roots` (included) through `auth_events`, never entering an
 /// event of `stop`, and returns what it saw.
-fn walk<'a, S: EventSource + ?Sized>(
+pub(super) fn walk<'a, S: EventSource + ?Sized>(
     source: &'a S,
     roots: impl IntoIterator<Item = &'a str>,
     stop: &HashSet<&'a str>,
 ) -> HashSet<&'a str> {
     let mut seen: HashSet<&str> = HashSet::new();
-    let mut stack: Vec<&str> = roots.into_iter().collect();
-    while let Some(next) = stack.pop() {
-        if stop.contains(next) || !seen.insert(next) {
-            continue;
+    let mut stack: Vec<&str> = Vec::new();
+    let mut visit = |id: &'a str, stack: &mut Vec<&'a str>| {
+        if !stop.contains(id) && seen.insert(id) {
+            stack.push(id);
         }
-        if let Some(event) = source.event(next) {
-            stack.extend(event.auth_events.iter().map(String::as_str));
+    };
+    for root in roots {
+        visit(root, &mut stack);
+    }
+    while let Some(next) = stack.pop() {
+        for auth in source.event(next).into_iter().flat_map(|e| &e.auth_events) {
+            visit(auth, &mut stack);
         }
     }
     seen
@@ -48,16 +53,15 @@ fn walk<'a, S: EventSource + ?Sized>(
 /// below them, are in every Cᵢ; that part (usually nearly all of the room)
 /// is walked once, and the walk of each state set stops where it meets it.
 pub(super) fn auth_difference<S: EventSource + ?Sized>(source: &S, state_sets: &[StateMap]) -> AuthChain {
-    let Some((first, rest)) = state_sets.split_first() else {
-        return AuthChain::new();
-    };
-    if rest.is_empty() {
+    if state_sets.len() < 2 {
         return AuthChain::new();
     }
-    let common = first
-        .iter()
-        .filter(|(key, id)| rest.iter().all(|set| set.get(*key) == Some(*id)))
-        .map(|(_, id)| id.as_str());
+    let mut common: Vec<&str> = Vec::new();
+    for_each_key(state_sets, |_, row| {
+        if agreed(row) {
+            common.extend(row[0].map(String::as_str));
+        }
+    });
     let below_common = walk(source, common, &HashSet::new());
 
     let mut held_by: HashMap<&str, usize> = HashMap::new();

@@ -15,7 +15,7 @@
 //! storage, no network, no clock. Authorisation is `core::auth::check`
 //! under the room version's rules; this module never judges an event itself.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -106,15 +106,17 @@ impl ResolvedEventView {
         })
     }
 
-    /// A *power event*: power levels, join rules, or a membership of
+    /// A *power event*, as the spec defines it: a state event of type
+    /// `m.room.power_levels` or `m.room.join_rules`, or a membership of
     /// `leave` or `ban` sent by someone other than its target (a kick or a
-    /// ban). State events only.
+    /// ban). Synapse and ruma also count `m.room.create`, which the spec
+    /// does not; it can only matter if a create event is itself conflicted.
     pub fn is_power_event(&self) -> bool {
         let Some(key) = self.state_key.as_deref() else {
             return false;
         };
         match self.kind.as_str() {
-            POWER_LEVELS | JOIN_RULES => key.is_empty(),
+            POWER_LEVELS | JOIN_RULES => true,
             MEMBER => matches!(self.membership.as_deref(), Some("leave" | "ban")) && key != self.sender,
             _ => false,
         }
@@ -160,6 +162,28 @@ pub trait EventSource {
     /// `None` if the source does not have `id`.
     fn auth_chain(&self, id: &str) -> Option<Arc<AuthChain>> {
         graph::auth_chain(self, id).map(Arc::new)
+    }
+
+    /// For each event of `ids`, the events of `among` in its auth chain.
+    /// The default asks [`EventSource::auth_chain`] for each; a source with
+    /// a reachability index (such as a chain cover) can answer without
+    /// listing whole chains.
+    fn ancestors_among<'e>(
+        &self,
+        ids: &[&'e str],
+        among: &HashSet<&'e str>,
+    ) -> Result<HashMap<&'e str, Vec<&'e str>>, ResolveError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for &id in ids {
+            let chain = self.auth_chain(id).ok_or_else(|| ResolveError::MissingEvent(id.to_owned()))?;
+            let within: Vec<&'e str> = if chain.len() < among.len() {
+                chain.iter().filter_map(|a| among.get(a.as_str()).copied()).collect()
+            } else {
+                among.iter().copied().filter(|a| chain.contains(*a)).collect()
+            };
+            found.insert(id, within);
+        }
+        Ok(found)
     }
 
     /// The *auth difference* of `state_sets`: ∪ Cᵢ − ∩ Cᵢ, where Cᵢ is the
@@ -215,6 +239,34 @@ pub fn resolve(
         resolve_v2_1(version, state_sets, source)
     } else {
         resolve_v2(version, state_sets, source)
+    }
+}
+
+/// Calls `each` with every key of the state sets, in order, and the event
+/// each set holds for it (`None` where a set has none): one pass over the
+/// sorted maps side by side, rather than a lookup per key per set.
+fn for_each_key<'a>(
+    state_sets: &'a [StateMap],
+    mut each: impl FnMut(&'a (String, String), &[Option<&'a String>]),
+) {
+    let mut heads: Vec<_> = state_sets.iter().map(|set| set.iter().peekable()).collect();
+    let mut row: Vec<Option<&String>> = vec![None; state_sets.len()];
+    loop {
+        let Some(key) = heads.iter_mut().filter_map(|h| h.peek().map(|&(k, _)| k)).min() else {
+            return;
+        };
+        for (head, slot) in heads.iter_mut().zip(row.iter_mut()) {
+            *slot = head.next_if(|&(k, _)| k == key).map(|(_, id)| id);
+        }
+        each(key, &row);
+    }
+}
+
+/// True if every state set holds the same event (the unconflicted case).
+fn agreed(row: &[Option<&String>]) -> bool {
+    match row.split_first() {
+        Some((Some(first), rest)) => rest.iter().all(|id| *id == Some(*first)),
+        _ => false,
     }
 }
 

@@ -135,7 +135,11 @@ impl Room {
         if let [only] = &sets[..] {
             return only.clone();
         }
-        (self.resolve)(self.version, &sets, &self.events).expect("every event is known")
+        let resolved = (self.resolve)(self.version, &sets, &self.events).expect("every event is known");
+        // The walking defaults of the graph queries agree with the index.
+        let walked = (self.resolve)(self.version, &sets, &Plain(&self.events)).expect("every event is known");
+        assert_eq!(resolved, walked, "resolved through MemoryEvents and through the defaults");
+        resolved
     }
 
     fn full_id(&self, name: &str) -> String {
@@ -238,18 +242,23 @@ fn expect(state: &StateMap, wanted: &[(&str, &str, Option<&str>)], label: &str) 
 
 #[test]
 fn ban_beats_a_concurrent_power_levels_change() {
-    for (version, resolve, label) in V2_FAMILY {
-        let mut r = Room::new(version, resolve);
-        r.add("PA", ALICE, POWER_LEVELS, Some(""), pl(version, &[(BOB, 50)]), &["START"]);
-        r.add("MA", ALICE, MEMBER, Some(ALICE), join(), &["PA"]);
-        r.add("MB", ALICE, MEMBER, Some(BOB), json!({"membership": "ban"}), &["MA"]);
-        r.add("PB", BOB, POWER_LEVELS, Some(""), pl(version, &[(BOB, 50)]), &["PA"]);
-        let state = r.resolve_tips(&["MB", "PB"]);
-        expect(
-            &state,
-            &[(POWER_LEVELS, "", Some("PA")), (MEMBER, ALICE, Some("MA")), (MEMBER, BOB, Some("MB"))],
-            label,
-        );
+    // Bob's change is sent after the ban, or (by his clock) before it: the
+    // ban still comes first, alice's power being greater.
+    for bob_first in [false, true] {
+        for (version, resolve, label) in V2_FAMILY {
+            let mut r = Room::new(version, resolve);
+            r.add("PA", ALICE, POWER_LEVELS, Some(""), pl(version, &[(BOB, 50)]), &["START"]);
+            r.add("MA", ALICE, MEMBER, Some(ALICE), join(), &["PA"]);
+            r.add("MB", ALICE, MEMBER, Some(BOB), json!({"membership": "ban"}), &["MA"]);
+            let ts = if bob_first { 1 } else { r.clock + 1 };
+            r.add_at(ts, "PB", BOB, POWER_LEVELS, Some(""), pl(version, &[(BOB, 50)]), &["PA"]);
+            let state = r.resolve_tips(&["MB", "PB"]);
+            expect(
+                &state,
+                &[(POWER_LEVELS, "", Some("PA")), (MEMBER, ALICE, Some("MA")), (MEMBER, BOB, Some("MB"))],
+                &format!("{label}, bob's first: {bob_first}"),
+            );
+        }
     }
 }
 
@@ -731,4 +740,66 @@ fn a_missing_conflicted_event_is_an_error() {
     for resolve in [resolve_v1 as Resolver, resolve_v2, resolve_v2_1] {
         assert_eq!(resolve(&V11, &sets, &r.events), Err(ResolveError::MissingEvent("$unknown".to_owned())));
     }
+}
+
+/// An event rejected against the state it was sent in (not against its
+/// auth events) is checked again like any other, and kept if it passes:
+/// the spec's "Rejected events". (Synapse keeps it out.)
+#[test]
+fn a_rejected_conflicted_event_is_checked_again() {
+    for (version, resolve, label) in V2_FAMILY {
+        let mut r = Room::new(version, resolve);
+        r.add("T1", ALICE, TOPIC, Some(""), json!({"topic": "1"}), &["START"]);
+        r.events.set_rejected("$T1", true);
+        let state = r.resolve_tips(&["T1", "START"]);
+        expect(&state, &[(TOPIC, "", Some("T1"))], label);
+    }
+}
+
+#[test]
+fn an_auth_cycle_ends() {
+    // Event IDs chosen by their senders (rooms v1 and v2) can cite each
+    // other; such a pair still resolves, in rank order.
+    let mut r = Room::new(&V11, resolve_v2);
+    let create = r.create_id.clone();
+    for (name, other, topic) in [("CA", "$CB", "a"), ("CB", "$CA", "b")] {
+        let pdu = json!({
+            "room_id": r.room_id, "sender": ALICE, "type": JOIN_RULES, "state_key": "",
+            "content": {"join_rule": "public", "topic": topic},
+            "auth_events": [create, "$IPOWER", "$IMA", other], "prev_events": ["$START"],
+            "depth": 99, "origin_server_ts": 99,
+        });
+        assert!(r.events.insert(&id(name), pdu, false));
+    }
+    let mut sets = [r.after[&id("START")].clone(), r.after[&id("START")].clone()];
+    sets[0].insert(key(JOIN_RULES, ""), id("CA"));
+    sets[1].insert(key(JOIN_RULES, ""), id("CB"));
+    for resolve in [resolve_v1 as Resolver, resolve_v2, resolve_v2_1] {
+        let state = resolve(&V11, &sets, &r.events).expect("known");
+        assert!(state.contains_key(&key(JOIN_RULES, "")));
+        let walked = resolve(&V11, &sets, &Plain(&r.events)).expect("known");
+        assert_eq!(state, walked);
+    }
+}
+
+#[test]
+fn graph_queries_of_the_index_and_of_the_defaults_agree() {
+    let mut r = Room::new(&V12, resolve_v2_1);
+    r.add("PA", ALICE, POWER_LEVELS, Some(""), pl(&V12, &[(BOB, 50)]), &["START"]);
+    r.add("MB", ALICE, MEMBER, Some(BOB), json!({"membership": "ban"}), &["PA"]);
+    r.add("PB", BOB, POWER_LEVELS, Some(""), pl(&V12, &[(BOB, 50)]), &["PA"]);
+    r.add("TC", CHARLIE, TOPIC, Some(""), json!({"topic": "c"}), &["START"]);
+    r.add("LC", CHARLIE, MEMBER, Some(CHARLIE), json!({"membership": "leave"}), &["TC"]);
+    let sets: Vec<StateMap> = ["MB", "PB", "LC"].iter().map(|t| r.after[&id(t)].clone()).collect();
+    let plain = Plain(&r.events);
+    assert_eq!(r.events.auth_difference(&sets), plain.auth_difference(&sets));
+    let all: Vec<&str> = r.events.ids().collect();
+    let among: HashSet<&str> = all.iter().copied().filter(|id| id.len() % 2 == 0).collect();
+    let mut indexed = r.events.ancestors_among(&all, &among).expect("known");
+    let mut walked = plain.ancestors_among(&all, &among).expect("known");
+    for found in indexed.values_mut().chain(walked.values_mut()) {
+        found.sort_unstable();
+    }
+    assert_eq!(indexed, walked);
+    assert!(r.events.ancestors_among(&["$nope"], &among).is_err());
 }

@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::{
-    need, need_pdu, EventSource, ResolveError, ResolvedEventView, StateMap, JOIN_RULES, MEMBER, POWER_LEVELS,
+    for_each_key, need, need_pdu, EventSource, ResolveError, ResolvedEventView, StateMap, JOIN_RULES, MEMBER,
+    POWER_LEVELS,
 };
 use crate::core::auth::{self, StateLookup};
 use crate::core::room_version::RoomVersion;
@@ -34,30 +35,30 @@ pub fn resolve_v1(
     state_sets: &[StateMap],
     source: &dyn EventSource,
 ) -> Result<StateMap, ResolveError> {
-    let mut held: BTreeMap<Key, Vec<&str>> = BTreeMap::new();
-    for set in state_sets {
-        for ((kind, key), id) in set {
-            let ids = held.entry((kind.as_str(), key.as_str())).or_default();
+    let mut state: HashMap<Key, &str> = HashMap::new();
+    let mut conflicts: BTreeMap<Key, Vec<&str>> = BTreeMap::new();
+    for_each_key(state_sets, |(kind, key), row| {
+        let mut ids: Vec<&str> = Vec::new();
+        for id in row.iter().flatten() {
             if !ids.contains(&id.as_str()) {
                 ids.push(id);
             }
         }
-    }
-    let mut state: HashMap<Key, &str> = HashMap::new();
-    let mut conflicts: BTreeMap<Key, Vec<&ResolvedEventView>> = BTreeMap::new();
-    for (key, ids) in held {
-        if let [only] = ids[..] {
-            state.insert(key, only);
-        } else {
-            let events = ids.iter().map(|id| need(source, id)).collect::<Result<Vec<_>, _>>()?;
-            conflicts.insert(key, events);
+        match ids[..] {
+            [only] => {
+                state.insert((kind.as_str(), key.as_str()), only);
+            }
+            _ => {
+                conflicts.insert((kind.as_str(), key.as_str()), ids);
+            }
         }
-    }
+    });
 
     let mut groups: [Vec<(Key, Vec<&ResolvedEventView>)>; 4] = Default::default();
-    for (key, events) in conflicts {
+    for (key, ids) in conflicts {
+        let events = ids.iter().map(|id| need(source, id)).collect::<Result<Vec<_>, _>>()?;
         let group = match key.0 {
-            POWER_LEVELS if key.1.is_empty() => 0,
+            POWER_LEVELS => 0,
             JOIN_RULES => 1,
             MEMBER => 2,
             _ => 3,

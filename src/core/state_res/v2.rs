@@ -13,7 +13,10 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{need, need_pdu, EventSource, ResolveError, ResolvedEventView, StateMap, CREATE, POWER_LEVELS};
+use super::{
+    agreed, for_each_key, need, need_pdu, EventSource, ResolveError, ResolvedEventView, StateMap, CREATE,
+    POWER_LEVELS,
+};
 use crate::core::auth::{self, StateLookup};
 use crate::core::power_levels::{Creators, Level, PowerLevels};
 use crate::core::room_version::RoomVersion;
@@ -54,28 +57,19 @@ fn resolve_with<'a>(
     state_sets: &'a [StateMap],
     source: &'a dyn EventSource,
 ) -> Result<StateMap, ResolveError> {
-    let Some((first, rest)) = state_sets.split_first() else {
+    let Some(first) = state_sets.first() else {
         return Ok(StateMap::new());
     };
 
     // The unconflicted state map is `first` less `conflicted_keys`.
     let mut conflicted_keys: HashSet<Key<'a>> = HashSet::new();
     let mut conflicted: HashSet<&'a str> = HashSet::new();
-    for (key, id) in first {
-        if rest.iter().all(|set| set.get(key) == Some(id)) {
-            continue;
+    for_each_key(state_sets, |(kind, key), row| {
+        if !agreed(row) {
+            conflicted_keys.insert((kind.as_str(), key.as_str()));
+            conflicted.extend(row.iter().flatten().map(|id| id.as_str()));
         }
-        conflicted_keys.insert((key.0.as_str(), key.1.as_str()));
-        conflicted.insert(id);
-        conflicted.extend(rest.iter().filter_map(|set| set.get(key)).map(String::as_str));
-    }
-    for set in rest {
-        for (key, id) in set {
-            if !first.contains_key(key) {
-                conflicted.insert(id);
-            }
-        }
-    }
+    });
     if conflicted.is_empty() {
         return Ok(first.clone());
     }
@@ -99,26 +93,19 @@ fn resolve_with<'a>(
 
     // Step 1: power events and their auth ancestors in the full conflicted
     // set, each with those ancestors (which the ordering must respect).
-    let mut ancestors: HashMap<&'a str, Vec<&'a str>> = HashMap::new();
-    let mut todo: Vec<&'a str> = Vec::new();
+    let mut power: Vec<&'a str> = Vec::new();
     for &id in &full {
         if need(source, id)?.is_power_event() {
-            todo.push(id);
+            power.push(id);
         }
     }
-    while let Some(id) = todo.pop() {
-        if ancestors.contains_key(id) {
-            continue;
-        }
-        let chain = source.auth_chain(id).ok_or_else(|| ResolveError::MissingEvent(id.to_owned()))?;
-        let within: Vec<&'a str> = if chain.len() < full.len() {
-            chain.iter().filter_map(|a| full.get(a.as_str()).copied()).collect()
-        } else {
-            full.iter().copied().filter(|a| chain.contains(*a)).collect()
-        };
-        todo.extend(within.iter().copied().filter(|a| !ancestors.contains_key(a)));
-        ancestors.insert(id, within);
-    }
+    let mut ancestors = source.ancestors_among(&power, &full)?;
+    // Their ancestors' own ancestors are among those already found.
+    let mut below: Vec<&'a str> =
+        ancestors.values().flatten().copied().filter(|id| !ancestors.contains_key(id)).collect();
+    below.sort_unstable();
+    below.dedup();
+    ancestors.extend(source.ancestors_among(&below, &full)?);
     let power_sorted = power_order(version, source, &ancestors)?;
 
     // Step 2.
