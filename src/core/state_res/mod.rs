@@ -146,9 +146,10 @@ fn event_ids(list: Option<&Value>) -> Option<Vec<String>> {
 /// Where state resolution reads events and their auth chains.
 ///
 /// Only [`EventSource::event`] and [`EventSource::pdu`] must be written.
-/// The graph queries have walking defaults (over `event`'s `auth_events`,
-/// without memoisation); a source with an auth-chain index should answer
-/// them from it.
+/// The graph queries have defaults that walk `event`'s `auth_events`
+/// (without memoisation; `ancestors_among` through `auth_chain`); a source
+/// with an auth-chain index (a chain cover, say) should answer them from it.
+/// [`MemoryEvents`] is one that does.
 pub trait EventSource {
     /// The event `id`, if the source has it.
     fn event(&self, id: &str) -> Option<&ResolvedEventView>;
@@ -190,9 +191,11 @@ pub trait EventSource {
     /// set of the events of state set *i* and their auth chains.
     ///
     /// A state set's own events are counted in its Cᵢ, as Synapse counts
-    /// them: the only events this changes are unconflicted ones cited as
-    /// auth events on one side of the fork only, which then stay out of the
-    /// full conflicted set. An override must keep this definition.
+    /// them (the spec's words take the auth chains alone). That changes one
+    /// thing: an unconflicted event in the auth chains of one side only
+    /// stays out of the full conflicted set, so it is not replayed (which
+    /// in v2.1, starting from nothing, could otherwise shift the partial
+    /// state). An override must keep this definition.
     fn auth_difference(&self, state_sets: &[StateMap]) -> AuthChain {
         graph::auth_difference(self, state_sets)
     }
