@@ -8,3 +8,4 @@ pub mod json;
 pub mod power_levels;
 pub mod redaction;
 pub mod room_version;
+pub mod state_res;
