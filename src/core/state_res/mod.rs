@@ -228,20 +228,17 @@ impl fmt::Display for ResolveError {
 
 impl std::error::Error for ResolveError {}
 
-/// Resolves `state_sets` with the algorithm of `version`: v1 for room
-/// version "1" (no field of [`RoomVersion`] says so yet), otherwise
+/// Resolves `state_sets` with the algorithm of `version`:
 /// `version.state_res`.
 pub fn resolve(
     version: &RoomVersion,
     state_sets: &[StateMap],
     source: &dyn EventSource,
 ) -> Result<StateMap, ResolveError> {
-    if version.id == "1" {
-        resolve_v1(version, state_sets, source)
-    } else if version.state_res == StateRes::V2_1 {
-        resolve_v2_1(version, state_sets, source)
-    } else {
-        resolve_v2(version, state_sets, source)
+    match version.state_res {
+        StateRes::V1 => resolve_v1(version, state_sets, source),
+        StateRes::V2 => resolve_v2(version, state_sets, source),
+        StateRes::V2_1 => resolve_v2_1(version, state_sets, source),
     }
 }
 

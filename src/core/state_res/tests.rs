@@ -26,9 +26,11 @@ const ELLA: &str = "@ella:example.com";
 const TOPIC: &str = "m.room.topic";
 const MESSAGE: &str = "m.room.message";
 
-/// Room v1's algorithm is tested under v10's authorisation rules until the
-/// room version table has a v1 (the algorithm only calls them).
-const V1_TEST: RoomVersion = RoomVersion { id: "1", ..V10 };
+/// Room v1's algorithm is tested under v10's authorisation rules and
+/// event format (the test rooms' events are built in one format; the
+/// algorithm only calls the rules), with v1's state resolution.
+const V1_TEST: RoomVersion =
+    RoomVersion { id: "1", state_res: crate::core::room_version::StateRes::V1, ..V10 };
 
 type Resolver = fn(&RoomVersion, &[StateMap], &dyn EventSource) -> Result<StateMap, ResolveError>;
 
