@@ -619,3 +619,13 @@ CREATE TABLE federation_txns_in (
     PRIMARY KEY (origin, txn_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX federation_txns_in_received ON federation_txns_in(received_ts);
+
+-- The auth edges of every stored event (issue 16): `auth_id` is one of
+-- `event_id`'s `auth_events`. Written with the event, so an auth chain is
+-- an indexed walk (`storage::events::auth_chain`), never a parse of stored
+-- JSON per hop.
+CREATE TABLE event_auth_edges (
+    event_id      TEXT NOT NULL,
+    auth_id       TEXT NOT NULL,
+    PRIMARY KEY (event_id, auth_id)
+) STRICT, WITHOUT ROWID;

@@ -457,3 +457,45 @@ fn string_power_levels_until_v10() {
         assert_eq!(stored["kick"], "+50", "stored as sent");
     }
 }
+
+/// The auth chain the database indexes as events are stored
+/// (`event_auth_edges`) is the one the PDUs describe, in both reference
+/// formats (v1's `[id, hashes]` pairs and v12's IDs).
+#[test]
+fn auth_chains_are_indexed_as_events_are_stored() {
+    use std::collections::{BTreeSet, HashMap};
+    let s = Server::start();
+    let alice = s.user("alice", "pw-alice-1");
+    for version in ["1", "12"] {
+        let room = create_room(&s, &alice.token, json!({ "room_version": version, "preset": "public_chat" }));
+        let last = say(&s, &alice.token, &room, "hello");
+        let conn = rusqlite::Connection::open(s.db()).expect("db");
+        let mut pdus = HashMap::new();
+        let mut st = conn.prepare("SELECT event_id, pdu FROM events WHERE room_id = ?1").unwrap();
+        for row in st.query_map([&room], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap() {
+            let (id, pdu) = row.unwrap();
+            pdus.insert(id, serde_json::from_str::<Value>(&pdu).unwrap());
+        }
+        let refs = |id: &str| -> Vec<String> {
+            pdus[id]["auth_events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().or_else(|| r[0].as_str()).unwrap().to_owned())
+                .collect()
+        };
+        let mut walked = BTreeSet::new();
+        let mut todo = refs(&last);
+        while let Some(id) = todo.pop() {
+            if walked.insert(id.clone()) {
+                todo.extend(refs(&id));
+            }
+        }
+        let indexed: BTreeSet<String> =
+            hearth::storage::events::auth_chain(&conn, &last).unwrap().into_iter().collect();
+        // Power levels and the sender's membership, and before v12 the create event.
+        let least = if version == "12" { 2 } else { 3 };
+        assert!(walked.len() >= least, "v{version}: {walked:?}");
+        assert_eq!(indexed, walked, "v{version}");
+    }
+}

@@ -404,6 +404,17 @@ pub(crate) fn persist(
         }
     }
     let text = canonical::to_canonical(pdu).map_err(|e| Error::internal(format!("storing PDU: {e}")))?;
+    let auth_ids: Vec<String> = pdu
+        .get("auth_events")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().or_else(|| r.get(0).and_then(Value::as_str)))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    events::put_auth_edges(conn, event_id, &auth_ids)?;
     events::insert(
         conn,
         &StoredEvent {

@@ -212,3 +212,27 @@ pub fn last_pos_of_types(conn: &Connection, room_id: &str, types: &[&str]) -> Re
     values.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
     Ok(stmt.query_row(values.as_slice(), |r| r.get(0)).optional()?)
 }
+
+/// Records `event_id`'s auth events (the event's own write).
+pub fn put_auth_edges(conn: &Connection, event_id: &str, auth_ids: &[String]) -> Result<()> {
+    let mut st =
+        conn.prepare_cached("INSERT OR IGNORE INTO event_auth_edges (event_id, auth_id) VALUES (?1, ?2)")?;
+    for a in auth_ids {
+        st.execute(rusqlite::params![event_id, a])?;
+    }
+    Ok(())
+}
+
+/// The auth chain of `event_id`: every event reachable through auth
+/// edges, itself excluded, by an indexed walk of `event_auth_edges`.
+pub fn auth_chain(conn: &Connection, event_id: &str) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "WITH RECURSIVE chain(id) AS (
+             SELECT auth_id FROM event_auth_edges WHERE event_id = ?1
+             UNION
+             SELECT e.auth_id FROM event_auth_edges e JOIN chain c ON e.event_id = c.id)
+         SELECT id FROM chain ORDER BY id",
+    )?;
+    let rows = st.query_map(rusqlite::params![event_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -12,14 +12,14 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
 /// upgrades the frozen first schema (`tests/data/schema-v1.sql`) and
 /// compares it with a new database.
 const UPGRADES: &[&str] =
-    &[UPGRADE_TO_2, upgrade_3_device_list_triggers(), UPGRADE_TO_4, UPGRADE_TO_5, UPGRADE_TO_6];
+    &[UPGRADE_TO_2, upgrade_3_device_list_triggers(), UPGRADE_TO_4, UPGRADE_TO_5, UPGRADE_TO_6, UPGRADE_TO_7];
 
 /// Version 2 (issue 12).
 ///
@@ -198,6 +198,28 @@ CREATE TABLE federation_txns_in (
 CREATE INDEX federation_txns_in_received ON federation_txns_in(received_ts);
 ";
 
+// ------------------------------------------------- upgrade step 6 -> 7 (auth edges)
+
+/// Schema 7 (issue 16): the auth edges of stored events, filled from the
+/// PDUs already stored (either `auth_events` format: IDs, or the `[id,
+/// hashes]` pairs of room versions 1 and 2).
+const UPGRADE_TO_7: &str = "
+-- The auth edges of every stored event (issue 16): `auth_id` is one of
+-- `event_id`'s `auth_events`. Written with the event, so an auth chain is
+-- an indexed walk (`storage::events::auth_chain`), never a parse of stored
+-- JSON per hop.
+CREATE TABLE event_auth_edges (
+    event_id      TEXT NOT NULL,
+    auth_id       TEXT NOT NULL,
+    PRIMARY KEY (event_id, auth_id)
+) STRICT, WITHOUT ROWID;
+
+INSERT OR IGNORE INTO event_auth_edges (event_id, auth_id)
+    SELECT e.event_id, CASE WHEN a.type = 'array' THEN json_extract(a.value, '$[0]') ELSE a.value END
+    FROM events e, json_each(e.pdu, '$.auth_events') a
+    WHERE json_valid(e.pdu) AND (a.type = 'text' OR a.type = 'array');
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -276,7 +298,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// A version 2 database (the current schema without what steps 3 to 6
+    /// A version 2 database (the current schema without what steps 3 to 7
     /// add) gets the device triggers, the same as a new one.
     #[test]
     fn upgrade_3_adds_the_device_list_triggers() {
@@ -295,6 +317,7 @@ mod tests {
              ALTER TABLE users DROP COLUMN is_guest; DROP TABLE erased_users;
              DROP INDEX push_outbox_destination; ALTER TABLE push_outbox DROP COLUMN destination;
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
+             DROP TABLE event_auth_edges;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -320,6 +343,7 @@ mod tests {
              INSERT INTO push_outbox (user_id, app_id, pushkey, event_id, tweaks, attempts, next_try_ts)
                  VALUES ('@a:x', 'app', 'key', '$e', '{}', 0, 1), ('@gone:x', 'app', 'key', '$f', '{}', 0, 1);
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
+             DROP TABLE event_auth_edges;
              PRAGMA user_version = 4;",
         )
         .unwrap();
@@ -327,6 +351,36 @@ mod tests {
         let mut st = old.prepare("SELECT destination FROM push_outbox ORDER BY id").unwrap();
         let got: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
         assert_eq!(got, ["https://g.example/_matrix/push/v1/notify", ""]);
+        drop(st);
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_eq!(shape(&old), shape(&fresh));
+    }
+
+    /// A version 6 database gets the auth edges of the events it holds,
+    /// in both `auth_events` formats.
+    #[test]
+    fn upgrade_7_fills_the_auth_edges() {
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old).unwrap();
+        old.execute_batch(
+            "DROP TABLE event_auth_edges;
+             INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
+                 VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
+             INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu)
+                 VALUES (1, '$a', '!r', 'm.room.message', '@u:x', 1, 1, 0, '{\"auth_events\":[\"$c\",\"$p\"]}'),
+                        (2, '$b:x', '!r', 'm.room.message', '@u:x', 1, 1, 0,
+                         '{\"auth_events\":[[\"$c:x\",{\"sha256\":\"h\"}]]}'),
+                        (3, '$bad', '!r', 'm.room.message', '@u:x', 1, 1, 0, 'not json');
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+        migrate(&mut old).unwrap();
+        let mut st = old.prepare("SELECT event_id, auth_id FROM event_auth_edges ORDER BY 1, 2").unwrap();
+        let got: Vec<(String, String)> =
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let want = [("$a", "$c"), ("$a", "$p"), ("$b:x", "$c:x")];
+        assert_eq!(got, want.map(|(a, b)| (a.to_owned(), b.to_owned())));
         drop(st);
         let mut fresh = Connection::open_in_memory().unwrap();
         migrate(&mut fresh).unwrap();
