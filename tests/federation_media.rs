@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::time::Duration;
 
 use common::ca::TestCa;
@@ -39,26 +39,7 @@ fn client(
     if let Some(t) = token {
         rq = rq.set("Authorization", &format!("Bearer {t}"));
     }
-    let result = match body {
-        Some((content_type, bytes)) => rq.set("Content-Type", content_type).send_bytes(bytes),
-        None => rq.call(),
-    };
-    let response = match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .map(|n| {
-            let v = response.header(&n).unwrap_or("").to_owned();
-            (n.to_ascii_lowercase(), v)
-        })
-        .collect();
-    let mut body = Vec::new();
-    response.into_reader().read_to_end(&mut body).expect("reading the body");
-    RawAnswer { status, headers, body }
+    fed::exchange(rq, body)
 }
 
 fn get(server: &Server, path: &str, token: &str) -> RawAnswer {

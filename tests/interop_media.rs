@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 
 use common::ca::TestCa;
 use common::fed::{self, Peer, RawAnswer};
@@ -23,27 +23,7 @@ fn bed() -> (TempDir, TestCa) {
 
 /// A request to `url` (any server of the bed), its body as bytes.
 fn send(agent: &ureq::Agent, method: &str, url: &str, token: &str, body: Option<(&str, &[u8])>) -> RawAnswer {
-    let rq = agent.request(method, url).set("Authorization", &format!("Bearer {token}"));
-    let result = match body {
-        Some((content_type, bytes)) => rq.set("Content-Type", content_type).send_bytes(bytes),
-        None => rq.call(),
-    };
-    let response = match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .map(|n| {
-            let v = response.header(&n).unwrap_or("").to_owned();
-            (n.to_ascii_lowercase(), v)
-        })
-        .collect();
-    let mut body = Vec::new();
-    response.into_reader().read_to_end(&mut body).expect("reading the body");
-    RawAnswer { status, headers, body }
+    fed::exchange(agent.request(method, url).set("Authorization", &format!("Bearer {token}")), body)
 }
 
 /// Uploads to the server at `base` (`https://…` or `http://…`); the media ID.

@@ -152,17 +152,18 @@ impl RawAnswer {
     }
 }
 
-/// A GET over HTTPS to `server` with the given Authorization header
-/// values, its body kept as bytes.
-pub fn get_raw(agent: &ureq::Agent, server: &str, uri: &str, authorization: &[String]) -> RawAnswer {
+/// Sends `rq` (with `body`: its content type and bytes) and keeps the
+/// answer whole, its body as bytes; any status is an answer.
+pub fn exchange(rq: ureq::Request, body: Option<(&str, &[u8])>) -> RawAnswer {
     use std::io::Read;
-    let mut rq = agent.get(&format!("https://{server}{uri}"));
-    for a in authorization {
-        rq = rq.set("Authorization", a);
-    }
-    let response = match rq.call() {
+    let what = format!("{} {}", rq.method(), rq.url());
+    let result = match body {
+        Some((content_type, bytes)) => rq.set("Content-Type", content_type).send_bytes(bytes),
+        None => rq.call(),
+    };
+    let response = match result {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("GET {uri} on {server}: {e}"),
+        Err(e) => panic!("{what}: {e}"),
     };
     let status = response.status();
     let headers = response
@@ -176,6 +177,16 @@ pub fn get_raw(agent: &ureq::Agent, server: &str, uri: &str, authorization: &[St
     let mut body = Vec::new();
     response.into_reader().read_to_end(&mut body).expect("reading the body");
     RawAnswer { status, headers, body }
+}
+
+/// A GET over HTTPS to `server` with the given Authorization header
+/// values, its body kept as bytes.
+pub fn get_raw(agent: &ureq::Agent, server: &str, uri: &str, authorization: &[String]) -> RawAnswer {
+    let mut rq = agent.get(&format!("https://{server}{uri}"));
+    for a in authorization {
+        rq = rq.set("Authorization", a);
+    }
+    exchange(rq, None)
 }
 
 /// A GET to `destination` signed as `origin` with `key`, its body as bytes.
