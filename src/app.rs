@@ -16,6 +16,9 @@ pub struct App {
     pub db: Db,
     pub server_key: ServerKey,
     pub limiter: RateLimiter,
+    /// Per origin server: `FEDERATION_PER_SECOND` and `FEDERATION_BURST`,
+    /// or the client limits where those are higher.
+    pub fed_limiter: RateLimiter,
     /// Parked long-polls, and where committed changes are announced.
     pub hub: Arc<Hub>,
     /// Typing notices and presence (in memory).
@@ -63,6 +66,10 @@ impl App {
             db,
             server_key,
             limiter,
+            fed_limiter: RateLimiter::new(
+                crate::ratelimit::FEDERATION_PER_SECOND,
+                crate::ratelimit::FEDERATION_BURST,
+            ),
             hub,
             ephemeral,
             sent_members: crate::sync::lazy::SentMembers::new(),

@@ -14,6 +14,12 @@ use crate::util::lock;
 
 /// Most keys tracked at once; each costs about a hundred bytes.
 pub const BUCKETS_MAX: usize = 10_000;
+/// Requests per second one other server may make (its transactions,
+/// queries and media), and its burst: servers batch their work, so they
+/// get more than a client (`rate_limit_per_second`), as in Synapse's
+/// `rc_federation` (about ten a second before it slows a server down).
+pub const FEDERATION_PER_SECOND: f64 = 10.0;
+pub const FEDERATION_BURST: u32 = 50;
 
 pub struct RateLimiter {
     per_second: f64,

@@ -368,3 +368,37 @@ fn keys_of_a_server_that_is_down_come_from_a_trusted_notary() {
         fed::signed(&agent, &key, &a.name, &c.name, "PUT", "/_matrix/federation/v1/send/n2", Some(&body));
     assert_eq!(status, 401);
 }
+
+/// Other servers are rate limited per origin server, not per IP: one that
+/// floods gets 429 `M_LIMIT_EXCEEDED`, another on the same address does not.
+#[test]
+fn rate_limits_are_per_origin_server() {
+    let (_dir, ca) = bed();
+    let a = Peer::start(&ca, &[], &[]);
+    let c = Peer::start(&ca, &[], &[]);
+    // The default client limits (the harness raises them for other tests):
+    // servers then get the federation defaults.
+    let b =
+        Peer::start(&ca, &[], &[("HEARTH_RATE_LIMIT_PER_SECOND", "0.5"), ("HEARTH_RATE_LIMIT_BURST", "10")]);
+    b.server.register("bob", "pw-bob-1");
+    let agent = fed::agent(&ca);
+    let uri = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        common::enc("@bob:") + &common::enc(&b.name)
+    );
+    let key = a.signing_key();
+    let mut limited = None;
+    for _ in 0..200 {
+        let got = fed::signed(&agent, &key, &a.name, &b.name, "GET", &uri, None);
+        if got.0 == 429 {
+            limited = Some(got.1);
+            break;
+        }
+        assert_eq!(got.0, 200, "{}", got.1);
+    }
+    let e = limited.expect("A is held to its rate");
+    assert_eq!(e["errcode"], "M_LIMIT_EXCEEDED");
+    assert!(e["retry_after_ms"].as_u64().is_some(), "{e}");
+    let got = fed::signed(&agent, &c.signing_key(), &c.name, &b.name, "GET", &uri, None);
+    assert_eq!(got.0, 200, "C, from the same address, is not: {}", got.1);
+}

@@ -291,7 +291,7 @@ fn check(
         let origin =
             crate::federation::inbound::authenticate(app, remote_ip, &method, rq.url(), &headers, body)?;
         if route.rate_limited {
-            app.limiter.check(&format!("server:{origin}"))?;
+            app.fed_limiter.check(&origin)?;
         }
         // It reached us, so it is up: what waits for it goes now.
         app.fed_queue.reset(&origin);
