@@ -156,6 +156,20 @@ mod tests {
     }
 }
 
+/// Milliseconds since the Unix epoch of a UTC date and time in the
+/// proleptic Gregorian calendar (days by Howard Hinnant's algorithm), for
+/// the dates certificates and HTTP headers carry.
+pub fn ms_from_civil(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
+}
+
 /// Percent-encodes `s` for one path segment or query value: everything
 /// but RFC 3986's unreserved characters is escaped (so `:`, `@`, `!`,
 /// `#`, `/` and `?` in Matrix IDs cannot change a URL's shape).
@@ -173,6 +187,13 @@ pub fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod encode_tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::ms_from_civil(1970, 1, 1, 0, 0, 0), 0);
+        assert_eq!(super::ms_from_civil(2000, 3, 1, 0, 0, 1), 951_868_801_000);
+        assert_eq!(super::ms_from_civil(2024, 2, 29, 23, 59, 59), 1_709_251_199_000);
+    }
+
     #[test]
     fn percent_encoding_escapes_all_but_unreserved() {
         assert_eq!(super::percent_encode("@a:b.c"), "%40a%3Ab.c");

@@ -293,20 +293,7 @@ fn parse_http_date(s: &str) -> Option<i64> {
     if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..=60).contains(&sec) {
         return None;
     }
-    let days = days_from_civil(year, month, day);
-    Some(((days * 24 + h) * 60 + m) * 60_000 + sec * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Some(crate::util::ms_from_civil(year, month, day, h, m, sec))
 }
 
 /// A server name's parts.

@@ -311,7 +311,7 @@ pub(super) fn power_order<'a>(
     while let Some(Reverse((_, _, id))) = ready.pop() {
         sorted.push(id);
         for &next in after.get(id).into_iter().flatten() {
-            let n = waiting.get_mut(next).expect("every event has a count");
+            let Some(n) = waiting.get_mut(next) else { continue };
             *n -= 1;
             if *n == 0 {
                 ready.push(Reverse(rank[next]));
