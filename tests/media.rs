@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::time::Duration;
 
 use common::{assert_error, Server};
@@ -45,26 +45,8 @@ fn send(server: &Server, method: &str, path: &str, token: Option<&str>, body: Op
     if let Some(t) = token {
         rq = rq.set("Authorization", &format!("Bearer {t}"));
     }
-    let result = match body {
-        Some((content_type, bytes)) => rq.set("Content-Type", content_type).send_bytes(bytes),
-        None => rq.call(),
-    };
-    let response = match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .map(|n| {
-            let v = response.header(&n).unwrap_or("").to_owned();
-            (n, v)
-        })
-        .collect();
-    let mut bytes = Vec::new();
-    response.into_reader().read_to_end(&mut bytes).expect("reading the body");
-    Got { status, headers, bytes }
+    let got = common::fed::exchange(rq, body);
+    Got { status: got.status, headers: got.headers, bytes: got.body }
 }
 
 fn get(server: &Server, path: &str, token: Option<&str>) -> Got {
