@@ -629,3 +629,51 @@ CREATE TABLE event_auth_edges (
     auth_id       TEXT NOT NULL,
     PRIMARY KEY (event_id, auth_id)
 ) STRICT, WITHOUT ROWID;
+
+-- Events known outside a room's timeline (issue 17): outliers (the auth
+-- chain of a join, events fetched for their state), events rejected by
+-- the authorization rules (with the reason; never shown, never state,
+-- never cited as prev_events) and soft-failed events (passed the rules
+-- at their own place in the graph but not against the current state:
+-- not shown, not extremities, still resolvable when later events cite
+-- them; `state_before` is theirs).
+CREATE TABLE event_outliers (
+    event_id      TEXT PRIMARY KEY,
+    room_id       TEXT NOT NULL,
+    status        TEXT NOT NULL,           -- 'outlier', 'rejected', 'soft_failed'
+    reason        TEXT,
+    type          TEXT NOT NULL,
+    state_key     TEXT,
+    sender        TEXT NOT NULL,
+    origin_ts     INTEGER NOT NULL,
+    depth         INTEGER NOT NULL,
+    state_before  INTEGER,                 -- soft-failed: the state group before it
+    pdu           TEXT NOT NULL,
+    received_ts   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX event_outliers_room ON event_outliers(room_id, status);
+
+-- The prev edges of every stored event: `prev_id` is one of `event_id`'s
+-- `prev_events` (walked by backfill and get_missing_events; the index by
+-- `prev_id` says whether an event already has a successor).
+CREATE TABLE event_prev_edges (
+    event_id      TEXT NOT NULL,
+    prev_id       TEXT NOT NULL,
+    PRIMARY KEY (event_id, prev_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX event_prev_edges_prev ON event_prev_edges(prev_id);
+
+-- The state group after a state event (for a message it is the group
+-- before it): what an event citing it as a prev event starts from.
+CREATE TABLE event_state_after (
+    event_id      TEXT PRIMARY KEY,
+    state_group   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Events cited as prev_events that this server does not have: where
+-- backfill goes on.
+CREATE TABLE backward_extremities (
+    room_id       TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+) STRICT, WITHOUT ROWID;

@@ -10,6 +10,7 @@
 //! the same rules.
 
 pub mod create;
+pub mod dag;
 pub mod format;
 pub mod read;
 pub mod token;
@@ -28,7 +29,7 @@ use crate::core::room_version::{self, RoomVersion};
 use crate::crypto::canonical;
 use crate::crypto::token::{random_string, ALNUM};
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::events::{self, StoredEvent};
+use crate::storage::events;
 use crate::storage::rooms::{self, Room};
 use crate::storage::{self, state, Tx};
 pub use read::*;
@@ -164,7 +165,16 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
             check_redaction(conn, room_id, version, sender, target)?;
         }
     }
+    let servers_before = if app.federation.enabled() {
+        crate::storage::graph::servers_in_room(conn, room_id)?
+    } else {
+        Vec::new()
+    };
     let pos = persist(conn, &room, &event_id, &pdu, new.txn)?;
+    if app.federation.enabled() {
+        let target = if new.kind == "m.room.member" { new.state_key } else { None };
+        fan_out(app, conn, room_id, &servers_before, &pdu, target)?;
+    }
     // Push rules for the room's local members: notifications and queued
     // pushes, in this transaction (issue 7).
     crate::push::on_event(&app.config.server_name, conn, room_id, version, pos, &event_id, &pdu)?;
@@ -378,8 +388,8 @@ fn apply_redaction(
     events::set_redacted(conn, target, &text, by)
 }
 
-/// Stores an authorised event: its row, the room's new state group (for a
-/// state event), current state, membership, head and forward extremity.
+/// Stores an authorised local event: its row and edges, the state after
+/// it, the extremities, and the room's current state (`dag`).
 pub(crate) fn persist(
     conn: &Connection,
     room: &Room,
@@ -387,55 +397,75 @@ pub(crate) fn persist(
     pdu: &Value,
     txn: Option<(&str, &str)>,
 ) -> Result<i64> {
+    let version = room_version::get(&room.version).ok_or_else(|| {
+        Error::internal(format!("room {} has unknown version {}", room.room_id, room.version))
+    })?;
     let pos = events::next_pos(conn)?;
-    let kind = pdu.get("type").and_then(Value::as_str).unwrap_or_default();
-    let sender = pdu.get("sender").and_then(Value::as_str).unwrap_or_default();
-    let state_key = pdu.get("state_key").and_then(Value::as_str);
-    let depth = pdu.get("depth").and_then(Value::as_i64).unwrap_or(room.depth + 1);
-    let mut group = room.state_group;
-    if let Some(key) = state_key {
-        group = state::new_delta(conn, &room.room_id, room.state_group, kind, key, event_id)?;
-        state::set_current(conn, &room.room_id, kind, key, event_id)?;
-        if kind == "m.room.member" {
-            let membership = pdu.pointer("/content/membership").and_then(Value::as_str).unwrap_or("leave");
-            state::set_membership(conn, key, &room.room_id, membership, event_id, pos)?;
-            let name = pdu.pointer("/content/displayname").and_then(Value::as_str);
-            state::set_member_name(conn, key, &room.room_id, name)?;
-        }
+    let mut row = dag::row_of(&room.room_id, event_id, pdu, pos, room.state_group)?;
+    if row.depth == 0 {
+        row.depth = room.depth + 1;
     }
-    let text = canonical::to_canonical(pdu).map_err(|e| Error::internal(format!("storing PDU: {e}")))?;
-    let auth_ids: Vec<String> = pdu
-        .get("auth_events")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.as_str().or_else(|| r.get(0).and_then(Value::as_str)))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    events::put_auth_edges(conn, event_id, &auth_ids)?;
-    events::insert(
-        conn,
-        &StoredEvent {
-            pos,
-            event_id: event_id.to_owned(),
-            room_id: room.room_id.clone(),
-            kind: kind.to_owned(),
-            state_key: state_key.map(str::to_owned),
-            sender: sender.to_owned(),
-            origin_ts: pdu.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0),
-            depth,
-            state_before: room.state_group,
-            pdu: text,
-            redacted_by: None,
-            txn_device: txn.map(|(d, _)| d.to_owned()),
-            txn_id: txn.map(|(_, t)| t.to_owned()),
-        },
-    )?;
-    rooms::set_head(conn, &room.room_id, group, depth)?;
-    events::set_sole_extremity(conn, &room.room_id, event_id)?;
+    row.txn_device = txn.map(|(d, _)| d.to_owned());
+    row.txn_id = txn.map(|(_, t)| t.to_owned());
+    dag::store_timeline_event(conn, version, room, &row, pdu, &[])?;
+    dag::update_current(conn, version, room, &row)?;
     Ok(pos)
+}
+
+/// Hands a local event to every other server in the room (`before`: the
+/// servers in it before the event, so a kicked or leaving server hears of
+/// its own departure), and to the target's server of a membership change.
+fn fan_out(
+    app: &App,
+    tx: &Tx,
+    room_id: &str,
+    before: &[String],
+    pdu: &Value,
+    target: Option<&str>,
+) -> Result<()> {
+    let own = &app.config.server_name;
+    let mut destinations: Vec<String> = before.to_vec();
+    destinations.extend(crate::storage::graph::servers_in_room(tx, room_id)?);
+    if let Some((_, server)) = target.and_then(crate::core::ids::parse_user_id) {
+        destinations.push(server.to_owned());
+    }
+    destinations.sort();
+    destinations.dedup();
+    destinations.retain(|d| d != own && app.federation.allowed(d));
+    if destinations.is_empty() {
+        return Ok(());
+    }
+    let mut body = pdu.clone();
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("unsigned");
+    }
+    let text = canonical::to_canonical(&body).map_err(|e| Error::internal(format!("queueing PDU: {e}")))?;
+    let now = storage::now_ms();
+    for d in destinations {
+        crate::storage::federation::queue(tx, &d, crate::storage::federation::Unit::Pdu, &text, now)?;
+    }
+    Ok(())
+}
+
+/// A redaction from another server, applied to its target where the
+/// version's rules let it: the target is in the room and (from v3) the
+/// redacting server is the original's or the sender may redact others'.
+pub(crate) fn apply_remote_redaction(
+    conn: &Connection,
+    version: &RoomVersion,
+    room_id: &str,
+    sender: &str,
+    target: &str,
+    by: &str,
+) -> Result<()> {
+    let Some(original) = events::timeline_event(conn, target)?.filter(|e| e.room_id == room_id) else {
+        return Ok(());
+    };
+    let (levels, creators) = current_power(conn, room_id, version)?;
+    if auth::may_apply_redaction(version, sender, &original.sender, &levels, &creators) {
+        apply_redaction(conn, version, room_id, target, by)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -443,6 +473,7 @@ mod tests {
     use super::create::{create_room, CreateRoom, Preset};
     use super::*;
     use crate::config::Config;
+    use crate::storage::events::StoredEvent;
     use serde_json::json;
 
     fn app(name: &str) -> App {

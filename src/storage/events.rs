@@ -79,7 +79,21 @@ pub fn insert(conn: &Connection, e: &StoredEvent) -> Result<()> {
     Ok(())
 }
 
+/// An event by ID: a timeline event, or one known outside the timeline
+/// (an outlier or a soft-failed event, with `pos` 0; see
+/// `storage::graph`). A rejected event is not returned: see
+/// [`timeline_event`] and `graph::outlier` for the tables alone.
 pub fn get(conn: &Connection, event_id: &str) -> Result<Option<StoredEvent>> {
+    if let Some(e) = timeline_event(conn, event_id)? {
+        return Ok(Some(e));
+    }
+    Ok(super::graph::outlier(conn, event_id)?
+        .filter(|o| o.status != super::graph::Status::Rejected)
+        .map(|o| o.event))
+}
+
+/// An event of the room timelines (`events`) by ID.
+pub fn timeline_event(conn: &Connection, event_id: &str) -> Result<Option<StoredEvent>> {
     Ok(conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE event_id = ?1"))?
         .query_row([event_id], from_row)
@@ -121,7 +135,7 @@ pub fn room_events(
         ),
     };
     let bound = to.unwrap_or(match dir {
-        Dir::Backward => 0,
+        Dir::Backward => i64::MIN,
         Dir::Forward => i64::MAX,
     });
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -234,5 +248,20 @@ pub fn auth_chain(conn: &Connection, event_id: &str) -> Result<Vec<String>> {
          SELECT id FROM chain ORDER BY id",
     )?;
     let rows = st.query_map(rusqlite::params![event_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The events of `ids` and their whole auth chains, by one indexed walk
+/// of `event_auth_edges` from all of them.
+pub fn with_auth_chains(conn: &Connection, ids: &[&str]) -> Result<std::collections::HashSet<String>> {
+    let seeds = serde_json::to_string(ids).map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    let mut st = conn.prepare_cached(
+        "WITH RECURSIVE chain(id) AS (
+             SELECT value FROM json_each(?1)
+             UNION
+             SELECT e.auth_id FROM event_auth_edges e JOIN chain c ON e.event_id = c.id)
+         SELECT id FROM chain",
+    )?;
+    let rows = st.query_map([seeds], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

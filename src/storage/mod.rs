@@ -31,6 +31,7 @@ pub mod e2ee;
 pub mod events;
 pub mod federation;
 pub mod feed;
+pub mod graph;
 pub mod ignored;
 pub mod key_backup;
 pub mod media;

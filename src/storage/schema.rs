@@ -12,14 +12,21 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
 /// upgrades the frozen first schema (`tests/data/schema-v1.sql`) and
 /// compares it with a new database.
-const UPGRADES: &[&str] =
-    &[UPGRADE_TO_2, upgrade_3_device_list_triggers(), UPGRADE_TO_4, UPGRADE_TO_5, UPGRADE_TO_6, UPGRADE_TO_7];
+const UPGRADES: &[&str] = &[
+    UPGRADE_TO_2,
+    upgrade_3_device_list_triggers(),
+    UPGRADE_TO_4,
+    UPGRADE_TO_5,
+    UPGRADE_TO_6,
+    UPGRADE_TO_7,
+    UPGRADE_TO_8,
+];
 
 /// Version 2 (issue 12).
 ///
@@ -220,6 +227,66 @@ INSERT OR IGNORE INTO event_auth_edges (event_id, auth_id)
     WHERE json_valid(e.pdu) AND (a.type = 'text' OR a.type = 'array');
 ";
 
+// ------------------------------------------------- upgrade step 7 -> 8 (the room as a graph)
+
+/// Schema 8 (issue 17): events outside the timeline, prev edges (filled
+/// from the stored PDUs), the state after each state event, and the
+/// room's backward extremities.
+const UPGRADE_TO_8: &str = "
+-- Events known outside a room's timeline (issue 17): outliers (the auth
+-- chain of a join, events fetched for their state), events rejected by
+-- the authorization rules (with the reason; never shown, never state,
+-- never cited as prev_events) and soft-failed events (passed the rules
+-- at their own place in the graph but not against the current state:
+-- not shown, not extremities, still resolvable when later events cite
+-- them; `state_before` is theirs).
+CREATE TABLE event_outliers (
+    event_id      TEXT PRIMARY KEY,
+    room_id       TEXT NOT NULL,
+    status        TEXT NOT NULL,           -- 'outlier', 'rejected', 'soft_failed'
+    reason        TEXT,
+    type          TEXT NOT NULL,
+    state_key     TEXT,
+    sender        TEXT NOT NULL,
+    origin_ts     INTEGER NOT NULL,
+    depth         INTEGER NOT NULL,
+    state_before  INTEGER,                 -- soft-failed: the state group before it
+    pdu           TEXT NOT NULL,
+    received_ts   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX event_outliers_room ON event_outliers(room_id, status);
+
+-- The prev edges of every stored event: `prev_id` is one of `event_id`'s
+-- `prev_events` (walked by backfill and get_missing_events; the index by
+-- `prev_id` says whether an event already has a successor).
+CREATE TABLE event_prev_edges (
+    event_id      TEXT NOT NULL,
+    prev_id       TEXT NOT NULL,
+    PRIMARY KEY (event_id, prev_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX event_prev_edges_prev ON event_prev_edges(prev_id);
+
+-- The state group after a state event (for a message it is the group
+-- before it): what an event citing it as a prev event starts from.
+CREATE TABLE event_state_after (
+    event_id      TEXT PRIMARY KEY,
+    state_group   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Events cited as prev_events that this server does not have: where
+-- backfill goes on.
+CREATE TABLE backward_extremities (
+    room_id       TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+) STRICT, WITHOUT ROWID;
+
+INSERT OR IGNORE INTO event_prev_edges (event_id, prev_id)
+    SELECT e.event_id, CASE WHEN a.type = 'array' THEN json_extract(a.value, '$[0]') ELSE a.value END
+    FROM events e, json_each(e.pdu, '$.prev_events') a
+    WHERE json_valid(e.pdu) AND (a.type = 'text' OR a.type = 'array');
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -317,7 +384,7 @@ mod tests {
              ALTER TABLE users DROP COLUMN is_guest; DROP TABLE erased_users;
              DROP INDEX push_outbox_destination; ALTER TABLE push_outbox DROP COLUMN destination;
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
-             DROP TABLE event_auth_edges;
+             DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -343,7 +410,7 @@ mod tests {
              INSERT INTO push_outbox (user_id, app_id, pushkey, event_id, tweaks, attempts, next_try_ts)
                  VALUES ('@a:x', 'app', 'key', '$e', '{}', 0, 1), ('@gone:x', 'app', 'key', '$f', '{}', 0, 1);
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
-             DROP TABLE event_auth_edges;
+             DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
              PRAGMA user_version = 4;",
         )
         .unwrap();
@@ -364,7 +431,7 @@ mod tests {
         let mut old = Connection::open_in_memory().unwrap();
         migrate(&mut old).unwrap();
         old.execute_batch(
-            "DROP TABLE event_auth_edges;
+            "DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
              INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
                  VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
              INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu)

@@ -77,11 +77,48 @@ pub fn group_state(conn: &Connection, group: i64) -> Result<StateMap> {
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query([group])?;
     let mut state = StateMap::new();
-    // Farthest first, so nearer deltas overwrite what they changed.
+    // Farthest first, so nearer deltas overwrite what they changed; an
+    // empty event ID is a delta's removal of the key.
     while let Some(r) = rows.next()? {
-        state.insert((r.get(0)?, r.get(1)?), r.get(2)?);
+        let id: String = r.get(2)?;
+        if id.is_empty() {
+            state.remove(&(r.get(0)?, r.get(1)?));
+        } else {
+            state.insert((r.get(0)?, r.get(1)?), id);
+        }
     }
     Ok(state)
+}
+
+/// The group holding exactly `target`, made as a delta from `parent`
+/// (the entries that differ, a removal as an empty event ID) unless the
+/// chain is at [`CHAIN_MAX`] or the difference is most of the state, then
+/// as a snapshot. `parent` itself when nothing differs.
+pub fn group_for(conn: &Connection, room_id: &str, parent: i64, target: &StateMap) -> Result<i64> {
+    let base = group_state(conn, parent)?;
+    let mut changed: Vec<(&(String, String), &str)> =
+        target.iter().filter(|(k, v)| base.get(*k) != Some(*v)).map(|(k, v)| (k, v.as_str())).collect();
+    changed.extend(base.keys().filter(|k| !target.contains_key(*k)).map(|k| (k, "")));
+    if changed.is_empty() {
+        return Ok(parent);
+    }
+    let chain_len: i64 =
+        conn.query_row("SELECT chain_len FROM state_groups WHERE id = ?1", [parent], |r| r.get(0))?;
+    if chain_len + 1 >= CHAIN_MAX || changed.len() * 2 > target.len().max(1) {
+        return new_snapshot(conn, room_id, target);
+    }
+    conn.execute(
+        "INSERT INTO state_groups (room_id, parent, chain_len) VALUES (?1, ?2, ?3)",
+        params![room_id, parent, chain_len + 1],
+    )?;
+    let group = conn.last_insert_rowid();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO state_entries (state_group, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for ((kind, key), event_id) in changed {
+        stmt.execute(params![group, kind, key, event_id])?;
+    }
+    Ok(group)
 }
 
 /// One entry of a group's state.
@@ -90,7 +127,10 @@ pub fn group_entry(conn: &Connection, group: i64, kind: &str, state_key: &str) -
         "{CHAIN_SQL} SELECT e.event_id FROM state_entries e JOIN chain c ON e.state_group = c.id
          WHERE e.type = ?2 AND e.state_key = ?3 ORDER BY c.n LIMIT 1"
     );
-    Ok(conn.prepare_cached(&sql)?.query_row(params![group, kind, state_key], |r| r.get(0)).optional()?)
+    let found: Option<String> =
+        conn.prepare_cached(&sql)?.query_row(params![group, kind, state_key], |r| r.get(0)).optional()?;
+    // An empty ID is a delta's removal of the key.
+    Ok(found.filter(|id| !id.is_empty()))
 }
 
 /// Sets one entry of a room's current state.
@@ -106,6 +146,14 @@ pub fn set_current(
          ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
     )?
     .execute(params![room_id, kind, state_key, event_id])?;
+    Ok(())
+}
+
+/// Removes one entry of a room's current state (a resolution left the
+/// key out).
+pub fn remove_current(conn: &Connection, room_id: &str, kind: &str, state_key: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM current_state WHERE room_id = ?1 AND type = ?2 AND state_key = ?3")?
+        .execute(params![room_id, kind, state_key])?;
     Ok(())
 }
 
