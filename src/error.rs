@@ -38,6 +38,12 @@ pub enum ErrorKind {
     /// The room alias is taken.
     RoomInUse,
     UnsupportedRoomVersion,
+    /// 400 `M_INCOMPATIBLE_ROOM_VERSION` (federation joins): the room's
+    /// version is not among those the joining server offered; the body
+    /// names it in `room_version`.
+    IncompatibleRoomVersion {
+        room_version: &'static str,
+    },
     /// An `m.room.canonical_alias` names an alias that is invalid or not
     /// this room's.
     BadAlias,
@@ -118,6 +124,10 @@ impl Error {
     pub fn missing_param(m: impl Into<Cow<'static, str>>) -> Error {
         Error::new(ErrorKind::MissingParam, m)
     }
+    /// Another server answered with something unusable (502).
+    pub fn bad_gateway(m: impl Into<Cow<'static, str>>) -> Error {
+        Error::new(ErrorKind::BadGateway, m)
+    }
     /// A failure of the server itself; `detail` goes to the log only.
     pub fn internal(detail: impl Into<Cow<'static, str>>) -> Error {
         Error::new(ErrorKind::Internal, detail)
@@ -151,6 +161,7 @@ impl Error {
             | Unknown
             | RoomInUse
             | UnsupportedRoomVersion
+            | IncompatibleRoomVersion { .. }
             | InvalidRoomState
             | BadAlias
             | UnknownPos => 400,
@@ -189,6 +200,7 @@ impl Error {
             RoomInUse => "M_ROOM_IN_USE",
             BadAlias => "M_BAD_ALIAS",
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            IncompatibleRoomVersion { .. } => "M_INCOMPATIBLE_ROOM_VERSION",
             InvalidRoomState => "M_INVALID_ROOM_STATE",
             Uia(_) => "M_FORBIDDEN",
             Unauthorized => "M_UNAUTHORIZED",
@@ -210,6 +222,9 @@ impl Error {
             }
             ErrorKind::LimitExceeded { retry_after_ms } => {
                 body["retry_after_ms"] = json!(retry_after_ms);
+            }
+            ErrorKind::IncompatibleRoomVersion { room_version } => {
+                body["room_version"] = json!(room_version);
             }
             ErrorKind::Uia(uia) => {
                 // A UIA answer is the flows object; errcode and error appear
@@ -287,6 +302,9 @@ mod tests {
         let e = Error::new(ErrorKind::LimitExceeded { retry_after_ms: 1500 }, "slow down");
         assert_eq!(e.status(), 429);
         assert_eq!(e.body()["retry_after_ms"], 1500);
+        let e = Error::new(ErrorKind::IncompatibleRoomVersion { room_version: "9" }, "old");
+        assert_eq!((e.status(), e.errcode()), (400, "M_INCOMPATIBLE_ROOM_VERSION"));
+        assert_eq!(e.body()["room_version"], "9");
         let e = Error::new(ErrorKind::MethodNotAllowed, "no");
         assert_eq!((e.status(), e.errcode()), (405, "M_UNRECOGNIZED"));
     }

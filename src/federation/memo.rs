@@ -34,6 +34,8 @@ pub const PROFILES_MAX: usize = 1024;
 pub struct Memo {
     /// Remote media fetches in progress (`federation::media`).
     pub media: Flights,
+    /// One lock per room that events from other servers are entering.
+    pub rooms: RoomLocks,
     fetching: Mutex<Fetching>,
     fetch_done: Condvar,
     negative: Mutex<HashMap<String, (u32, i64)>>,
@@ -272,5 +274,28 @@ mod tests {
         assert!(until - now_ms() > NEGATIVE_FIRST_MS, "the second failure waits longer");
         m.answered("x");
         assert!(!m.failing("x"));
+    }
+}
+
+/// Rooms locked held at once before unused locks are let go.
+const ROOM_LOCKS_KEPT: usize = 256;
+
+/// Per-room serialisation of what comes from other servers: two
+/// transactions (or a transaction and a join) never check, fetch and
+/// resolve the same room at once. The writer still serialises the
+/// writes themselves.
+#[derive(Default)]
+pub struct RoomLocks {
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl RoomLocks {
+    /// The lock of `room_id` (hold `lock(&it)` for as long as needed).
+    pub fn of(&self, room_id: &str) -> Arc<Mutex<()>> {
+        let mut locks = lock(&self.locks);
+        if locks.len() > ROOM_LOCKS_KEPT {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(room_id.to_owned()).or_default().clone()
     }
 }

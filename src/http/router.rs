@@ -82,6 +82,7 @@ const CLIENT_UNSTABLE: &[&str] = &["_matrix/client/v3", "_matrix/client/r0", "_m
 const ROOT: &[&str] = &[""];
 /// The federation API's versioned prefixes.
 const FED_V1: &[&str] = &["_matrix/federation/v1"];
+const FED_V2: &[&str] = &["_matrix/federation/v2"];
 /// Simplified sliding sync's unstable prefix.
 const SLIDING: &[&str] = &["_matrix/client/unstable/org.matrix.simplified_msc3575"];
 
@@ -129,6 +130,11 @@ fn table() -> Vec<Route> {
     add(FED_V1, Get, "query/profile", api::federation::query::profile, Server, true);
     add(FED_V1, Get, "publicRooms", api::federation::public_rooms::list, Server, true);
     add(FED_V1, Post, "publicRooms", api::federation::public_rooms::list_filtered, Server, true);
+    add(FED_V1, Get, "make_join/{roomId}/{userId}", api::federation::membership::make_join, Server, true);
+    add(FED_V2, Put, "send_join/{roomId}/{eventId}", api::federation::membership::send_join, Server, true);
+    add(FED_V1, Get, "make_leave/{roomId}/{userId}", api::federation::membership::make_leave, Server, true);
+    add(FED_V2, Put, "send_leave/{roomId}/{eventId}", api::federation::membership::send_leave, Server, true);
+    add(FED_V2, Put, "invite/{roomId}/{eventId}", api::federation::membership::invite, Server, true);
     add(FED_V1, Get, "user/devices/{userId}", api::federation::user::devices, Server, true);
     add(FED_V1, Post, "user/keys/query", api::federation::user::keys_query, Server, true);
     add(FED_V1, Post, "user/keys/claim", api::federation::user::keys_claim, Server, true);

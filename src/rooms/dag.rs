@@ -268,6 +268,20 @@ fn check_against_auth_events(conn: &Connection, version: &RoomVersion, pdu: &Val
         return Ok(Verdict::Rejected(e.reason));
     }
     let mut map: HashMap<(String, String), Value> = HashMap::new();
+    // From v12 the create event is not cited: the room ID names it.
+    if version.room_id_from_create && pdu.get("type").and_then(Value::as_str) != Some("m.room.create") {
+        let room_id = pdu.get("room_id").and_then(Value::as_str).unwrap_or_default();
+        let create_id = format!("${}", room_id.strip_prefix('!').unwrap_or_default());
+        match load_any(conn, &create_id)? {
+            Some((_, REJECTED)) => {
+                return Ok(Verdict::Rejected("the room's create event was rejected".into()))
+            }
+            Some((e, _)) => {
+                map.insert(("m.room.create".to_owned(), String::new()), parse(&e)?);
+            }
+            None => return Ok(Verdict::MissingAuth(vec![create_id])),
+        }
+    }
     for p in auth_pdus {
         let k = p.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
         let s = p.get("state_key").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -538,4 +552,68 @@ fn apply_entry(
         state::set_member_name(conn, key, room_id, name)?;
     }
     Ok(())
+}
+
+/// A local user's join of a room through another server (`send_join`'s
+/// answer, its events already checked and kept as outliers): the room
+/// known here from `state` (the state before the join, of events stored
+/// here and not rejected), the join checked against its auth events and
+/// that state, then in the timeline with the room's current state made
+/// that state plus the join. Returns the join's stream position.
+pub fn persist_remote_join(tx: &Tx, ev: &Incoming, state: &StateMap, creator: &str) -> Result<i64> {
+    let Incoming { version, room_id, event_id, pdu } = *ev;
+    match check_against_auth_events(tx, version, pdu)? {
+        Verdict::Stored(_) => {}
+        Verdict::Rejected(reason) => {
+            return Err(Error::forbidden(format!("The join is not allowed: {reason}")))
+        }
+        _ => return Err(Error::bad_gateway("The join cites auth events the resident server did not send")),
+    }
+    let now = store::now_ms();
+    let room = match rooms::get(tx, room_id)? {
+        Some(room) => room,
+        None => {
+            let empty = state::new_snapshot(tx, room_id, &StateMap::new())?;
+            let room = Room {
+                room_id: room_id.to_owned(),
+                version: version.id.to_owned(),
+                creator: creator.to_owned(),
+                created_ts: now,
+                state_group: empty,
+                depth: 0,
+                published: false,
+            };
+            rooms::create(tx, &room)?;
+            room
+        }
+    };
+    let group = state::new_snapshot(tx, room_id, state)?;
+    let at_place = auth_state_of(tx, version, pdu, group)?;
+    auth::check(version, pdu, &at_place)
+        .map_err(|e| Error::forbidden(format!("The join is not allowed: {}", e.reason)))?;
+    let pos = events::next_pos(tx)?;
+    // The current state becomes the state the resident server sent.
+    let old = state::current_state(tx, room_id)?;
+    for key in old.keys().filter(|k| !state.contains_key(*k)) {
+        apply_entry(tx, room_id, &key.0, &key.1, None, pos)?;
+    }
+    for (key, id) in state {
+        if old.get(key) != Some(id) {
+            apply_entry(tx, room_id, &key.0, &key.1, Some(id), pos)?;
+        }
+    }
+    rooms::set_head(tx, room_id, group, 0)?;
+    graph::clear_extremities(tx, room_id)?;
+    let room = Room { state_group: group, ..room };
+    let row = row_of(room_id, event_id, pdu, pos, group)?;
+    let mut missing = Vec::new();
+    for p in referenced(version, pdu, "prev_events") {
+        if events::timeline_event(tx, &p)?.is_none() {
+            missing.push(p);
+        }
+    }
+    store_timeline_event(tx, version, &room, &row, pdu, &missing)?;
+    update_current(tx, version, &room, &row)?;
+    tx.changed(pos, &[room_id], &[row.sender.as_str()]);
+    Ok(pos)
 }

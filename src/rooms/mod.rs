@@ -85,15 +85,20 @@ fn event_error(e: EventError) -> Error {
     }
 }
 
-/// Adds a local event to a room: auth events, PDU, authorization, storage,
-/// state. An event refused by the rules is a 403 and stores nothing.
-pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) -> Result<Appended> {
-    if let Some((device, txn_id)) = new.txn {
-        if let Some(event_id) = events::by_txn(conn, sender, device, txn_id)? {
-            let pos = events::get(conn, &event_id)?.map_or(0, |e| e.pos);
-            return Ok(Appended { event_id, pos });
-        }
-    }
+/// What a new event of this server's will be, before it is signed: the
+/// room, its version's rules, the auth state the rules look at, and the
+/// template (auth events from the current state, prev events from the
+/// forward extremities).
+struct Prepared {
+    room: Room,
+    version: &'static RoomVersion,
+    auth_state: HashMap<(String, String), Value>,
+    template: PduTemplate,
+}
+
+/// Fills in what a new event needs (profile, restricted-join authoriser)
+/// and selects its auth and prev events.
+fn prepare(app: &App, conn: &Connection, room_id: &str, sender: &str, new: NewEvent) -> Result<Prepared> {
     if !new.content.is_object() {
         return Err(Error::bad_json("Event content must be a JSON object"));
     }
@@ -157,11 +162,68 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
         depth: (room.depth + 1) as u64,
         origin_server_ts: storage::now_ms(),
     };
+    Ok(Prepared { room, version, auth_state, template })
+}
+
+/// The template of `user_id`'s (a user of another server) event of
+/// `kind` with `content` in a room of this server, for `make_join`,
+/// `make_leave` and `make_knock`: filled as a local event would be,
+/// checked against the current state (403 if the rules refuse it), without
+/// hashes, signatures or (v1–v2) an event ID, which its server adds.
+pub fn remote_member_template(
+    app: &App,
+    conn: &Connection,
+    room_id: &str,
+    user_id: &str,
+    content: Value,
+) -> Result<(Value, &'static RoomVersion)> {
+    let new = NewEvent { kind: "m.room.member", state_key: Some(user_id), content, redacts: None, txn: None };
+    let p = prepare(app, conn, room_id, user_id, new)?;
+    let (_, mut pdu) = event::build_pdu(p.version, &app.server_key, &app.config.server_name, p.template)
+        .map_err(event_error)?;
+    auth::check(p.version, &pdu, &p.auth_state).map_err(|e| Error::forbidden(e.reason))?;
+    if let Some(obj) = pdu.as_object_mut() {
+        for key in ["event_id", "hashes", "signatures"] {
+            obj.remove(key);
+        }
+        obj.insert("origin".to_owned(), Value::String(app.config.server_name.clone()));
+    }
+    Ok((pdu, p.version))
+}
+
+/// A local event built, signed and checked against the current state,
+/// not stored: an invite of a user of another server, which their server
+/// co-signs before it enters the room.
+pub fn build_checked(
+    app: &App,
+    conn: &Connection,
+    room_id: &str,
+    sender: &str,
+    new: NewEvent,
+) -> Result<(String, Value, &'static RoomVersion)> {
+    let p = prepare(app, conn, room_id, sender, new)?;
+    let (event_id, pdu) = event::build_pdu(p.version, &app.server_key, &app.config.server_name, p.template)
+        .map_err(event_error)?;
+    auth::check(p.version, &pdu, &p.auth_state).map_err(|e| Error::forbidden(e.reason))?;
+    Ok((event_id, pdu, p.version))
+}
+
+/// Adds a local event to a room: auth events, PDU, authorization, storage,
+/// state. An event refused by the rules is a 403 and stores nothing.
+pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) -> Result<Appended> {
+    if let Some((device, txn_id)) = new.txn {
+        if let Some(event_id) = events::by_txn(conn, sender, device, txn_id)? {
+            let pos = events::get(conn, &event_id)?.map_or(0, |e| e.pos);
+            return Ok(Appended { event_id, pos });
+        }
+    }
+    let (kind, state_key, redacts, txn) = (new.kind, new.state_key, new.redacts, new.txn);
+    let Prepared { room, version, auth_state, template } = prepare(app, conn, room_id, sender, new)?;
     let (event_id, pdu) =
         event::build_pdu(version, &app.server_key, &app.config.server_name, template).map_err(event_error)?;
     auth::check(version, &pdu, &auth_state).map_err(|e| Error::forbidden(e.reason))?;
-    if new.kind == "m.room.redaction" {
-        if let Some(target) = new.redacts {
+    if kind == "m.room.redaction" {
+        if let Some(target) = redacts {
             check_redaction(conn, room_id, version, sender, target)?;
         }
     }
@@ -170,9 +232,9 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
     } else {
         Vec::new()
     };
-    let pos = persist(conn, &room, &event_id, &pdu, new.txn)?;
+    let pos = persist(conn, &room, &event_id, &pdu, txn)?;
     if app.federation.enabled() {
-        let target = if new.kind == "m.room.member" { new.state_key } else { None };
+        let target = if kind == "m.room.member" { state_key } else { None };
         fan_out(app, conn, room_id, &servers_before, &pdu, target)?;
     }
     // Push rules for the room's local members: notifications and queued
@@ -180,14 +242,14 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
     crate::push::on_event(&app.config.server_name, conn, room_id, version, pos, &event_id, &pdu)?;
     // Wake the room's long-polls, and the target of a membership change
     // (an invitee is not in the room yet).
-    let target = if new.kind == "m.room.member" { new.state_key } else { None };
+    let target = if kind == "m.room.member" { state_key } else { None };
     conn.changed(pos, &[room_id], &target.into_iter().collect::<Vec<_>>());
-    if new.kind == "m.room.redaction" {
-        if let Some(target) = new.redacts {
+    if kind == "m.room.redaction" {
+        if let Some(target) = redacts {
             apply_redaction(conn, version, room_id, target, &event_id)?;
         }
     }
-    if new.kind == "m.room.guest_access" && new.state_key == Some("") {
+    if kind == "m.room.guest_access" && state_key == Some("") {
         evict_guests_unless_allowed(app, conn, room_id)?;
     }
     Ok(Appended { event_id, pos })
@@ -415,7 +477,7 @@ pub(crate) fn persist(
 /// Hands a local event to every other server in the room (`before`: the
 /// servers in it before the event, so a kicked or leaving server hears of
 /// its own departure), and to the target's server of a membership change.
-fn fan_out(
+pub fn fan_out(
     app: &App,
     tx: &Tx,
     room_id: &str,
@@ -423,12 +485,27 @@ fn fan_out(
     pdu: &Value,
     target: Option<&str>,
 ) -> Result<()> {
-    let own = &app.config.server_name;
     let mut destinations: Vec<String> = before.to_vec();
     destinations.extend(crate::storage::graph::servers_in_room(tx, room_id)?);
     if let Some((_, server)) = target.and_then(crate::core::ids::parse_user_id) {
         destinations.push(server.to_owned());
     }
+    queue_pdu(app, tx, destinations, pdu)
+}
+
+/// Hands an event another server made, and this one accepted as the
+/// room's resident server (a join, leave or knock through `send_*`), to
+/// the room's other servers: all but this one and `origin`.
+pub fn relay(app: &App, tx: &Tx, room_id: &str, pdu: &Value, origin: &str) -> Result<()> {
+    let mut destinations = crate::storage::graph::servers_in_room(tx, room_id)?;
+    destinations.retain(|d| d != origin);
+    queue_pdu(app, tx, destinations, pdu)
+}
+
+/// Queues a PDU (without `unsigned`) for each destination once, this
+/// server and servers that may not be talked to left out.
+fn queue_pdu(app: &App, tx: &Tx, mut destinations: Vec<String>, pdu: &Value) -> Result<()> {
+    let own = &app.config.server_name;
     destinations.sort();
     destinations.dedup();
     destinations.retain(|d| d != own && app.federation.allowed(d));

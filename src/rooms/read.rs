@@ -128,3 +128,55 @@ pub fn left_event(conn: &Connection, room_id: &str, user_id: &str) -> Result<Opt
     }
     Ok(None)
 }
+
+/// The state types an invited or knocking user is shown (the spec's
+/// "stripped state").
+pub const STRIPPED_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+/// An event as stripped state: type, state key, content, sender.
+pub fn stripped(pdu: &Value) -> Value {
+    serde_json::json!({
+        "type": pdu.get("type"),
+        "state_key": pdu.get("state_key"),
+        "content": pdu.get("content"),
+        "sender": pdu.get("sender"),
+    })
+}
+
+/// The stripped state of a room for an invite or knock, then the
+/// membership event itself. A room known here only by an invite from
+/// another server has no state here: the `invite_room_state` its server
+/// sent (kept in the invite's `unsigned`) stands in for it.
+pub fn stripped_state(
+    conn: &Connection,
+    room_id: &str,
+    membership_event: Option<&str>,
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for kind in STRIPPED_STATE_TYPES {
+        if let Some(id) = state::current_entry(conn, room_id, kind, "")? {
+            out.extend(load_readable_pdu(conn, &id)?.map(|p| stripped(&p)));
+        }
+    }
+    if let Some(pdu) = membership_event.map(|id| load_readable_pdu(conn, id)).transpose()?.flatten() {
+        if out.is_empty() {
+            let sent = pdu.pointer("/unsigned/invite_room_state").and_then(Value::as_array);
+            out.extend(sent.into_iter().flatten().filter(|e| e.is_object()).map(stripped));
+        }
+        out.push(stripped(&pdu));
+    }
+    Ok(out)
+}
+
+/// A room's stripped state for an invite to a user of another server.
+pub fn invite_room_state(conn: &Connection, room_id: &str) -> Result<Vec<Value>> {
+    stripped_state(conn, room_id, None)
+}

@@ -239,3 +239,10 @@ pub fn backfill_pos(conn: &Connection) -> Result<i64> {
         .prepare_cached("SELECT min(coalesce(min(pos), 0), 0) - 1 FROM events")?
         .query_row([], |r| r.get(0))?)
 }
+
+/// Forgets the room's forward extremities (a join through another server
+/// starts the room's graph again from the join).
+pub fn clear_extremities(conn: &Connection, room_id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1")?.execute([room_id])?;
+    Ok(())
+}

@@ -215,6 +215,15 @@ pub fn membership(conn: &Connection, user_id: &str, room_id: &str) -> Result<Opt
         .optional()?)
 }
 
+/// The event of a user's current membership of a room, if any (also for
+/// a room known here only by an invite from another server).
+pub fn membership_event(conn: &Connection, user_id: &str, room_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT event_id FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
+        .query_row([user_id, room_id], |r| r.get(0))
+        .optional()?)
+}
+
 /// Rooms where the user currently has `membership`.
 pub fn rooms_of_user(conn: &Connection, user_id: &str, membership: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(

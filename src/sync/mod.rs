@@ -25,7 +25,7 @@ use crate::app::App;
 use crate::error::Result;
 use crate::rooms::format::{client_event, Viewer};
 use crate::rooms::visibility::Visibility;
-use crate::rooms::{load_readable_pdu, readable_pdu, token};
+use crate::rooms::{readable_pdu, token};
 use crate::storage::events::{self, Dir, StoredEvent};
 use crate::storage::{self, account_data, state};
 use crate::sync::filter::RoomEventFilter;
@@ -38,17 +38,6 @@ pub const TIMELINE_LIMIT_MAX: usize = 100;
 const TIMELINE_SCAN_MAX: usize = 1000;
 /// Members named in a room summary's `m.heroes`.
 pub(crate) const HEROES_MAX: usize = 5;
-/// State event types shown with an invite or a knock (stripped state).
-pub(crate) const STRIPPED_STATE_TYPES: &[&str] = &[
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-];
-
 /// A sync token: the stream position and the ephemeral serial it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Since {
@@ -607,18 +596,7 @@ impl Ctx<'_> {
     /// The stripped state shown with an invite or knock, plus the
     /// membership event itself.
     fn stripped_state(&self, room_id: &str, membership_event: &str) -> Result<Vec<Value>> {
-        let mut out = Vec::new();
-        for kind in STRIPPED_STATE_TYPES {
-            if let Some(id) = state::current_entry(self.conn, room_id, kind, "")? {
-                if let Some(pdu) = load_readable_pdu(self.conn, &id)? {
-                    out.push(stripped(&pdu));
-                }
-            }
-        }
-        if let Some(pdu) = load_readable_pdu(self.conn, membership_event)? {
-            out.push(stripped(&pdu));
-        }
-        Ok(out)
+        crate::rooms::stripped_state(self.conn, room_id, Some(membership_event))
     }
 
     /// A room the user left or was banned from since the token: the events
@@ -700,16 +678,6 @@ pub(crate) fn scan_timeline(
     }
     picked.reverse();
     Ok((picked, false))
-}
-
-/// The stripped form of a state event: type, state_key, content, sender.
-pub(crate) fn stripped(pdu: &Value) -> Value {
-    json!({
-        "type": pdu.get("type"),
-        "state_key": pdu.get("state_key"),
-        "content": pdu.get("content"),
-        "sender": pdu.get("sender"),
-    })
 }
 
 /// Keeps only the listed dotted field paths of an event (`event_fields`).

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use super::conns::{RoomSent, Snapshot};
-use super::{stripped, HEROES_MAX, STRIPPED_STATE_TYPES, TIMELINE_LIMIT_MAX};
+use super::{HEROES_MAX, TIMELINE_LIMIT_MAX};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::rooms::format::{client_event, Viewer};
@@ -458,15 +458,8 @@ impl Ctx<'_> {
 
     /// An invited or knocked room: its stripped state, once per membership.
     fn invite_room(&self, room_id: &str, membership: &str, facts: &Facts) -> Result<Value> {
-        let mut events_out = Vec::new();
-        for kind in STRIPPED_STATE_TYPES {
-            if let Some(id) = state::current_entry(self.conn, room_id, kind, "")? {
-                events_out.extend(load_readable_pdu(self.conn, &id)?.map(|p| stripped(&p)));
-            }
-        }
-        if let Some(id) = state::current_entry(self.conn, room_id, "m.room.member", self.user_id)? {
-            events_out.extend(load_readable_pdu(self.conn, &id)?.map(|p| stripped(&p)));
-        }
+        let member = state::membership_event(self.conn, self.user_id, room_id)?;
+        let events_out = crate::rooms::stripped_state(self.conn, room_id, member.as_deref())?;
         let field = if membership == "knock" { "knock_state" } else { "invite_state" };
         Ok(json!({
             "initial": true,

@@ -5,8 +5,13 @@
 //! aliases, and adds the checks the endpoints promise beyond the rules
 //! (`/kick` needs a target in the room, `/unban` a banned one).
 //!
-//! Only rooms this server knows can be joined: without federation, a room
-//! or alias of another server is a 404.
+//! A room this server is in is joined, left and invited to locally (the
+//! event then goes to the room's other servers). A room it is not in is
+//! joined through another server (`federation::membership`): the servers
+//! named by `via` / `server_name`, an alias's servers, the inviter's, the
+//! room ID's (before v12), those last seen in the room. A user of another
+//! server is invited through their server. With federation off, a room or
+//! alias of another server is a 404.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -72,11 +77,18 @@ fn known_room(conn: &rusqlite::Connection, room_id: &str) -> Result<()> {
 
 /// A room ID or alias from the path, resolved to a room this server has.
 fn resolve(app: &App, conn: &rusqlite::Connection, id_or_alias: &str) -> Result<String> {
+    let room_id = resolve_anywhere(app, conn, id_or_alias)?;
+    known_room(conn, &room_id)?;
+    Ok(room_id)
+}
+
+/// A room ID or a local alias resolved, the room not necessarily known
+/// here; an alias of another server is left to [`resolve_remote`].
+fn resolve_anywhere(app: &App, conn: &rusqlite::Connection, id_or_alias: &str) -> Result<String> {
     if id_or_alias.starts_with('!') {
         if !ids::is_valid_room_id(id_or_alias) {
             return Err(Error::invalid_param(format!("{id_or_alias:?} is not a valid room ID")));
         }
-        known_room(conn, id_or_alias)?;
         return Ok(id_or_alias.to_owned());
     }
     if !id_or_alias.starts_with('#') {
@@ -87,16 +99,94 @@ fn resolve(app: &App, conn: &rusqlite::Connection, id_or_alias: &str) -> Result<
     };
     if server != app.config.server_name {
         return Err(Error::not_found(format!(
-            "{id_or_alias} belongs to another server, and federation is not available yet"
+            "{id_or_alias} belongs to another server, and federation is off here"
         )));
     }
     match storage::rooms::get_alias(conn, id_or_alias)? {
-        Some((room_id, _)) => {
-            known_room(conn, &room_id)?;
-            Ok(room_id)
-        }
+        Some((room_id, _)) => Ok(room_id),
         None => Err(Error::not_found(format!("The room alias {id_or_alias} does not exist"))),
     }
+}
+
+/// A room ID or alias resolved, asking the alias's server when it is
+/// another's: the room and the servers to join it through.
+fn resolve_remote(app: &App, id_or_alias: &str) -> Result<(String, Vec<String>)> {
+    if let Some((_, server)) =
+        id_or_alias.starts_with('#').then(|| ids::parse_room_alias(id_or_alias)).flatten()
+    {
+        if server != app.config.server_name && app.federation.enabled() {
+            return crate::federation::queries::alias(app, id_or_alias, server);
+        }
+    }
+    Ok((app.db.read(|conn| resolve_anywhere(app, conn, id_or_alias))?, Vec::new()))
+}
+
+/// The servers to join (or leave) a room this server is not in through:
+/// those the client named, then `also` (an alias's), the server that
+/// invited the user, the room ID's own (rooms before v12), and servers
+/// with members in the room as last seen here.
+fn servers_for(
+    app: &App,
+    req: &Request,
+    user_id: &str,
+    room_id: &str,
+    also: Vec<String>,
+) -> Result<Vec<String>> {
+    let mut servers: Vec<String> = req
+        .query
+        .iter()
+        .filter(|(k, _)| k == "via" || k == "server_name")
+        .map(|(_, v)| v.clone())
+        .filter(|v| ids::is_valid_server_name(v))
+        .take(20)
+        .collect();
+    servers.extend(also);
+    app.db.read(|conn| {
+        if let Some(id) = state::membership_event(conn, user_id, room_id)? {
+            if let Some(e) = storage::events::get(conn, &id)? {
+                servers.extend(ids::parse_user_id(&e.sender).map(|(_, s)| s.to_owned()));
+            }
+        }
+        Ok(())
+    })?;
+    if let Some((_, server)) = room_id.split_once(':') {
+        servers.push(server.to_owned());
+    }
+    servers.extend(app.db.read(|conn| storage::graph::servers_in_room(conn, room_id))?);
+    let mut seen = std::collections::HashSet::new();
+    servers.retain(|s| *s != app.config.server_name && seen.insert(s.clone()));
+    Ok(servers)
+}
+
+/// True if this server has a user joined to the room (so it changes the
+/// room itself, and the event goes out to the other servers).
+fn in_room_here(app: &App, room_id: &str) -> Result<bool> {
+    app.db.read(|conn| {
+        Ok(storage::rooms::get(conn, room_id)?.is_some()
+            && storage::graph::server_in_room(conn, room_id, &app.config.server_name)?)
+    })
+}
+
+/// Joins `who` to a room, here or through another server.
+fn join_anywhere(
+    app: &App,
+    req: &Request,
+    who: &Auth,
+    room_id: &str,
+    also: Vec<String>,
+    body: &ReasonBody,
+) -> Result<()> {
+    if !app.federation.enabled() || in_room_here(app, room_id)? {
+        return app.db.write(|conn| {
+            known_room(conn, room_id)?;
+            join_room(app, conn, who, room_id, body)
+        });
+    }
+    let servers = servers_for(app, req, &who.user_id, room_id, also)?;
+    if servers.is_empty() {
+        return Err(Error::not_found("No server is known to be in that room; name one with via"));
+    }
+    crate::federation::membership::join_remote(app, &who.user_id, room_id, &servers)
 }
 
 /// Appends `sender`'s `m.room.member` event for `target`.
@@ -136,13 +226,8 @@ fn join_room(
 pub fn join_by_id_or_alias(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body: ReasonBody = req.json_or_empty()?;
-    // `via` and `server_name` name servers to join through: only this one
-    // exists until federation does.
-    let room_id = app.db.write(|conn| {
-        let room_id = resolve(app, conn, req.param("roomIdOrAlias"))?;
-        join_room(app, conn, who, &room_id, &body)?;
-        Ok(room_id)
-    })?;
+    let (room_id, servers) = resolve_remote(app, req.param("roomIdOrAlias"))?;
+    join_anywhere(app, req, who, &room_id, servers, &body)?;
     Response::ok(json!({ "room_id": room_id }))
 }
 
@@ -151,10 +236,7 @@ pub fn join(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_id_param(req)?;
     let body: ReasonBody = req.json_or_empty()?;
-    app.db.write(|conn| {
-        known_room(conn, room_id)?;
-        join_room(app, conn, who, room_id, &body)
-    })?;
+    join_anywhere(app, req, who, room_id, Vec::new(), &body)?;
     Response::ok(json!({ "room_id": room_id }))
 }
 
@@ -181,9 +263,26 @@ pub fn invite(app: &App, req: &Request) -> Result<Response> {
     let target = body.user_id()?;
     let server = app.config.server_name.as_str();
     if ids::parse_user_id(target).is_some_and(|(_, s)| s != server) {
-        return Err(Error::forbidden(format!(
-            "Cannot invite {target}: federation is not available yet, only users of {server} can be invited"
-        )));
+        if !app.federation.enabled() {
+            return Err(Error::forbidden(format!(
+                "Cannot invite {target}: federation is off, only users of {server} can be invited"
+            )));
+        }
+        let already = app.db.read(|conn| {
+            known_room(conn, room_id)?;
+            Ok(state::membership(conn, target, room_id)?.as_deref() == Some(INVITE)
+                && may_invite(conn, room_id, &who.user_id)?)
+        })?;
+        if !already {
+            crate::federation::membership::invite_remote(
+                app,
+                room_id,
+                &who.user_id,
+                target,
+                body.reason.as_deref(),
+            )?;
+        }
+        return Response::ok(json!({}));
     }
     app.db.write(|conn| {
         known_room(conn, room_id)?;
@@ -225,6 +324,20 @@ pub fn leave(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_id_param(req)?;
     let body: ReasonBody = req.json_or_empty()?;
+    if app.federation.enabled() && !in_room_here(app, room_id)? {
+        // An invite (or knock) of a room elsewhere: rejected through the
+        // room's servers.
+        let membership = app.db.read(|conn| state::membership(conn, &who.user_id, room_id))?;
+        match membership.as_deref() {
+            None => return Err(unknown_room()),
+            Some(LEAVE | BAN) => return Response::ok(json!({})),
+            Some(_) => {
+                let servers = servers_for(app, req, &who.user_id, room_id, Vec::new())?;
+                crate::federation::membership::leave_remote(app, &who.user_id, room_id, &servers)?;
+                return Response::ok(json!({}));
+            }
+        }
+    }
     app.db.write(|conn| {
         known_room(conn, room_id)?;
         if state::membership(conn, &who.user_id, room_id)?.as_deref() == Some(LEAVE) {

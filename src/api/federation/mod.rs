@@ -6,6 +6,7 @@
 
 pub mod keys;
 pub mod media;
+pub mod membership;
 pub mod openid;
 pub mod public_rooms;
 pub mod query;

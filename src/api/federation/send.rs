@@ -3,9 +3,9 @@
 //! transaction gets the first answer again and nothing is done twice.
 //! At most `PDUS_MAX` PDUs and `EDUS_MAX` EDUs (400 past them).
 //!
-//! Rooms over federation come with the event graph (a later part): until
-//! then each PDU is answered with an error and stored nowhere, and EDUs
-//! are dropped.
+//! Each PDU goes through `federation::pdus::receive` (the checks on
+//! receipt, then the room's graph); one that fails is named in the answer
+//! and the rest go on. EDUs are dropped until the EDU part.
 
 use serde_json::{json, Map, Value};
 
@@ -58,17 +58,21 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
         return Err(Error::bad_json(format!("A transaction carries at most {EDUS_MAX} EDUs")));
     }
     let mut results = Map::new();
-    app.db.read(|tx| {
-        for pdu in pdus {
-            if let Some(id) = pdu_event_id(tx, pdu)? {
-                results.insert(
-                    id,
-                    json!({ "error": "Rooms over federation are not supported by this server yet" }),
-                );
-            }
-        }
-        Ok(())
-    })?;
+    for pdu in pdus {
+        let (id, outcome) = crate::federation::pdus::receive(app, origin, pdu);
+        let id = match id {
+            Some(id) => id,
+            None => match app.db.read(|tx| pdu_event_id(tx, pdu))? {
+                Some(id) => id,
+                None => continue,
+            },
+        };
+        let result = match outcome {
+            Ok(()) => json!({}),
+            Err(error) => json!({ "error": error }),
+        };
+        results.insert(id, result);
+    }
     let answer = json!({ "pdus": results });
     let text = answer.to_string();
     let now = storage::now_ms();

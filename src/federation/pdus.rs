@@ -1,0 +1,366 @@
+//! Events from other servers entering rooms here: the checks on receipt
+//! in the spec's order, and fetching what an event needs before the room
+//! service (`rooms::dag`) can place it.
+//!
+//! 1. Format and room version (`core::event::validate_pdu_shape`), the
+//!    event ID computed as the version says.
+//! 2. Signatures: the sender's server, the event ID's server (v1–v2), the
+//!    authorising server of a restricted join; keys fetched as needed.
+//! 3. Content hash: on a mismatch the redacted copy is what is kept.
+//! 4. The room's rules (`rooms::dag::ingest`): against the event's auth
+//!    events, against the state before it, soft failure against the
+//!    current state.
+//!
+//! What is missing is fetched from the server that sent the event, all
+//! bounded: auth events (`/event_auth`), prev events
+//! (`/get_missing_events`, at most [`MISSING_EVENTS_LIMIT`]), and when a
+//! gap remains, the state at each missing prev event (`/state_ids`, then
+//! the events not known here by `/event`, at most [`STATE_FETCH_MAX`]).
+//! Network work happens outside the writer, under the room's lock
+//! (`memo::RoomLocks`), so two transactions never work on one room at
+//! once; the writes re-check everything at commit.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::core::event;
+use crate::core::room_version::{self, RoomVersion};
+use crate::error::{Error, Result};
+use crate::federation::keys;
+use crate::rooms::dag::{self, Arrival, Incoming, Verdict};
+use crate::storage::{self, state::StateMap};
+use crate::util::{lock, percent_encode};
+
+/// Prev events asked for at once from the sender of an event with a gap.
+pub const MISSING_EVENTS_LIMIT: usize = 20;
+/// Events fetched one by one to learn the state at a gap, at most.
+pub const STATE_FETCH_MAX: usize = 2_000;
+/// Times one event is retried after fetching what it lacked.
+const ATTEMPTS: usize = 4;
+
+/// The room version of a room this server knows.
+pub fn version_of(app: &App, room_id: &str) -> Result<Option<&'static RoomVersion>> {
+    let room = app.db.read(|tx| storage::rooms::get(tx, room_id))?;
+    Ok(room.and_then(|r| room_version::get(&r.version)))
+}
+
+/// Checks a received PDU of a room of `version`: shape, signatures and
+/// content hash. Returns its event ID and the PDU to keep (redacted when
+/// the hash does not match), or why it must be dropped.
+pub fn check_received(
+    app: &App,
+    version: &RoomVersion,
+    pdu: &Value,
+) -> std::result::Result<(String, Value), String> {
+    event::validate_pdu_shape(version, pdu).map_err(|e| format!("malformed event: {e}"))?;
+    let event_id = event::event_id(version, pdu).map_err(|e| format!("no event ID: {e}"))?;
+    verify_signatures(app, version, pdu).map_err(|e| format!("{event_id}: {e}"))?;
+    let mut kept = pdu.clone();
+    if let Some(obj) = kept.as_object_mut() {
+        obj.remove("unsigned");
+    }
+    if !event::verify_content_hash(&kept) {
+        kept = crate::core::redaction::redact(version, &kept);
+    }
+    Ok((event_id, kept))
+}
+
+/// Checks the signatures an event needs (`event::required_signers`): one
+/// valid ed25519 signature of each server, by a key valid when the event
+/// was sent (room versions 5 on enforce its validity period).
+pub fn verify_signatures(app: &App, version: &RoomVersion, pdu: &Value) -> std::result::Result<(), String> {
+    let signers = event::required_signers(version, pdu).map_err(|e| e.to_string())?;
+    for server in signers {
+        verify_signature_of(app, version, pdu, &server)?;
+    }
+    Ok(())
+}
+
+/// Checks that `server` signed `pdu` with a key valid when it was sent.
+pub fn verify_signature_of(
+    app: &App,
+    version: &RoomVersion,
+    pdu: &Value,
+    server: &str,
+) -> std::result::Result<(), String> {
+    let ts = pdu.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0);
+    let Some(signatures) = pdu.pointer("/signatures").and_then(|s| s.get(server)).and_then(Value::as_object)
+    else {
+        return Err(format!("it is not signed by {server}"));
+    };
+    let verified = signatures.keys().filter(|k| k.starts_with("ed25519:")).take(4).any(|key_id| {
+        keys::verify_key(app, server, key_id, ts, version.enforce_key_validity)
+            .is_ok_and(|pk| event::verify_signature(version, pdu, server, key_id, &pk))
+    });
+    if verified {
+        Ok(())
+    } else {
+        Err(format!("no valid signature of {server}"))
+    }
+}
+
+/// Receives one PDU of a transaction from `origin`. `Ok` when it was
+/// taken (stored, known already or soft-failed), else what went wrong
+/// (the transaction's answer names it; the transaction still succeeds).
+pub fn receive(app: &App, origin: &str, pdu: &Value) -> (Option<String>, std::result::Result<(), String>) {
+    let Some(room_id) = pdu.get("room_id").and_then(Value::as_str) else {
+        return (None, Err("the event names no room".into()));
+    };
+    let version = match version_of(app, room_id) {
+        Ok(Some(v)) => v,
+        Ok(None) => return (None, Err(format!("this server is not in {room_id}"))),
+        Err(e) => return (None, Err(e.to_string())),
+    };
+    let (event_id, kept) = match check_received(app, version, pdu) {
+        Ok(checked) => checked,
+        Err(e) => return (event::event_id(version, pdu).ok(), Err(e)),
+    };
+    let room_lock = app.fed_memo.rooms.of(room_id);
+    let _held = lock(&room_lock);
+    let ev = Incoming { version, room_id, event_id: &event_id, pdu: &kept };
+    let outcome = place(app, origin, &ev, true).map_err(|e| e.to_string()).and_then(|v| match v {
+        Verdict::Stored(_) | Verdict::Known | Verdict::SoftFailed(_) => Ok(()),
+        Verdict::Rejected(reason) => Err(format!("rejected: {reason}")),
+        Verdict::MissingAuth(ids) => Err(format!("auth events could not be found: {}", ids.join(", "))),
+        Verdict::MissingPrevs(ids) => Err(format!("prev events could not be found: {}", ids.join(", "))),
+    });
+    (Some(event_id), outcome)
+}
+
+/// Places a checked event in its room's graph, fetching from `origin`
+/// what it lacks. `fill_gaps`: ask for missing prev events first
+/// (`/get_missing_events`); the events that returns are placed without
+/// it, so the recursion is one level deep. The caller holds the room lock.
+pub fn place(app: &App, origin: &str, ev: &Incoming, fill_gaps: bool) -> Result<Verdict> {
+    let mut asked_missing = !fill_gaps;
+    let mut before: Option<StateMap> = None;
+    let mut verdict = Verdict::Known;
+    for _ in 0..ATTEMPTS {
+        verdict = app.db.write(|tx| dag::ingest(app, tx, ev, before.as_ref(), Arrival::Live))?;
+        match &verdict {
+            Verdict::MissingAuth(_) => fetch_auth_chain(app, origin, ev)?,
+            Verdict::MissingPrevs(_) if !asked_missing => {
+                asked_missing = true;
+                fetch_missing_events(app, origin, ev)?;
+            }
+            Verdict::MissingPrevs(missing) => {
+                if before.is_some() {
+                    break;
+                }
+                before = Some(state_at_gap(app, origin, ev, missing)?);
+            }
+            _ => break,
+        }
+    }
+    Ok(verdict)
+}
+
+/// Checks a list of PDUs from another server for the room of `version`,
+/// dropping (and logging) those that fail, in an order where each comes
+/// after the auth events of it that are in the list.
+fn checked_in_auth_order(app: &App, version: &RoomVersion, pdus: &[Value]) -> Vec<(String, Value)> {
+    let mut checked: Vec<(String, Value)> = Vec::with_capacity(pdus.len());
+    let mut seen = HashSet::new();
+    for pdu in pdus {
+        match check_received(app, version, pdu) {
+            Ok((id, kept)) if seen.insert(id.clone()) => checked.push((id, kept)),
+            Ok(_) => {}
+            Err(e) => crate::log::warn(format_args!("dropping a fetched event: {e}")),
+        }
+    }
+    auth_order(version, checked)
+}
+
+/// Orders events so that each follows those of its auth events that are
+/// among them (Kahn's algorithm, the shallowest first; a cycle's events go
+/// last, where the rules refuse them).
+pub fn auth_order(version: &RoomVersion, events: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    let index: HashMap<String, usize> =
+        events.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
+    let mut waiting = vec![0usize; events.len()];
+    let mut cited_by: Vec<Vec<usize>> = vec![Vec::new(); events.len()];
+    for (i, (_, pdu)) in events.iter().enumerate() {
+        for a in dag::referenced(version, pdu, "auth_events") {
+            if let Some(&j) = index.get(&a) {
+                if j != i {
+                    waiting[i] += 1;
+                    cited_by[j].push(i);
+                }
+            }
+        }
+    }
+    let depth = |i: usize| events[i].1.get("depth").and_then(Value::as_i64).unwrap_or(0);
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<(i64, usize)>> =
+        (0..events.len()).filter(|&i| waiting[i] == 0).map(|i| std::cmp::Reverse((depth(i), i))).collect();
+    let mut order = Vec::with_capacity(events.len());
+    let mut done = vec![false; events.len()];
+    while let Some(std::cmp::Reverse((_, i))) = ready.pop() {
+        done[i] = true;
+        order.push(i);
+        for &k in &cited_by[i] {
+            waiting[k] -= 1;
+            if waiting[k] == 0 {
+                ready.push(std::cmp::Reverse((depth(k), k)));
+            }
+        }
+    }
+    order.extend((0..events.len()).filter(|&i| !done[i]));
+    let mut slots: Vec<Option<(String, Value)>> = events.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// Stores checked events as outliers, in auth order, in one write.
+fn store_outliers(
+    app: &App,
+    version: &'static RoomVersion,
+    room_id: &str,
+    events: &[(String, Value)],
+) -> Result<()> {
+    app.db.write(|tx| {
+        for (id, pdu) in events {
+            let ev = Incoming { version, room_id, event_id: id, pdu };
+            dag::ingest_outlier(tx, &ev)?;
+        }
+        Ok(())
+    })
+}
+
+/// Fetches the auth chain of an event from `origin` and keeps what it
+/// lacks as outliers.
+fn fetch_auth_chain(app: &App, origin: &str, ev: &Incoming) -> Result<()> {
+    let uri = format!(
+        "/_matrix/federation/v1/event_auth/{}/{}",
+        percent_encode(ev.room_id),
+        percent_encode(ev.event_id)
+    );
+    let answer = app.federation.get(origin, &uri)?;
+    let chain = answer.get("auth_chain").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let events = checked_in_auth_order(app, ev.version, chain);
+    store_outliers(app, ev.version, ev.room_id, &events)
+}
+
+/// Asks `origin` for the events between the room's forward extremities
+/// and `ev`, and places them, oldest first.
+fn fetch_missing_events(app: &App, origin: &str, ev: &Incoming) -> Result<()> {
+    let earliest = app.db.read(|tx| storage::events::extremities(tx, ev.room_id))?;
+    let body = json!({
+        "earliest_events": earliest,
+        "latest_events": [ev.event_id],
+        "limit": MISSING_EVENTS_LIMIT,
+        "min_depth": 0,
+    });
+    let uri = format!("/_matrix/federation/v1/get_missing_events/{}", percent_encode(ev.room_id));
+    let answer = app.federation.post(origin, &uri, &body)?;
+    let list = answer.get("events").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut events = Vec::new();
+    for pdu in list.iter().take(MISSING_EVENTS_LIMIT) {
+        if pdu.get("room_id").and_then(Value::as_str) != Some(ev.room_id) {
+            continue;
+        }
+        match check_received(app, ev.version, pdu) {
+            Ok(checked) => events.push(checked),
+            Err(e) => crate::log::warn(format_args!("dropping a missing event from {origin}: {e}")),
+        }
+    }
+    events.sort_by_key(|(_, p)| p.get("depth").and_then(Value::as_i64).unwrap_or(0));
+    for (id, pdu) in &events {
+        if id == ev.event_id {
+            continue;
+        }
+        let missing = Incoming { version: ev.version, room_id: ev.room_id, event_id: id, pdu };
+        place(app, origin, &missing, false)?;
+    }
+    Ok(())
+}
+
+/// One event by ID from `origin`, checked.
+fn fetch_event(app: &App, origin: &str, version: &RoomVersion, event_id: &str) -> Result<(String, Value)> {
+    let uri = format!("/_matrix/federation/v1/event/{}", percent_encode(event_id));
+    let answer = app.federation.get(origin, &uri)?;
+    let pdu = answer
+        .get("pdus")
+        .and_then(Value::as_array)
+        .and_then(|p| p.first())
+        .ok_or_else(|| Error::bad_gateway(format!("{origin} sent no event for {event_id}")))?;
+    let (id, kept) = check_received(app, version, pdu).map_err(Error::bad_gateway)?;
+    if id != event_id {
+        return Err(Error::bad_gateway(format!("{origin} sent {id} for {event_id}")));
+    }
+    Ok((id, kept))
+}
+
+/// The state before `ev` when prev events of it are still missing: the
+/// state after each missing prev event as `origin` reports it
+/// (`/state_ids` at it, which is the state before it, plus the event
+/// itself), the events not known here fetched and kept as outliers, then
+/// resolved with the states after the prev events known here.
+fn state_at_gap(app: &App, origin: &str, ev: &Incoming, missing: &[String]) -> Result<StateMap> {
+    let mut groups = Vec::new();
+    let prevs = dag::referenced(ev.version, ev.pdu, "prev_events");
+    for prev in prevs.iter().filter(|p| !missing.contains(p)) {
+        let after = app.db.write(|tx| match dag::load_any(tx, prev)? {
+            Some((e, _)) => dag::group_after(tx, &e).map(Some),
+            None => Ok(None),
+        })?;
+        groups.extend(after);
+    }
+    let mut fetched = 0usize;
+    for prev in missing.iter().take(crate::core::event::PREV_EVENTS_MAX) {
+        let uri = format!(
+            "/_matrix/federation/v1/state_ids/{}?event_id={}",
+            percent_encode(ev.room_id),
+            percent_encode(prev)
+        );
+        let answer = app.federation.get(origin, &uri)?;
+        let ids = |k: &str| -> Vec<String> {
+            answer
+                .get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        let (state_ids, chain_ids) = (ids("pdu_ids"), ids("auth_chain_ids"));
+        let mut wanted: Vec<String> = Vec::new();
+        for id in chain_ids.iter().chain(&state_ids).chain(std::iter::once(prev)) {
+            if !wanted.contains(id) && app.db.read(|tx| dag::load_any(tx, id))?.is_none() {
+                wanted.push(id.clone());
+            }
+        }
+        fetched += wanted.len();
+        if fetched > STATE_FETCH_MAX {
+            return Err(Error::bad_gateway(format!(
+                "the state at {prev} would need more than {STATE_FETCH_MAX} events fetched"
+            )));
+        }
+        let mut events = Vec::with_capacity(wanted.len());
+        for id in &wanted {
+            match fetch_event(app, origin, ev.version, id) {
+                Ok(e) => events.push(e),
+                Err(e) => crate::log::warn(format_args!("fetching {id} from {origin}: {e}")),
+            }
+        }
+        let events = auth_order(ev.version, events);
+        store_outliers(app, ev.version, ev.room_id, &events)?;
+        let group = app.db.write(|tx| {
+            let mut map = StateMap::new();
+            for id in state_ids.iter().chain(std::iter::once(prev)) {
+                if let Some((e, place)) = dag::load_any(tx, id)? {
+                    let is_state = id != prev || e.state_key.is_some();
+                    if place != dag::Place::Outside(storage::graph::Status::Rejected) && is_state {
+                        if let Some(key) = e.state_key {
+                            map.insert((e.kind, key), e.event_id);
+                        }
+                    }
+                }
+            }
+            storage::state::new_snapshot(tx, ev.room_id, &map)
+        })?;
+        groups.push(group);
+    }
+    if groups.is_empty() {
+        return Err(Error::bad_gateway("no state could be found for the event"));
+    }
+    app.db.read(|tx| dag::resolve_groups(tx, ev.version, &groups))
+}

