@@ -113,3 +113,167 @@ fn a_user_joins_a_room_on_another_server_and_both_talk() {
         membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("leave")
     });
 }
+
+fn invite(p: &Peer, who: &User, room: &str, user: &str) -> (u16, Value) {
+    p.server.post(&format!("{V3}/rooms/{}/invite", enc(room)), Some(&who.token), json!({ "user_id": user }))
+}
+
+/// The invited rooms of an initial sync, with their stripped state.
+fn invites(p: &Peer, who: &User) -> Value {
+    common::sync(&p.server, &who.token, "")["rooms"]["invite"].clone()
+}
+
+#[test]
+fn invites_across_servers_are_accepted_and_rejected() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let carol = b.server.user("carol", PW);
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "private_chat", "name": "Private" }));
+
+    // A stranger cannot join an invite-only room through its server.
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 403, "{r}");
+    assert_eq!(r["errcode"], "M_FORBIDDEN");
+
+    // Bob is invited: his server co-signs, the invite shows in his sync
+    // with the room's stripped state.
+    let (status, r) = invite(&a, &alice, &room, &bob.id);
+    assert_eq!(status, 200, "{r}");
+    let pending = invites(&b, &bob);
+    let state = pending[&room]["invite_state"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Private"),
+        "{pending}"
+    );
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == bob.id.as_str()
+            && e["content"]["membership"] == "invite"),
+        "{pending}"
+    );
+    assert_eq!(membership_of(&a, &alice, &room, &bob.id).as_deref(), Some("invite"));
+
+    // He accepts without naming a server: the inviter's is used.
+    let (status, r) = b.server.post(&format!("{V3}/rooms/{}/join", enc(&room)), Some(&bob.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob's join reaches a", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
+    });
+    assert!(invites(&b, &bob).get(&room).is_none());
+
+    // Carol, on the same server as Bob (now in the room), is invited and
+    // rejects: Bob's server is in the room, so it is a local leave there.
+    let (status, r) = invite(&a, &alice, &room, &carol.id);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&b.server, "carol's invite reaches b", || invites(&b, &carol).get(&room).is_some());
+    let (status, r) =
+        b.server.post(&format!("{V3}/rooms/{}/leave", enc(&room)), Some(&carol.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "carol's rejection reaches a", || {
+        membership_of(&a, &alice, &room, &carol.id).as_deref() == Some("leave")
+    });
+}
+
+#[test]
+fn an_invite_to_a_server_with_no_one_in_the_room_is_rejected_through_the_inviter() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let dave = b.server.user("dave", PW);
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "private_chat" }));
+    let (status, r) = invite(&a, &alice, &room, &dave.id);
+    assert_eq!(status, 200, "{r}");
+    assert!(invites(&b, &dave).get(&room).is_some());
+    let (status, r) =
+        b.server.post(&format!("{V3}/rooms/{}/leave", enc(&room)), Some(&dave.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(membership_of(&a, &alice, &room, &dave.id).as_deref(), Some("leave"));
+    assert!(invites(&b, &dave).get(&room).is_none(), "the rejected invite is gone from dave's sync");
+    // Inviting a user who does not exist is refused by their server.
+    let (status, r) = invite(&a, &alice, &room, &format!("@nobody:{}", b.name));
+    assert_eq!(status, 404, "{r}");
+}
+
+#[test]
+fn kicks_and_bans_of_remote_users_and_joins_by_alias_both_ways() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let room =
+        create_room(&a.server, &alice.token, json!({ "preset": "public_chat", "room_alias_name": "family" }));
+    let alias = format!("#family:{}", a.name);
+    let (status, r) = b.server.post(&format!("{V3}/join/{}", enc(&alias)), Some(&bob.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["room_id"], room.as_str());
+    wait_until(&a.server, "bob joined", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
+    });
+
+    // Kicked: his own server learns it.
+    let (status, r) = a.server.post(
+        &format!("{V3}/rooms/{}/kick", enc(&room)),
+        Some(&alice.token),
+        json!({ "user_id": bob.id, "reason": "tidy up" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    wait_until(&b.server, "the kick reaches b", || {
+        membership_of(&b, &bob, &room, &bob.id).as_deref() == Some("leave")
+    });
+    // He rejoins, then is banned: the rejoin after that is refused.
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob rejoined", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
+    });
+    let (status, r) = a.server.post(
+        &format!("{V3}/rooms/{}/ban", enc(&room)),
+        Some(&alice.token),
+        json!({ "user_id": bob.id }),
+    );
+    assert_eq!(status, 200, "{r}");
+    wait_until(&b.server, "the ban reaches b", || {
+        membership_of(&b, &bob, &room, &bob.id).as_deref() == Some("ban")
+    });
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 403, "a banned user cannot rejoin: {r}");
+
+    // The other way: a room on B joined from A by its alias.
+    let other =
+        create_room(&b.server, &bob.token, json!({ "preset": "public_chat", "room_alias_name": "bobs" }));
+    let (status, r) = a.server.post(
+        &format!("{V3}/join/{}", enc(&format!("#bobs:{}", b.name))),
+        Some(&alice.token),
+        json!({}),
+    );
+    assert_eq!(status, 200, "{r}");
+    say(&a.server, &alice.token, &other, "hi bob");
+    wait_until(&b.server, "alice's message reaches b", || {
+        messages(&b, &bob, &other).contains(&"hi bob".into())
+    });
+}
+
+#[test]
+fn a_server_that_was_down_catches_up() {
+    let (_dir, _ca, a, mut b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob joined", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
+    });
+    b.server.kill9();
+    for i in 0..5 {
+        say(&a.server, &alice.token, &room, &format!("while b was down {i}"));
+    }
+    b.server.restart();
+    let want: Vec<String> = (0..5).map(|i| format!("while b was down {i}")).collect();
+    wait_until(&b.server, "b catches up", || {
+        let seen = messages(&b, &bob, &room);
+        want.iter().all(|m| seen.contains(m))
+    });
+    let seen: Vec<String> =
+        messages(&b, &bob, &room).into_iter().filter(|m| m.starts_with("while")).collect();
+    assert_eq!(seen, want, "in order, once each");
+}
