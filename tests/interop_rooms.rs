@@ -209,3 +209,60 @@ fn a_hearth_user_accepts_an_invite_from_synapse() {
         synapse_messages(&synapse, &sam_token, &room).contains(&"joined from hearth".into())
     });
 }
+
+/// History from before the join comes by backfill from Synapse when
+/// Hearth's user pages back: 50 messages, in order, none twice, and an
+/// incremental sync does not show them as new.
+#[test]
+fn history_before_the_join_is_backfilled_from_synapse() {
+    let (_dir, ca) = bed();
+    let hearth = Peer::start(&ca, &[], &[]);
+    let synapse = Synapse::start(&ca);
+    let (_, sam_token) = synapse.register("sam", PW);
+    let (status, r) =
+        synapse.post(&format!("{V3}/createRoom"), Some(&sam_token), json!({ "preset": "public_chat" }));
+    assert_eq!(status, 200, "{r}");
+    let room = r["room_id"].as_str().expect("room_id").to_owned();
+    let sent: Vec<String> = (0..50).map(|i| format!("old {i}")).collect();
+    for (i, body) in sent.iter().enumerate() {
+        synapse_say(&synapse, &sam_token, &room, body, &format!("h{i}"));
+    }
+    let hal = hearth.server.user("hal", PW);
+    let before = common::sync(&hearth.server, &hal.token, "");
+    let since = common::next_batch(&before);
+    let (status, r) = hearth.server.post(
+        &format!("{V3}/join/{}?server_name={}", enc(&room), enc(synapse.server_name())),
+        Some(&hal.token),
+        json!({}),
+    );
+    assert_eq!(status, 200, "{r}");
+    // Page back to the start, 20 at a time.
+    let mut seen = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..20 {
+        let mut path = format!("{V3}/rooms/{}/messages?dir=b&limit=20", enc(&room));
+        if let Some(f) = &from {
+            path.push_str(&format!("&from={}", enc(f)));
+        }
+        let (status, page) = hearth.server.get(&path, Some(&hal.token));
+        assert_eq!(status, 200, "{page}\n{}", hearth.server.log_text());
+        for e in page["chunk"].as_array().unwrap() {
+            if let Some(b) = e["content"]["body"].as_str() {
+                seen.push(b.to_owned());
+            }
+        }
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    seen.reverse();
+    assert_eq!(seen, sent, "every message before the join, in order, once\n{}", hearth.server.log_text());
+    // The backfilled history is not new to an incremental sync.
+    let later = common::sync_since(&hearth.server, &hal.token, &since);
+    let bodies: Vec<&str> =
+        common::timeline(&later, &room).iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert!(bodies.len() <= 20 && bodies.iter().all(|b| b.starts_with("old")), "{bodies:?}");
+    let again = common::sync_since(&hearth.server, &hal.token, &common::next_batch(&later));
+    assert!(common::timeline(&again, &room).is_empty(), "nothing new after that: {again}");
+}

@@ -33,6 +33,10 @@ use crate::rooms::dag::{self, Arrival, Incoming, Verdict};
 use crate::storage::{self, state::StateMap};
 use crate::util::{lock, percent_encode};
 
+/// Events asked for at once by backfill.
+pub const BACKFILL_LIMIT_MAX: usize = 100;
+/// Servers asked in turn for backfill.
+const BACKFILL_SERVERS_MAX: usize = 3;
 /// Prev events asked for at once from the sender of an event with a gap.
 pub const MISSING_EVENTS_LIMIT: usize = 20;
 /// Events fetched one by one to learn the state at a gap, at most.
@@ -134,11 +138,15 @@ pub fn receive(app: &App, origin: &str, pdu: &Value) -> (Option<String>, std::re
 /// (`/get_missing_events`); the events that returns are placed without
 /// it, so the recursion is one level deep. The caller holds the room lock.
 pub fn place(app: &App, origin: &str, ev: &Incoming, fill_gaps: bool) -> Result<Verdict> {
+    place_as(app, origin, ev, fill_gaps, Arrival::Live)
+}
+
+fn place_as(app: &App, origin: &str, ev: &Incoming, fill_gaps: bool, arrival: Arrival) -> Result<Verdict> {
     let mut asked_missing = !fill_gaps;
     let mut before: Option<StateMap> = None;
     let mut verdict = Verdict::Known;
     for _ in 0..ATTEMPTS {
-        verdict = app.db.write(|tx| dag::ingest(app, tx, ev, before.as_ref(), Arrival::Live))?;
+        verdict = app.db.write(|tx| dag::ingest(app, tx, ev, before.as_ref(), arrival))?;
         match &verdict {
             Verdict::MissingAuth(_) => fetch_auth_chain(app, origin, ev)?,
             Verdict::MissingPrevs(_) if !asked_missing => {
@@ -363,4 +371,78 @@ fn state_at_gap(app: &App, origin: &str, ev: &Incoming, missing: &[String]) -> R
         return Err(Error::bad_gateway("no state could be found for the event"));
     }
     app.db.read(|tx| dag::resolve_groups(tx, ev.version, &groups))
+}
+
+/// History before what this server has of a room: up to `limit` events
+/// before its backward extremities, from the first of the room's servers
+/// that answers `/backfill`. They are checked like any PDU and placed at
+/// negative stream positions, oldest lowest, so they sort before the
+/// room's known history and are never new to a sync. Returns how many
+/// entered the timeline.
+pub fn backfill(app: &App, room_id: &str, limit: usize) -> Result<usize> {
+    let own = app.config.server_name.clone();
+    let (version, extremities, servers) = app.db.read(|tx| {
+        let version = storage::rooms::get(tx, room_id)?.and_then(|r| room_version::get(&r.version));
+        let mut ext = storage::graph::backward_extremities(tx, room_id)?;
+        ext.truncate(5);
+        let mut servers = storage::graph::servers_in_room(tx, room_id)?;
+        servers.retain(|s| *s != own);
+        Ok((version, ext, servers))
+    })?;
+    let Some(version) = version else { return Ok(0) };
+    if extremities.is_empty() || servers.is_empty() {
+        return Ok(0);
+    }
+    let room_lock = app.fed_memo.rooms.of(room_id);
+    let _held = lock(&room_lock);
+    let limit = limit.clamp(1, BACKFILL_LIMIT_MAX);
+    let vs: Vec<String> = extremities.iter().map(|e| format!("v={}", percent_encode(e))).collect();
+    let uri =
+        format!("/_matrix/federation/v1/backfill/{}?{}&limit={limit}", percent_encode(room_id), vs.join("&"));
+    let mut got = None;
+    for server in servers.iter().take(BACKFILL_SERVERS_MAX) {
+        match app.federation.get(server, &uri) {
+            Ok(answer) => {
+                got = Some((server.clone(), answer));
+                break;
+            }
+            Err(e) => crate::log::info(format_args!("backfill of {room_id} from {server}: {e}")),
+        }
+    }
+    let Some((server, answer)) = got else { return Ok(0) };
+    let list = answer.get("pdus").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut events = Vec::new();
+    let mut seen = HashSet::new();
+    for pdu in list.iter().take(limit * 2) {
+        if pdu.get("room_id").and_then(Value::as_str) != Some(room_id) {
+            continue;
+        }
+        match check_received(app, version, pdu) {
+            Ok((id, kept)) if seen.insert(id.clone()) => {
+                // An outlier (fetched for the state at a gap) joins the
+                // timeline now; what is in it already is left alone.
+                let known = app.db.read(|tx| dag::load_any(tx, &id))?;
+                if matches!(known, None | Some((_, dag::Place::Outside(storage::graph::Status::Outlier)))) {
+                    events.push((id, kept));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => crate::log::warn(format_args!("dropping a backfilled event from {server}: {e}")),
+        }
+    }
+    events.sort_by_key(|(id, p)| (p.get("depth").and_then(Value::as_i64).unwrap_or(0), id.clone()));
+    // Positions below everything stored, taken by one backfill at a time.
+    static POSITIONS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _positions = lock(&POSITIONS);
+    let lowest = app.db.read(|tx| storage::graph::backfill_pos(tx))? - events.len() as i64 + 1;
+    let mut stored = 0;
+    for (i, (id, pdu)) in events.iter().enumerate() {
+        let ev = Incoming { version, room_id, event_id: id, pdu };
+        match place_as(app, &server, &ev, false, Arrival::Backfill(lowest + i as i64)) {
+            Ok(Verdict::Stored(_)) => stored += 1,
+            Ok(_) => {}
+            Err(e) => crate::log::info(format_args!("backfilled event {id}: {e}")),
+        }
+    }
+    Ok(stored)
 }

@@ -73,7 +73,9 @@ pub struct Incoming<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
     Live,
-    Backfill,
+    /// At this (negative) stream position, which the caller picked so a
+    /// batch keeps its order (`graph::backfill_pos`).
+    Backfill(i64),
 }
 
 /// The `event_id`s of `pdu[field]` in either reference format.
@@ -419,7 +421,7 @@ pub fn ingest(
     }
     let pos = match arrival {
         Arrival::Live => events::next_pos(tx)?,
-        Arrival::Backfill => graph::backfill_pos(tx)?,
+        Arrival::Backfill(pos) => pos,
     };
     let row = row_of(room_id, event_id, pdu, pos, group)?;
     store_timeline_event(tx, version, &room, &row, pdu, &missing)?;

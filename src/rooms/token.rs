@@ -39,7 +39,9 @@ pub fn after(pos: i64) -> String {
 pub fn parse(token: &str) -> Option<i64> {
     let digits = token.strip_prefix('s')?;
     let digits = digits.split('_').next()?;
-    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // History that arrived by backfill sits at negative positions.
+    let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+    if unsigned.is_empty() || unsigned.len() > 18 || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
@@ -65,6 +67,7 @@ mod tests {
         assert_eq!(point("s7_1_2"), Some(7));
         assert_eq!(parse("s7_1_2"), Some(7));
         assert_eq!(parse("s7"), Some(7));
+        assert_eq!(parse("s-12"), Some(-12), "backfilled history");
         for bad in ["", "s", "42", "s-1", "sx", "s_1", "s99999999999999999999"] {
             assert_eq!(parse(bad), None, "{bad}");
             assert_eq!(point(bad), None, "{bad}");

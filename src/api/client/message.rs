@@ -407,52 +407,70 @@ pub fn messages(app: &App, req: &Request) -> Result<Response> {
     let to = req.query("to").map(Point::parse).transpose()?;
     let filter = RoomEventFilter::from_query(req.query("filter"))?;
     let limit = limit_query(req)?.or(filter.limit).unwrap_or(MESSAGES_LIMIT_DEFAULT).min(EVENTS_LIMIT_MAX);
-    app.db.read(|conn| {
-        check_may_read(conn, room_id, &who.user_id)?;
-        // Without `from`: the live end going backwards, the room's start
-        // going forwards.
-        let from = match (from, dir) {
-            (Some(point), _) => point,
-            (None, Dir::Backward) => Point { after: events::current_pos(conn)? },
-            (None, Dir::Forward) => Point::START,
-        };
-        let start = req.query("from").map_or_else(|| from.token(), str::to_owned);
-        let (cursor, bound) = match dir {
-            Dir::Backward => (from.backward_from(), to.map(Point::backward_to)),
-            Dir::Forward => (from.forward_from(), to.map(Point::forward_to)),
-        };
-        let page = if filter.allows_room(room_id) {
-            let ignored = account_data::ignored_users(conn, &who.user_id)?;
-            let mut vis = Visibility::new(conn, &who.user_id, room_id);
-            let mut keep = |e: &StoredEvent| -> Result<bool> {
-                Ok(!account_data::hides(&ignored, &e.sender, e.state_key.is_some())
-                    && vis.may_see(e)?
-                    && passes(&filter, e)?)
+    let page = |more_elsewhere: bool| {
+        app.db.read(|conn| {
+            check_may_read(conn, room_id, &who.user_id)?;
+            // Without `from`: the live end going backwards, the room's start
+            // going forwards.
+            let from = match (from, dir) {
+                (Some(point), _) => point,
+                (None, Dir::Backward) => Point { after: events::current_pos(conn)? },
+                (None, Dir::Forward) => Point::START,
             };
-            scan(conn, room_id, cursor, bound, dir, limit, &mut keep)?
-        } else {
-            Scan { events: Vec::new(), last: None, exhausted: true }
-        };
-        let now = storage::now_ms();
-        let v = Some(viewer(who));
-        let mut out = json!({
-            "start": start,
-            "chunk": format::client_events(conn, &page.events, v, now)?,
-        });
-        // Backwards, `end` goes once the range is exhausted (the room's
-        // start, or `to`). Forwards it always comes: more events may
-        // follow, and a client polls on from it.
-        match (dir, page.last) {
-            (Dir::Backward, _) if page.exhausted => {}
-            (Dir::Backward, Some(last)) => out["end"] = json!(token::before(last)),
-            (Dir::Forward, Some(last)) => out["end"] = json!(token::after(last)),
-            (_, None) => out["end"] = json!(from.token()),
+            let start = req.query("from").map_or_else(|| from.token(), str::to_owned);
+            let (cursor, bound) = match dir {
+                Dir::Backward => (from.backward_from(), to.map(Point::backward_to)),
+                Dir::Forward => (from.forward_from(), to.map(Point::forward_to)),
+            };
+            let page = if filter.allows_room(room_id) {
+                let ignored = account_data::ignored_users(conn, &who.user_id)?;
+                let mut vis = Visibility::new(conn, &who.user_id, room_id);
+                let mut keep = |e: &StoredEvent| -> Result<bool> {
+                    Ok(!account_data::hides(&ignored, &e.sender, e.state_key.is_some())
+                        && vis.may_see(e)?
+                        && passes(&filter, e)?)
+                };
+                scan(conn, room_id, cursor, bound, dir, limit, &mut keep)?
+            } else {
+                Scan { events: Vec::new(), last: None, exhausted: true }
+            };
+            let now = storage::now_ms();
+            let v = Some(viewer(who));
+            let mut out = json!({
+                "start": start,
+                "chunk": format::client_events(conn, &page.events, v, now)?,
+            });
+            // Backwards, `end` goes once the range is exhausted (the room's
+            // start, or `to`). Forwards it always comes: more events may
+            // follow, and a client polls on from it.
+            match (dir, page.last) {
+                // Backfill may find more before the oldest event here.
+                (Dir::Backward, Some(last)) if page.exhausted && more_elsewhere => {
+                    out["end"] = json!(token::before(last))
+                }
+                (Dir::Backward, _) if page.exhausted => {}
+                (Dir::Backward, Some(last)) => out["end"] = json!(token::before(last)),
+                (Dir::Forward, Some(last)) => out["end"] = json!(token::after(last)),
+                (_, None) => out["end"] = json!(from.token()),
+            }
+            if filter.lazy_load_members {
+                out["state"] =
+                    json!(format::client_events(conn, &sender_members(conn, &page.events)?, v, now)?);
+            }
+            Ok((out, page.exhausted))
+        })
+    };
+    let (out, exhausted) = page(false)?;
+    // Paging back past the start of what this server has of a room that
+    // began elsewhere: ask the room's servers for the history before it.
+    if dir == Dir::Backward && exhausted && app.federation.enabled() {
+        match crate::federation::pdus::backfill(app, room_id, limit) {
+            Ok(0) => {}
+            Ok(_) => return Response::ok(page(true)?.0),
+            Err(e) => crate::log::info(format_args!("backfilling {room_id}: {e}")),
         }
-        if filter.lazy_load_members {
-            out["state"] = json!(format::client_events(conn, &sender_members(conn, &page.events)?, v, now)?);
-        }
-        Response::ok(out)
-    })
+    }
+    Response::ok(out)
 }
 
 /// GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event?ts&dir: the
@@ -546,8 +564,9 @@ struct Point {
 }
 
 impl Point {
-    /// Before the first event.
-    const START: Point = Point { after: -1 };
+    /// Before the first event (history backfilled from other servers sits
+    /// at negative positions, never this far down).
+    const START: Point = Point { after: -(1 << 40) };
 
     fn parse(text: &str) -> Result<Point> {
         let after = token::point(text).ok_or_else(|| Error::invalid_param("Invalid pagination token"))?;
