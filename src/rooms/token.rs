@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(parse("s7_1_2"), Some(7));
         assert_eq!(parse("s7"), Some(7));
         assert_eq!(parse("s-12"), Some(-12), "backfilled history");
-        for bad in ["", "s", "42", "s-1", "sx", "s_1", "s99999999999999999999"] {
+        for bad in ["", "s", "42", "s-", "s--1", "s+1", "sx", "s_1", "s99999999999999999999"] {
             assert_eq!(parse(bad), None, "{bad}");
             assert_eq!(point(bad), None, "{bad}");
         }
