@@ -277,3 +277,33 @@ fn a_server_that_was_down_catches_up() {
         messages(&b, &bob, &room).into_iter().filter(|m| m.starts_with("while")).collect();
     assert_eq!(seen, want, "in order, once each");
 }
+
+#[test]
+fn a_knock_across_servers_is_seen_and_answered_with_an_invite() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let room =
+        create_room(&a.server, &alice.token, json!({ "preset": "private_chat", "name": "Knock here" }));
+    set_state(&a.server, &alice.token, &room, "m.room.join_rules", "", json!({ "join_rule": "knock" }));
+    let (status, r) = b.server.post(
+        &format!("{V3}/knock/{}?via={}", enc(&room), enc(&a.name)),
+        Some(&bob.token),
+        json!({ "reason": "let me in" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(membership_of(&a, &alice, &room, &bob.id).as_deref(), Some("knock"));
+    let knocked = common::sync(&b.server, &bob.token, "")["rooms"]["knock"][&room].clone();
+    let state = knocked["knock_state"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock here"),
+        "{knocked}"
+    );
+    let (status, r) = invite(&a, &alice, &room, &bob.id);
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = b.server.post(&format!("{V3}/rooms/{}/join", enc(&room)), Some(&bob.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob joined", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
+    });
+}

@@ -233,12 +233,38 @@ fn join_through(app: &App, user_id: &str, room_id: &str, server: &str) -> Result
 /// in, through `servers`: `make_leave`, sign, `send_leave` v2. The leave
 /// is kept as an outlier and the user's membership set to it.
 pub fn leave_remote(app: &App, user_id: &str, room_id: &str, servers: &[String]) -> Result<()> {
+    member_remote(app, user_id, room_id, servers, "leave", None)
+}
+
+/// Knocks on a room of another server: `make_knock` (offering the
+/// versions Hearth supports), sign, `send_knock`; the knock is kept as an
+/// outlier with the `knock_room_state` the server sent, and shows in the
+/// user's sync.
+pub fn knock_remote(
+    app: &App,
+    user_id: &str,
+    room_id: &str,
+    servers: &[String],
+    reason: Option<&str>,
+) -> Result<()> {
+    member_remote(app, user_id, room_id, servers, "knock", reason)
+}
+
+fn member_remote(
+    app: &App,
+    user_id: &str,
+    room_id: &str,
+    servers: &[String],
+    membership: &str,
+    reason: Option<&str>,
+) -> Result<()> {
     let own = &app.config.server_name;
-    let mut last = Error::not_found("No server in the room could be reached to leave it");
+    let mut last = Error::not_found("No server in the room could be reached");
     for server in servers.iter().filter(|s| *s != own).take(JOIN_SERVERS_MAX) {
         let attempt = (|| -> Result<()> {
+            let versions = if membership == "knock" { format!("?{}", ver_query()) } else { String::new() };
             let uri = format!(
-                "/_matrix/federation/v1/make_leave/{}/{}",
+                "/_matrix/federation/v1/make_{membership}/{}/{}{versions}",
                 percent_encode(room_id),
                 percent_encode(user_id)
             );
@@ -246,20 +272,32 @@ pub fn leave_remote(app: &App, user_id: &str, room_id: &str, servers: &[String])
             let version_id = answer.get("room_version").and_then(Value::as_str).unwrap_or("1");
             let version = room_version::get(version_id)
                 .ok_or_else(|| Error::new(ErrorKind::UnsupportedRoomVersion, "unknown room version"))?;
-            let template = answer.get("event").ok_or_else(|| Error::bad_gateway("no template"))?;
-            checked_template(template, user_id, room_id, "leave")?;
-            let (event_id, leave) = sign_template(app, version, template, user_id)?;
+            let mut template =
+                answer.get("event").cloned().ok_or_else(|| Error::bad_gateway("no template"))?;
+            checked_template(&template, user_id, room_id, membership)?;
+            if let (Some(reason), Some(content)) =
+                (reason, template.get_mut("content").and_then(Value::as_object_mut))
+            {
+                content.insert("reason".into(), json!(reason));
+            }
+            let (event_id, event) = sign_template(app, version, &template, user_id)?;
+            let api = if membership == "knock" { "v1" } else { "v2" };
             let uri = format!(
-                "/_matrix/federation/v2/send_leave/{}/{}",
+                "/_matrix/federation/{api}/send_{membership}/{}/{}",
                 percent_encode(room_id),
                 percent_encode(&event_id)
             );
-            app.federation.put(server, &uri, &leave)?;
+            let answer = app.federation.put(server, &uri, &event)?;
+            let mut stored = event.clone();
+            if let Some(state) = answer.get("knock_room_state").and_then(Value::as_array) {
+                let kept: Vec<Value> = state.iter().filter(|e| e.is_object()).take(64).cloned().collect();
+                stored["unsigned"] = json!({ "invite_room_state": kept });
+            }
             app.db.write(|tx| {
-                let ev = Incoming { version, room_id, event_id: &event_id, pdu: &leave };
+                let ev = Incoming { version, room_id, event_id: &event_id, pdu: &stored };
                 dag::put_outlier(tx, &ev, Status::Outlier, None, 0)?;
                 let pos = storage::events::next_pos(tx)?;
-                storage::state::set_membership(tx, user_id, room_id, "leave", &event_id, pos)?;
+                storage::state::set_membership(tx, user_id, room_id, membership, &event_id, pos)?;
                 tx.changed(pos, &[room_id], &[user_id]);
                 Ok(())
             })

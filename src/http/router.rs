@@ -135,6 +135,8 @@ fn table() -> Vec<Route> {
     add(FED_V1, Get, "make_leave/{roomId}/{userId}", api::federation::membership::make_leave, Server, true);
     add(FED_V2, Put, "send_leave/{roomId}/{eventId}", api::federation::membership::send_leave, Server, true);
     add(FED_V2, Put, "invite/{roomId}/{eventId}", api::federation::membership::invite, Server, true);
+    add(FED_V1, Get, "make_knock/{roomId}/{userId}", api::federation::membership::make_knock, Server, true);
+    add(FED_V1, Put, "send_knock/{roomId}/{eventId}", api::federation::membership::send_knock, Server, true);
     add(FED_V1, Get, "user/devices/{userId}", api::federation::user::devices, Server, true);
     add(FED_V1, Post, "user/keys/query", api::federation::user::keys_query, Server, true);
     add(FED_V1, Post, "user/keys/claim", api::federation::user::keys_claim, Server, true);

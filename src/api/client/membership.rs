@@ -244,8 +244,26 @@ pub fn join(app: &App, req: &Request) -> Result<Response> {
 pub fn knock(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let body: ReasonBody = req.json_or_empty()?;
+    let (room_id, also) = resolve_remote(app, req.param("roomIdOrAlias"))?;
+    if app.federation.enabled() && !in_room_here(app, &room_id)? {
+        let pending = app.db.read(|conn| state::membership(conn, &who.user_id, &room_id))?;
+        if pending.as_deref() != Some(KNOCK) {
+            let servers = servers_for(app, req, &who.user_id, &room_id, also)?;
+            if servers.is_empty() {
+                return Err(unknown_room());
+            }
+            crate::federation::membership::knock_remote(
+                app,
+                &who.user_id,
+                &room_id,
+                &servers,
+                body.reason.as_deref(),
+            )?;
+        }
+        return Response::ok(json!({ "room_id": room_id }));
+    }
     let room_id = app.db.write(|conn| {
-        let room_id = resolve(app, conn, req.param("roomIdOrAlias"))?;
+        let room_id = resolve(app, conn, &room_id)?;
         // Knocking again while a knock is pending changes nothing.
         if state::membership(conn, &who.user_id, &room_id)?.as_deref() != Some(KNOCK) {
             append_member(app, conn, &room_id, &who.user_id, &who.user_id, KNOCK, body.reason.as_deref())?;

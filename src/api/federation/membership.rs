@@ -1,5 +1,6 @@
 //! Joins, leaves and invites from other servers (`federation::membership`):
-//! `make_join`, `send_join` v2, `make_leave`, `send_leave` v2, `invite` v2.
+//! `make_join`, `send_join` v2, `make_leave`, `send_leave` v2,
+//! `make_knock`, `send_knock`, `invite` v2.
 
 use serde_json::{json, Value};
 
@@ -56,6 +57,25 @@ pub fn send_join(app: &App, req: &Request) -> Result<Response> {
     let body = req.json_value()?;
     let (event, _) = membership::send_member(app, origin, room_id, event_id, &body, "join")?;
     Response::ok(membership::join_answer(app, room_id, event_id, event)?)
+}
+
+/// GET /_matrix/federation/v1/make_knock/{roomId}/{userId}?ver=…
+pub fn make_knock(app: &App, req: &Request) -> Result<Response> {
+    let origin = super::origin(req)?;
+    let offered: Vec<&str> =
+        req.query.iter().filter(|(k, _)| k == "ver").map(|(_, v)| v.as_str()).take(64).collect();
+    Response::ok(membership::make_member(app, origin, room_id(req)?, user_id(req)?, "knock", Some(&offered))?)
+}
+
+/// PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}: the knock
+/// placed, and the room's stripped state for the knocking user.
+pub fn send_knock(app: &App, req: &Request) -> Result<Response> {
+    let origin = super::origin(req)?;
+    let room_id = room_id(req)?;
+    let body = req.json_value()?;
+    membership::send_member(app, origin, room_id, event_id(req)?, &body, "knock")?;
+    let state = app.db.read(|tx| crate::rooms::invite_room_state(tx, room_id))?;
+    Response::ok(json!({ "knock_room_state": state }))
 }
 
 /// GET /_matrix/federation/v1/make_leave/{roomId}/{userId}
