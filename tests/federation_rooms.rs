@@ -307,3 +307,110 @@ fn a_knock_across_servers_is_seen_and_answered_with_an_invite() {
         membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
     });
 }
+
+fn topic_of(p: &Peer, who: &User, room: &str) -> Option<String> {
+    let (_, r) = p.server.get(&format!("{V3}/rooms/{}/state/m.room.topic", enc(room)), Some(&who.token));
+    r["topic"].as_str().map(str::to_owned)
+}
+
+/// The room's state as `(type, state_key, event_id)`, sorted.
+fn state_ids(p: &Peer, who: &User, room: &str) -> Vec<(String, String, String)> {
+    let (status, r) = p.server.get(&format!("{V3}/rooms/{}/state", enc(room)), Some(&who.token));
+    assert_eq!(status, 200, "{r}");
+    let mut out: Vec<(String, String, String)> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("type"), s("state_key"), s("event_id"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Both sides talk and change the topic while they cannot reach each
+/// other; once they can, each fills the gap from the other's next event
+/// (`get_missing_events`), both have both histories, and the state they
+/// resolve is the same.
+#[test]
+fn a_partition_heals_into_one_history_and_one_state() {
+    let (_dir, _ca, a, mut b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let room = create_room(
+        &a.server,
+        &alice.token,
+        json!({ "preset": "public_chat", "power_level_content_override": { "events": { "m.room.topic": 0 } } }),
+    );
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob joined", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
+    });
+
+    // The partition: B talks to no one (it refuses A and drops what it
+    // would send A); A's transactions to B are refused and dropped.
+    b.server.restart_with(&["--federation-domain-allowlist", "nowhere.invalid"]);
+    for i in 0..3 {
+        say(&a.server, &alice.token, &room, &format!("a{i}"));
+        say(&b.server, &bob.token, &room, &format!("b{i}"));
+    }
+    set_state(&a.server, &alice.token, &room, "m.room.topic", "", json!({ "topic": "side a" }));
+    set_state(&b.server, &bob.token, &room, "m.room.topic", "", json!({ "topic": "side b" }));
+    assert_eq!(topic_of(&a, &alice, &room).as_deref(), Some("side a"));
+    assert_eq!(topic_of(&b, &bob, &room).as_deref(), Some("side b"));
+
+    // Healed: the next event of each side brings the other's gap along.
+    b.server.restart_with(&[]);
+    say(&a.server, &alice.token, &room, "a after");
+    say(&b.server, &bob.token, &room, "b after");
+    let all = |p: &Peer, who: &User| {
+        let seen = messages(p, who, &room);
+        ["a0", "a1", "a2", "b0", "b1", "b2", "a after", "b after"]
+            .iter()
+            .all(|m| seen.contains(&m.to_string()))
+    };
+    wait_until(&a.server, "a has both histories", || all(&a, &alice));
+    wait_until(&b.server, "b has both histories", || all(&b, &bob));
+    for (p, who) in [(&a, &alice), (&b, &bob)] {
+        let seen = messages(p, who, &room);
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "no message twice: {seen:?}");
+    }
+    wait_until(&a.server, "one state on both sides", || {
+        state_ids(&a, &alice, &room) == state_ids(&b, &bob, &room)
+    });
+    let topic = topic_of(&a, &alice, &room);
+    assert!(matches!(topic.as_deref(), Some("side a" | "side b")), "{topic:?}");
+    assert_eq!(topic_of(&b, &bob, &room), topic);
+}
+
+/// A remote event wakes a parked sync and counts as unread, as a local
+/// one does.
+#[test]
+fn remote_events_wake_parked_syncs_and_count_as_unread() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob joined", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
+    });
+    let since = common::next_batch(&common::sync(&a.server, &alice.token, ""));
+    let parked = std::thread::scope(|scope| {
+        let waiting =
+            scope.spawn(|| common::sync(&a.server, &alice.token, &format!("?since={since}&timeout=20000")));
+        say(&b.server, &bob.token, &room, "wake up");
+        waiting.join().expect("the parked sync")
+    });
+    let events = common::timeline(&parked, &room);
+    assert!(events.iter().any(|e| e["content"]["body"] == "wake up"), "{parked}");
+    let unread = &parked["rooms"]["join"][&room]["unread_notifications"]["notification_count"];
+    assert!(unread.as_u64().is_some_and(|n| n >= 1), "{parked}");
+}

@@ -87,6 +87,8 @@ impl Reply {
 pub struct Server {
     dir: TempDir,
     args: Vec<String>,
+    /// How many of `args` `restart_with` added.
+    extra_args: usize,
     envs: Vec<(String, String)>,
     child: Option<Child>,
     pub port: u16,
@@ -127,6 +129,7 @@ impl Server {
         let mut server = Server {
             dir,
             args: full,
+            extra_args: 0,
             envs: all_envs,
             child: None,
             port: 0,
@@ -246,6 +249,16 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// Restarts with `extra` arguments after the ones it started with (a
+    /// later call replaces the earlier extras; none goes back to the start).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        let base = self.args.len() - self.extra_args;
+        self.args.truncate(base);
+        self.args.extend(extra.iter().map(|a| a.to_string()));
+        self.extra_args = extra.len();
+        self.restart();
     }
 
     pub fn url(&self, path: &str) -> String {
