@@ -10,11 +10,15 @@
 //! that, a server with a user joined to the room now may read all of it;
 //! any other server only events it may see under history visibility: the
 //! state before the event is `world_readable`, or in that state a user of
-//! the origin was joined. (The spec leaves servers' visibility to the
-//! implementation; this is the part of it Hearth models.) A read naming
-//! an event the origin may not see is 403; history walks leave such
-//! events out, and are 403 when the origin may see none of their starting
-//! events.
+//! the origin was joined; and the event that makes history
+//! `world_readable` itself. Before a room's first history visibility
+//! event the spec's default, `shared`, holds: a server with no member
+//! gets a room's setup (its create event, say) only inside the `/state`
+//! and `/event_auth` of events it may see. (The spec leaves servers'
+//! visibility to the implementation; this is the part of it Hearth
+//! models.) A read naming an event the origin may not see is 403; history
+//! walks leave such events out, and are 403 when the origin may see none
+//! of their starting events.
 //!
 //! The walks ([`walk_back`], [`walk_missing`]) are pure over a `fetch`
 //! closure, so their order and bounds are unit-tested without a database.
@@ -220,6 +224,11 @@ fn find(conn: &Connection, event_id: &str) -> Result<Option<Found>> {
     Ok(Some(Found { pdu, stored: events::get(conn, event_id)? }))
 }
 
+/// The `history_visibility` a visibility event sets.
+fn history_visibility(pdu: &Value) -> Option<&str> {
+    pdu.pointer("/content/history_visibility").and_then(Value::as_str)
+}
+
 fn unknown_event(event_id: &str) -> Error {
     Error::not_found(format!("Unknown event {event_id}"))
 }
@@ -266,8 +275,7 @@ impl<'c> Access<'c> {
             return Ok(true);
         }
         let hv = current_readable_state_event(self.conn, self.room_id, "m.room.history_visibility", "")?;
-        Ok(hv.as_ref().and_then(|p| p.pointer("/content/history_visibility")).and_then(Value::as_str)
-            == Some("world_readable"))
+        Ok(hv.as_ref().and_then(history_visibility) == Some("world_readable"))
     }
 
     /// An event of this room by ID (404 if unknown or of another room).
@@ -286,26 +294,42 @@ impl<'c> Access<'c> {
             return Ok(true);
         }
         let Some(e) = &found.stored else { return Ok(false) };
-        if let Some(v) = self.groups.get(&e.state_before) {
-            return Ok(*v);
+        let before = match self.groups.get(&e.state_before) {
+            Some(v) => *v,
+            None => {
+                let v = self.group_visible(e.state_before)?;
+                self.groups.insert(e.state_before, v);
+                v
+            }
+        };
+        if before {
+            return Ok(true);
         }
-        let v = self.group_visible(e.state_before)?;
-        self.groups.insert(e.state_before, v);
-        Ok(v)
+        // As for users, the change that makes history world-readable is
+        // visible itself (the state after it allows it).
+        if e.kind != "m.room.history_visibility" || e.state_key.as_deref() != Some("") {
+            return Ok(false);
+        }
+        let loaded;
+        let pdu = match &found.pdu {
+            Value::Null => {
+                loaded = load_readable_pdu(self.conn, &e.event_id)?;
+                loaded.as_ref()
+            }
+            pdu => Some(pdu),
+        };
+        Ok(pdu.and_then(history_visibility) == Some("world_readable"))
     }
 
     /// The state group is `world_readable`, or has a user of the origin
     /// joined. An unreadable visibility counts as `joined`, an unreadable
     /// membership as none (as `rooms::visibility` counts them).
     fn group_visible(&self, group: i64) -> Result<bool> {
-        let hv = match state::group_entry(self.conn, group, "m.room.history_visibility", "")? {
-            Some(id) => load_readable_pdu(self.conn, &id)?.and_then(|p| {
-                p.pointer("/content/history_visibility").and_then(Value::as_str).map(str::to_owned)
-            }),
-            None => None,
-        };
-        if hv.as_deref() == Some("world_readable") {
-            return Ok(true);
+        if let Some(id) = state::group_entry(self.conn, group, "m.room.history_visibility", "")? {
+            let pdu = load_readable_pdu(self.conn, &id)?;
+            if pdu.as_ref().and_then(history_visibility) == Some("world_readable") {
+                return Ok(true);
+            }
         }
         for ((kind, key), id) in state::group_state(self.conn, group)? {
             if kind != "m.room.member" || ids::parse_user_id(&key).map(|(_, s)| s) != Some(self.origin) {
@@ -344,6 +368,25 @@ impl<'c> Access<'c> {
             .unwrap_or_default();
         let visible = self.may_see(&found)?;
         Ok(Some(Node { key: found.key(), prev_events, item: visible.then(|| federation_form(found.pdu)) }))
+    }
+
+    /// An auth chain as served: from room v12 on, events no longer cite the
+    /// create event (the room ID stands for it), so it is added, as every
+    /// receiver needs it to check the chain — unless the chain is the
+    /// create event's own (`of`). Kept in ID order.
+    fn with_create(&self, mut chain: Vec<String>, of: Option<&str>) -> Result<Vec<String>> {
+        if !self.version.room_id_from_create {
+            return Ok(chain);
+        }
+        let Some(create) = state::current_entry(self.conn, self.room_id, "m.room.create", "")? else {
+            return Ok(chain);
+        };
+        if of != Some(create.as_str()) {
+            if let Err(at) = chain.binary_search(&create) {
+                chain.insert(at, create);
+            }
+        }
+        Ok(chain)
     }
 
     /// The PDUs of `event_ids` that can be loaded, in federation form.
@@ -396,7 +439,7 @@ fn state_ids_of(access: &mut Access, event_id: &str) -> Result<StateIds> {
     };
     let mut pdu_ids: Vec<String> = state_before(access.conn, stored)?.into_values().collect();
     pdu_ids.sort();
-    let auth_chain_ids = store::auth_chain_of_all(access.conn, &pdu_ids)?;
+    let auth_chain_ids = access.with_create(store::auth_chain_of_all(access.conn, &pdu_ids)?, None)?;
     Ok(StateIds { pdu_ids, auth_chain_ids })
 }
 
@@ -416,11 +459,13 @@ pub fn state(conn: &Connection, origin: &str, room_id: &str, event_id: &str) -> 
 }
 
 /// GET /event_auth/{roomId}/{eventId}: the event's auth chain (itself
-/// excluded), in ID order.
+/// excluded; with the create event from v12, see `with_create`), in ID
+/// order.
 pub fn event_auth(conn: &Connection, origin: &str, room_id: &str, event_id: &str) -> Result<Vec<Value>> {
     let mut access = Access::open(conn, room_id, origin)?;
     access.visible_event(event_id)?;
-    access.pdus(&events::auth_chain(conn, event_id)?)
+    let chain = access.with_create(events::auth_chain(conn, event_id)?, Some(event_id))?;
+    access.pdus(&chain)
 }
 
 /// GET /backfill/{roomId}?v=&limit=: the `from` events and those before
