@@ -34,7 +34,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::core::event::referenced_ids;
-use crate::core::{ids, room_version, server_acl};
+use crate::core::{room_version, server_acl};
 use crate::error::{Error, Result};
 use crate::rooms::read::{current_readable_state_event, load_readable_pdu, state_before};
 use crate::storage::events::{self, Dir, StoredEvent};
@@ -61,6 +61,10 @@ pub const WALK_VISITS_MAX: usize = 1000;
 const TS_SCAN_MAX: usize = 1000;
 /// Events read per step by `timestamp_to_event`.
 const TS_SCAN_BATCH: usize = 100;
+/// Most users of the asking server whose membership at an event is
+/// looked at; past them a server with no joined member now sees only
+/// `world_readable` history (a bound on work, erring on the side of less).
+const ORIGIN_MEMBERS_MAX: usize = 1000;
 
 /// Keys of a PDU's `unsigned` that only this server's clients get
 /// (`rooms::format` adds them to client events; none should be stored,
@@ -248,6 +252,8 @@ struct Access<'c> {
     in_room: bool,
     /// State group → whether the origin may see an event after it.
     groups: HashMap<i64, bool>,
+    /// The origin's users with a membership of the room, once asked.
+    origin_members: Option<Vec<String>>,
 }
 
 impl<'c> Access<'c> {
@@ -265,7 +271,7 @@ impl<'c> Access<'c> {
             }
         }
         let in_room = store::server_has_joined_member(conn, room_id, origin)?;
-        Ok(Access { conn, room_id, origin, version, in_room, groups: HashMap::new() })
+        Ok(Access { conn, room_id, origin, version, in_room, groups: HashMap::new(), origin_members: None })
     }
 
     /// The origin is in the room or the room is `world_readable` now: the
@@ -322,19 +328,23 @@ impl<'c> Access<'c> {
     }
 
     /// The state group is `world_readable`, or has a user of the origin
-    /// joined. An unreadable visibility counts as `joined`, an unreadable
-    /// membership as none (as `rooms::visibility` counts them).
-    fn group_visible(&self, group: i64) -> Result<bool> {
+    /// joined (one of those with a membership of the room now: a member
+    /// event, once in the state, stays there). An unreadable visibility
+    /// counts as `joined`, an unreadable membership as none (as
+    /// `rooms::visibility` counts them).
+    fn group_visible(&mut self, group: i64) -> Result<bool> {
         if let Some(id) = state::group_entry(self.conn, group, "m.room.history_visibility", "")? {
             let pdu = load_readable_pdu(self.conn, &id)?;
             if pdu.as_ref().and_then(history_visibility) == Some("world_readable") {
                 return Ok(true);
             }
         }
-        for ((kind, key), id) in state::group_state(self.conn, group)? {
-            if kind != "m.room.member" || ids::parse_user_id(&key).map(|(_, s)| s) != Some(self.origin) {
-                continue;
-            }
+        if self.origin_members.is_none() {
+            let members = store::server_members(self.conn, self.room_id, self.origin, ORIGIN_MEMBERS_MAX)?;
+            self.origin_members = Some(members);
+        }
+        for user in self.origin_members.as_deref().unwrap_or_default() {
+            let Some(id) = state::group_entry(self.conn, group, "m.room.member", user)? else { continue };
             let pdu = load_readable_pdu(self.conn, &id)?;
             if pdu.as_ref().and_then(|p| p.pointer("/content/membership")).and_then(Value::as_str)
                 == Some("join")

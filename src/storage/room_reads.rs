@@ -1,6 +1,6 @@
 //! Reads for the room endpoints other servers call
 //! (`federation::room_reads`): whether a server has a joined member in a
-//! room (`memberships`), and the auth chain of a set of events in one
+//! room and which of its users have a membership (`memberships`), and the auth chain of a set of events in one
 //! indexed walk (`event_auth_edges`).
 
 use rusqlite::{params, Connection};
@@ -17,6 +17,24 @@ pub fn server_has_joined_member(conn: &Connection, room_id: &str, server_name: &
                    AND substr(user_id, -(length(?2) + 1)) = ':' || ?2)",
         )?
         .query_row(params![room_id, server_name], |r| r.get(0))?)
+}
+
+/// Up to `max` users of `server_name` with any membership of the room
+/// now (joined, left, invited...: everyone who has a member event), in ID
+/// order.
+pub fn server_members(
+    conn: &Connection,
+    room_id: &str,
+    server_name: &str,
+    max: usize,
+) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT user_id FROM memberships
+             WHERE room_id = ?1 AND substr(user_id, -(length(?2) + 1)) = ':' || ?2
+             ORDER BY user_id LIMIT ?3",
+    )?;
+    let rows = st.query_map(params![room_id, server_name, max as i64], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The union of the auth chains of `event_ids`: every event reachable
@@ -58,6 +76,10 @@ mod tests {
         assert!(!server_has_joined_member(&c, "!r", "sub.example.org").unwrap(), "the port is part of it");
         assert!(server_has_joined_member(&c, "!r", "sub.example.org:8448").unwrap());
         assert!(!server_has_joined_member(&c, "!other", "example.org").unwrap());
+        state::set_membership(&c, "@d:other.org", "!r", "invite", "$4", 4).unwrap();
+        assert_eq!(server_members(&c, "!r", "other.org", 10).unwrap(), vec!["@b:other.org", "@d:other.org"]);
+        assert_eq!(server_members(&c, "!r", "other.org", 1).unwrap(), vec!["@b:other.org"]);
+        assert!(server_members(&c, "!r", "nowhere.org", 10).unwrap().is_empty());
     }
 
     #[test]
