@@ -521,7 +521,8 @@ pub fn missing_events(conn: &Connection, origin: &str, room_id: &str, ask: &Miss
     if !access.in_room {
         let mut any_visible = false;
         for id in &ask.latest_events {
-            if let Ok(found) = access.event(id) {
+            let Some(found) = find(conn, id)? else { continue };
+            if found.room_id() == Some(room_id) {
                 any_visible |= access.may_see(&found)?;
             }
         }
