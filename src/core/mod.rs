@@ -8,4 +8,5 @@ pub mod json;
 pub mod power_levels;
 pub mod redaction;
 pub mod room_version;
+pub mod server_acl;
 pub mod state_res;

@@ -15,6 +15,10 @@
 //!   clients; the `multipart/mixed` framing of federation media answers.
 //! - `queries` (service): asking other servers for profiles, aliases,
 //!   room directories and keys on behalf of local clients.
+//! - `room_reads` (service): the room reads other servers make — one
+//!   event, the state before an event, auth chains, backfill, missing
+//!   events, the event nearest a time — behind the room's server ACL and
+//!   what the asking server may see.
 
 pub mod client;
 pub mod discover;
@@ -25,5 +29,6 @@ pub mod membership;
 pub mod memo;
 pub mod pdus;
 pub mod queries;
+pub mod room_reads;
 pub mod sender;
 pub mod xmatrix;

@@ -125,6 +125,21 @@ fn table() -> Vec<Route> {
     // Federation (the Server-Server API): signed by the origin server.
     add(FED_V1, Get, "version", api::federation::version, Open, false);
     add(FED_V1, Put, "send/{txnId}", api::federation::send::send, Server, true);
+    // Room reads by other servers.
+    add(FED_V1, Get, "event/{eventId}", api::federation::rooms::event, Server, true);
+    add(FED_V1, Get, "state/{roomId}", api::federation::rooms::state, Server, true);
+    add(FED_V1, Get, "state_ids/{roomId}", api::federation::rooms::state_ids, Server, true);
+    add(FED_V1, Get, "event_auth/{roomId}/{eventId}", api::federation::rooms::event_auth, Server, true);
+    add(FED_V1, Get, "backfill/{roomId}", api::federation::rooms::backfill, Server, true);
+    add(
+        FED_V1,
+        Post,
+        "get_missing_events/{roomId}",
+        api::federation::rooms::get_missing_events,
+        Server,
+        true,
+    );
+    add(FED_V1, Get, "timestamp_to_event/{roomId}", api::federation::rooms::timestamp_to_event, Server, true);
     // Federation queries.
     add(FED_V1, Get, "query/directory", api::federation::query::directory, Server, true);
     add(FED_V1, Get, "query/profile", api::federation::query::profile, Server, true);

@@ -41,6 +41,7 @@ pub mod profiles;
 pub mod push;
 pub mod receipts;
 pub mod reg_tokens;
+pub mod room_reads;
 pub mod rooms;
 pub mod schema;
 pub mod server_keys;

@@ -3,6 +3,8 @@
 //! is authenticated by the `X-Matrix` signature of the origin server
 //! (`AuthReq::Server`; the origin is `Request::origin`). `media`: this
 //! server's own media, as `multipart/mixed` (the content repository).
+//! `rooms`: the room reads other servers make (events, state, auth
+//! chains, backfill, missing events, timestamps).
 
 pub mod keys;
 pub mod media;
@@ -10,6 +12,7 @@ pub mod membership;
 pub mod openid;
 pub mod public_rooms;
 pub mod query;
+pub mod rooms;
 pub mod send;
 pub mod user;
 
