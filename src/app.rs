@@ -45,6 +45,10 @@ impl App {
         let db = Db::open(&config.database)?;
         let server_key = load_or_create_key(&db)?;
         let limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
+        let fed_limiter = RateLimiter::new(
+            crate::ratelimit::FEDERATION_PER_SECOND.max(config.rate_limit_per_second),
+            crate::ratelimit::FEDERATION_BURST.max(config.rate_limit_burst),
+        );
         let hub = Arc::new(Hub::new(config.max_parked_requests));
         // The change feed: every committed write tells the hub what it
         // changed, from whichever thread wrote.
@@ -66,10 +70,7 @@ impl App {
             db,
             server_key,
             limiter,
-            fed_limiter: RateLimiter::new(
-                crate::ratelimit::FEDERATION_PER_SECOND,
-                crate::ratelimit::FEDERATION_BURST,
-            ),
+            fed_limiter,
             hub,
             ephemeral,
             sent_members: crate::sync::lazy::SentMembers::new(),

@@ -216,6 +216,22 @@ fn hostile_pdus_are_refused_and_stored_as_the_spec_says() {
         (status, r["errcode"].as_str(), r["room_version"].as_str()),
         (400, Some("M_INCOMPATIBLE_ROOM_VERSION"), Some("12"))
     );
+    // The room's ACL denies Mallory's server (ACLs ignore ports, and both
+    // servers of the bed are 127.0.0.1): his PDUs are dropped without
+    // failing the transaction, and the room's endpoints refuse him.
+    let path = format!("{V3}/rooms/{}/state/m.room.server_acl/", enc(&room));
+    let (status, r) = a.server.put(
+        &path,
+        Some(&alice.token),
+        json!({ "allow": ["*"], "deny": ["127.0.0.1"], "allow_ip_literals": true }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let (acl_id, acl_pdu) = m.pdu(version, message("denied", &altered_id, depth + 3));
+    let r = m.send(&[acl_pdu]);
+    assert!(r[&acl_id]["error"].as_str().is_some_and(|e| e.contains("ACL")), "{r}");
+    assert_eq!(event_as(&a, &alice, &room, &acl_id).0, 404);
+    let uri = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", enc(&room), enc(&good_id));
+    assert_eq!(m.call("GET", &uri, None).0, 403);
     // A user of another server than the one asking.
     let uri = format!("/_matrix/federation/v1/make_join/{}/{}?ver=12", enc(&room), enc(&alice.id));
     assert_eq!(m.call("GET", &uri, None).0, 403);

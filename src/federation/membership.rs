@@ -324,9 +324,10 @@ fn resident_room(app: &App, origin: &str, room_id: &str, user_id: &str) -> Resul
     let own = app.config.server_name.clone();
     app.db.read(|tx| {
         let room = storage::rooms::get(tx, room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
-        if !storage::graph::server_in_room(tx, room_id, &own)? {
+        if !storage::room_reads::server_has_joined_member(tx, room_id, &own)? {
             return Err(Error::not_found("This server is not in the room"));
         }
+        crate::federation::room_reads::check_acl(tx, room_id, origin)?;
         room_version::get(&room.version).ok_or_else(|| Error::internal("a room of an unknown version"))
     })
 }
@@ -499,6 +500,20 @@ pub fn receive_invite(app: &App, origin: &str, room_id: &str, event_id: &str, bo
         .map(|a| a.iter().filter(|e| e.is_object()).take(64).cloned().collect())
         .unwrap_or_default();
     stored["unsigned"] = json!({ "invite_room_state": stripped });
+    // A room this server is in already: the invite goes into its graph as
+    // any event of the room would (the same event comes by /send too).
+    let in_room = app.db.read(|tx| {
+        Ok(storage::rooms::get(tx, room_id)?.is_some()
+            && storage::room_reads::server_has_joined_member(tx, room_id, &own)?)
+    })?;
+    if in_room {
+        let room_lock = app.fed_memo.rooms.of(room_id);
+        let _held = lock(&room_lock);
+        let ev = Incoming { version, room_id, event_id: &id, pdu: &kept };
+        if matches!(pdus::place(app, origin, &ev, true), Ok(Verdict::Stored(_) | Verdict::Known)) {
+            return Ok(json!({ "event": without_unsigned(kept) }));
+        }
+    }
     app.db.write(|tx| {
         let joined = storage::state::membership(tx, target, room_id)?;
         if joined.as_deref() == Some("join") {

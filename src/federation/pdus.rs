@@ -117,6 +117,11 @@ pub fn receive(app: &App, origin: &str, pdu: &Value) -> (Option<String>, std::re
         Ok(None) => return (None, Err(format!("this server is not in {room_id}"))),
         Err(e) => return (None, Err(e.to_string())),
     };
+    // A server the room's ACL denies has its PDUs dropped (the rest of
+    // its transaction goes on).
+    if let Err(e) = app.db.read(|tx| crate::federation::room_reads::check_acl(tx, room_id, origin)) {
+        return (event::event_id(version, pdu).ok(), Err(e.to_string()));
+    }
     let (event_id, kept) = match check_received(app, version, pdu) {
         Ok(checked) => checked,
         Err(e) => return (event::event_id(version, pdu).ok(), Err(e)),
@@ -370,7 +375,7 @@ fn state_at_gap(app: &App, origin: &str, ev: &Incoming, missing: &[String]) -> R
     if groups.is_empty() {
         return Err(Error::bad_gateway("no state could be found for the event"));
     }
-    app.db.read(|tx| dag::resolve_groups(tx, ev.version, &groups))
+    app.db.read(|tx| dag::resolve_groups(tx, ev.version, ev.room_id, &groups))
 }
 
 /// History before what this server has of a room: up to `limit` events

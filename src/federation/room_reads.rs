@@ -256,20 +256,27 @@ struct Access<'c> {
     origin_members: Option<Vec<String>>,
 }
 
+/// The room's current `m.room.server_acl` must allow `origin` (403
+/// otherwise): for its reads, its joins and its PDUs alike.
+pub fn check_acl(conn: &Connection, room_id: &str, origin: &str) -> Result<()> {
+    if let Some(acl_id) = state::current_entry(conn, room_id, "m.room.server_acl", "")? {
+        // An ACL that cannot be read (logged) denies: a bad row may shut
+        // a server out, never let one in.
+        let content = load_readable_pdu(conn, &acl_id)?.and_then(|p| p.get("content").cloned());
+        if !content.is_some_and(|c| server_acl::allowed(&c, origin)) {
+            return Err(Error::forbidden("Server access is denied by the room's server ACL"));
+        }
+    }
+    Ok(())
+}
+
 impl<'c> Access<'c> {
     /// The room must exist (404) and its ACL allow the origin (403).
     fn open(conn: &'c Connection, room_id: &'c str, origin: &'c str) -> Result<Access<'c>> {
         let room = rooms::get(conn, room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
         let version = room_version::get(&room.version)
             .ok_or_else(|| Error::internal(format!("room {room_id} has unknown version {}", room.version)))?;
-        if let Some(acl_id) = state::current_entry(conn, room_id, "m.room.server_acl", "")? {
-            // An ACL that cannot be read (logged) denies: a bad row may
-            // shut a server out, never let one in.
-            let content = load_readable_pdu(conn, &acl_id)?.and_then(|p| p.get("content").cloned());
-            if !content.is_some_and(|c| server_acl::allowed(&c, origin)) {
-                return Err(Error::forbidden("Server access is denied by the room's server ACL"));
-            }
-        }
+        check_acl(conn, room_id, origin)?;
         let in_room = store::server_has_joined_member(conn, room_id, origin)?;
         Ok(Access { conn, room_id, origin, version, in_room, groups: HashMap::new(), origin_members: None })
     }

@@ -160,7 +160,12 @@ fn load_with_chains(conn: &Connection, ids: &[&str], into: &mut MemoryEvents) ->
 /// The resolution of the states of `groups` under the room version's
 /// algorithm. Loads only the conflicted events, the auth difference and
 /// their auth chains.
-pub fn resolve_groups(conn: &Connection, version: &RoomVersion, groups: &[i64]) -> Result<StateMap> {
+pub fn resolve_groups(
+    conn: &Connection,
+    version: &RoomVersion,
+    room_id: &str,
+    groups: &[i64],
+) -> Result<StateMap> {
     let mut unique: Vec<i64> = groups.to_vec();
     unique.sort_unstable();
     unique.dedup();
@@ -202,7 +207,13 @@ pub fn resolve_groups(conn: &Connection, version: &RoomVersion, groups: &[i64]) 
     }
     drop(full);
     let mut events = MemoryEvents::new();
-    let seeds: Vec<&str> = conflicted.iter().copied().chain(difference.iter().map(String::as_str)).collect();
+    let mut seeds: Vec<&str> =
+        conflicted.iter().copied().chain(difference.iter().map(String::as_str)).collect();
+    // From v12 no event cites the create event, which every check needs.
+    let create_id = format!("${}", room_id.strip_prefix('!').unwrap_or_default());
+    if version.room_id_from_create {
+        seeds.push(&create_id);
+    }
     load_with_chains(conn, &seeds, &mut events)?;
     let mut source = Loaded { events, difference };
     for _ in 0..RESOLVE_RETRIES {
@@ -401,7 +412,7 @@ pub fn ingest(
         Some(given) => state::group_for(tx, room_id, room.state_group, given)?,
         None if groups.is_empty() => return Ok(Verdict::MissingPrevs(missing)),
         None => {
-            let resolved = resolve_groups(tx, version, &groups)?;
+            let resolved = resolve_groups(tx, version, room_id, &groups)?;
             state::group_for(tx, room_id, groups[0], &resolved)?
         }
     };
@@ -506,7 +517,7 @@ pub(crate) fn update_current(
     if groups.is_empty() {
         return Ok(());
     }
-    let resolved = resolve_groups(conn, version, &groups)?;
+    let resolved = resolve_groups(conn, version, &room.room_id, &groups)?;
     let group = state::group_for(conn, &room.room_id, groups[0], &resolved)?;
     if group == room.state_group {
         return Ok(());

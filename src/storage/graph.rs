@@ -218,19 +218,6 @@ pub fn servers_in_room(conn: &Connection, room_id: &str) -> Result<Vec<String>> 
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Whether `server` has a user joined to the room now.
-pub fn server_in_room(conn: &Connection, room_id: &str, server: &str) -> Result<bool> {
-    let pattern = format!("%:{}", server.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM memberships WHERE room_id = ?1 AND membership = 'join'
-             AND user_id LIKE ?2 ESCAPE '\\' AND substr(user_id, instr(user_id, ':') + 1) = ?3 LIMIT 1",
-        )?
-        .query_row(params![room_id, pattern, server], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
 /// The smallest stream position of any event minus one (at most -1): the
 /// position of an event arriving by backfill, which sorts before all the
 /// room's history known so far and never counts as new in a sync.

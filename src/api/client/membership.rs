@@ -163,7 +163,7 @@ fn servers_for(
 fn in_room_here(app: &App, room_id: &str) -> Result<bool> {
     app.db.read(|conn| {
         Ok(storage::rooms::get(conn, room_id)?.is_some()
-            && storage::graph::server_in_room(conn, room_id, &app.config.server_name)?)
+            && storage::room_reads::server_has_joined_member(conn, room_id, &app.config.server_name)?)
     })
 }
 
