@@ -57,10 +57,6 @@ pub const MISSING_EARLIEST_MAX: usize = 100;
 /// hidden, below `min_depth`), so a hidden stretch of history costs a
 /// bounded amount of work.
 pub const WALK_VISITS_MAX: usize = 1000;
-/// Most events `timestamp_to_event` looks at for one the origin may see.
-const TS_SCAN_MAX: usize = 1000;
-/// Events read per step by `timestamp_to_event`.
-const TS_SCAN_BATCH: usize = 100;
 /// Most users of the asking server whose membership at an event is
 /// looked at; past them a server with no joined member now sees only
 /// `world_readable` history (a bound on work, erring on the side of less).
@@ -562,27 +558,10 @@ pub fn timestamp_to_event(
     if !access.may_read_room()? {
         return Err(Error::forbidden("This server is not in the room"));
     }
-    let mut key = match dir {
-        Dir::Forward => (ts, 0),
-        Dir::Backward => (ts, i64::MAX),
-    };
-    let mut scanned = 0;
-    while scanned < TS_SCAN_MAX {
-        let want = TS_SCAN_BATCH.min(TS_SCAN_MAX - scanned);
-        let batch = events::by_ts(conn, room_id, key, dir, want)?;
-        let got = batch.len();
-        for e in batch {
-            scanned += 1;
-            key = (e.origin_ts, e.pos);
-            let (event_id, origin_ts) = (e.event_id.clone(), e.origin_ts);
-            let found = Found { pdu: Value::Null, stored: Some(e) };
-            if access.may_see(&found)? {
-                return Ok((event_id, origin_ts));
-            }
-        }
-        if got < want {
-            break;
-        }
+    let mut keep =
+        |e: &events::StoredEvent| access.may_see(&Found { pdu: Value::Null, stored: Some(e.clone()) });
+    if let Some(e) = crate::rooms::read::nearest_by_ts(conn, room_id, ts, dir, &mut keep)? {
+        return Ok((e.event_id, e.origin_ts));
     }
     let way = if dir == Dir::Forward { "forward" } else { "backward" };
     Err(Error::not_found(format!("No event found from {ts} in the {way} direction")))

@@ -180,3 +180,42 @@ pub fn stripped_state(
 pub fn invite_room_state(conn: &Connection, room_id: &str) -> Result<Vec<Value>> {
     stripped_state(conn, room_id, None)
 }
+
+/// Most events [`nearest_by_ts`] looks at for one the caller keeps.
+pub const TS_SCAN_MAX: usize = 1000;
+/// Events read per step by [`nearest_by_ts`].
+const TS_SCAN_BATCH: usize = 100;
+
+/// The event of the room nearest to `ts` in the direction `dir` (at or
+/// after it forward, at or before it backward) that `keep` accepts (the
+/// viewer may see it), looking at most at [`TS_SCAN_MAX`] events: the
+/// scan of `timestamp_to_event` for clients and for other servers.
+pub fn nearest_by_ts(
+    conn: &Connection,
+    room_id: &str,
+    ts: i64,
+    dir: events::Dir,
+    keep: &mut dyn FnMut(&StoredEvent) -> Result<bool>,
+) -> Result<Option<StoredEvent>> {
+    let mut key = match dir {
+        events::Dir::Forward => (ts, 0),
+        events::Dir::Backward => (ts, i64::MAX),
+    };
+    let mut scanned = 0;
+    while scanned < TS_SCAN_MAX {
+        let want = TS_SCAN_BATCH.min(TS_SCAN_MAX - scanned);
+        let batch = events::by_ts(conn, room_id, key, dir, want)?;
+        let got = batch.len();
+        for e in batch {
+            scanned += 1;
+            key = (e.origin_ts, e.pos);
+            if keep(&e)? {
+                return Ok(Some(e));
+            }
+        }
+        if got < want {
+            break;
+        }
+    }
+    Ok(None)
+}

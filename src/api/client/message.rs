@@ -44,10 +44,6 @@ const EVENTS_LIMIT_MAX: usize = 1000;
 const SCAN_MAX: usize = 5000;
 /// Most events read from storage in one step of a scan.
 const SCAN_BATCH_MAX: usize = 500;
-/// Most events `/timestamp_to_event` looks at for one the user may see.
-const TS_SCAN_MAX: usize = 1000;
-/// Events read per step by `/timestamp_to_event`.
-const TS_SCAN_BATCH: usize = 100;
 /// Longest client transaction ID.
 const TXN_ID_MAX_BYTES: usize = 255;
 /// The memberships `/members` can filter on.
@@ -488,25 +484,8 @@ pub fn timestamp_to_event(app: &App, req: &Request) -> Result<Response> {
     app.db.read(|conn| {
         check_may_read(conn, room_id, &who.user_id)?;
         let mut vis = Visibility::new(conn, &who.user_id, room_id);
-        let mut key = match dir {
-            Dir::Forward => (ts, 0),
-            Dir::Backward => (ts, i64::MAX),
-        };
-        let mut scanned = 0;
-        while scanned < TS_SCAN_MAX {
-            let want = TS_SCAN_BATCH.min(TS_SCAN_MAX - scanned);
-            let batch = events::by_ts(conn, room_id, key, dir, want)?;
-            let got = batch.len();
-            for e in batch {
-                scanned += 1;
-                key = (e.origin_ts, e.pos);
-                if vis.may_see(&e)? {
-                    return Response::ok(json!({ "event_id": e.event_id, "origin_server_ts": e.origin_ts }));
-                }
-            }
-            if got < want {
-                break;
-            }
+        if let Some(e) = rooms::nearest_by_ts(conn, room_id, ts, dir, &mut |e| vis.may_see(e))? {
+            return Response::ok(json!({ "event_id": e.event_id, "origin_server_ts": e.origin_ts }));
         }
         let way = if dir == Dir::Forward { "forward" } else { "backward" };
         Err(Error::not_found(format!("No event found from {ts} in the {way} direction")))
