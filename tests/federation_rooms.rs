@@ -414,3 +414,42 @@ fn remote_events_wake_parked_syncs_and_count_as_unread() {
     let unread = &parked["rooms"]["join"][&room]["unread_notifications"]["notification_count"];
     assert!(unread.as_u64().is_some_and(|n| n >= 1), "{parked}");
 }
+
+/// A restricted room (v10+): a remote user joined to the room its rule
+/// names joins without an invite, authorised by the resident server
+/// (`join_authorised_via_users_server`, co-signed); one who is not is
+/// refused.
+#[test]
+fn a_restricted_room_is_joined_through_membership_of_another() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let carol = b.server.user("carol", PW);
+    let space = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "private_chat" }));
+    set_state(
+        &a.server,
+        &alice.token,
+        &room,
+        "m.room.join_rules",
+        "",
+        json!({ "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": space }] }),
+    );
+    let (status, r) = join_via(&b, &carol, &room, &a.name);
+    assert_eq!(status, 403, "not in the space: {r}");
+    let (status, r) = join_via(&b, &bob, &space, &a.name);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob in the space", || {
+        membership_of(&a, &alice, &space, &bob.id).as_deref() == Some("join")
+    });
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 200, "in the space: {r}");
+    let path = format!("{V3}/rooms/{}/state/m.room.member/{}", enc(&room), enc(&bob.id));
+    let (status, member) = a.server.get(&path, Some(&alice.token));
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["join_authorised_via_users_server"], alice.id.as_str(), "{member}");
+    say(&b.server, &bob.token, &room, "in through the space");
+    wait_until(&a.server, "bob's message", || {
+        messages(&a, &alice, &room).contains(&"in through the space".into())
+    });
+}
