@@ -451,3 +451,37 @@ pub fn backfill(app: &App, room_id: &str, limit: usize) -> Result<usize> {
     }
     Ok(stored)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, depth: i64, auth: &[&str]) -> (String, Value) {
+        (id.to_owned(), json!({ "depth": depth, "auth_events": auth }))
+    }
+
+    #[test]
+    fn auth_order_puts_each_event_after_its_auth_events() {
+        let v = room_version::get("12").unwrap();
+        // Given newest first, with a deeper event that others cite.
+        let events = vec![
+            ev("$msg", 1, &["$pl", "$join"]),
+            ev("$join", 9, &["$pl"]),
+            ev("$pl", 5, &["$create"]),
+            ev("$create", 3, &[]),
+            ev("$other", 2, &["$unknown"]),
+        ];
+        let order: Vec<String> = auth_order(v, events).into_iter().map(|(id, _)| id).collect();
+        let at = |id: &str| order.iter().position(|x| x == id).unwrap();
+        assert!(
+            at("$create") < at("$pl") && at("$pl") < at("$join") && at("$join") < at("$msg"),
+            "{order:?}"
+        );
+        assert_eq!(order.len(), 5, "events citing what is not in the list keep their place");
+        // A cycle does not hang; its events go last.
+        let cycle = vec![ev("$x", 1, &["$y"]), ev("$y", 1, &["$x"]), ev("$z", 1, &[])];
+        let order: Vec<String> = auth_order(v, cycle).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(order[0], "$z");
+        assert_eq!(order.len(), 3);
+    }
+}

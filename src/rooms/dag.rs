@@ -169,8 +169,10 @@ pub fn resolve_groups(
     let mut unique: Vec<i64> = groups.to_vec();
     unique.sort_unstable();
     unique.dedup();
-    if unique.len() == 1 {
-        return state::group_state(conn, unique[0]);
+    match unique.as_slice() {
+        [] => return Ok(StateMap::new()),
+        [only] => return state::group_state(conn, *only),
+        _ => {}
     }
     let sets: Vec<state_res::StateMap> = unique
         .iter()

@@ -454,6 +454,37 @@ mod tests {
         assert_eq!(shape(&old), shape(&fresh));
     }
 
+    /// A version 7 database gets the prev edges of the events it holds,
+    /// in both `prev_events` formats, and the graph tables.
+    #[test]
+    fn upgrade_8_fills_the_prev_edges() {
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old).unwrap();
+        old.execute_batch(
+            "DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after;
+             DROP TABLE backward_extremities;
+             INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
+                 VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
+             INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu)
+                 VALUES (1, '$a', '!r', 'm.room.message', '@u:x', 1, 1, 0, '{\"prev_events\":[\"$p\",\"$q\"]}'),
+                        (2, '$b:x', '!r', 'm.room.message', '@u:x', 1, 1, 0,
+                         '{\"prev_events\":[[\"$p:x\",{\"sha256\":\"h\"}]]}'),
+                        (3, '$bad', '!r', 'm.room.message', '@u:x', 1, 1, 0, 'not json');
+             PRAGMA user_version = 7;",
+        )
+        .unwrap();
+        migrate(&mut old).unwrap();
+        let mut st = old.prepare("SELECT event_id, prev_id FROM event_prev_edges ORDER BY 1, 2").unwrap();
+        let got: Vec<(String, String)> =
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let want = [("$a", "$p"), ("$a", "$q"), ("$b:x", "$p:x")];
+        assert_eq!(got, want.map(|(a, b)| (a.to_owned(), b.to_owned())));
+        drop(st);
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_eq!(shape(&old), shape(&fresh));
+    }
+
     #[test]
     fn newer_database_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
