@@ -105,37 +105,102 @@ pub fn verify_signature_of(
     }
 }
 
-/// Receives one PDU of a transaction from `origin`. `Ok` when it was
-/// taken (stored, known already or soft-failed), else what went wrong
-/// (the transaction's answer names it; the transaction still succeeds).
-pub fn receive(app: &App, origin: &str, pdu: &Value) -> (Option<String>, std::result::Result<(), String>) {
+/// What became of one PDU of a transaction: its event ID when it has one,
+/// and `Ok` when it was taken (stored, known already or soft-failed),
+/// else what went wrong (the transaction's answer names it; the rest of
+/// the transaction goes on).
+pub type Received = (Option<String>, std::result::Result<(), String>);
+
+/// A PDU past the checks that need no room lock.
+struct Checked<'a> {
+    version: &'static RoomVersion,
+    room_id: &'a str,
+    event_id: String,
+    kept: Value,
+}
+
+impl Checked<'_> {
+    fn incoming(&self) -> Incoming<'_> {
+        Incoming { version: self.version, room_id: self.room_id, event_id: &self.event_id, pdu: &self.kept }
+    }
+}
+
+/// The checks before the room: a room known here, the origin allowed by
+/// its ACL (a denied server's PDUs are dropped), shape, signatures, hash.
+fn precheck<'a>(app: &App, origin: &str, pdu: &'a Value) -> std::result::Result<Checked<'a>, Received> {
     let Some(room_id) = pdu.get("room_id").and_then(Value::as_str) else {
-        return (None, Err("the event names no room".into()));
+        return Err((None, Err("the event names no room".into())));
     };
     let version = match version_of(app, room_id) {
         Ok(Some(v)) => v,
-        Ok(None) => return (None, Err(format!("this server is not in {room_id}"))),
-        Err(e) => return (None, Err(e.to_string())),
+        Ok(None) => return Err((None, Err(format!("this server is not in {room_id}")))),
+        Err(e) => return Err((None, Err(e.to_string()))),
     };
-    // A server the room's ACL denies has its PDUs dropped (the rest of
-    // its transaction goes on).
     if let Err(e) = app.db.read(|tx| crate::federation::room_reads::check_acl(tx, room_id, origin)) {
-        return (event::event_id(version, pdu).ok(), Err(e.to_string()));
+        return Err((event::event_id(version, pdu).ok(), Err(e.to_string())));
     }
-    let (event_id, kept) = match check_received(app, version, pdu) {
-        Ok(checked) => checked,
-        Err(e) => return (event::event_id(version, pdu).ok(), Err(e)),
-    };
-    let room_lock = app.fed_memo.rooms.of(room_id);
-    let _held = lock(&room_lock);
-    let ev = Incoming { version, room_id, event_id: &event_id, pdu: &kept };
-    let outcome = place(app, origin, &ev, true).map_err(|e| e.to_string()).and_then(|v| match v {
+    match check_received(app, version, pdu) {
+        Ok((event_id, kept)) => Ok(Checked { version, room_id, event_id, kept }),
+        Err(e) => Err((event::event_id(version, pdu).ok(), Err(e))),
+    }
+}
+
+fn outcome(verdict: Result<Verdict>) -> std::result::Result<(), String> {
+    verdict.map_err(|e| e.to_string()).and_then(|v| match v {
         Verdict::Stored(_) | Verdict::Known | Verdict::SoftFailed(_) => Ok(()),
         Verdict::Rejected(reason) => Err(format!("rejected: {reason}")),
         Verdict::MissingAuth(ids) => Err(format!("auth events could not be found: {}", ids.join(", "))),
         Verdict::MissingPrevs(ids) => Err(format!("prev events could not be found: {}", ids.join(", "))),
-    });
-    (Some(event_id), outcome)
+    })
+}
+
+/// Receives the PDUs of a transaction from `origin`, answering each in
+/// order. Those whose room has all they need go into one write (one
+/// commit for the transaction, not one per PDU); those lacking auth or
+/// prev events are then placed one by one with what is fetched for them.
+/// The rooms' locks are held throughout, taken in name order.
+pub fn receive_all(app: &App, origin: &str, pdus: &[Value]) -> Vec<Received> {
+    let checked: Vec<std::result::Result<Checked, Received>> =
+        pdus.iter().map(|p| precheck(app, origin, p)).collect();
+    let mut rooms: Vec<&str> = checked.iter().filter_map(|c| c.as_ref().ok().map(|c| c.room_id)).collect();
+    rooms.sort_unstable();
+    rooms.dedup();
+    let locks: Vec<_> = rooms.iter().map(|r| app.fed_memo.rooms.of(r)).collect();
+    let _held: Vec<_> = locks.iter().map(|l| lock(l)).collect();
+    // One write for all: a failure of the write itself leaves every PDU
+    // to the one-by-one path.
+    let batch: Option<Vec<Option<Verdict>>> = app
+        .db
+        .write(|tx| {
+            checked
+                .iter()
+                .map(|c| match c {
+                    Ok(c) => dag::ingest(app, tx, &c.incoming(), None, Arrival::Live).map(Some),
+                    Err(_) => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .ok();
+    checked
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c {
+            Err(answer) => answer.clone(),
+            Ok(c) => {
+                let first = batch.as_ref().and_then(|b| b[i].clone());
+                let verdict = match first {
+                    Some(
+                        v @ (Verdict::Stored(_)
+                        | Verdict::Known
+                        | Verdict::SoftFailed(_)
+                        | Verdict::Rejected(_)),
+                    ) => Ok(v),
+                    _ => place(app, origin, &c.incoming(), true),
+                };
+                (Some(c.event_id.clone()), outcome(verdict))
+            }
+        })
+        .collect()
 }
 
 /// Places a checked event in its room's graph, fetching from `origin`

@@ -3,7 +3,7 @@
 //! transaction gets the first answer again and nothing is done twice.
 //! At most `PDUS_MAX` PDUs and `EDUS_MAX` EDUs (400 past them).
 //!
-//! Each PDU goes through `federation::pdus::receive` (the checks on
+//! The PDUs go through `federation::pdus::receive_all` (the checks on
 //! receipt, then the room's graph); one that fails is named in the answer
 //! and the rest go on. EDUs are dropped until the EDU part.
 
@@ -58,8 +58,8 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
         return Err(Error::bad_json(format!("A transaction carries at most {EDUS_MAX} EDUs")));
     }
     let mut results = Map::new();
-    for pdu in pdus {
-        let (id, outcome) = crate::federation::pdus::receive(app, origin, pdu);
+    let received = crate::federation::pdus::receive_all(app, origin, pdus);
+    for (pdu, (id, outcome)) in pdus.iter().zip(received) {
         let id = match id {
             Some(id) => id,
             None => match app.db.read(|tx| pdu_event_id(tx, pdu))? {
