@@ -452,7 +452,7 @@ fn state_ids_of(access: &mut Access, event_id: &str) -> Result<StateIds> {
     };
     let mut pdu_ids: Vec<String> = state_before(access.conn, stored)?.into_values().collect();
     pdu_ids.sort();
-    let auth_chain_ids = access.with_create(store::auth_chain_of_all(access.conn, &pdu_ids)?, None)?;
+    let auth_chain_ids = access.with_create(events::auth_chain_of_all(access.conn, &pdu_ids)?, None)?;
     Ok(StateIds { pdu_ids, auth_chain_ids })
 }
 

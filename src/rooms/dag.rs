@@ -437,9 +437,9 @@ pub fn ingest(
         Arrival::Backfill(pos) => pos,
     };
     let row = row_of(room_id, event_id, pdu, pos, group)?;
-    store_timeline_event(tx, version, &room, &row, pdu, &missing)?;
+    let after = store_timeline_event(tx, version, &room, &row, pdu, &missing)?;
     if arrival == Arrival::Live {
-        update_current(tx, version, &room, &row)?;
+        update_current(tx, version, &room, &row, after)?;
         crate::push::on_event(&app.config.server_name, tx, room_id, version, pos, event_id, pdu)?;
         let target = (row.kind == "m.room.member").then_some(row.state_key.as_deref()).flatten();
         tx.changed(pos, &[room_id], &target.into_iter().collect::<Vec<_>>());
@@ -458,8 +458,8 @@ pub fn ingest(
 }
 
 /// Writes a timeline event: its row, its auth and prev edges, the state
-/// after it, the forward and backward extremities, the room's depth. An
-/// outlier it was is no longer one.
+/// after it (returned), the forward and backward extremities. An outlier
+/// it was is no longer one. The room's head is [`update_current`]'s.
 pub(crate) fn store_timeline_event(
     conn: &Connection,
     version: &RoomVersion,
@@ -483,25 +483,23 @@ pub(crate) fn store_timeline_event(
     };
     graph::advance_extremities(conn, &room.room_id, &row.event_id, &prevs)?;
     graph::update_backward_extremities(conn, &room.room_id, &row.event_id, missing_prevs)?;
-    rooms::set_head(conn, &room.room_id, room.state_group, row.depth)?;
     Ok(after)
 }
 
 /// The room's current state after `row` joined the graph: the state after
 /// it when it extends the current state and is the only extremity, else
 /// the resolution of all the forward extremities' states; applied as a
-/// diff to `current_state` and `memberships`.
+/// diff to `current_state` and `memberships`; the room's head (state
+/// group and depth) moves with it. `after`: the state group after `row`,
+/// as [`store_timeline_event`] returned it.
 pub(crate) fn update_current(
     conn: &Connection,
     version: &RoomVersion,
     room: &Room,
     row: &StoredEvent,
+    after: i64,
 ) -> Result<()> {
     let extremities = events::extremities(conn, &room.room_id)?;
-    let after = match &row.state_key {
-        Some(_) => graph::state_after(conn, &row.event_id)?.unwrap_or(row.state_before),
-        None => row.state_before,
-    };
     if extremities.len() == 1 && extremities[0] == row.event_id && row.state_before == room.state_group {
         // The common case: one step on from the current state.
         if let Some(key) = &row.state_key {
@@ -517,12 +515,12 @@ pub(crate) fn update_current(
         }
     }
     if groups.is_empty() {
-        return Ok(());
+        return rooms::set_head(conn, &room.room_id, room.state_group, row.depth);
     }
     let resolved = resolve_groups(conn, version, &room.room_id, &groups)?;
     let group = state::group_for(conn, &room.room_id, groups[0], &resolved)?;
     if group == room.state_group {
-        return Ok(());
+        return rooms::set_head(conn, &room.room_id, room.state_group, row.depth);
     }
     let old = state::group_state(conn, room.state_group)?;
     for (key, id) in &resolved {
@@ -627,8 +625,8 @@ pub fn persist_remote_join(tx: &Tx, ev: &Incoming, state: &StateMap, creator: &s
             missing.push(p);
         }
     }
-    store_timeline_event(tx, version, &room, &row, pdu, &missing)?;
-    update_current(tx, version, &room, &row)?;
+    let after = store_timeline_event(tx, version, &room, &row, pdu, &missing)?;
+    update_current(tx, version, &room, &row, after)?;
     tx.changed(pos, &[room_id], &[row.sender.as_str()]);
     Ok(pos)
 }

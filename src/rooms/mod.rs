@@ -469,8 +469,8 @@ pub(crate) fn persist(
     }
     row.txn_device = txn.map(|(d, _)| d.to_owned());
     row.txn_id = txn.map(|(_, t)| t.to_owned());
-    dag::store_timeline_event(conn, version, room, &row, pdu, &[])?;
-    dag::update_current(conn, version, room, &row)?;
+    let after = dag::store_timeline_event(conn, version, room, &row, pdu, &[])?;
+    dag::update_current(conn, version, room, &row, after)?;
     Ok(pos)
 }
 
@@ -486,9 +486,10 @@ pub fn fan_out(
     target: Option<&str>,
 ) -> Result<()> {
     let mut destinations: Vec<String> = before.to_vec();
-    destinations.extend(crate::storage::graph::servers_in_room(tx, room_id)?);
-    if let Some((_, server)) = target.and_then(crate::core::ids::parse_user_id) {
-        destinations.push(server.to_owned());
+    // Only a membership change can add a server (a join) to the room.
+    if let Some(target) = target {
+        destinations.extend(crate::storage::graph::servers_in_room(tx, room_id)?);
+        destinations.extend(crate::core::ids::parse_user_id(target).map(|(_, server)| server.to_owned()));
     }
     queue_pdu(app, tx, destinations, pdu)
 }

@@ -1,7 +1,6 @@
 //! Reads for the room endpoints other servers call
 //! (`federation::room_reads`): whether a server has a joined member in a
-//! room and which of its users have a membership (`memberships`), and the auth chain of a set of events in one
-//! indexed walk (`event_auth_edges`).
+//! room and which of its users have a membership (`memberships`).
 
 use rusqlite::{params, Connection};
 
@@ -37,28 +36,6 @@ pub fn server_members(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The union of the auth chains of `event_ids`: every event reachable
-/// from them through auth edges, in ID order. One of `event_ids` is in the
-/// answer only if another one reaches it.
-pub fn auth_chain_of_all(conn: &Connection, event_ids: &[String]) -> Result<Vec<String>> {
-    if event_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // The seeds go in as one JSON array: a statement's parameter count is
-    // bounded, a room's state is not.
-    let seeds = serde_json::to_string(event_ids).map_err(|e| crate::error::Error::internal(e.to_string()))?;
-    let mut st = conn.prepare_cached(
-        "WITH RECURSIVE chain(id) AS (
-             SELECT auth_id FROM event_auth_edges
-                 WHERE event_id IN (SELECT value FROM json_each(?1))
-             UNION
-             SELECT e.auth_id FROM event_auth_edges e JOIN chain c ON e.event_id = c.id)
-         SELECT id FROM chain ORDER BY id",
-    )?;
-    let rows = st.query_map(params![seeds], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,13 +67,16 @@ mod tests {
         events::put_auth_edges(&c, "$member", &ids(&["$create"])).unwrap();
         events::put_auth_edges(&c, "$topic", &ids(&["$create", "$pl", "$member"])).unwrap();
         events::put_auth_edges(&c, "$other", &ids(&["$elsewhere"])).unwrap();
-        assert_eq!(auth_chain_of_all(&c, &ids(&["$member"])).unwrap(), ids(&["$create"]));
+        assert_eq!(events::auth_chain_of_all(&c, &ids(&["$member"])).unwrap(), ids(&["$create"]));
         assert_eq!(
-            auth_chain_of_all(&c, &ids(&["$pl", "$topic", "$create"])).unwrap(),
+            events::auth_chain_of_all(&c, &ids(&["$pl", "$topic", "$create"])).unwrap(),
             ids(&["$create", "$member", "$pl"])
         );
-        assert_eq!(auth_chain_of_all(&c, &ids(&["$pl"])).unwrap(), events::auth_chain(&c, "$pl").unwrap());
-        assert!(auth_chain_of_all(&c, &[]).unwrap().is_empty());
-        assert!(auth_chain_of_all(&c, &ids(&["$unknown"])).unwrap().is_empty());
+        assert_eq!(
+            events::auth_chain_of_all(&c, &ids(&["$pl"])).unwrap(),
+            events::auth_chain(&c, "$pl").unwrap()
+        );
+        assert!(events::auth_chain_of_all::<String>(&c, &[]).unwrap().is_empty());
+        assert!(events::auth_chain_of_all(&c, &ids(&["$unknown"])).unwrap().is_empty());
     }
 }
