@@ -22,6 +22,8 @@
 //! invite goes to their server first, and only the event it signed
 //! enters the room.
 
+use std::io::Read;
+
 use serde_json::{json, Value};
 
 use crate::app::App;
@@ -29,15 +31,15 @@ use crate::core::event;
 use crate::core::ids;
 use crate::core::room_version::{self, RoomVersion};
 use crate::error::{Error, ErrorKind, Result};
-use crate::federation::client::json_answer;
+use crate::federation::client::remote_error;
+use crate::federation::join_state::{JoinAnswer, JOIN_ANSWER_MAX};
 use crate::federation::pdus::{self, check_received};
+use crate::outbound::client::Answer;
 use crate::outbound::client::Method;
 use crate::rooms::dag::{self, Incoming, Place, Verdict};
 use crate::storage::{self, graph::Status, state::StateMap};
 use crate::util::{lock, percent_encode};
 
-/// Largest `send_join` answer read (the state and auth chain of the room).
-pub const JOIN_ANSWER_MAX: u64 = 64 * 1024 * 1024;
 /// Servers tried in turn for one join.
 pub const JOIN_SERVERS_MAX: usize = 5;
 
@@ -147,70 +149,46 @@ fn join_through(app: &App, user_id: &str, room_id: &str, server: &str) -> Result
     let (event_id, mut join) = sign_template(app, version, template, user_id)?;
     let uri =
         format!("/_matrix/federation/v2/send_join/{}/{}", percent_encode(room_id), percent_encode(&event_id));
-    let raw = app.federation.request(Method::Put, server, &uri, Some(&join), JOIN_ANSWER_MAX)?;
-    let answer = json_answer(server, &raw)?;
-    drop(raw);
+    let started = std::time::Instant::now();
+    let streamed = app.federation.request_stream(Method::Put, server, &uri, Some(&join), JOIN_ANSWER_MAX)?;
+    if !streamed.is_success() {
+        let mut body = Vec::new();
+        let _ = streamed.reader.take(64 * 1024).read_to_end(&mut body);
+        let answer = Answer { status: streamed.status, headers: streamed.headers, body };
+        return Err(remote_error(server, &answer));
+    }
+    let answer = JoinAnswer::receive(app, version, room_id, streamed.reader)?;
+    let received = started.elapsed();
     // A restricted join comes back signed by its authorising server too.
-    if let Some(signed) = answer.get("event") {
+    if let Some(signed) = &answer.event {
         if let Ok((id, kept)) = check_received(app, version, signed) {
             if id == event_id {
                 join = kept;
             }
         }
     }
-    let list = |k: &str| answer.get(k).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    let (state_list, chain_list) = (list("state"), list("auth_chain"));
-    let mut all: Vec<Value> = Vec::with_capacity(state_list.len() + chain_list.len());
-    all.extend(chain_list.iter().filter(|p| p.get("room_id").and_then(Value::as_str) != Some("")).cloned());
-    all.extend(state_list.iter().cloned());
-    let mut checked = Vec::with_capacity(all.len());
-    let mut state_ids = Vec::with_capacity(state_list.len());
-    let state_count = state_list.len();
-    for (i, pdu) in all.iter().enumerate() {
-        match check_received(app, version, pdu) {
-            Ok((id, kept)) => {
-                if i >= all.len() - state_count {
-                    state_ids.push(id.clone());
-                }
-                checked.push((id, kept));
-            }
-            Err(e) => {
-                crate::log::warn(format_args!("join of {room_id}: dropping an event from {server}: {e}"))
-            }
-        }
-    }
-    drop(all);
-    drop(answer);
-    checked.sort_by(|a, b| a.0.cmp(&b.0));
-    checked.dedup_by(|a, b| a.0 == b.0);
-    let events = pdus::auth_order(version, checked);
-    let create = events
-        .iter()
-        .find(|(_, p)| {
-            p.get("type").and_then(Value::as_str) == Some("m.room.create")
-                && p.get("state_key").and_then(Value::as_str) == Some("")
-        })
+    let create = answer
+        .create()?
         .ok_or_else(|| Error::bad_gateway(format!("{server} sent no m.room.create event")))?;
-    let created_version = create.1.pointer("/content/room_version").and_then(Value::as_str).unwrap_or("1");
+    let created_version = create.pointer("/content/room_version").and_then(Value::as_str).unwrap_or("1");
     if created_version != version.id {
         return Err(Error::bad_gateway(format!("the room's create event says version {created_version}")));
     }
     if version.room_id_from_create {
         let from_create =
-            event::room_id_from_create(version, &create.1).map_err(|e| Error::bad_gateway(e.to_string()))?;
+            event::room_id_from_create(version, &create).map_err(|e| Error::bad_gateway(e.to_string()))?;
         if from_create != room_id {
             return Err(Error::bad_gateway("the create event is not this room's"));
         }
     }
-    let creator = create.1.get("sender").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let creator = create.get("sender").and_then(Value::as_str).unwrap_or_default().to_owned();
     let room_lock = app.fed_memo.rooms.of(room_id);
     let _held = lock(&room_lock);
+    answer.store(app, version, room_id)?;
+    let stored = started.elapsed();
     app.db.write(|tx| {
-        for (id, pdu) in &events {
-            dag::ingest_outlier(tx, &Incoming { version, room_id, event_id: id, pdu })?;
-        }
         let mut state = StateMap::new();
-        for id in &state_ids {
+        for id in answer.state_ids() {
             if let Some((e, place)) = dag::load_any(tx, id)? {
                 if place != Place::Outside(Status::Rejected) {
                     if let Some(key) = e.state_key {
@@ -226,6 +204,17 @@ fn join_through(app: &App, user_id: &str, room_id: &str, server: &str) -> Result
             &creator,
         )
     })?;
+    crate::log::info(format_args!(
+        "joined {room_id} through {server}: {} events received, {} checked ({} dropped), {} in the state; \
+         read and checked in {} ms, stored by {} ms, joined by {} ms",
+        answer.received,
+        answer.len(),
+        answer.dropped,
+        answer.state_ids().len(),
+        received.as_millis(),
+        stored.as_millis(),
+        started.elapsed().as_millis()
+    ));
     Ok(())
 }
 

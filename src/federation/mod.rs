@@ -23,6 +23,7 @@
 pub mod client;
 pub mod discover;
 pub mod inbound;
+pub mod join_state;
 pub mod keys;
 pub mod media;
 pub mod membership;

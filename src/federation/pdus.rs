@@ -58,8 +58,27 @@ pub fn check_received(
     version: &RoomVersion,
     pdu: &Value,
 ) -> std::result::Result<(String, Value), String> {
+    let event_id = identify(version, pdu)?;
+    let kept = check_identified(app, version, pdu, &event_id)?;
+    Ok((event_id, kept))
+}
+
+/// The first check on receipt: the shape the room version asks for, and
+/// the event ID it gives.
+pub fn identify(version: &RoomVersion, pdu: &Value) -> std::result::Result<String, String> {
     event::validate_pdu_shape(version, pdu).map_err(|e| format!("malformed event: {e}"))?;
-    let event_id = event::event_id(version, pdu).map_err(|e| format!("no event ID: {e}"))?;
+    event::event_id(version, pdu).map_err(|e| format!("no event ID: {e}"))
+}
+
+/// The checks after [`identify`]: signatures, then the content hash.
+/// Returns the PDU to keep (without `unsigned`; redacted when the hash
+/// does not match).
+pub fn check_identified(
+    app: &App,
+    version: &RoomVersion,
+    pdu: &Value,
+    event_id: &str,
+) -> std::result::Result<Value, String> {
     verify_signatures(app, version, pdu).map_err(|e| format!("{event_id}: {e}"))?;
     let mut kept = pdu.clone();
     if let Some(obj) = kept.as_object_mut() {
@@ -68,7 +87,7 @@ pub fn check_received(
     if !event::verify_content_hash(&kept) {
         kept = crate::core::redaction::redact(version, &kept);
     }
-    Ok((event_id, kept))
+    Ok(kept)
 }
 
 /// Checks the signatures an event needs (`event::required_signers`): one
@@ -255,38 +274,57 @@ fn checked_in_auth_order(app: &App, version: &RoomVersion, pdus: &[Value]) -> Ve
 /// among them (Kahn's algorithm, the shallowest first; a cycle's events go
 /// last, where the rules refuse them).
 pub fn auth_order(version: &RoomVersion, events: Vec<(String, Value)>) -> Vec<(String, Value)> {
-    let index: HashMap<String, usize> =
-        events.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
-    let mut waiting = vec![0usize; events.len()];
-    let mut cited_by: Vec<Vec<usize>> = vec![Vec::new(); events.len()];
-    for (i, (_, pdu)) in events.iter().enumerate() {
-        for a in dag::referenced(version, pdu, "auth_events") {
-            if let Some(&j) = index.get(&a) {
-                if j != i {
-                    waiting[i] += 1;
-                    cited_by[j].push(i);
-                }
+    let index: HashMap<&str, usize> =
+        events.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i)).collect();
+    let cites: Vec<Vec<u32>> = events
+        .iter()
+        .map(|(_, pdu)| {
+            dag::referenced(version, pdu, "auth_events")
+                .iter()
+                .filter_map(|a| index.get(a.as_str()).map(|&j| j as u32))
+                .collect()
+        })
+        .collect();
+    let depths: Vec<i64> =
+        events.iter().map(|(_, p)| p.get("depth").and_then(Value::as_i64).unwrap_or(0)).collect();
+    drop(index);
+    let order = auth_order_of(&depths, &cites);
+    let mut slots: Vec<Option<(String, Value)>> = events.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// [`auth_order`] over indices: event `i` has depth `depths[i]` and cites
+/// the events `cites[i]` (indices into the same lists). Every index once.
+pub fn auth_order_of(depths: &[i64], cites: &[Vec<u32>]) -> Vec<usize> {
+    let n = depths.len();
+    let mut waiting = vec![0u32; n];
+    let mut cited_by: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (i, list) in cites.iter().enumerate() {
+        for &j in list {
+            let j = j as usize;
+            if j != i && j < n {
+                waiting[i] += 1;
+                cited_by[j].push(i as u32);
             }
         }
     }
-    let depth = |i: usize| events[i].1.get("depth").and_then(Value::as_i64).unwrap_or(0);
     let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<(i64, usize)>> =
-        (0..events.len()).filter(|&i| waiting[i] == 0).map(|i| std::cmp::Reverse((depth(i), i))).collect();
-    let mut order = Vec::with_capacity(events.len());
-    let mut done = vec![false; events.len()];
+        (0..n).filter(|&i| waiting[i] == 0).map(|i| std::cmp::Reverse((depths[i], i))).collect();
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
     while let Some(std::cmp::Reverse((_, i))) = ready.pop() {
         done[i] = true;
         order.push(i);
         for &k in &cited_by[i] {
+            let k = k as usize;
             waiting[k] -= 1;
             if waiting[k] == 0 {
-                ready.push(std::cmp::Reverse((depth(k), k)));
+                ready.push(std::cmp::Reverse((depths[k], k)));
             }
         }
     }
-    order.extend((0..events.len()).filter(|&i| !done[i]));
-    let mut slots: Vec<Option<(String, Value)>> = events.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+    order.extend((0..n).filter(|&i| !done[i]));
+    order
 }
 
 /// Stores checked events as outliers, in auth order, in one write.

@@ -95,8 +95,12 @@ pub fn create_room(app: &App, conn: &crate::storage::Tx, creator: &str, req: Cre
     };
     let (create_id, create_pdu) =
         event::build_pdu(version, &app.server_key, server, template).map_err(event_error)?;
-    crate::core::auth::check(version, &create_pdu, &std::collections::HashMap::new())
-        .map_err(|e| Error::bad_json(format!("Invalid creation_content: {}", e.reason)))?;
+    crate::core::auth::check(
+        version,
+        &create_pdu,
+        &std::collections::HashMap::<(String, String), serde_json::Value>::new(),
+    )
+    .map_err(|e| Error::bad_json(format!("Invalid creation_content: {}", e.reason)))?;
     let room_id = match room_id {
         Some(id) => id,
         None => event::room_id_from_create(version, &create_pdu).map_err(event_error)?,

@@ -18,6 +18,7 @@
 //! hashes and shape are the federation layer's, before it calls in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -259,48 +260,83 @@ fn auth_state_of(
     Ok(out)
 }
 
+/// Auth events read while checking a run of events, kept parsed: a
+/// join's thousands of members cite the same few events (the create
+/// event, the power levels, the join rules). Only what is stored is
+/// remembered (stored events do not change status); at most
+/// [`AUTH_CACHE_MAX`] of them, then it starts again.
+#[derive(Default)]
+pub struct AuthCache {
+    known: HashMap<String, Option<Rc<Value>>>,
+}
+
+/// Auth events an [`AuthCache`] holds at most.
+pub const AUTH_CACHE_MAX: usize = 4096;
+
+impl AuthCache {
+    /// `None` when the event is not stored; `Some(None)` when it was
+    /// rejected; else the event.
+    fn get(&mut self, conn: &Connection, id: &str) -> Result<Option<Option<Rc<Value>>>> {
+        if let Some(known) = self.known.get(id) {
+            return Ok(Some(known.clone()));
+        }
+        let found = match load_any(conn, id)? {
+            None => return Ok(None),
+            Some((_, REJECTED)) => None,
+            Some((e, _)) => Some(Rc::new(parse(&e)?)),
+        };
+        if self.known.len() >= AUTH_CACHE_MAX {
+            self.known.clear();
+        }
+        self.known.insert(id.to_owned(), found.clone());
+        Ok(Some(found))
+    }
+}
+
 /// Checks `pdu` against the events its `auth_events` name (the spec's
 /// second check on receipt): all stored, none rejected, the right
 /// selection, and the rules pass against them.
-fn check_against_auth_events(conn: &Connection, version: &RoomVersion, pdu: &Value) -> Result<Verdict> {
+fn check_against_auth_events(
+    conn: &Connection,
+    version: &RoomVersion,
+    pdu: &Value,
+    cache: &mut AuthCache,
+) -> Result<Verdict> {
     let ids = referenced(version, pdu, "auth_events");
     let mut missing = Vec::new();
     let mut auth_pdus = Vec::with_capacity(ids.len());
     for id in &ids {
-        match load_any(conn, id)? {
+        match cache.get(conn, id)? {
             None => missing.push(id.clone()),
-            Some((_, REJECTED)) => {
+            Some(None) => {
                 return Ok(Verdict::Rejected(format!("it cites the rejected auth event {id}")));
             }
-            Some((e, _)) => auth_pdus.push(parse(&e)?),
+            Some(Some(p)) => auth_pdus.push(p),
         }
     }
     if !missing.is_empty() {
         return Ok(Verdict::MissingAuth(missing));
     }
-    let refs: Vec<&Value> = auth_pdus.iter().collect();
+    let refs: Vec<&Value> = auth_pdus.iter().map(|p| &**p).collect();
     if let Err(e) = auth::check_auth_events(version, pdu, &refs) {
         return Ok(Verdict::Rejected(e.reason));
     }
-    let mut map: HashMap<(String, String), Value> = HashMap::new();
     // From v12 the create event is not cited: the room ID names it.
+    let mut create = None;
     if version.room_id_from_create && pdu.get("type").and_then(Value::as_str) != Some("m.room.create") {
         let room_id = pdu.get("room_id").and_then(Value::as_str).unwrap_or_default();
         let create_id = format!("${}", room_id.strip_prefix('!').unwrap_or_default());
-        match load_any(conn, &create_id)? {
-            Some((_, REJECTED)) => {
-                return Ok(Verdict::Rejected("the room's create event was rejected".into()))
-            }
-            Some((e, _)) => {
-                map.insert(("m.room.create".to_owned(), String::new()), parse(&e)?);
-            }
+        match cache.get(conn, &create_id)? {
+            Some(None) => return Ok(Verdict::Rejected("the room's create event was rejected".into())),
+            Some(Some(p)) => create = Some(p),
             None => return Ok(Verdict::MissingAuth(vec![create_id])),
         }
     }
-    for p in auth_pdus {
+    let mut map: HashMap<(String, String), &Value> = HashMap::new();
+    for p in create.iter().chain(&auth_pdus) {
         let k = p.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
         let s = p.get("state_key").and_then(Value::as_str).unwrap_or_default().to_owned();
-        map.insert((k, s), p);
+        map.insert((k, s), &**p);
     }
     match auth::check(version, pdu, &map) {
         Ok(()) => Ok(Verdict::Stored(0)),
@@ -354,11 +390,17 @@ pub fn put_outlier(
 /// one that fails is stored as rejected. Returns the verdict (never
 /// `Stored` with a position: `Stored(0)` means kept as an outlier).
 pub fn ingest_outlier(conn: &Connection, ev: &Incoming) -> Result<Verdict> {
+    ingest_outlier_with(conn, ev, &mut AuthCache::default())
+}
+
+/// [`ingest_outlier`] for one of a run of events, with the run's auth
+/// events remembered in `cache`.
+pub fn ingest_outlier_with(conn: &Connection, ev: &Incoming, cache: &mut AuthCache) -> Result<Verdict> {
     let Incoming { version, event_id, pdu, .. } = *ev;
     if load_any(conn, event_id)?.is_some() {
         return Ok(Verdict::Known);
     }
-    let verdict = check_against_auth_events(conn, version, pdu)?;
+    let verdict = check_against_auth_events(conn, version, pdu, cache)?;
     match &verdict {
         Verdict::Stored(_) => put_outlier(conn, ev, Status::Outlier, None, 0)?,
         Verdict::Rejected(reason) => put_outlier(conn, ev, Status::Rejected, Some(reason), 0)?,
@@ -388,7 +430,7 @@ pub fn ingest(
     }
     let room = rooms::get(tx, room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
     // 1. The rules against the event's own auth events.
-    let verdict = check_against_auth_events(tx, version, pdu)?;
+    let verdict = check_against_auth_events(tx, version, pdu, &mut AuthCache::default())?;
     match verdict {
         Verdict::Stored(_) => {}
         Verdict::Rejected(reason) => {
@@ -575,7 +617,7 @@ fn apply_entry(
 /// that state plus the join. Returns the join's stream position.
 pub fn persist_remote_join(tx: &Tx, ev: &Incoming, state: &StateMap, creator: &str) -> Result<i64> {
     let Incoming { version, room_id, event_id, pdu } = *ev;
-    match check_against_auth_events(tx, version, pdu)? {
+    match check_against_auth_events(tx, version, pdu, &mut AuthCache::default())? {
         Verdict::Stored(_) => {}
         Verdict::Rejected(reason) => {
             return Err(Error::forbidden(format!("The join is not allowed: {reason}")))

@@ -79,6 +79,12 @@ impl<S: BuildHasher> StateLookup for HashMap<(String, String), Value, S> {
     }
 }
 
+impl<S: BuildHasher> StateLookup for HashMap<(String, String), &Value, S> {
+    fn get(&self, kind: &str, state_key: &str) -> Option<&Value> {
+        HashMap::get(self, &(kind.to_owned(), state_key.to_owned())).copied()
+    }
+}
+
 impl StateLookup for BTreeMap<(String, String), Value> {
     fn get(&self, kind: &str, state_key: &str) -> Option<&Value> {
         BTreeMap::get(self, &(kind.to_owned(), state_key.to_owned()))
