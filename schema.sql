@@ -144,7 +144,9 @@ CREATE UNIQUE INDEX events_txn ON events(sender, txn_device, txn_id) WHERE txn_i
 
 -- State snapshots, stored as deltas: a group holds only the entries that
 -- differ from its parent; a group without a parent is a full snapshot.
--- Chains are cut at storage::state::CHAIN_MAX so a lookup reads few groups.
+-- chain_len numbers the groups since their snapshot; group n's parent is
+-- the group numbered n with its lowest bit cleared (storage::state), so a
+-- lookup reads one group per set bit.
 CREATE TABLE state_groups (
     id            INTEGER PRIMARY KEY,
     room_id       TEXT NOT NULL,
