@@ -44,6 +44,13 @@ pub enum ErrorKind {
     IncompatibleRoomVersion {
         room_version: &'static str,
     },
+    /// 400 `M_UNABLE_TO_AUTHORISE_JOIN` (federation joins): the room is
+    /// restricted and this server knows none of the rooms its rules name.
+    UnableToAuthoriseJoin,
+    /// 400 `M_UNABLE_TO_GRANT_JOIN` (federation joins): the joining user
+    /// meets the restricted room's rules, but no user of this server may
+    /// authorise the join; another server should be tried.
+    UnableToGrantJoin,
     /// An `m.room.canonical_alias` names an alias that is invalid or not
     /// this room's.
     BadAlias,
@@ -162,6 +169,8 @@ impl Error {
             | RoomInUse
             | UnsupportedRoomVersion
             | IncompatibleRoomVersion { .. }
+            | UnableToAuthoriseJoin
+            | UnableToGrantJoin
             | InvalidRoomState
             | BadAlias
             | UnknownPos => 400,
@@ -201,6 +210,8 @@ impl Error {
             BadAlias => "M_BAD_ALIAS",
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             IncompatibleRoomVersion { .. } => "M_INCOMPATIBLE_ROOM_VERSION",
+            UnableToAuthoriseJoin => "M_UNABLE_TO_AUTHORISE_JOIN",
+            UnableToGrantJoin => "M_UNABLE_TO_GRANT_JOIN",
             InvalidRoomState => "M_INVALID_ROOM_STATE",
             Uia(_) => "M_FORBIDDEN",
             Unauthorized => "M_UNAUTHORIZED",

@@ -453,3 +453,52 @@ fn a_restricted_room_is_joined_through_membership_of_another() {
         messages(&a, &alice, &room).contains(&"in through the space".into())
     });
 }
+
+/// A resident server that cannot sign a restricted join says why, with
+/// the spec's two codes, and the joining server passes it on.
+#[test]
+fn a_server_that_cannot_authorise_a_restricted_join_says_why() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let dave = a.server.user("dave", PW);
+    let bob = b.server.user("bob", PW);
+    let restrict = |room: &str, to: &str| {
+        set_state(
+            &a.server,
+            &alice.token,
+            room,
+            "m.room.join_rules",
+            "",
+            json!({ "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": to }] }),
+        );
+    };
+    // Restricted to a room of B's that A is not in: A cannot check.
+    let elsewhere = create_room(&b.server, &bob.token, json!({ "preset": "public_chat" }));
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "private_chat" }));
+    restrict(&room, &elsewhere);
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!((status, r["errcode"].as_str()), (400, Some("M_UNABLE_TO_AUTHORISE_JOIN")), "{r}");
+    assert_eq!(membership_of(&a, &alice, &room, &bob.id), None, "nothing entered the room");
+    // Restricted to a space bob is in, but the only member left on A may
+    // not invite: A cannot grant the join.
+    let space = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
+    let (status, r) = join_via(&b, &bob, &space, &a.name);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob in the space", || {
+        membership_of(&a, &alice, &space, &bob.id).as_deref() == Some("join")
+    });
+    let second = create_room(&a.server, &alice.token, json!({ "preset": "private_chat" }));
+    common::invite(&a.server, &alice.token, &second, &dave.id);
+    common::join(&a.server, &dave.token, &second);
+    let path = format!("{V3}/rooms/{}/state/m.room.power_levels/", enc(&second));
+    let (status, mut levels) = a.server.get(&path, Some(&alice.token));
+    assert_eq!(status, 200, "{levels}");
+    levels["invite"] = json!(50);
+    let (status, r) = a.server.put(&path, Some(&alice.token), levels);
+    assert_eq!(status, 200, "{r}");
+    restrict(&second, &space);
+    common::leave(&a.server, &alice.token, &second);
+    let (status, r) = join_via(&b, &bob, &second, &a.name);
+    assert_eq!((status, r["errcode"].as_str()), (400, Some("M_UNABLE_TO_GRANT_JOIN")), "{r}");
+    assert_eq!(membership_of(&a, &dave, &second, &bob.id), None, "nothing entered the room");
+}

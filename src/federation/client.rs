@@ -191,6 +191,8 @@ pub fn remote_error(destination: &str, answer: &Answer) -> Error {
         (400, "M_INVALID_PARAM") => ErrorKind::InvalidParam,
         (400, "M_MISSING_PARAM") => ErrorKind::MissingParam,
         (400, "M_BAD_JSON") => ErrorKind::BadJson,
+        (400, "M_UNABLE_TO_AUTHORISE_JOIN") => ErrorKind::UnableToAuthoriseJoin,
+        (400, "M_UNABLE_TO_GRANT_JOIN") => ErrorKind::UnableToGrantJoin,
         (429, _) => ErrorKind::LimitExceeded { retry_after_ms: 1000 },
         _ => ErrorKind::BadGateway,
     };

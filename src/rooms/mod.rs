@@ -29,9 +29,9 @@ use crate::core::room_version::{self, RoomVersion};
 use crate::crypto::canonical;
 use crate::crypto::token::{random_string, ALNUM};
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::events;
 use crate::storage::rooms::{self, Room};
 use crate::storage::{self, state, Tx};
+use crate::storage::{events, graph};
 pub use read::*;
 
 /// Most `prev_events` a local event cites.
@@ -298,7 +298,9 @@ fn add_join_authorisation(
     }
     let allow =
         rules.pointer("/content/allow").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    let mut allowed = false;
+    let server = &app.config.server_name;
+    let remote = crate::core::ids::parse_user_id(sender).is_some_and(|(_, s)| s != server);
+    let (mut allowed, mut known) = (false, false);
     for condition in allow {
         if condition.get("type").and_then(Value::as_str) != Some("m.room_membership") {
             continue;
@@ -308,20 +310,37 @@ fn add_join_authorisation(
             allowed = true;
             break;
         }
+        known = known || (remote && graph::servers_in_room(conn, other)?.iter().any(|s| s == server));
     }
+    // For another server's user (make_join), say why this server cannot
+    // sign, so their server tries another (the spec's two codes).
     if !allowed {
+        if remote && !known {
+            return Err(Error::new(
+                ErrorKind::UnableToAuthoriseJoin,
+                "This server is in none of the rooms whose members may join",
+            ));
+        }
         return Ok(());
     }
     let (levels, creators) = current_power(conn, room_id, version)?;
-    let server = &app.config.server_name;
     let authoriser = state::members(conn, room_id, "join")?
         .into_iter()
         .filter(|user| crate::core::ids::parse_user_id(user).is_some_and(|(_, s)| s == server))
         .map(|user| (levels.user_level(&user, &creators), user))
         .filter(|(level, _)| level.at_least(levels.invite()))
         .max_by(|(a, user_a), (b, user_b)| a.cmp(b).then_with(|| user_b.cmp(user_a)));
-    if let (Some((_, user)), Some(obj)) = (authoriser, new.content.as_object_mut()) {
-        obj.insert(AUTHORISER_KEY.to_owned(), Value::String(user));
+    match (authoriser, new.content.as_object_mut()) {
+        (Some((_, user)), Some(obj)) => {
+            obj.insert(AUTHORISER_KEY.to_owned(), Value::String(user));
+        }
+        (None, _) if remote => {
+            return Err(Error::new(
+                ErrorKind::UnableToGrantJoin,
+                "No user of this server may authorise the join; try another server in the room",
+            ))
+        }
+        _ => {}
     }
     Ok(())
 }
