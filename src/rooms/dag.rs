@@ -456,8 +456,17 @@ pub fn ingest(
         Some(given) => state::group_for(tx, room_id, room.state_group, given)?,
         None if groups.is_empty() => return Ok(Verdict::MissingPrevs(missing)),
         None => {
-            let resolved = resolve_groups(tx, version, room_id, &groups)?;
-            state::group_for(tx, room_id, groups[0], &resolved)?
+            groups.sort_unstable();
+            groups.dedup();
+            match groups.as_slice() {
+                // One parent state (the common case): it is the state
+                // before, with nothing read.
+                [only] => *only,
+                _ => {
+                    let resolved = resolve_groups(tx, version, room_id, &groups)?;
+                    state::group_for(tx, room_id, groups[0], &resolved)?
+                }
+            }
         }
     };
     // 3. The rules against the state before it.
