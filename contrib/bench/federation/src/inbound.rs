@@ -197,7 +197,8 @@ impl Strace {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let attached = line.contains("attached");
-                if !attached {
+                let detached = line.contains("detached");
+                if !attached && !detached {
                     eprintln!("strace: {line}");
                 }
                 let _ = tx.send(attached);

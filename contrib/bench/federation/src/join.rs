@@ -223,7 +223,7 @@ pub fn run(o: &Options, dir: &std::path::Path) -> Result<()> {
     let hearth = Hearth::start(&o.hearth, dir, &ca)?;
     let (user, token) = hearth.register("bench")?;
     let (rss_before, _) = hearth.memory_kib()?;
-    let hwm_reset = hearth.reset_peak(HWM_RESET_SLACK_KIB)?;
+    let (hwm_before_reset, hwm_reset) = hearth.reset_peak(HWM_RESET_SLACK_KIB)?;
     let path = format!(
         "/_matrix/client/v3/join/{}?server_name={}",
         percent_encode(&room_id),
@@ -235,12 +235,31 @@ pub fn run(o: &Options, dir: &std::path::Path) -> Result<()> {
     let (rss_after, hwm_after) = hearth.memory_kib()?;
     let resident = slot.get().ok_or("no room")?;
     let send_join_at = resident.joined().first().map(|j| j.at.saturating_duration_since(started));
+    let mib = |kib: u64| (kib as f64 / 1024.0 * 10.0).round() / 10.0;
+    let mut line = json!({
+        "mode": "join",
+        "room_version": version.id,
+        "servers": servers,
+        "join_status": status,
+        "join_s": secs(join_time),
+        "send_join_request_at_s": send_join_at.map(secs),
+        "rss_before_mib": mib(rss_before),
+        "rss_after_mib": mib(rss_after),
+        "peak_growth_mib": mib(hwm_after.saturating_sub(rss_before)),
+        "peak_before_reset_mib": mib(hwm_before_reset),
+        "peak_reset_ok": hwm_reset,
+        "answer_bytes": answer_bytes,
+        "state_events": state_events,
+        "auth_chain_events": chain_events,
+        "room_events": events,
+        "member_event_bytes_mean": member_mean,
+        "user": user,
+    });
     if status != 200 {
-        return Err(format!(
-            "POST /join: {status} {answer} after {join_time:?}; see {}",
-            hearth.log.display()
-        )
-        .into());
+        // The figures still say what was tried; the run fails.
+        line["join_error"] = answer;
+        println!("{line}");
+        return Err(format!("POST {path}: {status}; see {}", hearth.log.display()).into());
     }
 
     let joined = hearth.client_ok(
@@ -262,22 +281,7 @@ pub fn run(o: &Options, dir: &std::path::Path) -> Result<()> {
     let arrived = net.inbox.wait_for(&message_id, &all, sent_at + DELIVERY_TIMEOUT);
     let delivery = arrived.iter().map(|(_, at)| at.saturating_duration_since(sent_at)).max();
     let counts = net.inbox.counts();
-    let mib = |kib: u64| (kib as f64 / 1024.0 * 10.0).round() / 10.0;
-    let line = json!({
-        "mode": "join",
-        "room_version": version.id,
-        "servers": servers,
-        "join_s": secs(join_time),
-        "send_join_request_at_s": send_join_at.map(secs),
-        "rss_before_mib": mib(rss_before),
-        "rss_after_mib": mib(rss_after),
-        "peak_growth_mib": mib(hwm_after.saturating_sub(rss_before)),
-        "peak_reset_ok": hwm_reset,
-        "answer_bytes": answer_bytes,
-        "state_events": state_events,
-        "auth_chain_events": chain_events,
-        "room_events": events,
-        "member_event_bytes_mean": member_mean,
+    let extra = json!({
         "joined_members": joined_count,
         "joined_members_expected": members + 1,
         "message_reached_servers": arrived.len(),
@@ -285,8 +289,10 @@ pub fn run(o: &Options, dir: &std::path::Path) -> Result<()> {
         "pdus_received": counts.pdus,
         "pdus_unidentified": counts.unidentified,
         "unrecognised_requests": counts.unrecognised,
-        "user": user,
     });
+    if let (Some(line), Some(extra)) = (line.as_object_mut(), extra.as_object()) {
+        line.extend(extra.clone());
+    }
     if !counts.unrecognised_kept.is_empty() {
         eprintln!("requests the fake servers did not serve: {:?}", counts.unrecognised_kept);
     }

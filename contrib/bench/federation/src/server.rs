@@ -190,12 +190,13 @@ impl Hearth {
     }
 
     /// Resets the peak RSS (VmHWM) to the current RSS: "5" into
-    /// /proc/PID/clear_refs. True if VmHWM then reads no more than VmRSS
-    /// did just before plus `slack_kib`.
-    pub fn reset_peak(&self, slack_kib: u64) -> Result<bool> {
+    /// /proc/PID/clear_refs. (VmHWM before the reset, whether VmHWM then
+    /// read no more than VmRSS did plus `slack_kib`.)
+    pub fn reset_peak(&self, slack_kib: u64) -> Result<(u64, bool)> {
+        let (_, before) = self.memory_kib()?;
         std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5")?;
         let (rss, hwm) = self.memory_kib()?;
-        Ok(hwm <= rss + slack_kib)
+        Ok((before, hwm <= rss + slack_kib))
     }
 
     pub fn room_path(room_id: &str) -> String {
