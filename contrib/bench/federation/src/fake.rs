@@ -104,6 +104,8 @@ struct InboxState {
     arrivals: HashMap<String, Vec<(usize, Instant)>>,
     transactions: usize,
     pdus: usize,
+    /// TLS connections accepted.
+    connections: usize,
     /// PDUs whose ID could not be computed (no version known yet, or not
     /// an event).
     unidentified: usize,
@@ -114,6 +116,7 @@ struct InboxState {
 
 /// What the fake servers saw, for the report.
 pub struct InboxCounts {
+    pub connections: usize,
     pub transactions: usize,
     pub pdus: usize,
     pub unidentified: usize,
@@ -179,6 +182,7 @@ impl Inbox {
     pub fn counts(&self) -> InboxCounts {
         let st = self.lock();
         InboxCounts {
+            connections: st.connections,
             transactions: st.transactions,
             pdus: st.pdus,
             unidentified: st.unidentified,
@@ -232,6 +236,7 @@ impl FakeNet {
             std::thread::Builder::new().name(format!("fake-{index}")).spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { continue };
+                    inbox.lock().connections += 1;
                     let (config, inbox, resident, fake) =
                         (config.clone(), inbox.clone(), resident.clone(), fake.clone());
                     let spawned =

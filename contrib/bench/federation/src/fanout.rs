@@ -95,7 +95,7 @@ pub fn run(o: &Options, dir: &std::path::Path) -> Result<()> {
         .into());
     }
     let drained = drain_started.elapsed();
-    let txns_before = net.inbox.counts().transactions;
+    let before = net.inbox.counts();
 
     let all: Vec<usize> = (0..servers).collect();
     let mut lasts = Vec::with_capacity(o.messages);
@@ -136,7 +136,8 @@ pub fn run(o: &Options, dir: &std::path::Path) -> Result<()> {
         "arrival_p50_median_ms": ms(quantile(&medians, 0.5)),
         "last_arrival_each_ms": each_last,
         "servers_reached_each": reached_counts,
-        "transactions_for_messages": counts.transactions - txns_before,
+        "transactions_for_messages": counts.transactions - before.transactions,
+        "connections_for_messages": counts.connections - before.connections,
         "pdus_received": counts.pdus,
         "pdus_unidentified": counts.unidentified,
         "unrecognised_requests": counts.unrecognised,
