@@ -36,7 +36,8 @@
 //!
 //! - `t{d}-{p}`: the point just after key `(d, p)` (`lo = hi`): the events
 //!   with keys `<= (d, p)` are behind it. `/context`'s `start` and `end`,
-//!   every forward page's `end`, and backward pages that began at one.
+//!   the `end` of pages from such a point, and of a forward page that
+//!   passed `H` (below).
 //! - `t{d}-{p}_{q}`: behind are the events with key `<= (d, p)` *and*
 //!   position `<= q` (no `lo`). A backward page from a stream token ends
 //!   here: paging back from a sync's `prev_batch` keeps to what that sync
@@ -58,6 +59,11 @@
 //! by position and then pages by `(depth, stream)` alone, which shows an
 //! event twice when a sync timeline holds events of lower depth than the
 //! history behind it; the extra parts here are what that costs.
+//!
+//! `/messages` without `from` starts backwards at the stream point of the
+//! newest position (its `start` is that stream token) and forwards at
+//! [`Point::START`]. A `to` is a point too: a page keeps to the events on
+//! its near side.
 //!
 //! Depths are never negative (`core::event::check`), so [`Point::START`]
 //! (before every event, the start of a forward read) is `t-1-0`.
