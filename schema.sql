@@ -139,6 +139,8 @@ CREATE TABLE events (
     txn_id        TEXT                     -- client send, for idempotence
 ) STRICT;
 CREATE INDEX events_room_pos ON events(room_id, pos);
+-- The room's topological order (`/messages`, `/context`; issue 17).
+CREATE INDEX events_room_depth ON events(room_id, depth, pos);
 CREATE INDEX events_room_ts ON events(room_id, origin_ts);
 CREATE UNIQUE INDEX events_txn ON events(sender, txn_device, txn_id) WHERE txn_id IS NOT NULL;
 

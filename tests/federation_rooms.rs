@@ -502,3 +502,131 @@ fn a_server_that_cannot_authorise_a_restricted_join_says_why() {
     assert_eq!((status, r["errcode"].as_str()), (400, Some("M_UNABLE_TO_GRANT_JOIN")), "{r}");
     assert_eq!(membership_of(&a, &dave, &second, &bob.id), None, "nothing entered the room");
 }
+
+/// `who`'s view of the room's messages paged from `from` (the end if
+/// empty) in `dir`, `limit` at a time, through `/messages` tokens: the
+/// bodies in the order served.
+fn page_messages(p: &Peer, who: &User, room: &str, dir: &str, from: &str, limit: usize) -> Vec<String> {
+    let filter = enc(&json!({ "types": ["m.room.message"] }).to_string());
+    let mut out = Vec::new();
+    let mut from = from.to_owned();
+    for _ in 0..100 {
+        let at = if from.is_empty() { String::new() } else { format!("&from={}", enc(&from)) };
+        let path = format!("{V3}/rooms/{}/messages?dir={dir}&limit={limit}&filter={filter}{at}", enc(room));
+        let (status, r) = p.server.get(&path, Some(&who.token));
+        assert_eq!(status, 200, "{r}");
+        let got: Vec<String> = r["chunk"]
+            .as_array()
+            .expect("chunk")
+            .iter()
+            .map(|e| e["content"]["body"].as_str().expect("body").to_owned())
+            .collect();
+        if got.is_empty() {
+            return out;
+        }
+        out.extend(got);
+        match r["end"].as_str() {
+            Some(t) => from = t.to_owned(),
+            None => return out,
+        }
+    }
+    panic!("pagination did not end");
+}
+
+/// Issue 17: after a partition heals, the other side's events arrive late
+/// (higher stream positions) at their own depths; `/messages` and
+/// `/context` on both servers show the room in depth order (events of one
+/// depth in the order they arrived there), not in arrival order. Paging
+/// back from a sync's `prev_batch` shows exactly what that sync's timeline
+/// did not, each once, and forwards from it exactly the timeline.
+#[test]
+fn after_a_partition_both_servers_page_in_depth_order() {
+    let (_dir, _ca, a, mut b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
+    let (status, r) = join_via(&b, &bob, &room, &a.name);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob joined", || {
+        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
+    });
+    // Both sides talk from the same head: a{i} and b{i} have one depth.
+    b.server.restart_with(&["--federation-domain-allowlist", "nowhere.invalid"]);
+    let mut ids = std::collections::HashMap::new();
+    for i in 0..3 {
+        ids.insert(format!("a{i}"), say(&a.server, &alice.token, &room, &format!("a{i}")));
+        ids.insert(format!("b{i}"), say(&b.server, &bob.token, &room, &format!("b{i}")));
+    }
+    b.server.restart_with(&[]);
+    say(&a.server, &alice.token, &room, "a after");
+    say(&b.server, &bob.token, &room, "b after");
+    let all = ["a0", "a1", "a2", "b0", "b1", "b2", "a after", "b after"];
+    let has_all = |p: &Peer, who: &User| {
+        let seen = messages(p, who, &room);
+        all.iter().all(|m| seen.contains(&m.to_string()))
+    };
+    wait_until(&a.server, "a has both histories", || has_all(&a, &alice));
+    wait_until(&b.server, "b has both histories", || has_all(&b, &bob));
+
+    // Oldest first: depth by depth, each server's own event of a depth
+    // first (it had it first); the two later events come last.
+    for (p, who, order) in
+        [(&a, &alice, ["a0", "b0", "a1", "b1", "a2", "b2"]), (&b, &bob, ["b0", "a0", "b1", "a1", "b2", "a2"])]
+    {
+        for limit in [1, 3, 100] {
+            let mut seen = page_messages(p, who, &room, "b", "", limit);
+            seen.reverse();
+            assert_eq!(seen[..6], order, "{} limit {limit}: {seen:?}", p.name);
+            let mut last: Vec<&str> = seen[6..].iter().map(String::as_str).collect();
+            last.sort();
+            assert_eq!(last, ["a after", "b after"], "{}: {seen:?}", p.name);
+            let forward = page_messages(p, who, &room, "f", "", limit);
+            assert_eq!(forward[..6], order, "{} forwards, limit {limit}", p.name);
+        }
+        // /context around b1: its neighbours in depth order.
+        let filter = enc(&json!({ "types": ["m.room.message"] }).to_string());
+        let path = format!("{V3}/rooms/{}/context/{}?limit=2&filter={filter}", enc(&room), enc(&ids["b1"]));
+        let (status, ctx) = p.server.get(&path, Some(&who.token));
+        assert_eq!(status, 200, "{ctx}");
+        let body = |list: &Value| -> Vec<String> {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let at = order.iter().position(|m| *m == "b1").unwrap();
+        assert_eq!(body(&ctx["events_before"]), [order[at - 1]], "{} {ctx}", p.name);
+        assert_eq!(body(&ctx["events_after"]), [order[at + 1]], "{} {ctx}", p.name);
+        let start = ctx["start"].as_str().unwrap();
+        let behind = page_messages(p, who, &room, "b", start, 2);
+        assert_eq!(behind[0], order[at - 2], "{}: {behind:?}", p.name);
+    }
+
+    // A's sync timeline ends with B's events, which arrived last but lie
+    // below A's "a after": paging back from its prev_batch shows the rest,
+    // forwards from it the timeline again, each once.
+    let sync_filter =
+        enc(&json!({ "room": { "timeline": { "limit": 3, "types": ["m.room.message"] } } }).to_string());
+    let sync = common::sync(&a.server, &alice.token, &format!("?filter={sync_filter}"));
+    let timeline: Vec<String> = common::timeline(&sync, &room)
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(timeline.contains(&"b2".to_owned()), "B's events came last: {timeline:?}");
+    let prev =
+        sync["rooms"]["join"][&room]["timeline"]["prev_batch"].as_str().expect("prev_batch").to_owned();
+    for limit in [1, 2, 100] {
+        let back = page_messages(&a, &alice, &room, "b", &prev, limit);
+        let mut seen: Vec<&str> = back.iter().chain(&timeline).map(String::as_str).collect();
+        seen.sort();
+        let mut want = all.to_vec();
+        want.sort();
+        assert_eq!(seen, want, "back from prev_batch, limit {limit}: {back:?} + timeline {timeline:?}");
+        let mut forward = page_messages(&a, &alice, &room, "f", &prev, limit);
+        let mut t = timeline.clone();
+        forward.sort();
+        t.sort();
+        assert_eq!(forward, t, "forwards from prev_batch, limit {limit}");
+    }
+}

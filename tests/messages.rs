@@ -830,3 +830,76 @@ fn ignored_users_are_left_out_of_messages_and_context() {
     let (status, _) = s.get(&path, Some(&bob.token));
     assert_eq!(status, 200);
 }
+
+/// Issue 17: `/messages` and `/context` hand out topological tokens
+/// (`t{depth}-{pos}`, with a stream bound `_{pos}` while paging back from a
+/// stream point), take them back with stream and sync tokens, and refuse
+/// malformed ones; sync takes none of them.
+#[test]
+fn topological_tokens_round_trip_and_bad_ones_are_refused() {
+    let s = Server::start();
+    let alice = s.user("alice", PW);
+    let room = create_room(&s, &alice.token, json!({ "preset": "private_chat" }));
+    let sent: Vec<String> = (1..=6).map(|i| say(&s, &alice.token, &room, &format!("m{i}"))).collect();
+
+    // Back from the live end: bounded by the stream point it started at.
+    let p1 = messages(&s, &alice, &room, "dir=b&limit=2");
+    assert_eq!(bodies(&p1), ["m6", "m5"]);
+    let end1 = p1["end"].as_str().expect("end").to_owned();
+    assert!(end1.starts_with('t') && end1.contains('_'), "{end1}");
+    let p2 = messages(&s, &alice, &room, &format!("dir=b&limit=2&from={}", enc(&end1)));
+    assert_eq!(p2["start"], end1.as_str());
+    assert_eq!(bodies(&p2), ["m4", "m3"]);
+    // Forwards from the same token: what lies ahead of it, each once, and
+    // the point becomes a plain topological one.
+    let f = messages(&s, &alice, &room, &format!("dir=f&limit=1&from={}", enc(&end1)));
+    assert_eq!(bodies(&f), ["m5"]);
+    let f_end = f["end"].as_str().expect("end").to_owned();
+    assert!(f_end.starts_with('t') && !f_end.contains('_'), "{f_end}");
+    let f2 = messages(&s, &alice, &room, &format!("dir=f&limit=10&from={}", enc(&f_end)));
+    assert_eq!(bodies(&f2), ["m6"]);
+    let back = messages(&s, &alice, &room, &format!("dir=b&limit=3&from={}", enc(&f_end)));
+    assert_eq!(bodies(&back), ["m5", "m4", "m3"]);
+
+    // /context's tokens are topological and work with /messages.
+    let path = room_path(&room, &format!("context/{}?limit=2", enc(&sent[2])));
+    let (status, ctx) = s.get(&path, Some(&alice.token));
+    assert_eq!(status, 200, "{ctx}");
+    let (start, end) = (ctx["start"].as_str().unwrap(), ctx["end"].as_str().unwrap());
+    assert!(start.starts_with('t') && end.starts_with('t'), "{ctx}");
+    assert_eq!(bodies(&messages(&s, &alice, &room, &format!("dir=b&limit=1&from={}", enc(start)))), ["m1"]);
+    assert_eq!(bodies(&messages(&s, &alice, &room, &format!("dir=f&limit=1&from={}", enc(end)))), ["m5"]);
+    // /members takes them as `at` (a prev_batch, usually).
+    let (status, members) =
+        s.get(&room_path(&room, &format!("members?at={}", enc(start))), Some(&alice.token));
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(members["chunk"].as_array().unwrap().len(), 1, "{members}");
+
+    let q = |query: &str| s.get(&room_path(&room, &format!("messages?{query}")), Some(&alice.token));
+    for bad in [
+        "t",
+        "t3",
+        "t3-",
+        "t-",
+        "tx-1",
+        "t3-4x",
+        "t3-4_",
+        "t3-4_x",
+        "t3-4_9_",
+        "t3-4_9_2",
+        "t3-4_9_5-1",
+        "t3-4_9_2-7_1",
+        "T3-4",
+        "t99999999999999999999-1",
+    ] {
+        assert_error(&q(&format!("dir=b&from={}", enc(bad))), 400, "M_INVALID_PARAM");
+        assert_error(&q(&format!("dir=f&to={}", enc(bad))), 400, "M_INVALID_PARAM");
+        let members = s.get(&room_path(&room, &format!("members?at={}", enc(bad))), Some(&alice.token));
+        assert_error(&members, 400, "M_INVALID_PARAM");
+    }
+    // Sync takes stream tokens only, as before.
+    for t in [end1.as_str(), f_end.as_str(), start] {
+        let got = s.get(&format!("{V3}/sync?timeout=0&since={}", enc(t)), Some(&alice.token));
+        assert_error(&got, 400, "M_INVALID_PARAM");
+    }
+}

@@ -143,6 +143,41 @@ pub fn room_events(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Up to `limit` events of a room in topological order — by `(depth,
+/// pos)` — strictly after (forward) or before (backward) the key `from`,
+/// in the direction of travel, and on one side of a pagination point
+/// (`rooms::token::Point::side`): backwards those with key `<= side.0`
+/// or position `<= side.1`, forwards those with key `> side.0` or
+/// position `> side.1`. The reads of `/messages` and `/context`: a walk of
+/// the index `events_room_depth`, whose entries hold both, so the events
+/// on the other side of the point cost no row reads.
+pub fn room_events_by_key(
+    conn: &Connection,
+    room_id: &str,
+    from: (i64, i64),
+    side: ((i64, i64), i64),
+    dir: Dir,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let sql = match dir {
+        Dir::Backward => format!(
+            "SELECT {COLUMNS} FROM events WHERE room_id = ?1 AND (depth, pos) < (?2, ?3)
+                 AND ((depth, pos) <= (?4, ?5) OR pos <= ?6)
+             ORDER BY depth DESC, pos DESC LIMIT ?7"
+        ),
+        Dir::Forward => format!(
+            "SELECT {COLUMNS} FROM events WHERE room_id = ?1 AND (depth, pos) > (?2, ?3)
+                 AND ((depth, pos) > (?4, ?5) OR pos > ?6)
+             ORDER BY depth ASC, pos ASC LIMIT ?7"
+        ),
+    };
+    let ((depth, pos), through) = side;
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows =
+        stmt.query_map(params![room_id, from.0, from.1, depth, pos, through, limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The event nearest to `ts` in the given direction (at or after for
 /// forward, at or before for backward).
 pub fn closest_by_ts(conn: &Connection, room_id: &str, ts: i64, dir: Dir) -> Result<Option<(String, i64)>> {
@@ -282,4 +317,54 @@ pub fn auth_chain_of_all<S: AsRef<str> + serde::Serialize>(
     )?;
     let rows = st.query_map([seeds], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The topological read goes by `(depth, pos)` both ways, from an
+    /// exclusive key, and walks the index `events_room_depth`.
+    #[test]
+    fn room_events_by_key_reads_in_topological_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
+                 VALUES ('!r', '10', '@u:x', 1, 0, 0, 0), ('!o', '10', '@u:x', 1, 0, 0, 0);
+             INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu)
+                 VALUES (1, '$a', '!r', 'm', '@u:x', 1, 1, 0, '{}'), (2, '$b', '!r', 'm', '@u:x', 1, 3, 0, '{}'),
+                        (3, '$c', '!r', 'm', '@u:x', 1, 2, 0, '{}'), (4, '$d', '!r', 'm', '@u:x', 1, 2, 0, '{}'),
+                        (-5, '$e', '!r', 'm', '@u:x', 1, 0, 0, '{}'), (6, '$f', '!o', 'm', '@u:x', 1, 2, 0, '{}');",
+        )
+        .unwrap();
+        let (min, max) = ((i64::MIN, i64::MIN), (i64::MAX, i64::MAX));
+        let ids = |from, side, dir, limit| -> Vec<String> {
+            let got = room_events_by_key(&conn, "!r", from, side, dir, limit).unwrap();
+            got.into_iter().map(|e| e.event_id).collect()
+        };
+        let all_back = (min, i64::MAX);
+        let all_forward = (max, i64::MIN);
+        assert_eq!(ids(min, all_forward, Dir::Forward, 10), ["$e", "$a", "$c", "$d", "$b"]);
+        assert_eq!(ids(max, all_back, Dir::Backward, 10), ["$b", "$d", "$c", "$a", "$e"]);
+        assert_eq!(ids((2, 3), all_forward, Dir::Forward, 2), ["$d", "$b"]);
+        assert_eq!(ids((2, 4), all_back, Dir::Backward, 2), ["$c", "$a"]);
+        // One side of a point: backwards key <= (1, 1) or pos <= 2 ...
+        assert_eq!(ids(max, ((1, 1), 2), Dir::Backward, 10), ["$b", "$a", "$e"]);
+        // ... forwards key > (2, 3) or pos > 3.
+        assert_eq!(ids(min, ((2, 3), 3), Dir::Forward, 10), ["$d", "$b"]);
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT pos FROM events WHERE room_id = '!r' AND (depth, pos) < (2, 4)
+                     AND ((depth, pos) <= (1, 1) OR pos <= 2)
+                 ORDER BY depth DESC, pos DESC LIMIT 3",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("events_room_depth")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "no sort: {plan:?}");
+    }
 }

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
@@ -26,6 +26,7 @@ const UPGRADES: &[&str] = &[
     UPGRADE_TO_6,
     UPGRADE_TO_7,
     UPGRADE_TO_8,
+    UPGRADE_TO_9,
 ];
 
 /// Version 2 (issue 12).
@@ -287,6 +288,14 @@ INSERT OR IGNORE INTO event_prev_edges (event_id, prev_id)
     WHERE json_valid(e.pdu) AND (a.type = 'text' OR a.type = 'array');
 ";
 
+// ------------------------------------------------- upgrade step 8 -> 9 (topological order)
+
+/// Schema 9 (issue 17): `/messages` and `/context` read a room in its
+/// topological order, `(depth, pos)`, through an index.
+const UPGRADE_TO_9: &str = "
+CREATE INDEX events_room_depth ON events(room_id, depth, pos);
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -385,6 +394,7 @@ mod tests {
              DROP INDEX push_outbox_destination; ALTER TABLE push_outbox DROP COLUMN destination;
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
              DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
+             DROP INDEX events_room_depth;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -411,6 +421,7 @@ mod tests {
                  VALUES ('@a:x', 'app', 'key', '$e', '{}', 0, 1), ('@gone:x', 'app', 'key', '$f', '{}', 0, 1);
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
              DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
+             DROP INDEX events_room_depth;
              PRAGMA user_version = 4;",
         )
         .unwrap();
@@ -432,6 +443,7 @@ mod tests {
         migrate(&mut old).unwrap();
         old.execute_batch(
             "DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
+             DROP INDEX events_room_depth;
              INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
                  VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
              INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu)
@@ -462,7 +474,7 @@ mod tests {
         migrate(&mut old).unwrap();
         old.execute_batch(
             "DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after;
-             DROP TABLE backward_extremities;
+             DROP TABLE backward_extremities; DROP INDEX events_room_depth;
              INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
                  VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
              INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu)
@@ -483,6 +495,22 @@ mod tests {
         let mut fresh = Connection::open_in_memory().unwrap();
         migrate(&mut fresh).unwrap();
         assert_eq!(shape(&old), shape(&fresh));
+    }
+
+    /// A version 8 database gets the index of the topological order.
+    #[test]
+    fn upgrade_9_indexes_the_topological_order() {
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old).unwrap();
+        old.execute_batch("DROP INDEX events_room_depth; PRAGMA user_version = 8;").unwrap();
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_ne!(shape(&old), shape(&fresh));
+        migrate(&mut old).unwrap();
+        assert_eq!(shape(&old), shape(&fresh));
+        assert!(shape(&old).contains(&"events index events_room_depth 0 room_id,depth,pos".to_owned()));
+        let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 9);
     }
 
     #[test]

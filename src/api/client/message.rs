@@ -8,11 +8,11 @@
 //! state, a user who left the state as it was when they left, and anyone
 //! the current state of a `world_readable` room.
 //!
-//! Pagination tokens (`rooms::token`) are points between events: a
-//! backward page whose oldest event is `e` ends at the point just before
-//! `e`, a forward page whose newest event is `e` at the point just after
-//! it, so paging back and then forward from the same token (or from a
-//! sync's `prev_batch`) sees every event exactly once.
+//! `/messages` and `/context` read a room in its topological order,
+//! `(depth, pos)`. Pagination tokens (`rooms::token::Point`) are points
+//! between events: a page moves its point past the events it looked at,
+//! so paging back and then forward from the same token (or from a sync's
+//! `prev_batch`) sees every event exactly once.
 
 use std::collections::HashSet;
 
@@ -25,8 +25,9 @@ use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, ErrorKind, Result};
 use crate::rooms::format::{self, Viewer};
+use crate::rooms::token::{Key, Point};
 use crate::rooms::visibility::{self, Visibility};
-use crate::rooms::{self, token, NewEvent};
+use crate::rooms::{self, NewEvent};
 use crate::storage::events::{self, Dir, StoredEvent};
 use crate::storage::state::{self, StateMap};
 use crate::storage::{self, account_data, rooms as room_store};
@@ -239,16 +240,16 @@ pub fn get_state(app: &App, req: &Request) -> Result<Response> {
 pub fn members(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
-    let at = req.query("at").map(Point::parse).transpose()?;
+    let at = req.query("at").map(parse_point).transpose()?;
     let want = membership_query(req, "membership")?;
     let not = membership_query(req, "not_membership")?;
     app.db.read(|conn| {
         let view = state_view(conn, room_id, &who.user_id)?;
-        let map = match (&view, at.map(Point::backward_from)) {
+        let map = match (&view, at) {
             (StateView::Current, None) => state::current_state(conn, room_id)?,
-            (StateView::Current, Some(before)) => state_before_pos(conn, room_id, before)?,
-            (StateView::LeftAt(left), Some(before)) if before <= left.pos => {
-                state_before_pos(conn, room_id, before)?
+            (StateView::Current, Some(at)) => state_at_point(conn, room_id, at, None)?,
+            (StateView::LeftAt(left), Some(at)) if !at.behind(key(left)) => {
+                state_at_point(conn, room_id, at, Some(left))?
             }
             (StateView::LeftAt(left), _) => rooms::state_after(conn, left)?,
         };
@@ -344,12 +345,24 @@ pub fn context(app: &App, req: &Request) -> Result<Response> {
                 && passes(&filter, e)?)
         };
         let before_limit = limit / 2;
-        let before = scan(conn, room_id, target.pos, None, Dir::Backward, before_limit, &mut keep)?;
-        let after = scan(conn, room_id, target.pos, None, Dir::Forward, limit - before_limit, &mut keep)?;
+        // In topological order: the point just before the event, and the
+        // one just after it.
+        let at = key(&target);
+        let before = scan(
+            conn,
+            room_id,
+            Point::topological(at.below()),
+            None,
+            Dir::Backward,
+            before_limit,
+            &mut keep,
+        )?;
+        let after =
+            scan(conn, room_id, Point::topological(at), None, Dir::Forward, limit - before_limit, &mut keep)?;
         // Backwards from `start` come the events before `events_before`,
         // forwards from `end` those after `events_after`.
-        let start = token::before(before.last.unwrap_or(target.pos));
-        let end = token::after(after.last.unwrap_or(target.pos));
+        let start = before.point.token();
+        let end = after.point.token();
 
         let last = after.events.last().unwrap_or(&target);
         let state_map = rooms::state_after(conn, last)?;
@@ -389,9 +402,11 @@ pub fn context(app: &App, req: &Request) -> Result<Response> {
 
 /// GET /_matrix/client/v3/rooms/{roomId}/messages?dir&from&to&limit&filter
 ///
-/// `from` defaults to the newest point going backwards and the oldest going
-/// forwards; sync tokens are accepted (`rooms::token`). `end` is omitted
-/// once paging backwards exhausted the range; forwards it is always there.
+/// Pages in the room's topological order (`rooms::token`). `from` defaults
+/// to the newest stream point going backwards and the oldest point going
+/// forwards; stream and sync tokens are accepted as well as topological
+/// ones, and `end` is topological. `end` is omitted once paging backwards
+/// exhausted the range; forwards it is always there.
 /// Events of users the viewer ignores (`m.ignored_user_list`) are left
 /// out. With `lazy_load_members`, `state` holds the senders' member events
 /// as of their events.
@@ -399,8 +414,8 @@ pub fn messages(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let room_id = room_param(req)?;
     let dir = dir_query(req)?;
-    let from = req.query("from").map(Point::parse).transpose()?;
-    let to = req.query("to").map(Point::parse).transpose()?;
+    let from = req.query("from").map(parse_point).transpose()?;
+    let to = req.query("to").map(parse_point).transpose()?;
     let filter = RoomEventFilter::from_query(req.query("filter"))?;
     let limit = limit_query(req)?.or(filter.limit).unwrap_or(MESSAGES_LIMIT_DEFAULT).min(EVENTS_LIMIT_MAX);
     let page = |more_elsewhere: bool| {
@@ -410,14 +425,10 @@ pub fn messages(app: &App, req: &Request) -> Result<Response> {
             // going forwards.
             let from = match (from, dir) {
                 (Some(point), _) => point,
-                (None, Dir::Backward) => Point { after: events::current_pos(conn)? },
+                (None, Dir::Backward) => Point::stream(events::current_pos(conn)?),
                 (None, Dir::Forward) => Point::START,
             };
             let start = req.query("from").map_or_else(|| from.token(), str::to_owned);
-            let (cursor, bound) = match dir {
-                Dir::Backward => (from.backward_from(), to.map(Point::backward_to)),
-                Dir::Forward => (from.forward_from(), to.map(Point::forward_to)),
-            };
             let page = if filter.allows_room(room_id) {
                 let ignored = account_data::ignored_users(conn, &who.user_id)?;
                 let mut vis = Visibility::new(conn, &who.user_id, room_id);
@@ -426,9 +437,9 @@ pub fn messages(app: &App, req: &Request) -> Result<Response> {
                         && vis.may_see(e)?
                         && passes(&filter, e)?)
                 };
-                scan(conn, room_id, cursor, bound, dir, limit, &mut keep)?
+                scan(conn, room_id, from, to, dir, limit, &mut keep)?
             } else {
-                Scan { events: Vec::new(), last: None, exhausted: true }
+                Scan { events: Vec::new(), point: from, exhausted: true, at_start: false }
             };
             let now = storage::now_ms();
             let v = Some(viewer(who));
@@ -439,27 +450,25 @@ pub fn messages(app: &App, req: &Request) -> Result<Response> {
             // Backwards, `end` goes once the range is exhausted (the room's
             // start, or `to`). Forwards it always comes: more events may
             // follow, and a client polls on from it.
-            match (dir, page.last) {
+            let moved = page.point != from;
+            match dir {
                 // Backfill may find more before the oldest event here.
-                (Dir::Backward, Some(last)) if page.exhausted && more_elsewhere => {
-                    out["end"] = json!(token::before(last))
-                }
-                (Dir::Backward, _) if page.exhausted => {}
-                (Dir::Backward, Some(last)) => out["end"] = json!(token::before(last)),
-                (Dir::Forward, Some(last)) => out["end"] = json!(token::after(last)),
-                (_, None) => out["end"] = json!(from.token()),
+                Dir::Backward if page.exhausted && !(more_elsewhere && moved) => {}
+                _ => out["end"] = json!(page.point.token()),
             }
             if filter.lazy_load_members {
                 out["state"] =
                     json!(format::client_events(conn, &sender_members(conn, &page.events)?, v, now)?);
             }
-            Ok((out, page.exhausted))
+            Ok((out, page.at_start))
         })
     };
-    let (out, exhausted) = page(false)?;
+    let (out, at_start) = page(false)?;
     // Paging back past the start of what this server has of a room that
-    // began elsewhere: ask the room's servers for the history before it.
-    if dir == Dir::Backward && exhausted && app.federation.enabled() {
+    // began elsewhere (the earliest event it has in topological order):
+    // ask the room's servers for the history before it. A read down to
+    // `to` stays within what is here.
+    if dir == Dir::Backward && at_start && to.is_none() && app.federation.enabled() {
         match crate::federation::pdus::backfill(app, room_id, limit) {
             Ok(0) => {}
             Ok(_) => return Response::ok(page(true)?.0),
@@ -535,46 +544,14 @@ fn object_body(req: &Request) -> Result<Map<String, Value>> {
     }
 }
 
-/// A pagination token's point: everything through stream position
-/// `after` is behind it, everything past it ahead (`rooms::token`).
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    after: i64,
+/// A `/messages` token of either kind (`rooms::token`), else 400.
+fn parse_point(text: &str) -> Result<Point> {
+    Point::parse(text).ok_or_else(|| Error::invalid_param("Invalid pagination token"))
 }
 
-impl Point {
-    /// Before the first event (history backfilled from other servers sits
-    /// at negative positions, never this far down).
-    const START: Point = Point { after: -(1 << 40) };
-
-    fn parse(text: &str) -> Result<Point> {
-        let after = token::point(text).ok_or_else(|| Error::invalid_param("Invalid pagination token"))?;
-        Ok(Point { after })
-    }
-
-    fn token(self) -> String {
-        token::after(self.after)
-    }
-
-    /// The exclusive storage bound for reading backwards from the point.
-    fn backward_from(self) -> i64 {
-        self.after.saturating_add(1)
-    }
-
-    /// The exclusive storage bound for reading forwards from the point.
-    fn forward_from(self) -> i64 {
-        self.after
-    }
-
-    /// The exclusive storage bound for reading backwards down to the point.
-    fn backward_to(self) -> i64 {
-        self.after
-    }
-
-    /// The exclusive storage bound for reading forwards up to the point.
-    fn forward_to(self) -> i64 {
-        self.after.saturating_add(1)
-    }
+/// An event's place in the room's topological order.
+fn key(e: &StoredEvent) -> Key {
+    Key::new(e.depth, e.pos)
 }
 
 fn dir_query(req: &Request) -> Result<Dir> {
@@ -692,12 +669,20 @@ fn state_view(conn: &Connection, room_id: &str, user_id: &str) -> Result<StateVi
     }
 }
 
-/// The room's state after its last event before stream position `before`
-/// (empty before the room began).
-fn state_before_pos(conn: &Connection, room_id: &str, before: i64) -> Result<StateMap> {
-    match events::room_events(conn, room_id, before, None, Dir::Backward, 1)?.first() {
-        Some(e) => rooms::state_after(conn, e),
-        None => Ok(StateMap::new()),
+/// The room's state after the newest event behind the point in
+/// topological order (empty before the room began). A user who left sees
+/// no state past their leave (`left`): at most the state after it.
+fn state_at_point(
+    conn: &Connection,
+    room_id: &str,
+    at: Point,
+    left: Option<&StoredEvent>,
+) -> Result<StateMap> {
+    let newest = scan(conn, room_id, at, None, Dir::Backward, 1, &mut |_| Ok(true))?.events.pop();
+    match (newest, left) {
+        (Some(e), Some(left)) if key(&e) > key(left) => rooms::state_after(conn, left),
+        (Some(e), _) => rooms::state_after(conn, &e),
+        (None, _) => Ok(StateMap::new()),
     }
 }
 
@@ -730,27 +715,36 @@ fn sender_members(conn: &Connection, list: &[StoredEvent]) -> Result<Vec<StoredE
 /// The events a scan kept, and where it stopped.
 struct Scan {
     events: Vec<StoredEvent>,
-    /// Position of the last event looked at, kept or not.
-    last: Option<i64>,
-    /// True when the range holds no events past `last`.
+    /// The point past every event looked at, kept or not: the token to go
+    /// on from.
+    point: Point,
+    /// True when the range holds no events past `point` (the room's end,
+    /// its start, or `to`).
     exhausted: bool,
+    /// True when a backward scan ran out of stored events: the earliest
+    /// event here in topological order was passed.
+    at_start: bool,
 }
 
-/// Walks a room's events from the exclusive storage position `cursor` in
-/// `dir` (stopping at the exclusive `bound`), keeping those `keep` accepts,
-/// until `limit` are kept, the range ends, or [`SCAN_MAX`] were looked at.
-/// Each step reads one more event than still wanted, so a page that ends
-/// exactly at the end of the range knows it did.
+/// Walks a room's events in topological order from the point `from` in
+/// `dir` — those behind it backwards, those ahead forwards — stopping at
+/// the point `to` if given, keeping those `keep` accepts, until `limit`
+/// are kept, the range ends, or [`SCAN_MAX`] were looked at (storage
+/// skips the events on the other side of `from` in its index). Each step
+/// reads one more event than still wanted, so a page that ends exactly at
+/// the end of the range knows it did.
 fn scan(
     conn: &Connection,
     room_id: &str,
-    mut cursor: i64,
-    bound: Option<i64>,
+    from: Point,
+    to: Option<Point>,
     dir: Dir,
     limit: usize,
     keep: &mut dyn FnMut(&StoredEvent) -> Result<bool>,
 ) -> Result<Scan> {
-    let mut out = Scan { events: Vec::new(), last: None, exhausted: false };
+    let backward = dir == Dir::Backward;
+    let mut out = Scan { events: Vec::new(), point: from, exhausted: false, at_start: false };
+    let mut cursor = from.cursor(backward);
     let mut scanned = 0;
     let mut step = 0;
     while out.events.len() < limit && scanned < SCAN_MAX {
@@ -758,23 +752,34 @@ fn scan(
         // not cost one query per event.
         let want = (limit - out.events.len() + 1).max(step * 2).min(SCAN_BATCH_MAX).min(SCAN_MAX - scanned);
         step = want;
-        let batch = events::room_events(conn, room_id, cursor, bound, dir, want)?;
+        let (edge, through) = from.side(backward);
+        let side = ((edge.depth, edge.pos), through);
+        let batch = events::room_events_by_key(conn, room_id, (cursor.depth, cursor.pos), side, dir, want)?;
         let got = batch.len();
         let mut used = 0;
         for e in batch {
+            let at = key(&e);
             if out.events.len() == limit {
                 break;
             }
+            if to.is_some_and(|t| t.beyond(at, backward)) {
+                out.exhausted = true;
+                return Ok(out);
+            }
             used += 1;
             scanned += 1;
-            cursor = e.pos;
-            out.last = Some(e.pos);
-            if keep(&e)? {
+            cursor = at;
+            out.point = if backward { out.point.back_past(at) } else { out.point.forward_past(at) };
+            // Storage gave the events behind `from` (backwards) or ahead
+            // of it (forwards); of those, the ones on this side of `to`.
+            let inside = to.is_none_or(|t| t.behind(at) != backward);
+            if inside && keep(&e)? {
                 out.events.push(e);
             }
         }
         if got < want && used == got {
             out.exhausted = true;
+            out.at_start = backward;
             break;
         }
     }
