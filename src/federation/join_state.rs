@@ -51,6 +51,9 @@ const BATCH: usize = 2_000;
 const QUEUED_MAX: usize = 256;
 /// Threads checking signatures, at most.
 const WORKERS_MAX: usize = 4;
+/// Events handed from the parser to a worker, and from a worker to the
+/// collector, at a time.
+const HANDOVER: usize = 32;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum List {
@@ -101,9 +104,11 @@ impl JoinAnswer {
         body: Box<dyn Read + Send>,
     ) -> Result<JoinAnswer> {
         let spool = spool_file(app)?;
-        let (work_tx, work_rx) = sync_channel::<(List, Value)>(QUEUED_MAX);
+        // Events travel in batches: one hand-over per event would spend
+        // more on waking threads than on parsing.
+        let (work_tx, work_rx) = sync_channel::<Vec<(List, Value)>>(QUEUED_MAX / HANDOVER);
         let work_rx = Mutex::new(work_rx);
-        let (done_tx, done_rx) = sync_channel::<Done>(QUEUED_MAX);
+        let (done_tx, done_rx) = sync_channel::<Vec<Done>>(QUEUED_MAX / HANDOVER);
         let seen = Mutex::new(HashSet::<String>::new());
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, WORKERS_MAX);
         let (parsed, collected) = std::thread::scope(|s| {
@@ -112,9 +117,13 @@ impl JoinAnswer {
                 let (work_rx, seen) = (&work_rx, &seen);
                 s.spawn(move || loop {
                     let next = lock(work_rx).recv();
-                    let Ok((list, pdu)) = next else { break };
+                    let Ok(batch) = next else { break };
+                    let done = batch
+                        .into_iter()
+                        .map(|(list, pdu)| check_one(app, version, room_id, list, pdu, seen))
+                        .collect();
                     // The collector drains until every sender is gone.
-                    let _ = done_tx.send(check_one(app, version, room_id, list, pdu, seen));
+                    let _ = done_tx.send(done);
                 });
             }
             drop(done_tx);
@@ -122,15 +131,27 @@ impl JoinAnswer {
             let mut count = 0usize;
             let parsed = {
                 let work_tx = work_tx;
+                let mut batch = Vec::with_capacity(HANDOVER);
                 let mut each = |list: List, pdu: Value| -> std::result::Result<(), String> {
                     count += 1;
                     if count > JOIN_EVENTS_MAX {
                         return Err(format!("more than {JOIN_EVENTS_MAX} events"));
                     }
-                    work_tx.send((list, pdu)).map_err(|_| "the checks stopped".to_owned())
+                    batch.push((list, pdu));
+                    if batch.len() == HANDOVER {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(HANDOVER));
+                        work_tx.send(full).map_err(|_| "the checks stopped".to_owned())?;
+                    }
+                    Ok(())
                 };
                 let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(64 * 1024, body));
-                AnswerSeed { each: &mut each }.deserialize(&mut de).and_then(|event| de.end().map(|()| event))
+                let parsed = AnswerSeed { each: &mut each }
+                    .deserialize(&mut de)
+                    .and_then(|event| de.end().map(|()| event));
+                if !batch.is_empty() {
+                    let _ = work_tx.send(batch);
+                }
+                parsed
             };
             let collected =
                 collector.join().unwrap_or_else(|_| Err(Error::internal("the join's collector panicked")));
@@ -279,7 +300,7 @@ struct Collected {
 
 /// Spools what the workers checked, until all of them are done (it never
 /// stops early, so no worker waits on it forever).
-fn collect(rx: Receiver<Done>, spool: &File) -> Result<Collected> {
+fn collect(rx: Receiver<Vec<Done>>, spool: &File) -> Result<Collected> {
     let mut out = BufWriter::with_capacity(256 * 1024, spool);
     let mut offset = 0u64;
     let mut failed: Option<std::io::Error> = None;
@@ -294,7 +315,7 @@ fn collect(rx: Receiver<Done>, spool: &File) -> Result<Collected> {
     };
     // Auth events cited before they arrived: (citing event, cited ID).
     let mut pending: Vec<(u32, String)> = Vec::new();
-    for done in rx {
+    for done in rx.into_iter().flatten() {
         match done {
             Done::Dropped => c.dropped += 1,
             Done::Seen { list, id } => {
@@ -488,14 +509,14 @@ mod tests {
 
     #[test]
     fn the_collector_spools_once_and_resolves_cites_that_came_early() {
-        let (tx, rx) = sync_channel(16);
-        tx.send(checked(List::State, "$member", &["$create", "$power", "$elsewhere"])).unwrap();
-        tx.send(checked(List::AuthChain, "$create", &[])).unwrap();
-        tx.send(checked(List::AuthChain, "$power", &["$create"])).unwrap();
+        let (tx, rx) = sync_channel::<Vec<Done>>(16);
+        tx.send(vec![checked(List::State, "$member", &["$create", "$power", "$elsewhere"])]).unwrap();
+        tx.send(vec![checked(List::AuthChain, "$create", &[])]).unwrap();
+        tx.send(vec![checked(List::AuthChain, "$power", &["$create"])]).unwrap();
         // The same event from the other list, checked by two workers.
-        tx.send(checked(List::State, "$power", &["$create"])).unwrap();
-        tx.send(Done::Seen { list: List::State, id: "$create".into() }).unwrap();
-        tx.send(Done::Dropped).unwrap();
+        tx.send(vec![checked(List::State, "$power", &["$create"])]).unwrap();
+        tx.send(vec![Done::Seen { list: List::State, id: "$create".into() }]).unwrap();
+        tx.send(vec![Done::Dropped]).unwrap();
         drop(tx);
         let dir = std::env::temp_dir().join(format!("hearth-spool-test-{}", std::process::id()));
         let spool = std::fs::OpenOptions::new()

@@ -90,13 +90,22 @@ pub fn verify_key(
     if server == app.config.server_name {
         return own_key(app, key_id);
     }
-    let cached = app.db.read(|tx| fed_store::remote_key_by_id(tx, server, key_id))?;
-    let key = match usable(&cached) {
+    let read = || -> Result<Option<RemoteKey>> {
+        let key = app.db.read(|tx| fed_store::remote_key_by_id(tx, server, key_id))?;
+        if let Some(k) = &key {
+            app.fed_memo.remember_key(k);
+        }
+        Ok(key)
+    };
+    let mut cached = usable(&app.fed_memo.remembered_key(server, key_id));
+    if cached.is_none() {
+        cached = usable(&read()?);
+    }
+    let key = match cached {
         Some(k) => k,
         None => {
             fetch(app, server, &[key_id], at_ts);
-            let again = app.db.read(|tx| fed_store::remote_key_by_id(tx, server, key_id))?;
-            usable(&again).ok_or_else(|| {
+            usable(&read()?).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Unauthorized,
                     format!("no valid key {key_id} of {server} could be found"),

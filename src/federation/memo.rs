@@ -1,7 +1,8 @@
 //! Federation's in-memory tables, owned by `App`: who is being asked for
 //! keys right now (one fetch per server at a time, at most
 //! `KEY_FETCHES_MAX` at once), which servers failed to answer lately (the
-//! negative cache), and other servers' profiles asked for lately. All
+//! negative cache), other servers' profiles asked for lately, and their
+//! keys read from the database lately. All
 //! bounded; losing them (a restart) only means asking again.
 
 use std::collections::{HashMap, HashSet};
@@ -12,6 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 use serde_json::Value;
 
+use crate::storage::federation::RemoteKey;
 use crate::util::{lock, now_ms};
 
 /// Key fetches running at once, over all servers.
@@ -29,6 +31,11 @@ pub const NEGATIVE_MAX: usize = 4096;
 pub const PROFILE_TTL_MS: i64 = 60_000;
 /// Remote profiles remembered, at most.
 pub const PROFILES_MAX: usize = 1024;
+/// How long a remote key read from the database is reused without
+/// reading it again (a key's row changes only when it is fetched again).
+pub const KEY_MEMO_TTL: Duration = Duration::from_secs(60);
+/// Remote keys remembered, at most.
+pub const KEY_MEMO_MAX: usize = 1024;
 
 #[derive(Default)]
 pub struct Memo {
@@ -40,6 +47,9 @@ pub struct Memo {
     fetch_done: Condvar,
     negative: Mutex<HashMap<String, (u32, i64)>>,
     profiles: Mutex<HashMap<String, (i64, Value)>>,
+    /// Remote keys read lately: checking a join's thousands of signatures
+    /// reads each key once, not once per event.
+    keys: Mutex<HashMap<(String, String), (Instant, RemoteKey)>>,
 }
 
 #[derive(Default)]
@@ -63,6 +73,25 @@ impl Drop for FetchSlot<'_> {
 impl Memo {
     pub fn new() -> Memo {
         Memo::default()
+    }
+
+    /// A remote key read within [`KEY_MEMO_TTL`].
+    pub fn remembered_key(&self, server: &str, key_id: &str) -> Option<RemoteKey> {
+        let keys = lock(&self.keys);
+        let (read, key) = keys.get(&(server.to_owned(), key_id.to_owned()))?;
+        (read.elapsed() < KEY_MEMO_TTL).then(|| key.clone())
+    }
+
+    /// Remembers a remote key as read now.
+    pub fn remember_key(&self, key: &RemoteKey) {
+        let mut keys = lock(&self.keys);
+        if keys.len() >= KEY_MEMO_MAX {
+            keys.retain(|_, (read, _)| read.elapsed() < KEY_MEMO_TTL);
+            if keys.len() >= KEY_MEMO_MAX {
+                keys.clear();
+            }
+        }
+        keys.insert((key.server_name.clone(), key.key_id.clone()), (Instant::now(), key.clone()));
     }
 
     /// Waits for the right to fetch `server`'s keys: none other fetching

@@ -605,17 +605,40 @@ fn apply_entry(
     };
     state::set_current(conn, room_id, kind, key, event_id)?;
     if kind == "m.room.member" {
-        let pdu = events::get(conn, event_id)?.and_then(|e| serde_json::from_str::<Value>(&e.pdu).ok());
-        let membership = pdu
-            .as_ref()
-            .and_then(|p| p.pointer("/content/membership"))
-            .and_then(Value::as_str)
-            .unwrap_or("leave");
+        // Only the two fields are read (a join applies thousands).
+        let member = events::get(conn, event_id)?
+            .and_then(|e| serde_json::from_str::<MemberPdu>(&e.pdu).ok())
+            .map(|p| p.content)
+            .unwrap_or_default();
+        let membership = member.membership.as_deref().unwrap_or("leave");
         state::set_membership(conn, key, room_id, membership, event_id, pos)?;
-        let name = pdu.as_ref().and_then(|p| p.pointer("/content/displayname")).and_then(Value::as_str);
-        state::set_member_name(conn, key, room_id, name)?;
+        state::set_member_name(conn, key, room_id, member.displayname.as_deref())?;
     }
     Ok(())
+}
+
+/// What [`apply_entry`] reads of a member event; any other field is
+/// skipped, and a field of another type reads as absent.
+#[derive(serde::Deserialize)]
+struct MemberPdu {
+    #[serde(default)]
+    content: MemberContent,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct MemberContent {
+    #[serde(default, deserialize_with = "string_or_none")]
+    membership: Option<String>,
+    #[serde(default, deserialize_with = "string_or_none")]
+    displayname: Option<String>,
+}
+
+fn string_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    use serde::Deserialize;
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
 }
 
 /// A local user's join of a room through another server (`send_join`'s

@@ -66,7 +66,9 @@ impl Hearth {
             .args(["--outbound-allow-private", "true"])
             .arg("--outbound-ca-file")
             .arg(ca.pem_path())
-            .args(["--registration", "open", "--log-level", "warn"])
+            .args(["--registration", "open", "--log-level"])
+            // BENCH_LOG_LEVEL=info shows, e.g., the phases of a join.
+            .arg(std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
             .env("HEARTH_RATE_LIMIT_PER_SECOND", "100000")
             .env("HEARTH_RATE_LIMIT_BURST", "100000")
             .stdin(Stdio::null())
