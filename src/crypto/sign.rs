@@ -127,10 +127,23 @@ pub(crate) fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a m
 /// invalid, `v` has no canonical form, or the signature does not match.
 /// Verification is strict: weak keys and malleable signatures are refused.
 pub fn verify_json(v: &Value, server_name: &str, key_id: &str, public_key: &[u8; 32]) -> bool {
-    let Some(obj) = v.as_object() else {
+    let Ok(canonical) = to_canonical_excluding(v, &UNSIGNED_KEYS) else {
         return false;
     };
-    let Some(sig_b64) = obj
+    verify_signed_bytes(v, canonical.as_bytes(), server_name, key_id, public_key)
+}
+
+/// [`verify_json`] with the signed bytes already made (the canonical JSON
+/// of `v` without `signatures` and `unsigned`, or of what `v` stands for:
+/// an event's redacted form).
+pub fn verify_signed_bytes(
+    v: &Value,
+    signed: &[u8],
+    server_name: &str,
+    key_id: &str,
+    public_key: &[u8; 32],
+) -> bool {
+    let Some(sig_b64) = v
         .get("signatures")
         .and_then(|s| s.get(server_name))
         .and_then(|s| s.get(key_id))
@@ -147,11 +160,8 @@ pub fn verify_json(v: &Value, server_name: &str, key_id: &str, public_key: &[u8;
     let Ok(key) = VerifyingKey::from_bytes(public_key) else {
         return false;
     };
-    let Ok(canonical) = to_canonical_excluding(v, &UNSIGNED_KEYS) else {
-        return false;
-    };
     let signature = Signature::from_bytes(&sig_bytes);
-    key.verify_strict(canonical.as_bytes(), &signature).is_ok()
+    key.verify_strict(signed, &signature).is_ok()
 }
 
 /// Returns the content hash of an event in unpadded base64: the SHA-256 of

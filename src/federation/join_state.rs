@@ -263,8 +263,8 @@ fn check_one(
         crate::log::warn(format_args!("join of {room_id}: dropping an event of another room"));
         return Done::Dropped;
     }
-    let id = match pdus::identify(version, &pdu) {
-        Ok(id) => id,
+    let (id, signed) = match pdus::identify(version, &pdu) {
+        Ok(found) => found,
         Err(e) => {
             crate::log::warn(format_args!("join of {room_id}: dropping an event: {e}"));
             return Done::Dropped;
@@ -273,7 +273,7 @@ fn check_one(
     if !lock(seen).insert(id.clone()) {
         return Done::Seen { list, id };
     }
-    let kept = match pdus::check_identified(app, version, &pdu, &id) {
+    let kept = match pdus::check_identified(app, version, &pdu, &id, &signed) {
         Ok(kept) => kept,
         Err(e) => {
             crate::log::warn(format_args!("join of {room_id}: dropping an event: {e}"));

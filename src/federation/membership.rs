@@ -189,12 +189,14 @@ fn join_through(app: &App, user_id: &str, room_id: &str, server: &str) -> Result
     app.db.write(|tx| {
         let mut state = StateMap::new();
         for id in answer.state_ids() {
-            if let Some((e, place)) = dag::load_any(tx, id)? {
-                if place != Place::Outside(Status::Rejected) {
-                    if let Some(key) = e.state_key {
-                        state.insert((e.kind, key), e.event_id);
-                    }
-                }
+            // Outliers all, unless the room was known here already.
+            let found = match storage::graph::outlier_key(tx, id)? {
+                Some((status, kind, key)) => Some((status != Status::Rejected, kind, key)),
+                None => dag::load_any(tx, id)?
+                    .map(|(e, place)| (place != Place::Outside(Status::Rejected), e.kind, e.state_key)),
+            };
+            if let Some((true, kind, Some(key))) = found {
+                state.insert((kind, key), id.clone());
             }
         }
         dag::persist_remote_join(

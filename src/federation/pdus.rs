@@ -58,16 +58,20 @@ pub fn check_received(
     version: &RoomVersion,
     pdu: &Value,
 ) -> std::result::Result<(String, Value), String> {
-    let event_id = identify(version, pdu)?;
-    let kept = check_identified(app, version, pdu, &event_id)?;
+    let (event_id, signed) = identify(version, pdu)?;
+    let kept = check_identified(app, version, pdu, &event_id, &signed)?;
     Ok((event_id, kept))
 }
 
 /// The first check on receipt: the shape the room version asks for, and
-/// the event ID it gives.
-pub fn identify(version: &RoomVersion, pdu: &Value) -> std::result::Result<String, String> {
+/// the event ID it gives. Also returns the event's signed form
+/// (`event::signed_form`), which [`check_identified`] checks the
+/// signatures over.
+pub fn identify(version: &RoomVersion, pdu: &Value) -> std::result::Result<(String, String), String> {
     event::validate_pdu_shape(version, pdu).map_err(|e| format!("malformed event: {e}"))?;
-    event::event_id(version, pdu).map_err(|e| format!("no event ID: {e}"))
+    let signed = event::signed_form(version, pdu).map_err(|e| format!("no event ID: {e}"))?;
+    let id = event::event_id_of_form(version, pdu, &signed).map_err(|e| format!("no event ID: {e}"))?;
+    Ok((id, signed))
 }
 
 /// The checks after [`identify`]: signatures, then the content hash.
@@ -78,8 +82,12 @@ pub fn check_identified(
     version: &RoomVersion,
     pdu: &Value,
     event_id: &str,
+    signed: &str,
 ) -> std::result::Result<Value, String> {
-    verify_signatures(app, version, pdu).map_err(|e| format!("{event_id}: {e}"))?;
+    let signers = event::required_signers(version, pdu).map_err(|e| format!("{event_id}: {e}"))?;
+    for server in signers {
+        verify_signature_with(app, version, pdu, signed, &server).map_err(|e| format!("{event_id}: {e}"))?;
+    }
     let mut kept = pdu.clone();
     if let Some(obj) = kept.as_object_mut() {
         obj.remove("unsigned");
@@ -90,22 +98,23 @@ pub fn check_identified(
     Ok(kept)
 }
 
-/// Checks the signatures an event needs (`event::required_signers`): one
-/// valid ed25519 signature of each server, by a key valid when the event
-/// was sent (room versions 5 on enforce its validity period).
-pub fn verify_signatures(app: &App, version: &RoomVersion, pdu: &Value) -> std::result::Result<(), String> {
-    let signers = event::required_signers(version, pdu).map_err(|e| e.to_string())?;
-    for server in signers {
-        verify_signature_of(app, version, pdu, &server)?;
-    }
-    Ok(())
-}
-
 /// Checks that `server` signed `pdu` with a key valid when it was sent.
 pub fn verify_signature_of(
     app: &App,
     version: &RoomVersion,
     pdu: &Value,
+    server: &str,
+) -> std::result::Result<(), String> {
+    let signed = event::signed_form(version, pdu).map_err(|e| e.to_string())?;
+    verify_signature_with(app, version, pdu, &signed, server)
+}
+
+/// [`verify_signature_of`] over the event's signed form, already made.
+fn verify_signature_with(
+    app: &App,
+    version: &RoomVersion,
+    pdu: &Value,
+    signed: &str,
     server: &str,
 ) -> std::result::Result<(), String> {
     let ts = pdu.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0);
@@ -115,7 +124,7 @@ pub fn verify_signature_of(
     };
     let verified = signatures.keys().filter(|k| k.starts_with("ed25519:")).take(4).any(|key_id| {
         keys::verify_key(app, server, key_id, ts, version.enforce_key_validity)
-            .is_ok_and(|pk| event::verify_signature(version, pdu, server, key_id, &pk))
+            .is_ok_and(|pk| event::verify_signature_of_form(pdu, signed, server, key_id, &pk))
     });
     if verified {
         Ok(())

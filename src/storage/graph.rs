@@ -77,6 +77,15 @@ pub fn put_outlier(conn: &Connection, o: &Outlier, now: i64) -> Result<()> {
     Ok(())
 }
 
+/// An outlier's status, type and state key only (no PDU read): what
+/// building a state map from thousands of them needs.
+pub fn outlier_key(conn: &Connection, event_id: &str) -> Result<Option<(Status, String, Option<String>)>> {
+    Ok(conn
+        .prepare_cached("SELECT status, type, state_key FROM event_outliers WHERE event_id = ?1")?
+        .query_row([event_id], |r| Ok((Status::parse(&r.get::<_, String>(0)?), r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
 /// An event stored outside the timeline. Its `pos` is 0 and, unless it
 /// soft-failed, its `state_before` is 0 (no state known).
 pub fn outlier(conn: &Connection, event_id: &str) -> Result<Option<Outlier>> {

@@ -36,6 +36,17 @@ pub fn verify_signature(
     event.is_object() && verify_json(&redact(version, event), server_name, key_id, public_key)
 }
 
+/// [`verify_signature`] with the event's [`signed_form`] already made.
+pub fn verify_signature_of_form(
+    event: &Value,
+    signed: &str,
+    server_name: &str,
+    key_id: &str,
+    public_key: &[u8; 32],
+) -> bool {
+    crate::crypto::sign::verify_signed_bytes(event, signed.as_bytes(), server_name, key_id, public_key)
+}
+
 /// Checks that an event received from elsewhere has the keys, types and
 /// sizes the event format of `version` requires.
 ///

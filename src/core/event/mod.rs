@@ -32,7 +32,9 @@ use crate::crypto::{b64_decode, b64_encode, b64url_encode, sha256};
 mod build;
 mod check;
 pub use build::{build_pdu, PduTemplate};
-pub use check::{required_signers, validate_pdu_shape, verify_content_hash, verify_signature};
+pub use check::{
+    required_signers, validate_pdu_shape, verify_content_hash, verify_signature, verify_signature_of_form,
+};
 
 /// The largest event, in bytes of canonical JSON with its signatures.
 pub const PDU_MAX_BYTES: usize = 65536;
@@ -128,12 +130,17 @@ impl From<CanonicalError> for EventError {
 /// without `signatures` and `unsigned`: the server-server API's "reference
 /// hash".
 fn reference_digest(version: &RoomVersion, event: &Value) -> Result<[u8; 32], EventError> {
+    Ok(sha256(signed_form(version, event)?.as_bytes()))
+}
+
+/// The canonical JSON that an event's signatures cover and, from v3, its
+/// ID hashes: the redacted event without `signatures` (redaction already
+/// drops `unsigned` and `age_ts`). Made once, it serves both checks.
+pub fn signed_form(version: &RoomVersion, event: &Value) -> Result<String, EventError> {
     if !event.is_object() {
         return Err(EventError::Canonical(CanonicalError::NotAnObject));
     }
-    let redacted = redact(version, event);
-    let canonical = to_canonical_excluding(&redacted, &UNHASHED_REFERENCE_KEYS)?;
-    Ok(sha256(canonical.as_bytes()))
+    Ok(to_canonical_excluding(&redact(version, event), &UNHASHED_REFERENCE_KEYS)?)
 }
 
 /// Returns the reference hash of `event`, encoded as the version's event
@@ -153,14 +160,26 @@ pub fn reference_hash(version: &RoomVersion, event: &Value) -> Result<String, Ev
 /// `$opaque:server`.
 pub fn event_id(version: &RoomVersion, event: &Value) -> Result<String, EventError> {
     match version.event_ids {
-        EventIds::Opaque => {
-            let id = event.get("event_id").ok_or(EventError::Missing("event_id"))?;
-            let id = id.as_str().ok_or(EventError::Invalid("event_id"))?;
-            check::check_opaque_event_id("event_id", id)?;
-            Ok(id.to_owned())
-        }
+        EventIds::Opaque => opaque_event_id(event),
         EventIds::Hash | EventIds::UrlSafeHash => Ok(format!("${}", reference_hash(version, event)?)),
     }
+}
+
+/// [`event_id`] from the event's [`signed_form`], already made.
+pub fn event_id_of_form(version: &RoomVersion, event: &Value, signed: &str) -> Result<String, EventError> {
+    let digest = sha256(signed.as_bytes());
+    match version.event_ids {
+        EventIds::Opaque => opaque_event_id(event),
+        EventIds::Hash => Ok(format!("${}", b64_encode(&digest))),
+        EventIds::UrlSafeHash => Ok(format!("${}", b64url_encode(&digest))),
+    }
+}
+
+fn opaque_event_id(event: &Value) -> Result<String, EventError> {
+    let id = event.get("event_id").ok_or(EventError::Missing("event_id"))?;
+    let id = id.as_str().ok_or(EventError::Invalid("event_id"))?;
+    check::check_opaque_event_id("event_id", id)?;
+    Ok(id.to_owned())
 }
 
 /// The server name of a v1–v2 event ID (`$opaque:server`), if it has one.
