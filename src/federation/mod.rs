@@ -15,6 +15,9 @@
 //!   clients; the `multipart/mixed` framing of federation media answers.
 //! - `queries` (service): asking other servers for profiles, aliases,
 //!   room directories and keys on behalf of local clients.
+//! - `edus` (service): received EDUs handed to `edu_ephemeral` (typing,
+//!   receipts, presence) and `edu_devices` (device lists, cross-signing
+//!   keys, to-device messages).
 //! - `room_reads` (service): the room reads other servers make — one
 //!   event, the state before an event, auth chains, backfill, missing
 //!   events, the event nearest a time — behind the room's server ACL and
@@ -22,6 +25,9 @@
 
 pub mod client;
 pub mod discover;
+pub mod edu_devices;
+pub mod edu_ephemeral;
+pub mod edus;
 pub mod inbound;
 pub mod join_state;
 pub mod keys;

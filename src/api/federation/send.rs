@@ -5,7 +5,8 @@
 //!
 //! The PDUs go through `federation::pdus::receive_all` (the checks on
 //! receipt, then the room's graph); one that fails is named in the answer
-//! and the rest go on. EDUs are dropped until the EDU part.
+//! and the rest go on. Then the EDUs go through
+//! `federation::edus::receive_all`, in order.
 
 use serde_json::{json, Map, Value};
 
@@ -73,6 +74,7 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
         };
         results.insert(id, result);
     }
+    crate::federation::edus::receive_all(app, origin, edus);
     let answer = json!({ "pdus": results });
     let text = answer.to_string();
     let now = storage::now_ms();
