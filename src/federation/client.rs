@@ -17,6 +17,10 @@ use crate::outbound::client::{Answer, Client, Method, OutRequest, Streamed};
 
 /// The most bytes of a JSON answer read from another server.
 pub const JSON_ANSWER_MAX: u64 = 8 * 1024 * 1024;
+/// Idle connections to other servers kept for reuse: a message in a room
+/// of 200 servers goes to each in turn (fewer kept than the round means
+/// none is found again). Each costs a socket and its TLS buffers.
+pub const IDLE_CONNECTIONS_MAX: usize = 256;
 
 /// The federation client: who we are, how to reach others, whom we may.
 pub struct Federation {
@@ -33,7 +37,7 @@ impl Federation {
         // Its own connections and SRV routes (same policy and roots): a
         // route set for a server name must not redirect a push gateway
         // that happens to live at the same host and port.
-        let client = client.detached();
+        let client = client.detached_keeping(IDLE_CONNECTIONS_MAX);
         Federation {
             server_name: config.server_name.clone(),
             key,

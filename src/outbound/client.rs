@@ -259,7 +259,7 @@ impl Client {
     /// A client; `extra_roots` are PEM certificates trusted besides the
     /// web roots.
     pub fn new(allow_private: bool, extra_roots: Option<&[u8]>) -> Result<Client, String> {
-        Ok(Client::build(allow_private, tls_config(extra_roots)?, REQUEST_TIMEOUT))
+        Ok(Client::build(allow_private, tls_config(extra_roots)?, REQUEST_TIMEOUT, IDLE_CONNECTIONS_MAX))
     }
 
     /// A client with this one's policy and trusted roots but connections
@@ -270,17 +270,36 @@ impl Client {
     /// that wants its requests untouched by federation's routes can hold
     /// one too. Each has its own idle connections (`IDLE_CONNECTIONS_MAX`).
     pub fn detached(&self) -> Client {
-        Client::build(self.allow_private, self.tls.clone(), REQUEST_TIMEOUT)
+        self.detached_keeping(IDLE_CONNECTIONS_MAX)
+    }
+
+    /// A [`Client::detached`] one keeping up to `idle_max` idle
+    /// connections (still at most `IDLE_PER_HOST_MAX` per destination):
+    /// federation's, which hands each message of a big room to hundreds
+    /// of servers in turn, where a pool smaller than the round would make
+    /// every transaction a new TLS handshake.
+    pub fn detached_keeping(&self, idle_max: usize) -> Client {
+        Client::build(self.allow_private, self.tls.clone(), REQUEST_TIMEOUT, idle_max)
     }
 
     /// A [`Client::detached`] one whose exchanges (connecting included)
     /// are bounded by `timeout` instead of `REQUEST_TIMEOUT` (never
     /// longer): for small answers that must not hold their caller long.
     pub fn detached_with_timeout(&self, timeout: Duration) -> Client {
-        Client::build(self.allow_private, self.tls.clone(), timeout.min(REQUEST_TIMEOUT))
+        Client::build(
+            self.allow_private,
+            self.tls.clone(),
+            timeout.min(REQUEST_TIMEOUT),
+            IDLE_CONNECTIONS_MAX,
+        )
     }
 
-    fn build(allow_private: bool, tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Client {
+    fn build(
+        allow_private: bool,
+        tls: Arc<rustls::ClientConfig>,
+        timeout: Duration,
+        idle_max: usize,
+    ) -> Client {
         let routes = Arc::new(Mutex::new(Routes::default()));
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT.min(timeout))
@@ -290,7 +309,7 @@ impl Client {
             .redirects(0)
             // A proxy would make the connection, past the resolver's check.
             .try_proxy_from_env(false)
-            .max_idle_connections(IDLE_CONNECTIONS_MAX)
+            .max_idle_connections(idle_max)
             .max_idle_connections_per_host(IDLE_PER_HOST_MAX)
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .resolver(PolicyResolver { allow_private, routes: routes.clone() })
