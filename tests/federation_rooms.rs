@@ -52,6 +52,13 @@ fn join_via(p: &Peer, who: &User, room: &str, via: &str) -> (u16, Value) {
     p.server.post(&format!("{V3}/join/{}?via={}", enc(room), enc(via)), Some(&who.token), json!({}))
 }
 
+/// `bob` of `b` joins `room` of `a` through `a`, and `alice` there sees it.
+fn join_seen(a: &Peer, alice: &User, b: &Peer, bob: &User, room: &str) {
+    let (status, r) = join_via(b, bob, room, &a.name);
+    assert_eq!(status, 200, "{r}");
+    wait_until(&a.server, "bob joined", || membership_of(a, alice, room, &bob.id).as_deref() == Some("join"));
+}
+
 #[test]
 fn a_user_joins_a_room_on_another_server_and_both_talk() {
     let (_dir, _ca, a, b) = two();
@@ -258,11 +265,7 @@ fn a_server_that_was_down_catches_up() {
     let alice = a.server.user("alice", PW);
     let bob = b.server.user("bob", PW);
     let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
-    let (status, r) = join_via(&b, &bob, &room, &a.name);
-    assert_eq!(status, 200, "{r}");
-    wait_until(&a.server, "bob joined", || {
-        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
-    });
+    join_seen(&a, &alice, &b, &bob, &room);
     b.server.kill9();
     for i in 0..5 {
         say(&a.server, &alice.token, &room, &format!("while b was down {i}"));
@@ -344,11 +347,7 @@ fn a_partition_heals_into_one_history_and_one_state() {
         &alice.token,
         json!({ "preset": "public_chat", "power_level_content_override": { "events": { "m.room.topic": 0 } } }),
     );
-    let (status, r) = join_via(&b, &bob, &room, &a.name);
-    assert_eq!(status, 200, "{r}");
-    wait_until(&a.server, "bob joined", || {
-        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
-    });
+    join_seen(&a, &alice, &b, &bob, &room);
 
     // The partition: B talks to no one (it refuses A and drops what it
     // would send A); A's transactions to B are refused and dropped.
@@ -397,11 +396,7 @@ fn remote_events_wake_parked_syncs_and_count_as_unread() {
     let alice = a.server.user("alice", PW);
     let bob = b.server.user("bob", PW);
     let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
-    let (status, r) = join_via(&b, &bob, &room, &a.name);
-    assert_eq!(status, 200, "{r}");
-    wait_until(&a.server, "bob joined", || {
-        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
-    });
+    join_seen(&a, &alice, &b, &bob, &room);
     let since = common::next_batch(&common::sync(&a.server, &alice.token, ""));
     let parked = std::thread::scope(|scope| {
         let waiting =
@@ -545,11 +540,7 @@ fn after_a_partition_both_servers_page_in_depth_order() {
     let alice = a.server.user("alice", PW);
     let bob = b.server.user("bob", PW);
     let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
-    let (status, r) = join_via(&b, &bob, &room, &a.name);
-    assert_eq!(status, 200, "{r}");
-    wait_until(&a.server, "bob joined", || {
-        membership_of(&a, &alice, &room, &bob.id).as_deref() == Some("join")
-    });
+    join_seen(&a, &alice, &b, &bob, &room);
     // Both sides talk from the same head: a{i} and b{i} have one depth.
     b.server.restart_with(&["--federation-domain-allowlist", "nowhere.invalid"]);
     let mut ids = std::collections::HashMap::new();

@@ -159,8 +159,11 @@ impl JoinAnswer {
         });
         let (event, received) =
             parsed.map_err(|e| Error::bad_gateway(format!("the send_join answer could not be read: {e}")))?;
-        let c = collected?;
-        Ok(JoinAnswer {
+        Ok(JoinAnswer::of(spool, collected?, event, received))
+    }
+
+    fn of(spool: File, c: Collected, event: Option<Value>, received: usize) -> JoinAnswer {
+        JoinAnswer {
             spool,
             ids: c.ids,
             entries: c.entries,
@@ -170,7 +173,7 @@ impl JoinAnswer {
             event,
             received,
             dropped: c.dropped,
-        })
+        }
     }
 
     /// Distinct events that passed the checks on receipt.
@@ -534,17 +537,7 @@ mod tests {
         assert_eq!((c.create, c.dropped), (Some(1), 1));
         let order = pdus::auth_order_of(&[1, 1, 1], &c.cites);
         assert_eq!(order, vec![1, 2, 0]);
-        let answer = JoinAnswer {
-            spool,
-            ids: c.ids,
-            entries: c.entries,
-            cites: c.cites,
-            state: c.state,
-            create: c.create,
-            event: None,
-            received: 6,
-            dropped: 1,
-        };
+        let answer = JoinAnswer::of(spool, c, None, 6);
         assert_eq!(answer.read(2).unwrap(), json!({"id": "$power"}));
         assert_eq!(answer.create().unwrap(), Some(json!({"id": "$create"})));
     }
