@@ -6,9 +6,11 @@
 //!
 //! Every EDU must be about a user of the server that sent it. A remote
 //! user's devices are cached (`storage::device_lists`) only while a local
-//! user shares a room with them. An update is applied when its `prev_id`
-//! names the cached `stream_id` (it follows what we have); anything else —
-//! an unknown `prev_id` (a gap), no `prev_id`, a user not cached yet —
+//! user shares a room with them. An update newer than the cache is
+//! applied when each of its `prev_id`s is at or before the cached
+//! `stream_id` (it follows what we have, as Synapse decides); anything
+//! else — a later `prev_id` we never saw (a gap), no `prev_id`, a user
+//! not cached yet —
 //! marks the cache stale and asks for a resync. Resyncs run on one
 //! worker thread fed by a bounded queue ([`RESYNC_QUEUE_MAX`]; when full
 //! the user stays stale and `/keys/query` asks their server live), never
@@ -166,10 +168,10 @@ fn step(cached: Option<&device_lists::RemoteList>, stream_id: i64, prev_id: &[i6
     if stream_id <= list.stream_id {
         return Step::AlreadyHave;
     }
-    if !prev_id.is_empty()
-        && prev_id.contains(&list.stream_id)
-        && prev_id.iter().all(|p| *p <= list.stream_id)
-    {
+    // Every update before it is in what we have: the cache was at or past
+    // its `prev_id` (a resync's `stream_id` may be past the last update
+    // sent to us, as Synapse's is). No `prev_id` says nothing: resync.
+    if !prev_id.is_empty() && prev_id.iter().all(|p| *p <= list.stream_id) {
         Step::Apply
     } else {
         Step::Resync
@@ -317,6 +319,9 @@ mod tests {
         assert_eq!(step(Some(&list(4, false)), 4, &[3]), Step::AlreadyHave);
         assert_eq!(step(Some(&list(4, false)), 7, &[6]), Step::Resync);
         assert_eq!(step(Some(&list(4, false)), 7, &[]), Step::Resync);
+        // A resync may have answered past the last update sent.
+        assert_eq!(step(Some(&list(5, false)), 7, &[4]), Step::Apply);
+        assert_eq!(step(Some(&list(5, false)), 7, &[4, 6]), Step::Resync);
         assert_eq!(step(Some(&list(4, true)), 5, &[4]), Step::Resync);
     }
 
