@@ -14,8 +14,8 @@ use common::ca::TestCa;
 use common::fed::{agent, signed, Peer};
 use common::{create_room, enc, TempDir, User};
 use e2ee_client::{
-    receive_encrypted, receive_room_key, send_encrypted, share_room_key, to_device_events, Dev, CROSS_WAIT,
-    V3,
+    cross_key, receive_encrypted, receive_room_key, send_encrypted, share_room_key, to_device_events, Dev,
+    CROSS_WAIT, V3,
 };
 use serde_json::{json, Value};
 
@@ -279,25 +279,6 @@ fn an_encrypted_conversation_across_servers_both_ways() {
     let mut inbound = receive_room_key(a, &mut alice, &bed.bob.id, &bed.room);
     send_encrypted(b, &bob, &mut out, &bed.room, "secret from B", "m2");
     assert_eq!(receive_encrypted(a, &mut alice, &mut inbound, &bed.bob.id, &bed.room), "secret from B");
-}
-
-/// A cross-signing key object for `usage`, signed by `signer` if given.
-fn cross_key(
-    user_id: &str,
-    usage: &str,
-    key: &vodozemac::Ed25519Keypair,
-    signer: Option<&vodozemac::Ed25519Keypair>,
-) -> Value {
-    let public = key.public_key().to_base64();
-    let mut v =
-        json!({ "user_id": user_id, "usage": [usage], "keys": { format!("ed25519:{public}"): public } });
-    if let Some(signer) = signer {
-        let canonical =
-            hearth::crypto::canonical::to_canonical_excluding(&v, &["signatures", "unsigned"]).unwrap();
-        let signer_public = signer.public_key().to_base64();
-        v["signatures"] = json!({ user_id: { format!("ed25519:{signer_public}"): signer.sign(canonical.as_bytes()).to_base64() } });
-    }
-    v
 }
 
 #[test]

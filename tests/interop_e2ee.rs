@@ -12,7 +12,8 @@ use common::fed::Peer;
 use common::synapse::Synapse;
 use common::{create_room, enc, TempDir, V3};
 use e2ee_client::{
-    receive_encrypted, receive_room_key, send_encrypted, share_room_key, Dev, Homeserver, CROSS_WAIT,
+    queried_master, receive_encrypted, receive_room_key, send_encrypted, share_room_key,
+    upload_cross_signing, Dev, Homeserver, CROSS_WAIT,
 };
 use serde_json::{json, Value};
 
@@ -121,4 +122,22 @@ fn encrypted_conversation_and_device_lists_between_hearth_and_synapse() {
         changed(r).contains(&hal_user.id).then_some(())
     });
     wait_for_device(s, &sam, &hal_user.id, "HALTWO");
+
+    // Cross-signing keys, both ways (m.signing_key_update).
+    let (hal_master, _) = upload_cross_signing(h, &hal);
+    let (sam_master, _) = upload_cross_signing(s, &sam);
+    let deadline = std::time::Instant::now() + CROSS_WAIT;
+    while queried_master(s, &sam, &hal_user.id).as_deref() != Some(hal_master.as_str())
+        || queried_master(h, &hal, &sam_id).as_deref() != Some(sam_master.as_str())
+    {
+        assert!(std::time::Instant::now() < deadline, "the master keys do not cross");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let master_cached: Option<String> = conn
+        .query_row("SELECT master_key FROM remote_device_lists WHERE user_id = ?1", [&sam_id], |r| r.get(0))
+        .unwrap();
+    assert!(
+        master_cached.is_some_and(|k| k.contains(&sam_master)),
+        "Hearth caches Synapse's signing key update"
+    );
 }

@@ -274,3 +274,44 @@ pub fn receive_encrypted(
     assert_eq!(plain["room_id"], room);
     plain["content"]["body"].as_str().unwrap().to_owned()
 }
+
+/// A cross-signing key object for `usage`, signed by `signer` if given.
+pub fn cross_key(
+    user_id: &str,
+    usage: &str,
+    key: &vodozemac::Ed25519Keypair,
+    signer: Option<&vodozemac::Ed25519Keypair>,
+) -> Value {
+    let public = key.public_key().to_base64();
+    let mut v =
+        json!({ "user_id": user_id, "usage": [usage], "keys": { format!("ed25519:{public}"): public } });
+    if let Some(signer) = signer {
+        let canonical =
+            hearth::crypto::canonical::to_canonical_excluding(&v, &["signatures", "unsigned"]).unwrap();
+        let signer_public = signer.public_key().to_base64();
+        v["signatures"] = json!({ user_id: { format!("ed25519:{signer_public}"): signer.sign(canonical.as_bytes()).to_base64() } });
+    }
+    v
+}
+
+/// Uploads a new master and self-signing key for `dev`'s user (the first
+/// upload needs no UIA) and returns the master key's public part.
+pub fn upload_cross_signing(hs: &dyn Homeserver, dev: &Dev) -> (String, String) {
+    let (master, ssk) = (vodozemac::Ed25519Keypair::new(), vodozemac::Ed25519Keypair::new());
+    let upload = json!({
+        "master_key": cross_key(&dev.user_id, "master", &master, None),
+        "self_signing_key": cross_key(&dev.user_id, "self_signing", &ssk, Some(&master)),
+    });
+    let (status, r) =
+        hs.call("POST", &format!("{V3}/keys/device_signing/upload"), Some(&dev.token), Some(&upload));
+    assert_eq!(status, 200, "{r}");
+    (master.public_key().to_base64(), ssk.public_key().to_base64())
+}
+
+/// The master key's public part `who`'s `/keys/query` gives for `user`.
+pub fn queried_master(hs: &dyn Homeserver, who: &Dev, user: &str) -> Option<String> {
+    let body = json!({ "device_keys": { user: [] } });
+    let (status, r) = hs.call("POST", &format!("{V3}/keys/query"), Some(&who.token), Some(&body));
+    assert_eq!(status, 200, "{r}");
+    r["master_keys"][user]["keys"].as_object()?.values().next()?.as_str().map(str::to_owned)
+}

@@ -132,3 +132,40 @@ fn direct_to_device_edus(sender: &str, kind: &str, list: Vec<(&str, &str, &Value
     flush(&mut messages, &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_for_a_server_are_split_into_bounded_edus_with_their_own_ids() {
+        let big = json!({ "x": "y".repeat(20 * 1024) });
+        let list =
+            vec![("@a:s", "D1", &big), ("@a:s", "D2", &big), ("@b:s", "*", &big), ("@b:s", "D3", &big)];
+        let edus: Vec<Value> = direct_to_device_edus("@me:h", "m.test", list)
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        assert_eq!(edus.len(), 2);
+        let mut ids = Vec::new();
+        let mut devices = 0;
+        for e in &edus {
+            assert!(e.to_string().len() <= EDU_MESSAGES_MAX_BYTES + 1024);
+            assert_eq!(e["edu_type"], "m.direct_to_device");
+            assert_eq!(e["content"]["sender"], "@me:h");
+            assert_eq!(e["content"]["type"], "m.test");
+            ids.push(e["content"]["message_id"].as_str().unwrap().to_owned());
+            devices += e["content"]["messages"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|d| d.as_object().unwrap().len())
+                .sum::<usize>();
+        }
+        assert_eq!(devices, 4);
+        assert_ne!(ids[0], ids[1]);
+        // One message larger than the bound still goes, alone.
+        let huge = json!({ "x": "y".repeat(EDU_MESSAGES_MAX_BYTES + 10) });
+        assert_eq!(direct_to_device_edus("@me:h", "m.test", vec![("@a:s", "D1", &huge)]).len(), 1);
+    }
+}
