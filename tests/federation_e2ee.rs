@@ -320,3 +320,25 @@ fn cross_signing_keys_reach_the_other_server() {
         ssk_public.as_str()
     );
 }
+
+#[test]
+fn a_device_list_left_stale_is_resynced_after_a_restart() {
+    let mut bed = bed();
+    let mut bob1 = Dev::of_token(&bed.b.server, &bed.bob.token);
+    bob1.upload_keys(&bed.b.server, 1);
+    wait("bob's list is cached on a", || cached(&bed.a, &bed.bob.id).is_some_and(|c| !c.1 && c.3.len() == 1));
+
+    // B is down: the gap marks the list stale and the resync fails.
+    bed.b.server.terminate();
+    let gap = json!({ "edu_type": "m.device_list_update", "content": {
+        "user_id": bed.bob.id, "device_id": "AFTERGAP", "stream_id": 1000, "prev_id": [999],
+    }});
+    assert_eq!(send_as(&bed, "g1", json!([gap])).0, 200);
+    wait("the list is stale", || cached(&bed.a, &bed.bob.id).is_some_and(|c| c.1));
+
+    // Both back: A resyncs what it left stale when it starts.
+    bed.b.server.restart();
+    bed.a.server.restart();
+    wait("the stale list is resynced", || cached(&bed.a, &bed.bob.id).is_some_and(|c| !c.1));
+    assert_eq!(cached(&bed.a, &bed.bob.id).unwrap().3, [bob1.device_id.clone()]);
+}

@@ -57,6 +57,11 @@ pub fn start(app: Arc<App>) {
     if RESYNC.set(tx).is_err() {
         return;
     }
+    // Users left stale by the previous run get their resync now.
+    match app.db.read(|c| device_lists::stale_remote_users(c, RESYNC_QUEUE_MAX)) {
+        Ok(users) => users.iter().for_each(|u| request_resync(u)),
+        Err(e) => log::warn(format_args!("federation: stale device lists not read: {}", e.message)),
+    }
     let spawned = std::thread::Builder::new().name("device-resync".into()).spawn(move || worker(&app, rx));
     if let Err(e) = spawned {
         log::warn(format_args!("federation: no device-list resync thread: {e}"));
@@ -195,6 +200,14 @@ pub fn receive_device_list_update(app: &App, origin: &str, content: &Value) -> R
     let deleted = content.get("deleted").and_then(Value::as_bool).unwrap_or(false);
     let keys = if deleted { None } else { checked_device_keys(content.get("keys"), user_id, device_id) };
     let now = storage::now_ms();
+    // Most updates need no write (not followed, already had): a read says.
+    let (shared, cached) = app.db.read(|c| {
+        Ok((device_lists::shared_with_local_user(c, user_id)?, device_lists::remote_list(c, user_id)?))
+    })?;
+    let fresh = cached.as_ref().is_some_and(|l| !l.stale);
+    if (!shared && !fresh) || (shared && step(cached.as_ref(), stream_id, &prev_id) == Step::AlreadyHave) {
+        return Ok(());
+    }
     let resync_needed = app.db.write(|tx| {
         if !device_lists::shared_with_local_user(tx, user_id)? {
             // Not followed any more: what is cached may fall behind.

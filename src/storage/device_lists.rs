@@ -168,6 +168,15 @@ pub fn mark_remote_stale(conn: &Connection, user_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Up to `limit` remote users whose cached list is stale.
+pub fn stale_remote_users(conn: &Connection, limit: usize) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT user_id FROM remote_device_lists WHERE stale = 1 ORDER BY updated_ts LIMIT ?1",
+    )?;
+    let rows = st.query_map([limit as i64], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Sets a cached user's cross-signing key of one usage.
 pub fn set_remote_cross_signing(conn: &Connection, user_id: &str, usage: &str, key: &str) -> Result<()> {
     let sql = match usage {
@@ -237,6 +246,7 @@ mod tests {
         mark_remote_stale(&c, "@r:y").unwrap();
         let got = remote_list(&c, "@r:y").unwrap().unwrap();
         assert_eq!((got.stream_id, got.stale), (6, true));
+        assert_eq!(stale_remote_users(&c, 10).unwrap(), ["@r:y"]);
         replace_remote(&c, "@r:y", &list, &[], 3).unwrap();
         assert!(remote_devices(&c, "@r:y").unwrap().is_empty());
     }
