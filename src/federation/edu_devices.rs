@@ -45,7 +45,7 @@ pub const RESYNC_QUEUE_MAX: usize = 64;
 pub const TO_DEVICE_IN_KEEP_MS: i64 = 24 * 60 * 60 * 1000;
 /// Largest content of one received to-device message, as JSON text.
 pub const TO_DEVICE_CONTENT_MAX_BYTES: usize = 65536;
-/// Longest event type and message ID received.
+/// Longest event type, message ID and device ID received.
 const NAME_MAX_BYTES: usize = 255;
 
 /// The resync queue, once [`start`] ran.
@@ -187,6 +187,9 @@ fn step(cached: Option<&device_lists::RemoteList>, stream_id: i64, prev_id: &[i6
 pub fn receive_device_list_update(app: &App, origin: &str, content: &Value) -> Result<()> {
     let user_id = user_of_origin(content, "user_id", origin)?;
     let device_id = content.get("device_id").and_then(Value::as_str).unwrap_or_default();
+    if device_id.is_empty() || device_id.len() > NAME_MAX_BYTES {
+        return Err(Error::bad_json("a bad device_id"));
+    }
     let Some(stream_id) = content.get("stream_id").and_then(Value::as_i64) else {
         return Err(Error::bad_json("no stream_id"));
     };
@@ -222,7 +225,7 @@ pub fn receive_device_list_update(app: &App, origin: &str, content: &Value) -> R
                 Ok(true)
             }
             Step::Apply => {
-                if deleted || device_id.is_empty() {
+                if deleted {
                     device_lists::set_remote_device(tx, user_id, device_id, None)?;
                 } else if let Some(k) = &keys {
                     let known =

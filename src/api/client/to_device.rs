@@ -82,8 +82,10 @@ pub fn send(app: &App, req: &Request) -> Result<Response> {
             }
         }
     }
+    // Servers we may not talk to get nothing (the sender would drop it).
     let edus: Vec<(&str, String)> = remote
         .into_iter()
+        .filter(|(server, _)| app.federation.allowed(server))
         .flat_map(|(server, list)| {
             direct_to_device_edus(&who.user_id, kind, list).into_iter().map(move |e| (server, e))
         })
