@@ -1,7 +1,9 @@
 //! End-to-end encryption across servers against the reference server
 //! (issue 18): a real Synapse (tests/common/synapse.rs) and a Hearth on
 //! the same bed, their users in one room. A new device on either side is
-//! seen in the other's `device_lists.changed` and `/keys/query`, and an
+//! seen in the other's `device_lists.changed` and `/keys/query` (and a
+//! deleted one leaves it), cross-signing keys cross both ways, to-device
+//! messages for all of a user's devices (`*`) reach them, and an
 //! Olm/Megolm conversation (vodozemac) goes both ways.
 
 mod common;
@@ -140,4 +142,32 @@ fn encrypted_conversation_and_device_lists_between_hearth_and_synapse() {
         master_cached.is_some_and(|k| k.contains(&sam_master)),
         "Hearth caches Synapse's signing key update"
     );
+
+    // A deleted device on Hearth leaves Synapse's /keys/query.
+    let (status, r) = h.post(&format!("{V3}/logout"), Some(&hal2.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    let deadline = std::time::Instant::now() + CROSS_WAIT;
+    while sam.query_device(s, &hal_user.id, "HALTWO").is_some() {
+        assert!(std::time::Instant::now() < deadline, "HALTWO still listed on Synapse");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // To-device to all devices of the other side's user, both ways.
+    to_all_devices(h, &hal, s, &mut sam, "all1");
+    to_all_devices(s, &sam2, h, &mut hal, "all2");
+}
+
+/// `from` sends a to-device message to every device of `to`'s user; `to`
+/// receives it.
+fn to_all_devices(from_hs: &dyn Homeserver, from: &Dev, to_hs: &dyn Homeserver, to: &mut Dev, txn: &str) {
+    let body = json!({ "messages": { &to.user_id: { "*": { "to": "everyone", "txn": txn } } } });
+    let (status, r) =
+        from_hs.call("PUT", &format!("{V3}/sendToDevice/m.test/{txn}"), Some(&from.token), Some(&body));
+    assert_eq!(status, 200, "{r}");
+    let got = to.sync_until(to_hs, "the to-device message for all devices arrives", |r| {
+        e2ee_client::to_device_events(r)
+            .into_iter()
+            .find(|e| e["type"] == "m.test" && e["content"]["txn"] == txn)
+    });
+    assert_eq!(got["sender"], from.user_id.as_str());
 }
