@@ -33,12 +33,18 @@ struct Bed {
 }
 
 fn bed() -> Bed {
+    bed_with(|_, _| {})
+}
+
+/// [`bed`], with `before_join` run for bob before he joins.
+fn bed_with(before_join: impl FnOnce(&Peer, &User)) -> Bed {
     let dir = TempDir::new();
     let ca = TestCa::new(dir.path());
     let a = Peer::start(&ca, &[], &[]);
     let b = Peer::start(&ca, &[], &[]);
     let alice = a.server.user("alice", PW);
     let bob = b.server.user("bob", PW);
+    before_join(&b, &bob);
     let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
     let path = format!("{V3}/join/{}?via={}", enc(&room), enc(&a.name));
     let (status, r) = b.server.post(&path, Some(&bob.token), json!({}));
@@ -341,4 +347,17 @@ fn a_device_list_left_stale_is_resynced_after_a_restart() {
     bed.a.server.restart();
     wait("the stale list is resynced", || cached(&bed.a, &bed.bob.id).is_some_and(|c| !c.1));
     assert_eq!(cached(&bed.a, &bed.bob.id).unwrap().3, [bob1.device_id.clone()]);
+}
+
+#[test]
+fn a_followed_user_first_asked_live_is_then_answered_from_the_cache() {
+    // Bob's keys are uploaded before he shares a room with anyone on A:
+    // no update ever reaches A.
+    let bed = bed_with(|b, bob| Dev::of_token(&b.server, &bob.token).upload_keys(&b.server, 1));
+    let alice = Dev::of_token(&bed.a.server, &bed.alice.token);
+    assert!(cached(&bed.a, &bed.bob.id).is_none());
+    let bob_device = Dev::of_token(&bed.b.server, &bed.bob.token).device_id;
+    assert_eq!(queried_devices(&bed.a, &alice, &bed.bob.id), std::slice::from_ref(&bob_device), "asked live");
+    wait("the query's resync fills the cache", || cached(&bed.a, &bed.bob.id).is_some_and(|c| !c.1));
+    assert_eq!(cached(&bed.a, &bed.bob.id).unwrap().3, [bob_device]);
 }

@@ -11,7 +11,8 @@
 //! `stream_id` (it follows what we have, as Synapse decides); anything
 //! else — a later `prev_id` we never saw (a gap), no `prev_id`, a user
 //! not cached yet —
-//! marks the cache stale and asks for a resync. Resyncs run on one
+//! marks the cache stale and asks for a resync (as does a `/keys/query`
+//! that found a followed user uncached). Resyncs run on one
 //! worker thread fed by a bounded queue ([`RESYNC_QUEUE_MAX`]; when full
 //! the user stays stale and `/keys/query` asks their server live), never
 //! on the thread receiving the transaction and never inside a write.
@@ -70,7 +71,10 @@ pub fn start(app: Arc<App>) {
 
 fn worker(app: &App, rx: Receiver<String>) {
     while let Ok(user_id) = rx.recv() {
-        let needed = app.db.read(|c| Ok(device_lists::remote_list(c, &user_id)?.is_none_or(|l| l.stale)));
+        let needed = app.db.read(|c| {
+            Ok(device_lists::shared_with_local_user(c, &user_id)?
+                && device_lists::remote_list(c, &user_id)?.is_none_or(|l| l.stale))
+        });
         if !matches!(needed, Ok(true)) {
             continue;
         }
@@ -81,8 +85,11 @@ fn worker(app: &App, rx: Receiver<String>) {
 }
 
 /// Asks for a resync of `user_id`'s device list (dropped when the queue
-/// is full or the worker is not running: the cache stays stale).
-fn request_resync(user_id: &str) {
+/// is full or the worker is not running: the cache stays stale). The
+/// worker fetches it only if a local user shares a room with them and the
+/// cache lacks them or is stale. `/keys/query` asks for the users it had
+/// to ask live, so that the next answer comes from the cache.
+pub fn request_resync(user_id: &str) {
     let Some(q) = RESYNC.get() else { return };
     if let Err(TrySendError::Full(_)) = q.try_send(user_id.to_owned()) {
         log::info(format_args!("federation: resync queue full, {user_id} stays stale"));

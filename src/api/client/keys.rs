@@ -468,6 +468,9 @@ pub fn query(app: &App, req: &Request) -> Result<Response> {
     // the others are asked of their servers.
     let remote: BTreeMap<String, Vec<String>> =
         remote.into_iter().filter(|(u, _)| !cached.contains_key(u)).collect();
+    for user_id in remote.keys() {
+        crate::federation::edu_devices::request_resync(user_id);
+    }
     for (user_id, c) in cached {
         found.device_keys.insert(user_id.clone(), Value::Object(c.devices));
         if let Some(k) = c.master_key {
