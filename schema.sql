@@ -681,3 +681,48 @@ CREATE TABLE backward_extremities (
     event_id      TEXT NOT NULL,
     PRIMARY KEY (room_id, event_id)
 ) STRICT, WITHOUT ROWID;
+
+-- Device lists across servers (issue 18, schema 10).
+--
+-- What was last told other servers of each local device (its keys as
+-- /user/devices renders them), and the per-user stream of those
+-- m.device_list_update EDUs: each has stream_id = the user's next, prev_id
+-- = the one before, so a receiver detects a gap, also after restarts.
+CREATE TABLE device_list_streams (
+    user_id       TEXT PRIMARY KEY,
+    stream_id     INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE device_list_sent (
+    user_id       TEXT NOT NULL,
+    device_id     TEXT NOT NULL,
+    keys          TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+) STRICT, WITHOUT ROWID;
+
+-- The cache of remote users' devices, filled by their server's
+-- m.device_list_update and m.signing_key_update EDUs and by a resync
+-- (/user/devices); stale when an update was missed (a gap), until resynced.
+CREATE TABLE remote_device_lists (
+    user_id       TEXT PRIMARY KEY,
+    stream_id     INTEGER NOT NULL,
+    stale         INTEGER NOT NULL DEFAULT 0,
+    master_key    TEXT,
+    self_signing_key TEXT,
+    updated_ts    INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE remote_devices (
+    user_id       TEXT NOT NULL REFERENCES remote_device_lists(user_id) ON DELETE CASCADE,
+    device_id     TEXT NOT NULL,
+    keys          TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+) STRICT, WITHOUT ROWID;
+
+-- m.direct_to_device EDUs received, by (origin, message_id), so a retried
+-- transaction delivers them once; kept a day.
+CREATE TABLE to_device_in (
+    origin        TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    received_ts   INTEGER NOT NULL,
+    PRIMARY KEY (origin, message_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX to_device_in_received ON to_device_in(received_ts);

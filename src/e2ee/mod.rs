@@ -3,6 +3,14 @@
 //! user and the rooms they are in), and the key counts sync reports. The
 //! client API's key endpoints, account and device handlers, and sync all
 //! use it; it knows nothing of HTTP.
+//!
+//! Across servers (issue 18): a change of a local user's devices or keys
+//! is also told every server sharing a room with them (`federated`, in
+//! the same write), and to-device messages are delivered to local devices
+//! the same way whether sent here or by another server (`to_device`).
+
+pub mod federated;
+pub mod to_device;
 
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
@@ -26,6 +34,20 @@ pub fn device_list_changed(conn: &Tx, user_id: &str) -> Result<()> {
 /// its change in the database itself (a trigger); its handler calls this
 /// with the current position.
 pub fn wake_device_list_watchers(conn: &Tx, user_id: &str, pos: i64) -> Result<()> {
+    wake(conn, user_id, pos)?;
+    federated::device_list_update(conn, user_id)
+}
+
+/// A remote user's devices or keys changed (an update from their server,
+/// or a resync): local users sharing a room with them see it in
+/// `device_lists.changed`.
+pub fn remote_device_list_changed(conn: &Tx, user_id: &str) -> Result<()> {
+    let pos = events::next_pos(conn)?;
+    e2ee::mark_device_list_changed(conn, user_id, pos)?;
+    wake(conn, user_id, pos)
+}
+
+fn wake(conn: &Tx, user_id: &str, pos: i64) -> Result<()> {
     let rooms = state::rooms_of_user(conn, user_id, "join")?;
     let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
     conn.changed(pos, &rooms, &[user_id]);

@@ -49,6 +49,7 @@ pub fn start(app: Arc<App>) {
             poked.poke();
         }
     }));
+    crate::federation::edu_devices::start(app.clone());
     let client = app.outbound.clone();
     queue::spawn(Arc::new(Transactions { app, serial: AtomicU64::new(0) }), client, queue, SENDERS);
 }

@@ -26,6 +26,7 @@
 
 pub mod account_data;
 pub mod acme;
+pub mod device_lists;
 pub mod devices;
 pub mod e2ee;
 pub mod events;

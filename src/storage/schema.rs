@@ -12,7 +12,7 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
@@ -27,6 +27,7 @@ const UPGRADES: &[&str] = &[
     UPGRADE_TO_7,
     UPGRADE_TO_8,
     UPGRADE_TO_9,
+    UPGRADE_TO_10,
 ];
 
 /// Version 2 (issue 12).
@@ -296,6 +297,58 @@ const UPGRADE_TO_9: &str = "
 CREATE INDEX events_room_depth ON events(room_id, depth, pos);
 ";
 
+// ------------------------------------------------- upgrade step 9 -> 10 (device lists across servers)
+
+/// Schema 10 (issue 18): the per-user stream of device-list updates sent
+/// to other servers and what they were told, the cache of remote users'
+/// devices and cross-signing keys, and the to-device messages received.
+const UPGRADE_TO_10: &str = "
+-- Device lists across servers (issue 18, schema 10).
+--
+-- What was last told other servers of each local device (its keys as
+-- /user/devices renders them), and the per-user stream of those
+-- m.device_list_update EDUs: each has stream_id = the user's next, prev_id
+-- = the one before, so a receiver detects a gap, also after restarts.
+CREATE TABLE device_list_streams (
+    user_id       TEXT PRIMARY KEY,
+    stream_id     INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE device_list_sent (
+    user_id       TEXT NOT NULL,
+    device_id     TEXT NOT NULL,
+    keys          TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+) STRICT, WITHOUT ROWID;
+
+-- The cache of remote users' devices, filled by their server's
+-- m.device_list_update and m.signing_key_update EDUs and by a resync
+-- (/user/devices); stale when an update was missed (a gap), until resynced.
+CREATE TABLE remote_device_lists (
+    user_id       TEXT PRIMARY KEY,
+    stream_id     INTEGER NOT NULL,
+    stale         INTEGER NOT NULL DEFAULT 0,
+    master_key    TEXT,
+    self_signing_key TEXT,
+    updated_ts    INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE remote_devices (
+    user_id       TEXT NOT NULL REFERENCES remote_device_lists(user_id) ON DELETE CASCADE,
+    device_id     TEXT NOT NULL,
+    keys          TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+) STRICT, WITHOUT ROWID;
+
+-- m.direct_to_device EDUs received, by (origin, message_id), so a retried
+-- transaction delivers them once; kept a day.
+CREATE TABLE to_device_in (
+    origin        TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    received_ts   INTEGER NOT NULL,
+    PRIMARY KEY (origin, message_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX to_device_in_received ON to_device_in(received_ts);
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -394,7 +447,7 @@ mod tests {
              DROP INDEX push_outbox_destination; ALTER TABLE push_outbox DROP COLUMN destination;
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
              DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
-             DROP INDEX events_room_depth;
+             DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -421,7 +474,7 @@ mod tests {
                  VALUES ('@a:x', 'app', 'key', '$e', '{}', 0, 1), ('@gone:x', 'app', 'key', '$f', '{}', 0, 1);
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
              DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
-             DROP INDEX events_room_depth;
+             DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in;
              PRAGMA user_version = 4;",
         )
         .unwrap();
@@ -443,7 +496,7 @@ mod tests {
         migrate(&mut old).unwrap();
         old.execute_batch(
             "DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
-             DROP INDEX events_room_depth;
+             DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in;
              INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
                  VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
              INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu)
@@ -474,7 +527,7 @@ mod tests {
         migrate(&mut old).unwrap();
         old.execute_batch(
             "DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after;
-             DROP TABLE backward_extremities; DROP INDEX events_room_depth;
+             DROP TABLE backward_extremities; DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in;
              INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
                  VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
              INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu)
@@ -502,7 +555,7 @@ mod tests {
     fn upgrade_9_indexes_the_topological_order() {
         let mut old = Connection::open_in_memory().unwrap();
         migrate(&mut old).unwrap();
-        old.execute_batch("DROP INDEX events_room_depth; PRAGMA user_version = 8;").unwrap();
+        old.execute_batch("DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in; PRAGMA user_version = 8;").unwrap();
         let mut fresh = Connection::open_in_memory().unwrap();
         migrate(&mut fresh).unwrap();
         assert_ne!(shape(&old), shape(&fresh));
@@ -510,7 +563,26 @@ mod tests {
         assert_eq!(shape(&old), shape(&fresh));
         assert!(shape(&old).contains(&"events index events_room_depth 0 room_id,depth,pos".to_owned()));
         let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 9);
+        assert_eq!(v, VERSION);
+    }
+
+    /// A version 9 database gets the device-list tables of schema 10.
+    #[test]
+    fn upgrade_10_adds_the_device_list_tables() {
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old).unwrap();
+        old.execute_batch(
+            "DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent;
+             DROP TABLE device_list_streams; DROP TABLE to_device_in; PRAGMA user_version = 9;",
+        )
+        .unwrap();
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_ne!(shape(&old), shape(&fresh));
+        migrate(&mut old).unwrap();
+        assert_eq!(shape(&old), shape(&fresh));
+        let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 10);
     }
 
     #[test]

@@ -445,8 +445,9 @@ pub fn local_keys(
 
 /// POST /_matrix/client/v3/keys/query
 ///
-/// Local users from the database; users of other servers asked of their
-/// servers, all at once (`federation::queries::query_keys`), within the
+/// Local users from the database; users of other servers from the cache
+/// of their device lists (`e2ee::federated::cached_keys`) while it is
+/// fresh, else asked of their servers, all at once (`federation::queries::query_keys`), within the
 /// request's `timeout`. A server that gave nothing is in `failures`.
 pub fn query(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
@@ -454,7 +455,31 @@ pub fn query(app: &App, req: &Request) -> Result<Response> {
     check_query_bounds(&body.device_keys)?;
     let me = who.user_id.as_str();
     let (local, remote) = split_local(&app.config.server_name, body.device_keys);
-    let mut found = app.db.read(|tx| local_keys(tx, &local, Some(me)))?;
+    let (mut found, cached) = app.db.read(|tx| {
+        let mut cached = BTreeMap::new();
+        for (user_id, devices) in &remote {
+            if let Some(c) = crate::e2ee::federated::cached_keys(tx, user_id, devices)? {
+                cached.insert(user_id.clone(), c);
+            }
+        }
+        Ok((local_keys(tx, &local, Some(me))?, cached))
+    })?;
+    // Users whose devices are cached fresh are answered from the cache;
+    // the others are asked of their servers.
+    let remote: BTreeMap<String, Vec<String>> =
+        remote.into_iter().filter(|(u, _)| !cached.contains_key(u)).collect();
+    for user_id in remote.keys() {
+        crate::federation::edu_devices::request_resync(user_id);
+    }
+    for (user_id, c) in cached {
+        found.device_keys.insert(user_id.clone(), Value::Object(c.devices));
+        if let Some(k) = c.master_key {
+            found.master_keys.insert(user_id.clone(), k);
+        }
+        if let Some(k) = c.self_signing_key {
+            found.self_signing_keys.insert(user_id, k);
+        }
+    }
     let remote = if remote.is_empty() {
         queries::RemoteKeys::default()
     } else {
@@ -707,6 +732,7 @@ pub fn device_signing_upload(app: &App, req: &Request) -> Result<Response> {
         }
         if changed {
             crate::e2ee::device_list_changed(tx, me)?;
+            crate::e2ee::federated::signing_key_update(tx, me)?;
         }
         Ok(())
     })?;

@@ -19,7 +19,7 @@ use crate::api::{Request, Response};
 use crate::app::App;
 use crate::core::ids;
 use crate::error::{Error, Result};
-use crate::storage::events;
+use crate::storage::device_lists;
 
 /// Refuses a user who is not a valid user of this server.
 fn local_user(app: &App, user_id: &str) -> Result<()> {
@@ -33,16 +33,17 @@ fn local_user(app: &App, user_id: &str) -> Result<()> {
 /// GET /_matrix/federation/v1/user/devices/{userId}
 ///
 /// Every device of the user with identity keys, and their master and
-/// self-signing keys. `stream_id` is the stream position the answer was
-/// read at: it only grows, so it orders this list among the user's
-/// device-list updates. An unknown user has no devices.
+/// self-signing keys. `stream_id` is the last of the user's
+/// `m.device_list_update` stream (`e2ee::federated`) the answer includes:
+/// the next update names it as its `prev_id`. An unknown user has no
+/// devices.
 pub fn devices(app: &App, req: &Request) -> Result<Response> {
     super::origin(req)?;
     let user_id = req.param("userId");
     local_user(app, user_id)?;
     let wanted = BTreeMap::from([(user_id.to_owned(), Vec::new())]);
     let (mut found, stream_id) =
-        app.db.read(|tx| Ok((local_keys(tx, &wanted, None)?, events::current_pos(tx)?)))?;
+        app.db.read(|tx| Ok((local_keys(tx, &wanted, None)?, device_lists::stream_id(tx, user_id)?)))?;
     let devices: Vec<Value> = match found.device_keys.remove(user_id) {
         Some(Value::Object(devices)) => devices
             .into_iter()
