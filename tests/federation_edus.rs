@@ -205,6 +205,33 @@ fn presence_with_a_status_message_crosses_both_ways() {
 }
 
 #[test]
+fn presence_set_before_a_join_reaches_the_other_server() {
+    let dir = TempDir::new();
+    let ca = TestCa::new(dir.path());
+    let (a, b) = (Peer::start(&ca, &[], &[]), Peer::start(&ca, &[], &[]));
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    set_presence(&a, &alice, "online", "here first");
+    set_presence(&b, &bob, "unavailable", "came later");
+    // Setup, not an assertion: let the presence threads (once a second)
+    // pass over these changes while there is nobody to tell.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
+    let (status, r) =
+        b.server.post(&format!("{V3}/join/{}?via={}", enc(&room), enc(&a.name)), Some(&bob.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    // Neither changed their presence since: the join itself tells it.
+    wait_until(&b.server, "alice's presence reaches b after the join", || {
+        let p = presence(&b, &bob, &alice.id);
+        p["presence"] == "online" && p["status_msg"] == "here first"
+    });
+    wait_until(&a.server, "bob's presence reaches a after the join", || {
+        let (status, p) = a.server.get(&format!("{V3}/presence/{}/status", enc(&bob.id)), Some(&alice.token));
+        status == 200 && p["presence"] == "unavailable" && p["status_msg"] == "came later"
+    });
+}
+
+#[test]
 fn edus_about_users_of_another_server_are_ignored() {
     let t = bed();
     let (a, b, room) = (&t.a, &t.b, t.room.as_str());
@@ -242,7 +269,8 @@ fn edus_about_users_of_another_server_are_ignored() {
     assert_eq!(status, 200, "{r}");
 
     // The EDUs are applied in order: once alice types, the rest was seen.
-    wait_until(&b.server, "alice's own typing counts", || typers(b, &t.bob, room) == [t.alice.id.clone()]);
+    wait_until(&b.server, "alice's own typing counts", || typers(b, &t.bob, room).contains(&t.alice.id));
+    assert_eq!(typers(b, &t.bob, room), vec![t.alice.id.clone()], "bob's forged typing was ignored");
     assert!(stored_receipts(b, &t.bob.id).is_empty());
     assert!(stored_receipts(b, "@eve:elsewhere.example").is_empty());
     let p = presence(b, &t.bob, &t.bob.id);

@@ -159,6 +159,10 @@ impl Ephemeral {
         // Read before the table: a change racing this call is sent again
         // next time rather than missed.
         let upto = hub.current_ephemeral();
+        if f.repeated_ms == 0 {
+            // Everyone starts offline: the first repeat is one period on.
+            f.repeated_ms = now;
+        }
         let repeat = now.saturating_sub(f.repeated_ms) >= repeat_ms;
         if upto == f.serial && !repeat {
             return Vec::new();

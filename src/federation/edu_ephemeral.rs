@@ -29,14 +29,16 @@
 //!   [`PRESENCE_PUSH_MAX`] users per destination (so a flapping client
 //!   costs at most one entry a second), and every [`PRESENCE_REPEAT_MS`]
 //!   everyone not offline again, as receivers forget users they hear
-//!   nothing of. Not queued for a destination backing off either: the
+//!   nothing of; and the presence of local members to a server newly in
+//!   their room, or of a local user newly in a room to its servers
+//!   ([`start`]). Not queued for a destination backing off either: the
 //!   next change or repeat tells it.
 //!
 //! The original specification's presence list reaches only local users:
 //! the seeds give no federation form of its invite/accept handshake, so
 //! users of other servers are seen by the shared-room rule alone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
@@ -276,19 +278,118 @@ fn presence_entry(view_user: &str, view: &ephemeral::PresenceView) -> Value {
 /// How often local presence changes are gathered for other servers.
 const PRESENCE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Rooms whose servers and local members are remembered, to notice a
+/// server or a local user newly in one; past this, the memory starts over.
+pub const ROOMS_WATCHED_MAX: usize = 10_000;
+/// Changed rooms waiting for the presence thread; past this, changes are
+/// not noted (a later change of the room is).
+const ROOMS_PENDING_MAX: usize = 1_000;
+
+/// Who was in a room when the presence thread last looked: the other
+/// servers and the local members (joined).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Audience {
+    servers: Vec<String>,
+    locals: Vec<String>,
+}
+
 /// Starts the thread that queues local presence for other servers every
-/// [`PRESENCE_TICK`] ([`send_presence`]). Called once by the server, with
-/// federation on.
+/// [`PRESENCE_TICK`]: the changes ([`send_presence`]), and the presence of
+/// local members to a server newly in one of their rooms, or of a local
+/// user newly in a room to its servers ([`greet`]; otherwise they would
+/// wait for a change or the next repeat). Rooms are looked at when a
+/// durable change touched them (the change feed). Called once by the
+/// server, with federation on.
 pub fn start(app: std::sync::Arc<App>) {
+    let pending = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let noted = pending.clone();
+    app.hub.subscribe(Box::new(move |c| {
+        if c.pos == 0 || c.rooms.is_empty() {
+            return;
+        }
+        let mut p = crate::util::lock(&noted);
+        for r in &c.rooms {
+            if p.len() >= ROOMS_PENDING_MAX {
+                break;
+            }
+            p.insert(r.clone());
+        }
+    }));
     std::thread::Builder::new()
         .name("presence-out".into())
-        .spawn(move || loop {
-            std::thread::sleep(PRESENCE_TICK);
-            if let Err(e) = send_presence(&app) {
-                crate::log::warn(format_args!("queueing presence for other servers failed: {}", e.message));
+        .spawn(move || {
+            let mut seen: HashMap<String, Audience> = HashMap::new();
+            loop {
+                std::thread::sleep(PRESENCE_TICK);
+                if let Err(e) = send_presence(&app) {
+                    crate::log::warn(format_args!(
+                        "queueing presence for other servers failed: {}",
+                        e.message
+                    ));
+                }
+                let rooms = std::mem::take(&mut *crate::util::lock(&pending));
+                if let Err(e) = greet(&app, &mut seen, rooms) {
+                    crate::log::warn(format_args!("queueing presence for newcomers failed: {}", e.message));
+                }
             }
         })
         .expect("spawning the presence sender thread");
+}
+
+/// For each room, compared with what `seen` remembers of it: tells the
+/// presence (if not offline) of all local members to servers new in the
+/// room, and of local members new in it to all its servers. A room seen
+/// for the first time counts as new altogether (cheap: after a start
+/// everyone is offline until their client syncs).
+fn greet(app: &App, seen: &mut HashMap<String, Audience>, rooms: BTreeSet<String>) -> Result<()> {
+    if rooms.is_empty() || !app.federation.enabled() || !app.ephemeral.presence_enabled() {
+        return Ok(());
+    }
+    let own = app.federation.server_name().to_owned();
+    let now = storage::now_ms();
+    let mut out: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    app.db.read(|c| {
+        for room_id in rooms {
+            let mut locals = state::members(c, &room_id, "join")?;
+            locals.retain(|u| server_of(u) == Some(own.as_str()));
+            let now_in = Audience { servers: destinations(app, c, &room_id)?, locals };
+            if seen.len() >= ROOMS_WATCHED_MAX && !seen.contains_key(&room_id) {
+                seen.clear();
+            }
+            let before = seen.insert(room_id, now_in.clone()).unwrap_or_default();
+            if before == now_in {
+                continue;
+            }
+            for user in &now_in.locals {
+                let view = app.ephemeral.presence_of(user, now);
+                if view.state == PresenceState::Offline {
+                    continue;
+                }
+                let user_is_new = !before.locals.contains(user);
+                for server in &now_in.servers {
+                    if user_is_new || !before.servers.contains(server) {
+                        out.entry(server.clone())
+                            .or_default()
+                            .insert(user.clone(), presence_entry(user, &view));
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    out.retain(|d, _| !app.fed_queue.backing_off(d));
+    if out.is_empty() {
+        return Ok(());
+    }
+    app.db.write(|tx| {
+        for (d, entries) in &out {
+            let entries: Vec<&Value> = entries.values().collect();
+            for push in entries.chunks(PRESENCE_PUSH_MAX) {
+                queue_edu(tx, d, "m.presence", json!({ "push": push }))?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Queues the local presence changes due (see the module doc) for the
