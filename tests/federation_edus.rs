@@ -142,6 +142,40 @@ fn typing_crosses_both_ways_stops_and_runs_out() {
     wait_until(&a.server, "bob's typing runs out on a", || typers(a, &t.alice, room).is_empty());
 }
 
+/// Typing rows queued for `destination` in the server's outbox.
+fn queued_typing(p: &Peer, destination: &str) -> i64 {
+    let conn =
+        rusqlite::Connection::open_with_flags(p.server.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opening the database");
+    conn.query_row(
+        "SELECT count(*) FROM federation_outbox WHERE destination = ?1
+         AND json_extract(body, '$.edu_type') = 'm.typing'",
+        [destination],
+        |r| r.get(0),
+    )
+    .expect("a count")
+}
+
+#[test]
+fn typing_is_not_queued_for_a_server_that_is_down() {
+    let mut t = bed();
+    let room = t.room.clone();
+    t.b.server.kill9();
+    // A message for b fails, and keeps failing: b is backed off.
+    say(&t.a.server, &t.alice.token, &room, "are you there?");
+    let failures = || common::log_count(&t.a.server, &format!("to {} failed, kept for a retry", t.b.name));
+    wait_until(&t.a.server, "a backs off from b", || failures() >= 3);
+    // Each typing request queues in its own write, before it answers; one
+    // may slip into the instant between a backoff's end and the next
+    // failure, not more.
+    for _ in 0..10 {
+        set_typing(&t.a, &t.alice, &room, true, 30_000);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let queued = queued_typing(&t.a, &t.b.name);
+    assert!(queued <= 1, "{queued} typing notices queued for a server that is down");
+}
+
 #[test]
 fn receipts_cross_both_ways_and_private_ones_stay_home() {
     let t = bed();
