@@ -76,8 +76,8 @@ fn hearth_sync(b: &Bed) -> Value {
     common::sync(&b.hearth.server, &b.hal.token, "")
 }
 
-/// Synapse's initial sync has no typing (it keeps its typing stream out
-/// of it): follow sam's sync from a first token instead.
+/// Sam's sync followed from a first token: incremental syncs carry
+/// `m.typing` only when the typers changed, so the last one seen holds.
 struct Follow<'b> {
     b: &'b Bed,
     since: String,
