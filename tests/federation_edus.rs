@@ -136,10 +136,23 @@ fn typing_crosses_both_ways_stops_and_runs_out() {
     set_typing(b, &t.bob, room, false, 0);
     wait_until(&a.server, "bob's stop reaches a", || typers(a, &t.alice, room).is_empty());
 
-    // A short notice runs out at the receiver without any stop being sent.
+    // A short notice runs out on both sides.
     set_typing(b, &t.bob, room, true, 1_500);
     wait_until(&a.server, "bob's short typing reaches a", || typers(a, &t.alice, room) == [t.bob.id.clone()]);
     wait_until(&a.server, "bob's typing runs out on a", || typers(a, &t.alice, room).is_empty());
+
+    // A received notice runs out on its own: a (as the harness signs for
+    // it) says alice types for 1.5 s and never says she stopped.
+    let body = json!({ "origin": a.name, "origin_server_ts": common::now_ms(), "pdus": [], "edus": [
+        { "edu_type": "m.typing",
+          "content": { "room_id": room, "user_id": t.alice.id, "typing": true, "timeout": 1_500 } },
+    ] });
+    let agent = fed::agent(&t.ca);
+    let uri = "/_matrix/federation/v1/send/typing-without-stop";
+    let (status, r) = fed::signed(&agent, &a.signing_key(), &a.name, &b.name, "PUT", uri, Some(&body));
+    assert_eq!(status, 200, "{r}");
+    wait_until(&b.server, "the notice shows on b", || typers(b, &t.bob, room) == [t.alice.id.clone()]);
+    wait_until(&b.server, "the notice runs out on b", || typers(b, &t.bob, room).is_empty());
 }
 
 /// Typing rows queued for `destination` in the server's outbox.

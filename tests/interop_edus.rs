@@ -118,6 +118,15 @@ fn typing_crosses_between_hearth_and_synapse() {
     let (status, _) = b.hearth.server.put(&path, Some(&b.hal.token), json!({ "typing": false }));
     assert_eq!(status, 200);
     wait_until(&b.hearth.server, "hal's stop reaches Synapse", || sam_sees.typers().is_empty());
+    // A notice that runs out on Hearth without a stop: Hearth tells
+    // Synapse, which would otherwise hold it a minute (past this wait).
+    let (status, _) =
+        b.hearth.server.put(&path, Some(&b.hal.token), json!({ "typing": true, "timeout": 1_500 }));
+    assert_eq!(status, 200);
+    wait_until(&b.hearth.server, "hal's short typing reaches Synapse", || {
+        sam_sees.typers() == [b.hal.id.clone()]
+    });
+    wait_until(&b.hearth.server, "hal's typing runs out on Synapse too", || sam_sees.typers().is_empty());
 
     // Synapse → Hearth: start, then stop.
     let path = format!("{V3}/rooms/{}/typing/{}", enc(room), enc(&b.sam));

@@ -76,6 +76,12 @@ impl Ephemeral {
         lock(&self.typing).typers(room_id, now)
     }
 
+    /// The (room ID, user ID) of the typing notices that ran out since the
+    /// last call (at most `typing::RAN_OUT_MAX`).
+    pub fn typing_ran_out(&self) -> Vec<(String, String)> {
+        lock(&self.typing).take_ran_out()
+    }
+
     /// True if the room's typers changed after serial `since`.
     pub fn typing_changed_since(&self, room_id: &str, since: u64) -> bool {
         lock(&self.typing).changed_since(room_id, since)

@@ -18,7 +18,10 @@
 //! - typing on every start (a refresh too: the receiver's notice must be
 //!   renewed) and stop, with Hearth's `timeout` (the notice's length,
 //!   which the spec's EDU does not carry; receivers that do not know it,
-//!   like Synapse, use their own 30 s). Typing is worthless late, so it is
+//!   like Synapse, use their own period, a minute for Synapse, so a
+//!   notice that ran out here without a stop is followed by a stop too).
+//!   A received notice without `timeout` lasts [`REMOTE_TYPING_TIMEOUT_MS`].
+//!   Typing is worthless late, so it is
 //!   not queued for a destination backing off, and the sender drops typing
 //!   rows that waited longer than [`TYPING_STALE_MS`] before being taken
 //!   into a transaction ([`drop_stale_typing`]);
@@ -49,9 +52,10 @@ use crate::error::{Error, Result};
 use crate::hub::Changes;
 use crate::storage::{self, federation as fed_store, graph, state, Tx};
 
-/// Length of a received typing notice without Hearth's `timeout` (what
-/// Synapse uses; the spec names none).
-pub const REMOTE_TYPING_TIMEOUT_MS: u64 = 30_000;
+/// Length of a received typing notice without Hearth's `timeout`: the
+/// spec names none; Synapse holds remote notices one minute and repeats
+/// its own every 40 seconds while its user types.
+pub const REMOTE_TYPING_TIMEOUT_MS: u64 = 60_000;
 /// A queued typing notice not sent within this is dropped: by then it has
 /// run out at the receiver anyway.
 pub const TYPING_STALE_MS: i64 = typing::TYPING_TIMEOUT_MAX_MS as i64;
@@ -95,24 +99,50 @@ fn queue_edu(tx: &Tx, destination: &str, edu_type: &str, content: Value) -> Resu
 /// `timeout_ms`) or stopped typing. Destinations backing off are skipped.
 /// Takes the single writer only when there is someone to tell.
 pub fn send_typing(app: &App, room_id: &str, user_id: &str, typing: bool, timeout_ms: u64) -> Result<()> {
-    if !app.federation.enabled() {
+    send_typing_all(app, &[(room_id, user_id)], typing, timeout_ms)
+}
+
+/// [`send_typing`] for several (room ID, user ID), in one write.
+fn send_typing_all(app: &App, notices: &[(&str, &str)], typing: bool, timeout_ms: u64) -> Result<()> {
+    if !app.federation.enabled() || notices.is_empty() {
         return Ok(());
     }
-    let mut to = app.db.read(|c| destinations(app, c, room_id))?;
-    to.retain(|d| !app.fed_queue.backing_off(d));
-    if to.is_empty() {
+    let mut out = Vec::new();
+    app.db.read(|c| {
+        for (room_id, user_id) in notices {
+            let mut to = destinations(app, c, room_id)?;
+            to.retain(|d| !app.fed_queue.backing_off(d));
+            let mut content = json!({ "room_id": room_id, "user_id": user_id, "typing": typing });
+            if typing {
+                content["timeout"] = json!(timeout_ms);
+            }
+            out.extend(to.into_iter().map(|d| (d, content.clone())));
+        }
+        Ok(())
+    })?;
+    if out.is_empty() {
         return Ok(());
-    }
-    let mut content = json!({ "room_id": room_id, "user_id": user_id, "typing": typing });
-    if typing {
-        content["timeout"] = json!(timeout_ms);
     }
     app.db.write(|tx| {
-        for d in &to {
+        for (d, content) in &out {
             queue_edu(tx, d, "m.typing", content.clone())?;
         }
         Ok(())
     })
+}
+
+/// Tells other servers that local typing notices which ran out (the
+/// client sent no stop) stopped: receivers that know no `timeout` would
+/// show them for their own, longer, period.
+fn send_typing_ran_out(app: &App) -> Result<()> {
+    let ran_out = app.ephemeral.typing_ran_out();
+    let own = app.federation.server_name();
+    let ours: Vec<(&str, &str)> = ran_out
+        .iter()
+        .filter(|(_, user_id)| server_of(user_id) == Some(own))
+        .map(|(r, u)| (r.as_str(), u.as_str()))
+        .collect();
+    send_typing_all(app, &ours, false, 0)
 }
 
 /// Drops the typing notices queued for `destination` that waited past
@@ -139,8 +169,11 @@ pub fn receive_typing(app: &App, origin: &str, content: &Value) -> Result<()> {
     }
     let now = storage::now_ms();
     let until = is_typing.then(|| {
-        let timeout = content.get("timeout").and_then(Value::as_u64).unwrap_or(REMOTE_TYPING_TIMEOUT_MS);
-        now.saturating_add(typing::clamp_timeout(Some(timeout)) as i64)
+        let timeout = match content.get("timeout").and_then(Value::as_u64) {
+            Some(ms) => typing::clamp_timeout(Some(ms)),
+            None => REMOTE_TYPING_TIMEOUT_MS,
+        };
+        now.saturating_add(timeout as i64)
     });
     if let Some(serial) = app.ephemeral.set_typing(&app.hub, room_id, user_id, until, now) {
         app.hub.notify(Changes::ephemeral(serial, &[room_id], &[]));
@@ -275,8 +308,9 @@ fn presence_entry(view_user: &str, view: &ephemeral::PresenceView) -> Value {
     e
 }
 
-/// How often local presence changes are gathered for other servers.
-const PRESENCE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often local presence changes and typing that ran out are gathered
+/// for other servers.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Rooms whose servers and local members are remembered, to notice a
 /// server or a local user newly in one; past this, the memory starts over.
@@ -293,8 +327,9 @@ struct Audience {
     locals: Vec<String>,
 }
 
-/// Starts the thread that queues local presence for other servers every
-/// [`PRESENCE_TICK`]: the changes ([`send_presence`]), and the presence of
+/// Starts the thread that queues for other servers, every [`TICK`], the
+/// stops of local typing that ran out, and local presence: the changes
+/// ([`send_presence`]), and the presence of
 /// local members to a server newly in one of their rooms, or of a local
 /// user newly in a room to its servers ([`greet`]; otherwise they would
 /// wait for a change or the next repeat). Rooms are looked at when a
@@ -316,14 +351,20 @@ pub fn start(app: std::sync::Arc<App>) {
         }
     }));
     std::thread::Builder::new()
-        .name("presence-out".into())
+        .name("ephemeral-out".into())
         .spawn(move || {
             let mut seen: HashMap<String, Audience> = HashMap::new();
             loop {
-                std::thread::sleep(PRESENCE_TICK);
+                std::thread::sleep(TICK);
                 if let Err(e) = send_presence(&app) {
                     crate::log::warn(format_args!(
                         "queueing presence for other servers failed: {}",
+                        e.message
+                    ));
+                }
+                if let Err(e) = send_typing_ran_out(&app) {
+                    crate::log::warn(format_args!(
+                        "queueing typing stops for other servers failed: {}",
                         e.message
                     ));
                 }
