@@ -17,14 +17,14 @@
 //! (`storage::federation::queue`):
 //! - typing on every start (a refresh too: the receiver's notice must be
 //!   renewed) and stop, with Hearth's `timeout` (the notice's length,
-//!   which the spec's EDU does not carry; receivers that do not know it,
-//!   like Synapse, use their own period, a minute for Synapse, so a
-//!   notice that ran out here without a stop is followed by a stop too).
-//!   A received notice without `timeout` lasts [`REMOTE_TYPING_TIMEOUT_MS`].
-//!   Typing is worthless late, so it is
-//!   not queued for a destination backing off, and the sender drops typing
-//!   rows that waited longer than [`TYPING_STALE_MS`] before being taken
-//!   into a transaction ([`drop_stale_typing`]);
+//!   which the spec's EDU does not carry). Receivers that do not know it
+//!   use their own period (Synapse: a minute), so a notice that ran out
+//!   here without a stop is followed by a stop too. A received notice
+//!   without `timeout` lasts [`REMOTE_TYPING_TIMEOUT_MS`]. Typing is
+//!   worthless late, so it is not queued for a destination backing off,
+//!   and the sender drops typing rows that waited longer than
+//!   [`TYPING_STALE_MS`] before being taken into a transaction
+//!   ([`drop_stale_typing`]);
 //! - `m.read` receipts (threaded ones with `thread_id`) in the write that
 //!   stores them; `m.read.private` never leaves the server;
 //! - presence, by a thread of its own ([`start`]): the local users
