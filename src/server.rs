@@ -95,6 +95,7 @@ pub fn run(config: Config) -> i32 {
     crate::push::sender::start(app.clone());
     if app.config.federation {
         crate::federation::sender::start(app.clone());
+        crate::federation::edu_ephemeral::start(app.clone());
     }
     http::serve(app.clone(), front);
     if let Err(e) = app.db.checkpoint() {

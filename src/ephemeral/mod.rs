@@ -21,6 +21,10 @@
 //! With presence turned off in the configuration, presence changes are
 //! accepted and ignored, and everyone appears `offline`.
 //!
+//! Users of other servers are here too, as their servers tell
+//! (`federation::edu_ephemeral`): their typing runs out on its own
+//! timeout, their presence shows what their server said.
+//!
 //! This module owns no SQL (the presence list lives in
 //! `storage::presence_list`) and knows no HTTP.
 

@@ -10,6 +10,12 @@
 //! the clock has changed what others should see and takes a serial for it,
 //! so syncs hear of the change.
 //!
+//! Users of other servers are told by their server (`m.presence` EDUs):
+//! their entry shows what that server said, and turns `offline` only once
+//! nothing was heard of them for [`OFFLINE_AFTER_MS`] (servers repeat the
+//! presence of their online users well within that; Synapse every 25
+//! minutes).
+//!
 //! Pure bookkeeping, like `typing.rs`: clock and serial are passed in.
 
 use std::collections::HashMap;
@@ -80,10 +86,26 @@ struct Entry {
     serial: u64,
     /// What was last announced: state, currently_active, status message.
     shown: (State, bool, Option<String>),
+    /// For a user of another server: the `currently_active` their server
+    /// said (their `chosen` state is what it said, `last_seen` when).
+    remote: Option<bool>,
 }
 
 impl Entry {
     fn view(&self, now: i64) -> View {
+        if let Some(active) = self.remote {
+            let state = if now.saturating_sub(self.last_seen) >= OFFLINE_AFTER_MS {
+                State::Offline
+            } else {
+                self.chosen
+            };
+            return View {
+                state,
+                last_active_ago: self.last_active.map(|a| now.saturating_sub(a).max(0)),
+                currently_active: active && state == State::Online,
+                status_msg: self.status_msg.clone(),
+            };
+        }
         let seen = self.last_seen.max(self.last_active.unwrap_or(0));
         let idle = self.last_active.map_or(i64::MAX, |a| now.saturating_sub(a));
         let state = if self.chosen == State::Offline || now.saturating_sub(seen) >= OFFLINE_AFTER_MS {
@@ -103,6 +125,10 @@ impl Entry {
 
     /// The times after `now` at which the view may change by itself.
     fn next_decay(&self, now: i64) -> i64 {
+        if self.remote.is_some() {
+            let at = self.last_seen.saturating_add(OFFLINE_AFTER_MS);
+            return if at > now { at } else { i64::MAX };
+        }
         let seen = self.last_seen.max(self.last_active.unwrap_or(0));
         let candidates = [
             self.last_active.map(|a| a.saturating_add(UNAVAILABLE_AFTER_MS)),
@@ -157,6 +183,7 @@ impl PresenceMap {
             last_seen: now,
             serial: 0,
             shown: (State::Offline, false, None),
+            remote: None,
         })
     }
 
@@ -185,6 +212,29 @@ impl PresenceMap {
         if state == State::Online {
             e.last_active = Some(now);
         }
+        self.after_change(user_id, now, serial)
+    }
+
+    /// The server of a user of another server told their presence:
+    /// `last_active_ago` milliseconds before `now`. Returns the serial
+    /// taken if what others see changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_remote(
+        &mut self,
+        user_id: &str,
+        state: State,
+        status_msg: Option<String>,
+        last_active_ago: Option<i64>,
+        currently_active: bool,
+        now: i64,
+        serial: impl FnOnce() -> u64,
+    ) -> Option<u64> {
+        let e = self.entry(user_id, now);
+        e.remote = Some(currently_active);
+        e.chosen = state;
+        e.status_msg = status_msg;
+        e.last_seen = now;
+        e.last_active = last_active_ago.map(|ago| now.saturating_sub(ago.max(0)));
         self.after_change(user_id, now, serial)
     }
 
@@ -356,6 +406,31 @@ mod tests {
         assert_eq!(p.reannounce("@a:x", &mut next), Some(2));
         assert_eq!(p.reannounce("@b:x", &mut next), None);
         assert_eq!(p.changed_since(Some(1), 0).len(), 1);
+    }
+
+    #[test]
+    fn remote_users_show_what_their_server_said_until_it_goes_quiet() {
+        let mut p = PresenceMap::default();
+        let mut next = counter();
+        // Online but idle for ten minutes, as their server says: still online.
+        let ten_min = 10 * 60 * 1000;
+        assert_eq!(
+            p.set_remote("@r:y", State::Online, Some("hi".into()), Some(ten_min), true, 0, &mut next),
+            Some(1)
+        );
+        let v = p.view("@r:y", 1000);
+        assert_eq!(
+            (v.state, v.currently_active, v.last_active_ago),
+            (State::Online, true, Some(ten_min + 1000))
+        );
+        assert_eq!(v.status_msg.as_deref(), Some("hi"));
+        assert!(p.decay(UNAVAILABLE_AFTER_MS + 1, &mut next).is_empty(), "no local idle rule");
+        // The same again is no change; a new state is.
+        assert_eq!(p.set_remote("@r:y", State::Online, Some("hi".into()), None, true, 5, &mut next), None);
+        assert_eq!(p.set_remote("@r:y", State::Unavailable, None, None, false, 10, &mut next), Some(2));
+        // Heard of no more: offline after the quiet period.
+        assert_eq!(p.decay(10 + OFFLINE_AFTER_MS, &mut next), vec!["@r:y".to_owned()]);
+        assert_eq!(p.view("@r:y", 10 + OFFLINE_AFTER_MS).state, State::Offline);
     }
 
     #[test]

@@ -18,6 +18,17 @@ pub struct Ephemeral {
     typing: Mutex<typing::Typing>,
     presence: Mutex<presence::PresenceMap>,
     presence_enabled: bool,
+    /// How far local presence was told to other servers.
+    federated: Mutex<Federated>,
+}
+
+/// How far local presence changes were told to other servers: the
+/// ephemeral serial up to which they were queued, and when everyone's was
+/// last repeated.
+#[derive(Debug, Default)]
+struct Federated {
+    serial: u64,
+    repeated_ms: i64,
 }
 
 /// What time changed: the rooms whose typers ran out, the users whose
@@ -36,6 +47,7 @@ impl Ephemeral {
             typing: Mutex::new(typing::Typing::default()),
             presence: Mutex::new(presence::PresenceMap::default()),
             presence_enabled,
+            federated: Mutex::new(Federated::default()),
         }
     }
 
@@ -62,6 +74,12 @@ impl Ephemeral {
     /// The users typing in the room now.
     pub fn typers(&self, room_id: &str, now: i64) -> Vec<String> {
         lock(&self.typing).typers(room_id, now)
+    }
+
+    /// The (room ID, user ID) of the typing notices that ran out since the
+    /// last call (at most `typing::RAN_OUT_MAX`).
+    pub fn typing_ran_out(&self) -> Vec<(String, String)> {
+        lock(&self.typing).take_ran_out()
     }
 
     /// True if the room's typers changed after serial `since`.
@@ -98,6 +116,79 @@ impl Ephemeral {
             return None;
         }
         lock(&self.presence).set(user_id, state, status_msg, now, || hub.next_ephemeral())
+    }
+
+    /// The server of `user_id` (another server) told their presence.
+    /// Returns the new serial if what others see changed (never when
+    /// presence is off).
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_remote_presence(
+        &self,
+        hub: &Hub,
+        user_id: &str,
+        state: PresenceState,
+        status_msg: Option<String>,
+        last_active_ago: Option<i64>,
+        currently_active: bool,
+        now: i64,
+    ) -> Option<u64> {
+        if !self.presence_enabled {
+            return None;
+        }
+        lock(&self.presence).set_remote(
+            user_id,
+            state,
+            status_msg,
+            last_active_ago,
+            currently_active,
+            now,
+            || hub.next_ephemeral(),
+        )
+    }
+
+    /// The presence to tell other servers now, of the users `is_ours`
+    /// accepts: those whose presence changed since the last call, or,
+    /// every `repeat_ms`, everyone not offline (so other servers, which
+    /// forget users they hear nothing of, keep them). Empty when presence
+    /// is off.
+    pub fn presence_to_federate(
+        &self,
+        hub: &Hub,
+        is_ours: impl Fn(&str) -> bool,
+        repeat_ms: i64,
+        now: i64,
+    ) -> Vec<(String, PresenceView)> {
+        if !self.presence_enabled {
+            return Vec::new();
+        }
+        let mut f = lock(&self.federated);
+        // Read before the table: a change racing this call is sent again
+        // next time rather than missed.
+        let upto = hub.current_ephemeral();
+        if f.repeated_ms == 0 {
+            // Everyone starts offline: the first repeat is one period on.
+            f.repeated_ms = now;
+        }
+        let repeat = now.saturating_sub(f.repeated_ms) >= repeat_ms;
+        if upto == f.serial && !repeat {
+            return Vec::new();
+        }
+        let since = f.serial;
+        f.serial = upto;
+        if repeat {
+            f.repeated_ms = now;
+        }
+        drop(f);
+        let p = lock(&self.presence);
+        let mut out = p.changed_since(Some(since), now);
+        if repeat {
+            let all = p.changed_since(None, now);
+            out.extend(all.into_iter().filter(|(_, v)| v.state != PresenceState::Offline));
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out.dedup_by(|a, b| a.0 == b.0);
+        }
+        out.retain(|(user_id, _)| is_ours(user_id));
+        out
     }
 
     /// A client of the user synced with `set_presence = state`. Returns the

@@ -23,6 +23,9 @@ pub const TYPING_ROOMS_MAX: usize = 10_000;
 /// Typers tracked per room; past this the notice closest to running out
 /// gives way.
 pub const TYPERS_PER_ROOM_MAX: usize = 64;
+/// Notices that ran out kept until someone takes them ([`Typing::take_ran_out`]);
+/// past this the newest are not kept.
+pub const RAN_OUT_MAX: usize = 1_000;
 
 /// The clamped length of a typing notice.
 pub fn clamp_timeout(timeout_ms: Option<u64>) -> u64 {
@@ -44,11 +47,14 @@ pub struct Typing {
     floor: u64,
     /// The earliest expiry among all typers (`i64::MAX` when none).
     next_expiry: i64,
+    /// (room ID, user ID) of the notices that ran out since the last
+    /// [`Typing::take_ran_out`] (so other servers can be told they stopped).
+    ran_out: Vec<(String, String)>,
 }
 
 impl Default for Typing {
     fn default() -> Typing {
-        Typing { rooms: HashMap::new(), floor: 0, next_expiry: i64::MAX }
+        Typing { rooms: HashMap::new(), floor: 0, next_expiry: i64::MAX, ran_out: Vec::new() }
     }
 }
 
@@ -115,9 +121,16 @@ impl Typing {
         }
         let mut changed = Vec::new();
         let mut next = i64::MAX;
+        let ran_out = &mut self.ran_out;
         for (room_id, room) in &mut self.rooms {
             let before = room.typers.len();
-            room.typers.retain(|(_, exp)| *exp > now);
+            room.typers.retain(|(user_id, exp)| {
+                let live = *exp > now;
+                if !live && ran_out.len() < RAN_OUT_MAX {
+                    ran_out.push((room_id.clone(), user_id.clone()));
+                }
+                live
+            });
             if room.typers.len() != before {
                 changed.push(room_id.clone());
             }
@@ -134,6 +147,12 @@ impl Typing {
             changed.sort();
         }
         changed
+    }
+
+    /// The (room ID, user ID) of the notices that ran out since the last
+    /// call, oldest first.
+    pub fn take_ran_out(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.ran_out)
     }
 
     /// The users typing in a room at `now`.
@@ -217,9 +236,14 @@ mod tests {
         assert_eq!(t.expire(100, &mut next), vec!["!r1".to_owned(), "!r2".to_owned()]);
         assert!(t.changed_since("!r1", 3) && t.changed_since("!r2", 3) && !t.changed_since("!r2", 4));
         assert_eq!(t.typers("!r2", 100), vec!["@c:x".to_owned()]);
+        let mut ran_out = t.take_ran_out();
+        ran_out.sort();
+        assert_eq!(ran_out, [("!r1".to_owned(), "@a:x".to_owned()), ("!r2".to_owned(), "@b:x".to_owned())]);
+        assert!(t.take_ran_out().is_empty());
         // Nothing due before 500.
         assert!(t.expire(499, &mut next).is_empty());
         assert_eq!(t.expire(600, &mut next), vec!["!r2".to_owned()]);
+        assert_eq!(t.take_ran_out(), [("!r2".to_owned(), "@c:x".to_owned())]);
     }
 
     #[test]

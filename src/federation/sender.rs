@@ -17,7 +17,9 @@
 //! (`http` calls `Queue::reset`). A destination that refuses the
 //! transaction outright (another 4xx) or that may no longer be talked to
 //! (`federation`, `federation_domain_allowlist`) has it dropped, logged:
-//! resending cannot change a refusal.
+//! resending cannot change a refusal. Typing notices that waited too long
+//! to be taken into a transaction are dropped instead
+//! (`edu_ephemeral::drop_stale_typing`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -92,8 +94,11 @@ impl Kind for Transactions {
 
     fn load(&self, destination: &str, _now_ms: i64, _limit: usize) -> Result<Vec<OutTxn>> {
         let txn_id = self.new_txn_id();
-        let txn =
-            self.app.db.write(|tx| fed_store::next_txn(tx, destination, &txn_id, PDUS_MAX, EDUS_MAX))?;
+        let txn = self.app.db.write(|tx| {
+            // Typing that waited this long would arrive after it ran out.
+            crate::federation::edu_ephemeral::drop_stale_typing(tx, destination, storage::now_ms())?;
+            fed_store::next_txn(tx, destination, &txn_id, PDUS_MAX, EDUS_MAX)
+        })?;
         Ok(txn.into_iter().collect())
     }
 

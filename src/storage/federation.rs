@@ -120,6 +120,18 @@ pub fn queue(tx: &Tx<'_>, destination: &str, unit: Unit, body: &str, now: i64) -
     Ok(conn.last_insert_rowid())
 }
 
+/// Drops the EDUs of type `edu_type` queued for `destination` before
+/// `before` and not yet taken into a transaction (ephemeral notices that
+/// would arrive too late to mean anything).
+pub fn drop_stale_edus(conn: &Connection, destination: &str, edu_type: &str, before: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM federation_outbox WHERE destination = ?1 AND kind = 'edu' AND txn_id IS NULL
+             AND created_ts < ?2 AND json_extract(body, '$.edu_type') = ?3",
+        )?
+        .execute(params![destination, before, edu_type])?)
+}
+
 /// Destinations with something queued, the longest waiting first.
 pub fn outbox_destinations(conn: &Connection, limit: usize) -> Result<Vec<String>> {
     let mut st = conn.prepare_cached(
@@ -269,6 +281,22 @@ mod tests {
         txn_done(&c, "b.example", "t3").unwrap();
         assert_eq!(next_txn(&c, "b.example", "t4", 2, 3).unwrap(), None);
         assert_eq!(outbox_destinations(&c, 10).unwrap(), ["c.example"]);
+    }
+
+    #[test]
+    fn stale_edus_are_dropped_unless_already_sent() {
+        let c = db();
+        let changes = std::cell::RefCell::new(crate::storage::feed::Changes::default());
+        let tx = Tx::new(&c, &changes);
+        let typing = r#"{"content":{},"edu_type":"m.typing"}"#;
+        queue(&tx, "b.example", Unit::Edu, typing, 1).unwrap();
+        next_txn(&c, "b.example", "t1", 50, 100).unwrap().unwrap();
+        queue(&tx, "b.example", Unit::Edu, typing, 2).unwrap();
+        queue(&tx, "b.example", Unit::Edu, r#"{"content":{},"edu_type":"m.receipt"}"#, 2).unwrap();
+        queue(&tx, "b.example", Unit::Edu, typing, 50).unwrap();
+        // Only the untaken typing row queued before 10 goes.
+        assert_eq!(drop_stale_edus(&c, "b.example", "m.typing", 10).unwrap(), 1);
+        assert_eq!(outbox_len(&c, "b.example").unwrap(), 3);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::core::ids;
 use crate::ephemeral::{self, presence::STATUS_MSG_MAX_BYTES, typing, PresenceState};
 use crate::error::{Error, Result};
+use crate::federation::edu_ephemeral;
 use crate::rooms::visibility::Visibility;
 use crate::storage::{self, account_data, events, presence_list, receipts, state, users, Changes, Tx};
 
@@ -78,6 +79,8 @@ pub fn typing(app: &App, req: &Request) -> Result<Response> {
     if let Some(serial) = app.ephemeral.set_typing(&app.hub, room_id, user_id, until, now) {
         app.hub.notify(Changes::ephemeral(serial, &[room_id], &[]));
     }
+    // Every start goes (it renews the notice there too), and every stop.
+    edu_ephemeral::send_typing(app, room_id, user_id, is_typing, typing::clamp_timeout(timeout))?;
     Response::ok(json!({}))
 }
 
@@ -93,8 +96,9 @@ struct Mark<'a> {
 /// Checks that the event is in the room and visible to the user, then
 /// stores each mark at a new stream position, recording whose long-polls
 /// must hear of it: the room's members for a public receipt, only the user
-/// for private receipts and markers.
-fn store_marks(conn: &Tx, user_id: &str, room_id: &str, marks: &[Mark]) -> Result<()> {
+/// for private receipts and markers. Public receipts are queued for the
+/// room's other servers in the same write.
+fn store_marks(app: &App, conn: &Tx, user_id: &str, room_id: &str, marks: &[Mark]) -> Result<()> {
     ensure_joined(conn, user_id, room_id)?;
     let mut visibility = Visibility::new(conn, user_id, room_id);
     for m in marks {
@@ -117,6 +121,8 @@ fn store_marks(conn: &Tx, user_id: &str, room_id: &str, marks: &[Mark]) -> Resul
             private = true;
         } else {
             receipts::put(conn, room_id, user_id, m.kind, m.thread_id, m.event_id, now, pos)?;
+            // `m.read` goes to the room's other servers; `m.read.private` never.
+            edu_ephemeral::send_receipt(app, conn, room_id, user_id, m.kind, m.thread_id, m.event_id, now)?;
             if m.kind == "m.read" {
                 public = true;
             } else {
@@ -173,7 +179,7 @@ pub fn receipt(app: &App, req: &Request) -> Result<Response> {
         }
     }
     let marks = [Mark { kind, event_id, thread_id }];
-    app.db.write(|c| store_marks(c, &who.user_id, room_id, &marks))?;
+    app.db.write(|c| store_marks(app, c, &who.user_id, room_id, &marks))?;
     Response::ok(json!({}))
 }
 
@@ -202,7 +208,7 @@ pub fn read_markers(app: &App, req: &Request) -> Result<Response> {
             // Nothing to set, but the room must still be one of the user's.
             return ensure_joined(c, &who.user_id, room_id);
         }
-        store_marks(c, &who.user_id, room_id, &marks)
+        store_marks(app, c, &who.user_id, room_id, &marks)
     })?;
     Response::ok(json!({}))
 }
@@ -225,12 +231,17 @@ fn known_user(conn: &rusqlite::Connection, user_id: &str) -> Result<()> {
 ///
 /// Visible to the user, to those sharing a joined room with them, and to
 /// those who have them on their presence list with their agreement; 403
-/// for anyone else. With presence off, everyone is `offline`.
+/// for anyone else. Users of other servers show what their server told
+/// (`federation::edu_ephemeral`). With presence off, everyone is `offline`.
 pub fn get_presence(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
     let target = req.param("userId");
     app.db.read(|c| {
-        known_user(c, target)?;
+        match ids::parse_user_id(target) {
+            // A user of another server is known by the rooms shared with them.
+            Some((_, server)) if server != app.config.server_name => {}
+            _ => known_user(c, target)?,
+        }
         if !ephemeral::may_see_presence(c, &who.user_id, target)? {
             return Err(Error::forbidden("You are not allowed to see their presence"));
         }
