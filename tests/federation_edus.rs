@@ -327,3 +327,66 @@ fn edus_about_users_of_another_server_are_ignored() {
         "{p}"
     );
 }
+
+/// The original specification's presence list across two servers that
+/// share no room: alice on `a` asks to follow bob on `b` (pending, his
+/// presence hidden), bob follows her back (both accepted on both
+/// servers), and each then sees the other's presence; dropping takes the
+/// row off the other server too.
+#[test]
+fn presence_lists_work_across_servers_without_a_shared_room() {
+    let dir = TempDir::new();
+    let ca = TestCa::new(dir.path());
+    let (a, b) = (Peer::start(&ca, &[], &[]), Peer::start(&ca, &[], &[]));
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let list = |p: &Peer, who: &User| {
+        let (status, r) = p.server.get(&format!("{}/presence/list/{}", V3, enc(&who.id)), Some(&who.token));
+        assert_eq!(status, 200, "{r}");
+        r
+    };
+    let change = |p: &Peer, who: &User, body: Value| {
+        let path = format!("{}/presence/list/{}", V3, enc(&who.id));
+        let (status, r) = p.server.post(&path, Some(&who.token), body);
+        assert_eq!(status, 200, "{r}");
+    };
+    let rows = |p: &Peer| -> Vec<(String, String, i64)> {
+        let conn =
+            rusqlite::Connection::open_with_flags(p.server.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("opening the database");
+        let mut st =
+            conn.prepare("SELECT owner, target, accepted FROM presence_list ORDER BY owner").unwrap();
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    set_presence(&b, &bob, "online", "in the garden");
+    change(&a, &alice, json!({ "invite": [bob.id] }));
+    wait_until(&b.server, "alice's invite reaches b", || {
+        rows(&b) == vec![(alice.id.clone(), bob.id.clone(), 0)]
+    });
+    let entries = list(&a, &alice);
+    assert_eq!(entries[0]["content"]["accepted"], false, "{entries}");
+    let (status, r) = a.server.get(&format!("{V3}/presence/{}/status", enc(&bob.id)), Some(&alice.token));
+    assert_eq!(status, 403, "bob's presence is not alice's to see yet: {r}");
+
+    change(&b, &bob, json!({ "invite": [alice.id] }));
+    let both = vec![(alice.id.clone(), bob.id.clone(), 1), (bob.id.clone(), alice.id.clone(), 1)];
+    wait_until(&a.server, "both accepted on a", || rows(&a) == both);
+    assert_eq!(rows(&b), both);
+    wait_until(&a.server, "bob's presence reaches alice", || {
+        let entries = list(&a, &alice);
+        entries[0]["content"]["accepted"] == true
+            && entries[0]["content"]["presence"] == "online"
+            && entries[0]["content"]["status_msg"] == "in the garden"
+    });
+    set_presence(&a, &alice, "unavailable", "making tea");
+    wait_until(&b.server, "alice's presence reaches bob", || {
+        let (status, p) = b.server.get(&format!("{V3}/presence/{}/status", enc(&alice.id)), Some(&bob.token));
+        status == 200 && p["presence"] == "unavailable" && p["status_msg"] == "making tea"
+    });
+
+    change(&a, &alice, json!({ "drop": [bob.id] }));
+    let left = vec![(bob.id.clone(), alice.id.clone(), 1)];
+    wait_until(&b.server, "the drop reaches b", || rows(&b) == left);
+    assert_eq!(rows(&a), left);
+}

@@ -37,9 +37,19 @@
 //!   ([`start`]). Not queued for a destination backing off either: the
 //!   next change or repeat tells it.
 //!
-//! The original specification's presence list reaches only local users:
-//! the seeds give no federation form of its invite/accept handshake, so
-//! users of other servers are seen by the shared-room rule alone.
+//! The original specification's presence list works across servers too:
+//! the seeds say both users' servers store an agreed subscription but give
+//! no wire form, so Hearth speaks the one early Synapse did — EDUs
+//! `m.presence_invite`, `m.presence_accept` and (Hearth's) `m.presence_drop`,
+//! each `{"observer_user", "observed_user"}`. Each server mirrors the rows
+//! of `presence_list` that involve its users: putting a user of another
+//! server on a list sends them an invite, which their server records as
+//! the same row; the row is accepted on both sides once the reverse
+//! subscription exists (as between local users), and the observed user's
+//! server answers an accept. Presence then also goes to the servers of a
+//! user's accepted watchers, and is taken from a user some local user has
+//! accepted on their list. Servers that do not know these EDUs drop them,
+//! and their users are seen by the shared-room rule alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -50,7 +60,7 @@ use crate::core::ids;
 use crate::ephemeral::{self, presence::STATUS_MSG_MAX_BYTES, typing, PresenceState};
 use crate::error::{Error, Result};
 use crate::hub::Changes;
-use crate::storage::{self, federation as fed_store, graph, state, Tx};
+use crate::storage::{self, federation as fed_store, graph, presence_list, state, users, Tx};
 
 /// Length of a received typing notice without Hearth's `timeout`: the
 /// spec names none; Synapse holds remote notices one minute and repeats
@@ -462,6 +472,12 @@ pub fn send_presence(app: &App) -> Result<()> {
                 }
                 to.extend(rooms[&room_id].iter().cloned());
             }
+            // Accepted watchers on other servers (presence lists).
+            for watcher in presence_list::watchers(c, user_id)? {
+                if let Some(server) = server_of(&watcher).filter(|s| *s != own && app.federation.allowed(s)) {
+                    to.push(server.to_owned());
+                }
+            }
             to.sort();
             to.dedup();
             let entry = presence_entry(user_id, view);
@@ -511,7 +527,9 @@ pub fn receive_presence(app: &App, origin: &str, content: &Value) -> Result<()> 
         let last_active_ago = p.get("last_active_ago").and_then(Value::as_i64).map(|a| a.max(0));
         let currently_active = p.get("currently_active").and_then(Value::as_bool).unwrap_or(false);
         let audience = app.db.read(|c| {
-            if state::rooms_of_user(c, user_id, "join")?.is_empty() {
+            if state::rooms_of_user(c, user_id, "join")?.is_empty()
+                && presence_list::watchers(c, user_id)?.is_empty()
+            {
                 return Ok(None);
             }
             Ok(Some(ephemeral::presence_audience(c, user_id)?))
@@ -533,6 +551,110 @@ pub fn receive_presence(app: &App, origin: &str, content: &Value) -> Result<()> 
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- presence lists
+
+/// The presence-list EDUs (see the module doc).
+pub const PRESENCE_INVITE: &str = "m.presence_invite";
+pub const PRESENCE_ACCEPT: &str = "m.presence_accept";
+pub const PRESENCE_DROP: &str = "m.presence_drop";
+
+/// Queues a presence-list EDU `kind` about `observer` (who has `observed`
+/// on their list) for `to`'s server, in the caller's write. Nothing for a
+/// server federation may not talk to.
+pub fn send_presence_list(
+    app: &App,
+    tx: &Tx,
+    to: &str,
+    kind: &str,
+    observer: &str,
+    observed: &str,
+) -> Result<()> {
+    let Some(server) = server_of(to) else { return Ok(()) };
+    if !app.federation.enabled() || server == app.federation.server_name() || !app.federation.allowed(server)
+    {
+        return Ok(());
+    }
+    queue_edu(tx, server, kind, json!({ "observer_user": observer, "observed_user": observed }))
+}
+
+/// The two users of a presence-list EDU from `origin`: `remote` must be
+/// the origin's, `local` this server's and known here.
+fn presence_list_users<'a>(
+    app: &App,
+    origin: &str,
+    content: &'a Value,
+    remote_key: &str,
+    local_key: &str,
+) -> Result<(&'a str, &'a str)> {
+    let user = |k: &str| content.get(k).and_then(Value::as_str).filter(|u| ids::parse_user_id(u).is_some());
+    let (Some(remote), Some(local)) = (user(remote_key), user(local_key)) else {
+        return Err(bad("observer_user and observed_user must be user IDs"));
+    };
+    if server_of(remote) != Some(origin) || server_of(local) != Some(app.federation.server_name()) {
+        return Err(bad("a presence-list EDU must be about a user of its origin and one of this server"));
+    }
+    if !app.db.read(|c| users::exists(c, local))? {
+        return Err(bad("no such local user"));
+    }
+    Ok((remote, local))
+}
+
+/// `m.presence_invite` from `origin`: its user `observer` put local
+/// `observed` on their list. Recorded as the same row here; accepted at
+/// once if `observed` has `observer` on their own list, and then the
+/// observer's server is told so and given `observed`'s presence.
+pub fn receive_presence_invite(app: &App, origin: &str, content: &Value) -> Result<()> {
+    let (observer, observed) = presence_list_users(app, origin, content, "observer_user", "observed_user")?;
+    let newly = app.db.write(|tx| {
+        if presence_list::count(tx, observer)? >= presence_list::LIST_MAX {
+            return Ok(false);
+        }
+        let (accepted, newly) = presence_list::invite(tx, observer, observed)?;
+        if accepted {
+            send_presence_list(app, tx, observer, PRESENCE_ACCEPT, observer, observed)?;
+        }
+        Ok(newly)
+    })?;
+    if newly {
+        agreed(app, observed, observer);
+    }
+    Ok(())
+}
+
+/// `m.presence_accept` from `origin`: its user `observed` agreed to be on
+/// local `observer`'s list (they have `observer` on theirs).
+pub fn receive_presence_accept(app: &App, origin: &str, content: &Value) -> Result<()> {
+    let (observed, observer) = presence_list_users(app, origin, content, "observed_user", "observer_user")?;
+    let newly = app.db.write(|tx| {
+        if !presence_list::list(tx, observer)?.iter().any(|e| e.target == observed) {
+            return Ok(false);
+        }
+        // The reverse subscription, mirrored: both rows become accepted.
+        Ok(presence_list::invite(tx, observed, observer)?.1)
+    })?;
+    if newly {
+        agreed(app, observer, observed);
+    }
+    Ok(())
+}
+
+/// `m.presence_drop` from `origin`: its user `observer` took local
+/// `observed` off their list.
+pub fn receive_presence_drop(app: &App, origin: &str, content: &Value) -> Result<()> {
+    let (observer, observed) = presence_list_users(app, origin, content, "observer_user", "observed_user")?;
+    app.db.write(|tx| presence_list::drop_target(tx, observer, observed))?;
+    Ok(())
+}
+
+/// Local `local` and remote `remote` newly see each other: `local`'s
+/// presence goes out again (to `remote`'s server now too), and `local`'s
+/// syncs are woken.
+fn agreed(app: &App, local: &str, remote: &str) {
+    if let Some(serial) = app.ephemeral.reannounce(&app.hub, &[local]) {
+        app.hub.notify(Changes::ephemeral(serial, &[], &[local, remote]));
+    }
 }
 
 #[cfg(test)]

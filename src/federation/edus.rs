@@ -3,7 +3,9 @@
 //! content is not what its type needs, is dropped and logged; it never
 //! fails the transaction (the spec: EDUs are not acknowledged one by one).
 //!
-//! - `m.typing`, `m.receipt`, `m.presence`: `federation::edu_ephemeral`.
+//! - `m.typing`, `m.receipt`, `m.presence`, and the presence-list
+//!   handshake (`m.presence_invite`, `m.presence_accept`,
+//!   `m.presence_drop`): `federation::edu_ephemeral`.
 //! - `m.device_list_update`, `m.signing_key_update`, `m.direct_to_device`:
 //!   `federation::edu_devices`.
 
@@ -24,6 +26,9 @@ pub fn receive_all(app: &App, origin: &str, edus: &[Value]) {
             "m.typing" => edu_ephemeral::receive_typing(app, origin, content),
             "m.receipt" => edu_ephemeral::receive_receipts(app, origin, content),
             "m.presence" => edu_ephemeral::receive_presence(app, origin, content),
+            edu_ephemeral::PRESENCE_INVITE => edu_ephemeral::receive_presence_invite(app, origin, content),
+            edu_ephemeral::PRESENCE_ACCEPT => edu_ephemeral::receive_presence_accept(app, origin, content),
+            edu_ephemeral::PRESENCE_DROP => edu_ephemeral::receive_presence_drop(app, origin, content),
             "m.device_list_update" => edu_devices::receive_device_list_update(app, origin, content),
             "m.signing_key_update" => edu_devices::receive_signing_key_update(app, origin, content),
             "m.direct_to_device" => edu_devices::receive_to_device(app, origin, content),

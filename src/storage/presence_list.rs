@@ -10,6 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Result;
 
+/// Most users one presence list holds.
+pub const LIST_MAX: usize = 500;
+
 /// One entry of a user's presence list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -21,7 +21,7 @@ use crate::storage::{self, account_data, events, presence_list, receipts, state,
 /// Longest `thread_id` of a receipt.
 const THREAD_ID_MAX_BYTES: usize = 255;
 /// Most users one presence list holds.
-pub const PRESENCE_LIST_MAX: usize = 500;
+pub const PRESENCE_LIST_MAX: usize = presence_list::LIST_MAX;
 /// Most users one presence list request may invite and drop together.
 pub const PRESENCE_LIST_CHANGE_MAX: usize = 100;
 
@@ -366,8 +366,19 @@ pub fn update_presence_list(app: &App, req: &Request) -> Result<Response> {
     }
     let newly_agreed = app.db.write(|c| {
         let mut newly = Vec::new();
+        let remote = |u: &str| ids::parse_user_id(u).is_some_and(|(_, s)| s != app.config.server_name);
         for target in &invite {
-            if !users::exists(c, target)? {
+            if remote(target) {
+                // Their server records it and answers when they agree.
+                edu_ephemeral::send_presence_list(
+                    app,
+                    c,
+                    target,
+                    edu_ephemeral::PRESENCE_INVITE,
+                    owner,
+                    target,
+                )?;
+            } else if !users::exists(c, target)? {
                 return Err(Error::not_found(format!("Unknown user {target}")));
             }
             let (_, changed) = presence_list::invite(c, owner, target)?;
@@ -376,7 +387,16 @@ pub fn update_presence_list(app: &App, req: &Request) -> Result<Response> {
             }
         }
         for target in &drop {
-            presence_list::drop_target(c, owner, target)?;
+            if presence_list::drop_target(c, owner, target)? && remote(target) {
+                edu_ephemeral::send_presence_list(
+                    app,
+                    c,
+                    target,
+                    edu_ephemeral::PRESENCE_DROP,
+                    owner,
+                    target,
+                )?;
+            }
         }
         if presence_list::count(c, owner)? > PRESENCE_LIST_MAX {
             return Err(Error::invalid_param(format!(
