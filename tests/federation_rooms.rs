@@ -621,3 +621,41 @@ fn after_a_partition_both_servers_page_in_depth_order() {
         assert_eq!(forward, t, "forwards from prev_batch, limit {limit}");
     }
 }
+
+/// Issue 18: a remote user's profile, as their server sent it in their
+/// member event, is what local users see in the room and find in the user
+/// directory.
+#[test]
+fn remote_profiles_come_from_their_member_events() {
+    let (_dir, _ca, a, b) = two();
+    let alice = a.server.user("alice", PW);
+    let bob = b.server.user("bob", PW);
+    let profile = format!("{V3}/profile/{}", enc(&bob.id));
+    let (status, r) = b.server.put(
+        &format!("{profile}/displayname"),
+        Some(&bob.token),
+        json!({ "displayname": "Bob of B" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = b.server.put(
+        &format!("{profile}/avatar_url"),
+        Some(&bob.token),
+        json!({ "avatar_url": "mxc://b/bobface" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
+    join_seen(&a, &alice, &b, &bob, &room);
+    let joined = members(&a, &alice, &room);
+    assert_eq!(joined[&bob.id]["display_name"], "Bob of B", "{joined}");
+    let (status, r) = a.server.post(
+        &format!("{V3}/user_directory/search"),
+        Some(&alice.token),
+        json!({ "search_term": "bob of" }),
+    );
+    assert_eq!(status, 200, "{r}");
+    let found = r["results"].as_array().cloned().unwrap_or_default();
+    let bob_found = found.iter().find(|u| u["user_id"] == bob.id.as_str());
+    let bob_found = bob_found.unwrap_or_else(|| panic!("bob in the directory: {r}"));
+    assert_eq!(bob_found["display_name"], "Bob of B", "{r}");
+    assert_eq!(bob_found["avatar_url"], "mxc://b/bobface", "{r}");
+}

@@ -46,7 +46,9 @@ pub struct DirectoryEntry {
 /// a room the searcher is joined to (the searcher included), or to a room
 /// whose join rule is `public` or whose history is `world_readable`; with
 /// `all_local`, every local account as well. Deactivated accounts are left
-/// out. At most `max` entries, by user ID.
+/// out. Users of other servers have the display name and avatar their
+/// member events carry, as their servers sent them. At most `max`
+/// entries, by user ID.
 pub fn directory_candidates(
     conn: &Connection,
     searcher: &str,
@@ -69,18 +71,26 @@ pub fn directory_candidates(
              JOIN events e ON e.event_id = cs.event_id
              WHERE json_extract(e.pdu, '$.content.history_visibility') = 'world_readable'
          ),
-         found(user_id) AS (
-             SELECT m.user_id FROM visible v
+         found(user_id, event_id, displayname) AS (
+             SELECT m.user_id, m.event_id, m.displayname FROM visible v
              JOIN memberships m ON m.room_id = v.room_id AND m.membership = 'join'
-             UNION
-             SELECT user_id FROM users WHERE ?3
+             UNION ALL
+             SELECT user_id, NULL, NULL FROM users WHERE ?3
+         ),
+         grouped(user_id, event_id, displayname) AS (
+             SELECT user_id, max(event_id), max(displayname) FROM found GROUP BY user_id
          )
-         SELECT f.user_id, p.displayname, p.avatar_url
-         FROM found f
-         LEFT JOIN profiles p ON p.user_id = f.user_id
-         LEFT JOIN users u ON u.user_id = f.user_id
+         SELECT g.user_id,
+                CASE WHEN u.user_id IS NULL THEN g.displayname ELSE p.displayname END,
+                CASE WHEN u.user_id IS NULL THEN json_extract(coalesce(
+                    (SELECT pdu FROM events WHERE event_id = g.event_id),
+                    (SELECT pdu FROM event_outliers WHERE event_id = g.event_id)), '$.content.avatar_url')
+                ELSE p.avatar_url END
+         FROM grouped g
+         LEFT JOIN profiles p ON p.user_id = g.user_id
+         LEFT JOIN users u ON u.user_id = g.user_id
          WHERE coalesce(u.deactivated, 0) = 0
-         ORDER BY f.user_id
+         ORDER BY g.user_id
          LIMIT ?2",
     )?;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
