@@ -28,7 +28,12 @@ pub fn devices_for_servers(conn: &rusqlite::Connection, user_id: &str) -> Result
             log::warn(format_args!("skipping unreadable stored keys of {user_id} {device_id}"));
             continue;
         };
-        own_signatures(&mut keys, e2ee::device_signatures(conn, user_id, &device_id)?, user_id);
+        super::merge_signatures(
+            &mut keys,
+            e2ee::device_signatures(conn, user_id, &device_id)?,
+            user_id,
+            None,
+        );
         out.push((device_id, keys));
     }
     Ok(out)
@@ -42,29 +47,13 @@ pub fn cross_signing_for_servers(
     let mut master = None;
     if let Some((public, text)) = e2ee::cross_signing_key(conn, user_id, "master")? {
         if let Ok(mut k) = serde_json::from_str::<Value>(&text) {
-            own_signatures(&mut k, e2ee::key_signatures(conn, user_id, &public)?, user_id);
+            super::merge_signatures(&mut k, e2ee::key_signatures(conn, user_id, &public)?, user_id, None);
             master = Some(k);
         }
     }
     let self_signing = e2ee::cross_signing_key(conn, user_id, "self_signing")?
         .and_then(|(_, text)| serde_json::from_str::<Value>(&text).ok());
     Ok((master, self_signing))
-}
-
-/// Adds the owner's stored signatures to a key object.
-fn own_signatures(obj: &mut Value, sigs: Vec<e2ee::Signature>, owner: &str) {
-    for (signer_user, signer_key, signature) in sigs {
-        if signer_user != owner {
-            continue;
-        }
-        if !obj.get("signatures").is_some_and(Value::is_object) {
-            obj["signatures"] = json!({});
-        }
-        if !obj["signatures"].get(&signer_user).is_some_and(Value::is_object) {
-            obj["signatures"][&signer_user] = json!({});
-        }
-        obj["signatures"][&signer_user][&signer_key] = json!(signature);
-    }
 }
 
 /// The servers to tell of a local user's change; `None` for a user not

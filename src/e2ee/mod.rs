@@ -70,3 +70,23 @@ pub fn one_time_key_counts(conn: &Connection, user_id: &str, device_id: &str) ->
     }
     Ok(Value::Object(counts))
 }
+
+/// Adds the stored extra signatures a requester may see to a key object:
+/// the owner's own, and the requester's (`None`: another server, which
+/// sees only the owner's).
+pub fn merge_signatures(obj: &mut Value, sigs: Vec<e2ee::Signature>, owner: &str, requester: Option<&str>) {
+    for (signer_user, signer_key, signature) in sigs {
+        // Signatures by another user's keys (user-signing) are for that
+        // user's eyes only.
+        if signer_user != owner && Some(signer_user.as_str()) != requester {
+            continue;
+        }
+        if !obj.get("signatures").is_some_and(Value::is_object) {
+            obj["signatures"] = json!({});
+        }
+        if !obj["signatures"].get(&signer_user).is_some_and(Value::is_object) {
+            obj["signatures"][&signer_user] = json!({});
+        }
+        obj["signatures"][&signer_user][&signer_key] = json!(signature);
+    }
+}

@@ -355,26 +355,6 @@ pub fn check_query_bounds(wanted: &BTreeMap<String, Vec<String>>) -> Result<()> 
     Ok(())
 }
 
-/// Adds the stored extra signatures a requester may see to a key object:
-/// the owner's own, and the requester's (`None`: another server, which
-/// sees only the owner's).
-fn merge_signatures(obj: &mut Value, sigs: Vec<e2ee::Signature>, owner: &str, requester: Option<&str>) {
-    for (signer_user, signer_key, signature) in sigs {
-        // Signatures by another user's keys (user-signing) are for that
-        // user's eyes only.
-        if signer_user != owner && Some(signer_user.as_str()) != requester {
-            continue;
-        }
-        if !obj.get("signatures").is_some_and(Value::is_object) {
-            obj["signatures"] = json!({});
-        }
-        if !obj["signatures"].get(&signer_user).is_some_and(Value::is_object) {
-            obj["signatures"][&signer_user] = json!({});
-        }
-        obj["signatures"][&signer_user][&signer_key] = json!(signature);
-    }
-}
-
 /// The keys of local users, by user: what `/keys/query` and the
 /// federation API's `/user/keys/query` and `/user/devices` answer.
 #[derive(Debug, Default)]
@@ -409,7 +389,7 @@ pub fn local_keys(
             let Some(mut obj) = readable_stored(&text, format_args!("keys of {user_id} {device_id}")) else {
                 continue;
             };
-            merge_signatures(
+            crate::e2ee::merge_signatures(
                 &mut obj,
                 e2ee::device_signatures(conn, user_id, &device_id)?,
                 user_id,
@@ -423,7 +403,12 @@ pub fn local_keys(
         out.device_keys.insert(user_id.clone(), Value::Object(devices));
         if let Some((public, text)) = e2ee::cross_signing_key(conn, user_id, "master")? {
             if let Some(mut obj) = readable_stored(&text, format_args!("master key of {user_id}")) {
-                merge_signatures(&mut obj, e2ee::key_signatures(conn, user_id, &public)?, user_id, requester);
+                crate::e2ee::merge_signatures(
+                    &mut obj,
+                    e2ee::key_signatures(conn, user_id, &public)?,
+                    user_id,
+                    requester,
+                );
                 out.master_keys.insert(user_id.clone(), obj);
             }
         }
