@@ -81,8 +81,8 @@ pub fn directory_candidates(
              SELECT user_id, max(event_id), max(displayname) FROM found GROUP BY user_id
          )
          SELECT g.user_id,
-                CASE WHEN u.user_id IS NULL THEN g.displayname ELSE p.displayname END,
-                CASE WHEN u.user_id IS NULL THEN json_extract(coalesce(
+                CASE WHEN u.user_id IS NULL AND p.user_id IS NULL THEN g.displayname ELSE p.displayname END,
+                CASE WHEN u.user_id IS NULL AND p.user_id IS NULL THEN json_extract(coalesce(
                     (SELECT pdu FROM events WHERE event_id = g.event_id),
                     (SELECT pdu FROM event_outliers WHERE event_id = g.event_id)), '$.content.avatar_url')
                 ELSE p.avatar_url END
