@@ -183,7 +183,6 @@ fn typing_is_not_queued_for_a_server_that_is_down() {
     // failure, not more.
     for _ in 0..10 {
         set_typing(&t.a, &t.alice, &room, true, 30_000);
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let queued = queued_typing(&t.a, &t.b.name);
     assert!(queued <= 1, "{queued} typing notices queued for a server that is down");
@@ -255,14 +254,16 @@ fn presence_with_a_status_message_crosses_both_ways() {
 fn presence_set_before_a_join_reaches_the_other_server() {
     let dir = TempDir::new();
     let ca = TestCa::new(dir.path());
-    let (a, b) = (Peer::start(&ca, &[], &[]), Peer::start(&ca, &[], &[]));
+    let debug = ["--log-level", "debug"];
+    let (a, b) = (Peer::start(&ca, &debug, &[]), Peer::start(&ca, &debug, &[]));
     let alice = a.server.user("alice", PW);
     let bob = b.server.user("bob", PW);
     set_presence(&a, &alice, "online", "here first");
     set_presence(&b, &bob, "unavailable", "came later");
-    // Setup, not an assertion: let the presence threads (once a second)
-    // pass over these changes while there is nobody to tell.
-    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    // The presence threads pass over these changes while there is nobody
+    // to tell, so only the join can tell them later.
+    common::wait_for_log(&a.server, &format!("presence of {}: no server to tell", alice.id), 1);
+    common::wait_for_log(&b.server, &format!("presence of {}: no server to tell", bob.id), 1);
     let room = create_room(&a.server, &alice.token, json!({ "preset": "public_chat" }));
     let (status, r) =
         b.server.post(&format!("{V3}/join/{}?via={}", enc(&room), enc(&a.name)), Some(&bob.token), json!({}));

@@ -487,6 +487,12 @@ pub fn send_presence(app: &App) -> Result<()> {
         }
         Ok(out)
     })?;
+    if by_destination.is_empty() {
+        for (user_id, _) in &changed {
+            crate::log::debug(format_args!("presence of {user_id}: no server to tell"));
+        }
+        return Ok(());
+    }
     let by_destination: Vec<(String, Vec<Value>)> =
         by_destination.into_iter().filter(|(d, _)| !app.fed_queue.backing_off(d)).collect();
     if by_destination.is_empty() {
