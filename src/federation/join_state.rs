@@ -196,12 +196,21 @@ impl JoinAnswer {
     }
 
     fn read(&self, i: usize) -> Result<Value> {
+        Ok(self.read_text(i)?.0)
+    }
+
+    /// Event `i` from the spool, parsed, and its canonical JSON.
+    fn read_text(&self, i: usize) -> Result<(Value, String)> {
         let e = &self.entries[i];
         let mut bytes = vec![0; e.len as usize];
         self.spool
             .read_exact_at(&mut bytes, e.offset)
             .map_err(|err| Error::internal(format!("reading the join's spool: {err}")))?;
-        serde_json::from_slice(&bytes).map_err(|err| Error::internal(format!("the join's spool: {err}")))
+        let text =
+            String::from_utf8(bytes).map_err(|err| Error::internal(format!("the join's spool: {err}")))?;
+        let pdu =
+            serde_json::from_str(&text).map_err(|err| Error::internal(format!("the join's spool: {err}")))?;
+        Ok((pdu, text))
     }
 
     /// Stores every event as an outlier in auth order (each after those of
@@ -215,9 +224,10 @@ impl JoinAnswer {
             app.db.write(|tx| {
                 let mut cache = AuthCache::default();
                 for &i in chunk {
-                    let pdu = self.read(i)?;
+                    // Stored as spooled: its canonical JSON is not made again.
+                    let (pdu, text) = self.read_text(i)?;
                     let ev = Incoming { version, room_id, event_id: &self.ids[i], pdu: &pdu };
-                    dag::ingest_outlier_with(tx, &ev, &mut cache)?;
+                    dag::ingest_outlier_with(tx, &ev, &mut cache, Some(text))?;
                 }
                 Ok(())
             })?;

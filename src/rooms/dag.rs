@@ -352,7 +352,23 @@ pub(crate) fn row_of(
     pos: i64,
     state_before: i64,
 ) -> Result<StoredEvent> {
-    let text = canonical::to_canonical(pdu).map_err(|e| Error::internal(format!("storing PDU: {e}")))?;
+    row_with(room_id, event_id, pdu, None, pos, state_before)
+}
+
+/// [`row_of`] with the PDU's canonical JSON already made (`text`), when
+/// the caller has it.
+fn row_with(
+    room_id: &str,
+    event_id: &str,
+    pdu: &Value,
+    text: Option<String>,
+    pos: i64,
+    state_before: i64,
+) -> Result<StoredEvent> {
+    let text = match text {
+        Some(text) => text,
+        None => canonical::to_canonical(pdu).map_err(|e| Error::internal(format!("storing PDU: {e}")))?,
+    };
     let s = |k: &str| pdu.get(k).and_then(Value::as_str).map(str::to_owned);
     Ok(StoredEvent {
         pos,
@@ -379,8 +395,20 @@ pub fn put_outlier(
     reason: Option<&str>,
     state_before: i64,
 ) -> Result<()> {
+    put_outlier_text(conn, ev, status, reason, state_before, None)
+}
+
+/// [`put_outlier`] with the PDU's canonical JSON already made, if given.
+fn put_outlier_text(
+    conn: &Connection,
+    ev: &Incoming,
+    status: Status,
+    reason: Option<&str>,
+    state_before: i64,
+    text: Option<String>,
+) -> Result<()> {
     let Incoming { version, room_id, event_id, pdu } = *ev;
-    let event = row_of(room_id, event_id, pdu, 0, state_before)?;
+    let event = row_with(room_id, event_id, pdu, text, 0, state_before)?;
     events::put_auth_edges(conn, event_id, &referenced(version, pdu, "auth_events"))?;
     graph::put_outlier(conn, &Outlier { event, status, reason: reason.map(str::to_owned) }, store::now_ms())
 }
@@ -390,20 +418,26 @@ pub fn put_outlier(
 /// one that fails is stored as rejected. Returns the verdict (never
 /// `Stored` with a position: `Stored(0)` means kept as an outlier).
 pub fn ingest_outlier(conn: &Connection, ev: &Incoming) -> Result<Verdict> {
-    ingest_outlier_with(conn, ev, &mut AuthCache::default())
+    ingest_outlier_with(conn, ev, &mut AuthCache::default(), None)
 }
 
 /// [`ingest_outlier`] for one of a run of events, with the run's auth
-/// events remembered in `cache`.
-pub fn ingest_outlier_with(conn: &Connection, ev: &Incoming, cache: &mut AuthCache) -> Result<Verdict> {
+/// events remembered in `cache`; `text`, when given, is the PDU's
+/// canonical JSON, stored as it is.
+pub fn ingest_outlier_with(
+    conn: &Connection,
+    ev: &Incoming,
+    cache: &mut AuthCache,
+    text: Option<String>,
+) -> Result<Verdict> {
     let Incoming { version, event_id, pdu, .. } = *ev;
     if load_any(conn, event_id)?.is_some() {
         return Ok(Verdict::Known);
     }
     let verdict = check_against_auth_events(conn, version, pdu, cache)?;
     match &verdict {
-        Verdict::Stored(_) => put_outlier(conn, ev, Status::Outlier, None, 0)?,
-        Verdict::Rejected(reason) => put_outlier(conn, ev, Status::Rejected, Some(reason), 0)?,
+        Verdict::Stored(_) => put_outlier_text(conn, ev, Status::Outlier, None, 0, text)?,
+        Verdict::Rejected(reason) => put_outlier_text(conn, ev, Status::Rejected, Some(reason), 0, text)?,
         _ => {}
     }
     Ok(verdict)
