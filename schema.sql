@@ -726,3 +726,48 @@ CREATE TABLE to_device_in (
     PRIMARY KEY (origin, message_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX to_device_in_received ON to_device_in(received_ts);
+
+-- Relations, threads, search and reports (issue 19, schema 11).
+--
+-- Every timeline event whose content has an `m.relates_to` with an
+-- `event_id` and a `rel_type`, keyed by its position: written with the
+-- event (storage::relations::index), gone when the event is redacted (its
+-- content, and so its relation, goes).
+CREATE TABLE event_relations (
+    pos           INTEGER PRIMARY KEY,     -- the relating event's position
+    relates_to    TEXT NOT NULL,           -- the event it relates to
+    rel_type      TEXT NOT NULL,
+    key           TEXT                     -- an m.annotation's key
+) STRICT;
+CREATE INDEX event_relations_parent ON event_relations(relates_to, rel_type, pos);
+
+-- Threads by latest activity (/threads): a root has a row from its first
+-- m.thread reply on; latest_pos is the newest reply's position.
+CREATE TABLE threads (
+    root_id       TEXT PRIMARY KEY,
+    room_id       TEXT NOT NULL,
+    latest_pos    INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX threads_room ON threads(room_id, latest_pos);
+
+-- Full-text search (POST /search): the `body` of m.room.message, the `name`
+-- of m.room.name and the `topic` of m.room.topic, rowid = the event's
+-- position. Contentless: the text stays in the PDU; a redaction deletes the
+-- entry (storage::search).
+CREATE VIRTUAL TABLE event_search USING fts5(
+    text, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+);
+
+-- Reports of events, rooms and users (hearth reports list|resolve).
+CREATE TABLE reports (
+    id            INTEGER PRIMARY KEY,
+    received_ts   INTEGER NOT NULL,
+    reporter      TEXT NOT NULL,
+    room_id       TEXT,
+    event_id      TEXT,
+    user_id       TEXT,                    -- a reported user
+    reason        TEXT,
+    score         INTEGER,
+    resolved_ts   INTEGER
+) STRICT;
+CREATE INDEX reports_open ON reports(resolved_ts, id);

@@ -558,6 +558,8 @@ pub(crate) fn store_timeline_event(
     graph::put_prev_edges(conn, &row.event_id, &prevs)?;
     graph::remove_outlier(conn, &row.event_id)?;
     events::insert(conn, row)?;
+    crate::storage::relations::index(conn, row, pdu)?;
+    crate::storage::search::index(conn, row, pdu)?;
     let after = match &row.state_key {
         Some(key) => {
             let g = state::new_delta(conn, &room.room_id, row.state_before, &row.kind, key, &row.event_id)?;

@@ -198,11 +198,16 @@ pub fn closest_by_ts(conn: &Connection, room_id: &str, ts: i64, dir: Dir) -> Res
 }
 
 /// Replaces an event's PDU with its redacted form and records the redaction.
+/// Its relation and search entry go with the content.
 pub fn set_redacted(conn: &Connection, event_id: &str, redacted_pdu: &str, by: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE events SET pdu = ?2, redacted_by = ?3 WHERE event_id = ?1",
-        params![event_id, redacted_pdu, by],
-    )?;
+    let pos: Option<i64> = conn
+        .prepare_cached("UPDATE events SET pdu = ?2, redacted_by = ?3 WHERE event_id = ?1 RETURNING pos")?
+        .query_row(params![event_id, redacted_pdu, by], |r| r.get(0))
+        .optional()?;
+    if let Some(pos) = pos {
+        super::relations::unindex(conn, pos)?;
+        super::search::unindex(conn, pos)?;
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 10;
+pub const VERSION: i64 = 11;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
@@ -28,6 +28,7 @@ const UPGRADES: &[&str] = &[
     UPGRADE_TO_8,
     UPGRADE_TO_9,
     UPGRADE_TO_10,
+    UPGRADE_TO_11,
 ];
 
 /// Version 2 (issue 12).
@@ -349,6 +350,79 @@ CREATE TABLE to_device_in (
 CREATE INDEX to_device_in_received ON to_device_in(received_ts);
 ";
 
+/// Version 11 (issue 19): relations, threads, the search index and
+/// reports; the indexes are filled from the events already stored.
+const UPGRADE_TO_11: &str = "
+-- Relations, threads, search and reports (issue 19, schema 11).
+--
+-- Every timeline event whose content has an `m.relates_to` with an
+-- `event_id` and a `rel_type`, keyed by its position: written with the
+-- event (storage::relations::index), gone when the event is redacted (its
+-- content, and so its relation, goes).
+CREATE TABLE event_relations (
+    pos           INTEGER PRIMARY KEY,     -- the relating event's position
+    relates_to    TEXT NOT NULL,           -- the event it relates to
+    rel_type      TEXT NOT NULL,
+    key           TEXT                     -- an m.annotation's key
+) STRICT;
+CREATE INDEX event_relations_parent ON event_relations(relates_to, rel_type, pos);
+
+-- Threads by latest activity (/threads): a root has a row from its first
+-- m.thread reply on; latest_pos is the newest reply's position.
+CREATE TABLE threads (
+    root_id       TEXT PRIMARY KEY,
+    room_id       TEXT NOT NULL,
+    latest_pos    INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX threads_room ON threads(room_id, latest_pos);
+
+-- Full-text search (POST /search): the `body` of m.room.message, the `name`
+-- of m.room.name and the `topic` of m.room.topic, rowid = the event's
+-- position. Contentless: the text stays in the PDU; a redaction deletes the
+-- entry (storage::search).
+CREATE VIRTUAL TABLE event_search USING fts5(
+    text, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+);
+
+-- Reports of events, rooms and users (hearth reports list|resolve).
+CREATE TABLE reports (
+    id            INTEGER PRIMARY KEY,
+    received_ts   INTEGER NOT NULL,
+    reporter      TEXT NOT NULL,
+    room_id       TEXT,
+    event_id      TEXT,
+    user_id       TEXT,                    -- a reported user
+    reason        TEXT,
+    score         INTEGER,
+    resolved_ts   INTEGER
+) STRICT;
+CREATE INDEX reports_open ON reports(resolved_ts, id);
+
+INSERT INTO event_relations (pos, relates_to, rel_type, key)
+    SELECT pos, pdu ->> '$.content.\"m.relates_to\".event_id',
+           pdu ->> '$.content.\"m.relates_to\".rel_type',
+           CASE WHEN pdu ->> '$.content.\"m.relates_to\".rel_type' = 'm.annotation'
+                THEN pdu ->> '$.content.\"m.relates_to\".key' END
+    FROM events
+    WHERE redacted_by IS NULL
+      AND CASE WHEN json_valid(pdu) THEN
+              json_type(pdu, '$.content.\"m.relates_to\".event_id') = 'text'
+              AND json_type(pdu, '$.content.\"m.relates_to\".rel_type') = 'text' END;
+INSERT INTO threads (root_id, room_id, latest_pos)
+    SELECT r.relates_to, e.room_id, max(r.pos)
+    FROM event_relations r JOIN events e ON e.pos = r.pos
+    WHERE r.rel_type = 'm.thread' GROUP BY r.relates_to;
+INSERT INTO event_search (rowid, text)
+    SELECT pos, CASE type WHEN 'm.room.message' THEN pdu ->> '$.content.body'
+                          WHEN 'm.room.name' THEN pdu ->> '$.content.name'
+                          ELSE pdu ->> '$.content.topic' END
+    FROM events
+    WHERE redacted_by IS NULL
+      AND CASE WHEN json_valid(pdu) THEN ((type = 'm.room.message' AND json_type(pdu, '$.content.body') = 'text')
+        OR (type = 'm.room.name' AND json_type(pdu, '$.content.name') = 'text')
+        OR (type = 'm.room.topic' AND json_type(pdu, '$.content.topic') = 'text')) END;
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -448,6 +522,7 @@ mod tests {
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
              DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
              DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in;
+             DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -475,6 +550,7 @@ mod tests {
              DROP TABLE remote_server_keys; DROP TABLE federation_outbox; DROP TABLE federation_txns_in;
              DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
              DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in;
+             DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
              PRAGMA user_version = 4;",
         )
         .unwrap();
@@ -504,6 +580,7 @@ mod tests {
                         (2, '$b:x', '!r', 'm.room.message', '@u:x', 1, 1, 0,
                          '{\"auth_events\":[[\"$c:x\",{\"sha256\":\"h\"}]]}'),
                         (3, '$bad', '!r', 'm.room.message', '@u:x', 1, 1, 0, 'not json');
+             DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
              PRAGMA user_version = 6;",
         )
         .unwrap();
@@ -535,6 +612,7 @@ mod tests {
                         (2, '$b:x', '!r', 'm.room.message', '@u:x', 1, 1, 0,
                          '{\"prev_events\":[[\"$p:x\",{\"sha256\":\"h\"}]]}'),
                         (3, '$bad', '!r', 'm.room.message', '@u:x', 1, 1, 0, 'not json');
+             DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
              PRAGMA user_version = 7;",
         )
         .unwrap();
@@ -555,7 +633,7 @@ mod tests {
     fn upgrade_9_indexes_the_topological_order() {
         let mut old = Connection::open_in_memory().unwrap();
         migrate(&mut old).unwrap();
-        old.execute_batch("DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in; PRAGMA user_version = 8;").unwrap();
+        old.execute_batch("DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in; DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports; PRAGMA user_version = 8;").unwrap();
         let mut fresh = Connection::open_in_memory().unwrap();
         migrate(&mut fresh).unwrap();
         assert_ne!(shape(&old), shape(&fresh));
@@ -566,6 +644,57 @@ mod tests {
         assert_eq!(v, VERSION);
     }
 
+    /// A version 10 database gets its relations, threads and search index
+    /// from the events it holds; redacted and unreadable events stay out.
+    #[test]
+    fn upgrade_11_indexes_relations_threads_and_text() {
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old).unwrap();
+        old.execute_batch(
+            r#"DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
+             INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
+                 VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
+             INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu, redacted_by)
+                 VALUES (1, '$root', '!r', 'm.room.message', '@u:x', 1, 1, 0, '{"content":{"body":"hello garden"}}', NULL),
+                        (2, '$t1', '!r', 'm.room.message', '@u:x', 1, 2, 0,
+                         '{"content":{"body":"in thread","m.relates_to":{"rel_type":"m.thread","event_id":"$root"}}}', NULL),
+                        (3, '$t2', '!r', 'm.room.message', '@u:x', 1, 3, 0,
+                         '{"content":{"body":"again","m.relates_to":{"rel_type":"m.thread","event_id":"$root"}}}', NULL),
+                        (4, '$re', '!r', 'm.reaction', '@u:x', 1, 4, 0,
+                         '{"content":{"m.relates_to":{"rel_type":"m.annotation","event_id":"$root","key":"👍"}}}', NULL),
+                        (5, '$gone', '!r', 'm.room.message', '@u:x', 1, 5, 0, '{"content":{}}', '$x'),
+                        (6, '$bad', '!r', 'm.room.message', '@u:x', 1, 6, 0, 'not json', NULL),
+                        (7, '$topic', '!r', 'm.room.topic', '@u:x', 1, 7, 0, '{"content":{"topic":"garden plans"}}', NULL);
+             PRAGMA user_version = 10;"#,
+        )
+        .unwrap();
+        migrate(&mut old).unwrap();
+        let mut st = old
+            .prepare("SELECT pos, relates_to, rel_type, ifnull(key, '-') FROM event_relations ORDER BY pos")
+            .unwrap();
+        let got: Vec<(i64, String, String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], (4, "$root".to_owned(), "m.annotation".to_owned(), "👍".to_owned()));
+        drop(st);
+        let latest: i64 = old
+            .query_row("SELECT latest_pos FROM threads WHERE root_id = '$root'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(latest, 3);
+        let mut st = old
+            .prepare("SELECT rowid FROM event_search WHERE event_search MATCH 'garden' ORDER BY rowid")
+            .unwrap();
+        let hits: Vec<i64> = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(hits, [1, 7]);
+        drop(st);
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_eq!(shape(&old), shape(&fresh));
+    }
+
     /// A version 9 database gets the device-list tables of schema 10.
     #[test]
     fn upgrade_10_adds_the_device_list_tables() {
@@ -573,7 +702,7 @@ mod tests {
         migrate(&mut old).unwrap();
         old.execute_batch(
             "DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent;
-             DROP TABLE device_list_streams; DROP TABLE to_device_in; PRAGMA user_version = 9;",
+             DROP TABLE device_list_streams; DROP TABLE to_device_in; DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports; PRAGMA user_version = 9;",
         )
         .unwrap();
         let mut fresh = Connection::open_in_memory().unwrap();
@@ -582,7 +711,7 @@ mod tests {
         migrate(&mut old).unwrap();
         assert_eq!(shape(&old), shape(&fresh));
         let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 10);
+        assert_eq!(v, VERSION);
     }
 
     #[test]
