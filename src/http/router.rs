@@ -227,6 +227,25 @@ fn table() -> Vec<Route> {
         Token,
         false,
     );
+    // Relations and threads.
+    add(CLIENT_V1, Get, "rooms/{roomId}/relations/{eventId}", client::relations::relations, Guest, false);
+    add(
+        CLIENT_V1,
+        Get,
+        "rooms/{roomId}/relations/{eventId}/{relType}",
+        client::relations::relations,
+        Guest,
+        false,
+    );
+    add(
+        CLIENT_V1,
+        Get,
+        "rooms/{roomId}/relations/{eventId}/{relType}/{eventType}",
+        client::relations::relations,
+        Guest,
+        false,
+    );
+    add(CLIENT_V1, Get, "rooms/{roomId}/threads", client::relations::threads, Guest, false);
     // Sync.
     add(CLIENT, Post, "user/{userId}/filter", client::sync::create_filter, Guest, false);
     add(CLIENT, Get, "user/{userId}/filter/{filterId}", client::sync::get_filter, Guest, false);

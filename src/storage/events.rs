@@ -23,11 +23,11 @@ pub struct StoredEvent {
     pub txn_id: Option<String>,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "pos, event_id, room_id, type, state_key, sender, origin_ts, depth, state_before, pdu, \
                        redacted_by, txn_device, txn_id";
 
-fn from_row(r: &Row) -> rusqlite::Result<StoredEvent> {
+pub(super) fn from_row(r: &Row) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         pos: r.get(0)?,
         event_id: r.get(1)?,
@@ -97,6 +97,14 @@ pub fn timeline_event(conn: &Connection, event_id: &str) -> Result<Option<Stored
     Ok(conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE event_id = ?1"))?
         .query_row([event_id], from_row)
+        .optional()?)
+}
+
+/// A timeline event by its stream position.
+pub fn at_pos(conn: &Connection, pos: i64) -> Result<Option<StoredEvent>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE pos = ?1"))?
+        .query_row([pos], from_row)
         .optional()?)
 }
 
