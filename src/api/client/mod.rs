@@ -16,6 +16,7 @@ pub mod openid;
 pub mod profile;
 pub mod push;
 pub mod register;
+pub mod report;
 pub mod rooms;
 pub mod sliding;
 pub mod sync;
