@@ -19,6 +19,7 @@ pub mod register;
 pub mod report;
 pub mod rooms;
 pub mod sliding;
+pub mod spaces;
 pub mod sync;
 pub mod to_device;
 pub mod versions;
