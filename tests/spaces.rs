@@ -251,17 +251,11 @@ fn who_sees_which_room() {
     assert_eq!(hierarchy(&srv, &alice, &private, "").0, 200);
 }
 
-fn two() -> (TempDir, TestCa, Peer, Peer) {
-    let dir = TempDir::new();
-    let ca = TestCa::new(dir.path());
-    let a = Peer::start(&ca, &[], &[]);
-    let b = Peer::start(&ca, &[], &[]);
-    (dir, ca, a, b)
-}
-
 #[test]
 fn a_child_only_another_server_holds_is_asked_of_it() {
-    let (_dir, ca, a, b) = two();
+    let dir = TempDir::new();
+    let ca = TestCa::new(dir.path());
+    let (a, b) = (Peer::start(&ca, &[], &[]), Peer::start(&ca, &[], &[]));
     let alice = a.server.user("alice", PW);
     let bob = b.server.user("bob", PW);
     // On B: a space with a public room and a private one; a private room.

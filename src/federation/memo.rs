@@ -153,15 +153,7 @@ impl Memo {
     }
 
     pub fn put_profile(&self, user_id: &str, profile: Value) {
-        let now = now_ms();
-        let mut p = lock(&self.profiles);
-        if p.len() >= PROFILES_MAX {
-            p.retain(|_, (at, _)| now - *at < PROFILE_TTL_MS);
-            if p.len() >= PROFILES_MAX {
-                p.clear();
-            }
-        }
-        p.insert(user_id.to_owned(), (now, profile));
+        put_bounded(&mut lock(&self.profiles), user_id.to_owned(), profile, PROFILE_TTL_MS, PROFILES_MAX);
     }
 
     /// A remote `/hierarchy` answer had within [`HIERARCHY_TTL_MS`].
@@ -175,16 +167,29 @@ impl Memo {
     }
 
     pub fn put_hierarchy(&self, room_id: &str, suggested_only: bool, answer: Value) {
-        let now = now_ms();
-        let mut h = lock(&self.hierarchies);
-        if h.len() >= HIERARCHIES_MAX {
-            h.retain(|_, (at, _)| now - *at < HIERARCHY_TTL_MS);
-            if h.len() >= HIERARCHIES_MAX {
-                h.clear();
-            }
-        }
-        h.insert((room_id.to_owned(), suggested_only), (now, answer));
+        let key = (room_id.to_owned(), suggested_only);
+        put_bounded(&mut lock(&self.hierarchies), key, answer, HIERARCHY_TTL_MS, HIERARCHIES_MAX);
     }
+}
+
+/// Remembers `value` now in a table of at most `max` entries: when it is
+/// full, the entries older than `ttl_ms` go, and if that was not enough,
+/// all of them (a burst of new names costs only re-asking).
+fn put_bounded<K: std::hash::Hash + Eq>(
+    table: &mut HashMap<K, (i64, Value)>,
+    key: K,
+    value: Value,
+    ttl_ms: i64,
+    max: usize,
+) {
+    let now = now_ms();
+    if table.len() >= max {
+        table.retain(|_, (at, _)| now - *at < ttl_ms);
+        if table.len() >= max {
+            table.clear();
+        }
+    }
+    table.insert(key, (now, value));
 }
 
 // ---------------------------------------------------------------------

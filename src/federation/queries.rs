@@ -292,24 +292,64 @@ fn room_ids(list: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// How long a space walk waits for one server's `/hierarchy` answer.
+pub const HIERARCHY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `room_id`'s part of the space tree as `server` serves it
 /// (`GET /_matrix/federation/v1/hierarchy/{roomId}`), checked
 /// ([`checked_hierarchy`]), from `memo`'s cache or asked and cached for
-/// `memo::HIERARCHY_TTL_MS`. One request on the calling worker, bounded
-/// by the outbound client's timeouts; a server in the negative cache is
-/// not asked.
+/// `memo::HIERARCHY_TTL_MS`. The request runs on one of the fan-out
+/// threads ([`THREADS_MAX`] in all) and the caller waits at most
+/// [`HIERARCHY_TIMEOUT`]; a server that did not answer goes in the
+/// negative cache, and one there is not asked.
 pub fn hierarchy(app: &App, server: &str, room_id: &str, suggested_only: bool) -> Result<Value> {
     if let Some(h) = app.fed_memo.hierarchy(room_id, suggested_only) {
         return Ok(h);
     }
     if app.fed_memo.failing(server) {
-        return Err(Error::new(ErrorKind::BadGateway, format!("{server} failed lately")));
+        return Err(Error::new(
+            ErrorKind::BadGateway,
+            format!("not asked: {server} failed to answer lately"),
+        ));
     }
+    let busy = || Error::new(ErrorKind::BadGateway, "not asked: too many requests to other servers at once");
+    let slot = ThreadSlot::take().ok_or_else(busy)?;
     let uri = format!(
         "/_matrix/federation/v1/hierarchy/{}?suggested_only={suggested_only}",
         percent_encode(room_id)
     );
-    let answer = lookup(app, Method::Get, server, &uri, None, HIERARCHY_ANSWER_MAX)?;
+    let (tx, rx) = mpsc::channel();
+    let (fed, destination) = (app.federation.clone(), server.to_owned());
+    std::thread::Builder::new()
+        .name("fed-query".into())
+        .spawn(move || {
+            let _slot = slot;
+            let answer = fed.request(Method::Get, &destination, &uri, None, HIERARCHY_ANSWER_MAX);
+            let _ = tx.send(answer);
+        })
+        .map_err(|_| busy())?;
+    let answer = match rx.recv_timeout(HIERARCHY_TIMEOUT) {
+        Ok(Ok(answer)) => {
+            app.fed_memo.answered(server);
+            answer
+        }
+        Ok(Err(e)) => {
+            // Our own refusal (federation off, outside the allowlist) says
+            // nothing of the server.
+            if e.kind != ErrorKind::Forbidden {
+                app.fed_memo.failed(server);
+            }
+            return Err(no_answer(server, e));
+        }
+        Err(_) => {
+            app.fed_memo.failed(server);
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!("{server} did not answer within {HIERARCHY_TIMEOUT:?}"),
+            ));
+        }
+    };
+    let answer = json_answer(server, &answer).map_err(refused)?;
     let checked = checked_hierarchy(&answer, room_id).ok_or_else(|| {
         Error::new(ErrorKind::BadGateway, format!("{server} answered something other than a hierarchy"))
     })?;
@@ -846,5 +886,36 @@ mod tests {
         assert!(ThreadSlot::take().is_none());
         drop(slots);
         assert!(ThreadSlot::take().is_some());
+    }
+
+    #[test]
+    fn hierarchy_answers_keep_what_fits() {
+        let child = |key: &str, via: Value| {
+            json!({ "type": "m.space.child", "state_key": key, "sender": "@a:b.example",
+                    "origin_server_ts": 5, "content": { "via": via, "suggested": true, "extra": 1 } })
+        };
+        let answer = json!({
+            "room": {
+                "room_id": "!s:b.example", "name": "S", "num_joined_members": "many", "room_version": "10",
+                "allowed_room_ids": ["!a:b.example", "bad", 3],
+                "children_state": [child("!c:b.example", json!(["b.example", "bad name!"])), child("bad", json!([]))],
+            },
+            "children": [{ "room_id": "!c:b.example", "join_rule": "public" }, { "room_id": 7 }],
+            "inaccessible_children": ["!x:b.example", "nope"],
+        });
+        let h = checked_hierarchy(&answer, "!s:b.example").expect("a hierarchy");
+        assert_eq!(h["room"]["num_joined_members"], 0);
+        assert_eq!(h["room"]["room_version"], "10");
+        assert_eq!(h["room"]["allowed_room_ids"], json!(["!a:b.example"]));
+        assert_eq!(
+            h["room"]["children_state"],
+            json!([{ "type": "m.space.child", "state_key": "!c:b.example", "sender": "@a:b.example",
+                     "origin_server_ts": 5, "content": { "via": ["b.example"], "suggested": true } }])
+        );
+        assert_eq!(h["children"].as_array().map(Vec::len), Some(1));
+        assert_eq!(h["inaccessible_children"], json!(["!x:b.example"]));
+        // Another room than the one asked for, or no room, is no answer.
+        assert!(checked_hierarchy(&answer, "!other:b.example").is_none());
+        assert!(checked_hierarchy(&json!({ "children": [] }), "!s:b.example").is_none());
     }
 }

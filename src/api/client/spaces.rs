@@ -21,9 +21,11 @@
 //! were asked with; each page walks the tree again and skips those rooms.
 //! Every request is bounded: at most [`ROOMS_WALKED_MAX`] rooms looked at
 //! (so at most that many over all pages), [`REMOTE_ASKS_MAX`] remote
-//! answers, depth [`MAX_DEPTH_MAX`].
+//! answers, none asked after [`REMOTE_BUDGET`], each waited for at most
+//! `queries::HIERARCHY_TIMEOUT`, depth [`MAX_DEPTH_MAX`].
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
@@ -49,6 +51,9 @@ pub const MAX_DEPTH_MAX: usize = 20;
 pub const ROOMS_WALKED_MAX: usize = 500;
 /// Remote `/hierarchy` answers one request uses (cached ones included).
 pub const REMOTE_ASKS_MAX: usize = 16;
+/// How long one request spends asking other servers: none is asked past
+/// it, so a walk waits at most this plus one `queries::HIERARCHY_TIMEOUT`.
+pub const REMOTE_BUDGET: Duration = Duration::from_secs(10);
 /// Servers of one child's `via` tried.
 pub const VIA_TRIED_MAX: usize = 3;
 /// `m.space.child` events listed in one room's `children_state`.
@@ -354,6 +359,8 @@ struct Walk<'a> {
     max_depth: usize,
     /// Remote answers used so far.
     asks: usize,
+    /// No other server is asked after this.
+    remote_deadline: Instant,
     /// Summaries of rooms another server listed as children.
     remote_children: HashMap<String, Map<String, Value>>,
     /// Rooms another server said its servers cannot see.
@@ -368,6 +375,7 @@ impl<'a> Walk<'a> {
             suggested_only: q.suggested_only,
             max_depth: q.max_depth,
             asks: 0,
+            remote_deadline: Instant::now() + REMOTE_BUDGET,
             remote_children: HashMap::new(),
             inaccessible: HashSet::new(),
         }
@@ -437,7 +445,7 @@ impl<'a> Walk<'a> {
         }
         let ours = &self.app.config.server_name;
         for server in child.via.iter().filter(|s| *s != ours).take(VIA_TRIED_MAX) {
-            if self.asks >= REMOTE_ASKS_MAX {
+            if self.asks >= REMOTE_ASKS_MAX || Instant::now() >= self.remote_deadline {
                 return None;
             }
             self.asks += 1;
