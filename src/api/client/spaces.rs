@@ -75,10 +75,11 @@ pub struct Child {
 /// (at most 50 characters of printable ASCII) first, by `order`; then by
 /// the child event's `origin_server_ts`; then by room ID.
 fn sort_children(children: &mut [Child]) {
-    children.sort_by(|a, b| {
-        let key = |c: &Child| (c.order.is_none(), c.order.clone(), c.ts, c.room_id.clone());
-        key(a).cmp(&key(b))
-    });
+    children.sort_by(|a, b| child_key(a).cmp(&child_key(b)));
+}
+
+fn child_key(c: &Child) -> (bool, Option<&str>, i64, &str) {
+    (c.order.is_none(), c.order.as_deref(), c.ts, &c.room_id)
 }
 
 fn valid_order(order: &str) -> bool {
@@ -161,10 +162,11 @@ pub fn local_summary(conn: &Connection, room_id: &str) -> Result<Option<Map<Stri
     let mut children_state = Vec::new();
     if summary.get("room_type").and_then(Value::as_str) == Some("m.space") {
         let current = state::current_state(conn, room_id)?;
-        let mut ids: Vec<&String> =
-            current.iter().filter(|((kind, _), _)| kind == "m.space.child").map(|(_, id)| id).collect();
-        ids.sort();
-        for id in ids {
+        let mut children: Vec<(Child, Value)> = Vec::new();
+        for ((kind, _), id) in &current {
+            if kind != "m.space.child" {
+                continue;
+            }
             let Some(pdu) = rooms::load_readable_pdu(conn, id)? else { continue };
             let stripped = json!({
                 "type": "m.space.child",
@@ -173,18 +175,13 @@ pub fn local_summary(conn: &Connection, room_id: &str) -> Result<Option<Map<Stri
                 "content": pdu.get("content").cloned().unwrap_or_else(|| json!({})),
                 "origin_server_ts": pdu.get("origin_server_ts").cloned().unwrap_or(json!(0)),
             });
-            if child_of(&stripped).is_some() {
-                children_state.push(stripped);
+            if let Some(child) = child_of(&stripped) {
+                children.push((child, stripped));
             }
         }
         // In the children's order, bounded.
-        let order: Vec<String> = {
-            let mut c: Vec<Child> = children_state.iter().filter_map(child_of).collect();
-            sort_children(&mut c);
-            c.into_iter().map(|c| c.room_id).collect()
-        };
-        children_state.sort_by_key(|e| order.iter().position(|r| e["state_key"] == r.as_str()));
-        children_state.truncate(CHILDREN_MAX);
+        children.sort_by(|(a, _), (b, _)| child_key(a).cmp(&child_key(b)));
+        children_state = children.into_iter().take(CHILDREN_MAX).map(|(_, e)| e).collect();
     }
     summary.insert("children_state".into(), Value::Array(children_state));
     Ok(Some(summary))
