@@ -8,7 +8,7 @@ mod common;
 use common::ca::TestCa;
 use common::fed::Peer;
 use common::synapse::Synapse;
-use common::{create_room, enc, set_state, TempDir, V3};
+use common::{create_room, enc, set_state, TempDir, User, V3};
 use serde_json::{json, Value};
 
 const PW: &str = "interop-spaces-password";
@@ -30,15 +30,33 @@ fn synapse_child(s: &Synapse, token: &str, parent: &str, child: &str, via: &str)
     assert_eq!(status, 200, "{r}");
 }
 
-#[test]
-fn hearth_walks_into_a_space_on_synapse() {
+/// A Hearth with its user `hal` and a Synapse with its user `sam` (the
+/// access token), on one test bed.
+struct Bed {
+    _dir: TempDir,
+    hearth: Peer,
+    synapse: Synapse,
+    hal: User,
+    sam: String,
+}
+
+fn bed() -> Bed {
     let dir = TempDir::new();
     let ca = TestCa::new(dir.path());
     let hearth = Peer::start(&ca, &[], &[]);
     let synapse = Synapse::start(&ca);
     let hal = hearth.server.user("hal", PW);
     let (_, sam) = synapse.register("sam", PW);
-    let space_body = |name: &str| json!({ "preset": "public_chat", "name": name, "creation_content": { "type": "m.space" } });
+    Bed { _dir: dir, hearth, synapse, hal, sam }
+}
+
+fn space_body(name: &str) -> Value {
+    json!({ "preset": "public_chat", "name": name, "creation_content": { "type": "m.space" } })
+}
+
+#[test]
+fn hearth_walks_into_a_space_on_synapse() {
+    let Bed { _dir, hearth, synapse, hal, sam } = bed();
     let s_space = synapse_room(&synapse, &sam, space_body("Synapse space"));
     let s_room = synapse_room(&synapse, &sam, json!({ "preset": "public_chat", "name": "Synapse room" }));
     let s_private =
@@ -71,13 +89,7 @@ fn hearth_walks_into_a_space_on_synapse() {
 
 #[test]
 fn synapse_walks_into_a_space_on_hearth() {
-    let dir = TempDir::new();
-    let ca = TestCa::new(dir.path());
-    let hearth = Peer::start(&ca, &[], &[]);
-    let synapse = Synapse::start(&ca);
-    let hal = hearth.server.user("hal", PW);
-    let (_, sam) = synapse.register("sam", PW);
-    let space_body = |name: &str| json!({ "preset": "public_chat", "name": name, "creation_content": { "type": "m.space" } });
+    let Bed { _dir, hearth, synapse, hal, sam } = bed();
     let h_space = create_room(&hearth.server, &hal.token, space_body("Hearth space"));
     let h_room =
         create_room(&hearth.server, &hal.token, json!({ "preset": "public_chat", "name": "Hearth room" }));
