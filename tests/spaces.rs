@@ -326,3 +326,54 @@ fn a_child_only_another_server_holds_is_asked_of_it() {
     let (status, answer) = ask(&b_private, "");
     assert_eq!(status, 200, "{answer}");
 }
+
+/// A restricted room on B admits members of B's space: B's hierarchy
+/// lists it for A once one of A's users is in that space, and A shows it
+/// to that user only.
+#[test]
+fn a_remote_restricted_child_is_shown_to_members_of_its_allowed_room() {
+    let dir = TempDir::new();
+    let ca = TestCa::new(dir.path());
+    let (a, b) = (Peer::start(&ca, &[], &[]), Peer::start(&ca, &[], &[]));
+    let alice = a.server.user("alice", PW);
+    let carol = a.server.user("carol", PW);
+    let bob = b.server.user("bob", PW);
+    let b_space = space(&b.server, &bob, "B's space");
+    let restricted = create_room(
+        &b.server,
+        &bob.token,
+        json!({
+            "preset": "private_chat",
+            "name": "R",
+            "initial_state": [{
+                "type": "m.room.join_rules", "state_key": "",
+                "content": { "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": b_space }] },
+            }],
+        }),
+    );
+    add_child(&b.server, &bob, &b_space, &restricted, json!({}));
+    let agent = fed::agent(&ca);
+    let key = a.signing_key();
+    let uri = format!("/_matrix/federation/v1/hierarchy/{}", enc(&b_space));
+    let (status, before) = fed::signed(&agent, &key, &a.name, &b.name, "GET", &uri, None);
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["inaccessible_children"], json!([restricted]), "{before}");
+
+    // Alice joins B's space from A: now A's server may see R.
+    let join = format!("/_matrix/client/v3/join/{}?via={}", enc(&b_space), enc(&b.name));
+    let (status, r) = a.server.post(&join, Some(&alice.token), json!({}));
+    assert_eq!(status, 200, "{r}");
+    let (status, after) = fed::signed(&agent, &key, &a.name, &b.name, "GET", &uri, None);
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["inaccessible_children"], json!([]), "{after}");
+    assert_eq!(after["children"][0]["allowed_room_ids"], json!([b_space]), "{after}");
+
+    // A walks B's space from its own copy and asks B about R (which A
+    // holds no state of): alice sees it, carol does not.
+    let (status, page) = hierarchy(&a.server, &alice, &b_space, "");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids_of(&page), v(&[&b_space, &restricted]), "{page}");
+    let (status, page) = hierarchy(&a.server, &carol, &b_space, "");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids_of(&page), v(&[&b_space]), "{page}");
+}
