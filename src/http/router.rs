@@ -236,11 +236,11 @@ fn table() -> Vec<Route> {
     add(CLIENT, Get, "directory/room/{roomAlias}", client::directory::get_alias, AuthReq::Optional, false);
     add(CLIENT, Delete, "directory/room/{roomAlias}", client::directory::delete_alias, Token, false);
     add(CLIENT, Get, "rooms/{roomId}/aliases", client::directory::room_aliases, Token, false);
-    // Reporting content (wt-H).
+    // Reporting content.
     add(CLIENT, Post, "rooms/{roomId}/report/{eventId}", client::report::report_event, Token, true);
     add(CLIENT, Post, "rooms/{roomId}/report", client::report::report_room, Token, true);
     add(CLIENT, Post, "users/{userId}/report", client::report::report_user, Token, true);
-    // Spaces (wt-H).
+    // Spaces.
     add(CLIENT_V1, Get, "rooms/{roomId}/hierarchy", client::spaces::hierarchy, Token, true);
     add(CLIENT, Get, "publicRooms", client::directory::public_rooms, AuthReq::Optional, false);
     add(CLIENT, Post, "publicRooms", client::directory::public_rooms_filtered, Token, false);
