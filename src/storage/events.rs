@@ -23,11 +23,11 @@ pub struct StoredEvent {
     pub txn_id: Option<String>,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "pos, event_id, room_id, type, state_key, sender, origin_ts, depth, state_before, pdu, \
                        redacted_by, txn_device, txn_id";
 
-fn from_row(r: &Row) -> rusqlite::Result<StoredEvent> {
+pub(super) fn from_row(r: &Row) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         pos: r.get(0)?,
         event_id: r.get(1)?,

@@ -17,6 +17,7 @@ pub mod profile;
 pub mod push;
 pub mod register;
 pub mod rooms;
+pub mod search;
 pub mod sliding;
 pub mod sync;
 pub mod to_device;
