@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::events::{self, StoredEvent};
@@ -143,6 +143,17 @@ pub fn candidates(
         Ok(Candidate { pos: r.get(0)?, score: r.get(1)? })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The score the entry at `pos` has now for `expr`, if it still matches.
+/// Scores move as the index grows (`bm25` weighs words by how rare they
+/// are everywhere): a page of results goes on from the score its last
+/// match has now, not the one it had.
+pub fn score_of(conn: &Connection, expr: &str, pos: i64) -> Result<Option<f64>> {
+    Ok(conn
+        .prepare_cached("SELECT rank FROM event_search WHERE event_search MATCH ?1 AND rowid = ?2")?
+        .query_row(params![expr, pos], |r| r.get(0))
+        .optional()?)
 }
 
 /// The events at these positions that belong to one of `rooms` and have

@@ -341,7 +341,16 @@ fn room_events(conn: &Connection, who: &Auth, c: &Criteria, token: Option<Token>
         Some(t) => t.upto,
         None => events::current_pos(conn)?,
     };
-    let cursor = token.as_ref().map_or(Cursor::START, |t| t.cursor);
+    let cursor = match &token {
+        None => Cursor::START,
+        // Scores drift as the index grows: go on from the one the last
+        // match looked at has now (it is gone if it was redacted since).
+        Some(t) if t.order == Order::Rank => {
+            let score = index::score_of(conn, &expr, t.cursor.pos)?.unwrap_or(t.cursor.score);
+            Cursor { score, pos: t.cursor.pos }
+        }
+        Some(t) => t.cursor,
+    };
     let sender = match &scope {
         Some((Group::Sender, s)) => Some(s.as_str()),
         _ => None,
