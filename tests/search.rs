@@ -64,6 +64,14 @@ fn all_pages(s: &Server, who: &User, criteria: Value) -> Vec<String> {
     panic!("paging did not end");
 }
 
+/// A fresh server with the users Alice and Bob.
+fn alice_and_bob() -> (Server, User, User) {
+    let s = Server::start();
+    let alice = s.user("alice", PW);
+    let bob = s.user("bob", PW);
+    (s, alice, bob)
+}
+
 /// A room with the given history visibility, made by `who`.
 fn room_with(s: &Server, who: &User, visibility: &str) -> String {
     create_room(
@@ -81,9 +89,7 @@ fn room_with(s: &Server, who: &User, visibility: &str) -> String {
 
 #[test]
 fn finds_bodies_names_and_topics_in_the_users_rooms_only() {
-    let s = Server::start();
-    let alice = s.user("alice", PW);
-    let bob = s.user("bob", PW);
+    let (s, alice, bob) = alice_and_bob();
     let room = create_room(&s, &alice.token, json!({ "name": "Orchard planning", "topic": "Harvest notes" }));
     let msg = say(&s, &alice.token, &room, "The harvest starts on Monday");
     let elsewhere = create_room(&s, &bob.token, json!({}));
@@ -129,9 +135,7 @@ fn finds_bodies_names_and_topics_in_the_users_rooms_only() {
 
 #[test]
 fn history_visibility_decides_per_event() {
-    let s = Server::start();
-    let alice = s.user("alice", PW);
-    let bob = s.user("bob", PW);
+    let (s, alice, bob) = alice_and_bob();
     let joined = room_with(&s, &alice, "joined");
     let shared = room_with(&s, &alice, "shared");
     say(&s, &alice.token, &joined, "kiwi before bob");
@@ -186,9 +190,7 @@ fn redacted_and_encrypted_events_are_not_found() {
 
 #[test]
 fn filters_choose_rooms_senders_types_and_limit() {
-    let s = Server::start();
-    let alice = s.user("alice", PW);
-    let bob = s.user("bob", PW);
+    let (s, alice, bob) = alice_and_bob();
     let one = create_room(&s, &alice.token, json!({ "preset": "public_chat", "topic": "lemon room" }));
     let two = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     join(&s, &bob.token, &one);
@@ -281,9 +283,7 @@ fn rank_and_recent_orders_page_without_repeats() {
 
 #[test]
 fn groups_by_room_and_sender_with_their_own_paging() {
-    let s = Server::start();
-    let alice = s.user("alice", PW);
-    let bob = s.user("bob", PW);
+    let (s, alice, bob) = alice_and_bob();
     let one = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     let two = create_room(&s, &alice.token, json!({ "preset": "public_chat" }));
     join(&s, &bob.token, &one);
@@ -323,9 +323,7 @@ fn groups_by_room_and_sender_with_their_own_paging() {
 
 #[test]
 fn event_context_profiles_and_state() {
-    let s = Server::start();
-    let alice = s.user("alice", PW);
-    let bob = s.user("bob", PW);
+    let (s, alice, bob) = alice_and_bob();
     let room = create_room(&s, &alice.token, json!({ "preset": "public_chat", "name": "Fruit" }));
     join(&s, &bob.token, &room);
     set_state(
