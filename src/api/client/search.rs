@@ -361,7 +361,8 @@ fn room_events(conn: &Connection, who: &Auth, c: &Criteria, token: Option<Token>
         .iter()
         .map(|(id, upto)| (id.as_str(), Room { upto: *upto, vis: Visibility::new(conn, &who.user_id, id) }))
         .collect();
-    let page = scan(conn, who, c, &expr, upto, cursor, sender, &mut rooms)?;
+    let ignored = account_data::ignored_users(conn, &who.user_id)?;
+    let page = scan(conn, c, &ignored, &expr, upto, cursor, sender, &mut rooms)?;
 
     let scopes: Vec<(&str, Option<i64>)> = searchable.iter().map(|(r, u)| (r.as_str(), *u)).collect();
     let count = index::count(conn, &expr, upto, &scopes, &c.types, COUNT_MAX)?;
@@ -375,7 +376,7 @@ fn room_events(conn: &Connection, who: &Auth, c: &Criteria, token: Option<Token>
         let mut result = json!({ "rank": -hit.score, "result": event });
         if let Some(want) = c.context {
             let room = rooms.get_mut(hit.event.room_id.as_str()).expect("a hit is in a searchable room");
-            result["context"] = context(conn, who, &hit.event, want, &mut room.vis)?;
+            result["context"] = context(conn, who, &ignored, &hit.event, want, &mut room.vis)?;
         }
         results.push(result);
         shown.push(&hit.event);
@@ -408,8 +409,8 @@ fn room_events(conn: &Connection, who: &Auth, c: &Criteria, token: Option<Token>
 #[allow(clippy::too_many_arguments)]
 fn scan(
     conn: &Connection,
-    who: &Auth,
     c: &Criteria,
+    ignored: &HashSet<String>,
     expr: &str,
     upto: i64,
     mut cursor: Cursor,
@@ -417,7 +418,6 @@ fn scan(
     rooms: &mut HashMap<&str, Room>,
 ) -> Result<Page> {
     let limit = c.limit();
-    let ignored = account_data::ignored_users(conn, &who.user_id)?;
     let room_ids: Vec<&str> = rooms.keys().copied().collect();
     let mut hits = Vec::new();
     let mut scanned = 0;
@@ -443,7 +443,7 @@ fn scan(
             let Some(room) = rooms.get_mut(e.room_id.as_str()) else { continue };
             let keep = room.upto.is_none_or(|u| e.pos <= u)
                 && sender.is_none_or(|s| s == e.sender)
-                && !account_data::hides(&ignored, &e.sender, e.state_key.is_some())
+                && !account_data::hides(ignored, &e.sender, e.state_key.is_some())
                 && message::passes(&c.filter, &e)?
                 && room.vis.may_see(&e)?;
             if keep {
@@ -463,13 +463,13 @@ fn scan(
 fn context(
     conn: &Connection,
     who: &Auth,
+    ignored: &HashSet<String>,
     target: &StoredEvent,
     want: ContextReq,
     vis: &mut Visibility,
 ) -> Result<Value> {
-    let ignored = account_data::ignored_users(conn, &who.user_id)?;
     let mut keep = |e: &StoredEvent| -> Result<bool> {
-        Ok(!account_data::hides(&ignored, &e.sender, e.state_key.is_some()) && vis.may_see(e)?)
+        Ok(!account_data::hides(ignored, &e.sender, e.state_key.is_some()) && vis.may_see(e)?)
     };
     let at = message::key(target);
     let room = &target.room_id;
