@@ -20,6 +20,10 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/static}"
+# SQLite from the bundled amalgamation with libsqlite3-sys's defaults,
+# less the extensions Hearth never uses: FTS3 (search is FTS5), R*Tree and
+# the dbstat table; ~250 KB of the 10 MiB budget.
+export LIBSQLITE3_FLAGS="-USQLITE_ENABLE_FTS3 -USQLITE_ENABLE_FTS3_PARENTHESIS -USQLITE_ENABLE_RTREE -USQLITE_ENABLE_DBSTAT_VTAB"
 
 need() {
     command -v "$1" >/dev/null || { echo "build-static: $1 not found ($2)" >&2; exit 1; }

@@ -61,6 +61,10 @@ pub enum ErrorKind {
     /// A sliding sync `pos` the server does not know (any more): the client
     /// starts the connection over (MSC4186).
     UnknownPos,
+    /// 400 `M_DUPLICATE_ANNOTATION`: the sender already reacted to the
+    /// event with this key (Synapse's code, which clients expect; the spec
+    /// says only that servers may refuse the duplicate).
+    DuplicateAnnotation,
     /// A 400 the spec gives no more specific code for (e.g. an unknown UIA session).
     Unknown,
     /// 403 with `M_UNKNOWN`: a UIA session was presented with a request
@@ -173,7 +177,8 @@ impl Error {
             | UnableToGrantJoin
             | InvalidRoomState
             | BadAlias
-            | UnknownPos => 400,
+            | UnknownPos
+            | DuplicateAnnotation => 400,
             NotFound | Unrecognized => 404,
             MethodNotAllowed => 405,
             Conflict => 409,
@@ -204,6 +209,7 @@ impl Error {
             UserDeactivated => "M_USER_DEACTIVATED",
             GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
             UnknownPos => "M_UNKNOWN_POS",
+            DuplicateAnnotation => "M_DUPLICATE_ANNOTATION",
             Exclusive => "M_EXCLUSIVE",
             WeakPassword => "M_WEAK_PASSWORD",
             RoomInUse => "M_ROOM_IN_USE",

@@ -11,7 +11,7 @@ use hearth::cli::{self, Command};
 use hearth::config::{self, Config};
 use hearth::core::ids;
 use hearth::crypto::{password, sign::ServerKey, token};
-use hearth::storage::{self, media, profiles, reg_tokens, server_keys, users, Db};
+use hearth::storage::{self, media, profiles, reg_tokens, reports, server_keys, users, Db};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -194,6 +194,16 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
             }
             println!("revoked {token}");
         }
+        Command::ReportsList { all } => {
+            let all = db.read(|tx| reports::list(tx, all)).map_err(|e| e.message.to_string())?;
+            for r in all {
+                println!("{}", report_line(&r));
+            }
+        }
+        Command::ReportsResolve { id } => match write(&|tx| Ok(reports::resolve(tx, id, now)?.is_some()))? {
+            true => println!("resolved report {id}"),
+            false => return Err(format!("no report {id}")),
+        },
         Command::KeyRotate => {
             let fresh =
                 ServerKey::generate().map_err(|e| format!("no randomness for the signing key: {e}"))?;
@@ -231,6 +241,28 @@ fn admin(cfg: &Config, command: Command) -> Result<(), String> {
         _ => unreachable!("serve, help, version and config example are handled in main"),
     }
     Ok(())
+}
+
+/// One report as a line: `ID TIME REPORTER reported TARGET reason "…"
+/// score N open|resolved TIME`, the reason quoted with its control
+/// characters escaped so a report stays on its line.
+fn report_line(r: &reports::Report) -> String {
+    let target = match (&r.room_id, &r.event_id, &r.user_id) {
+        (Some(room), Some(event), _) => format!("event {event} in {room}"),
+        (Some(room), None, _) => format!("room {room}"),
+        (_, _, Some(user)) => format!("user {user}"),
+        _ => "nothing".to_owned(),
+    };
+    let reason = r.reason.as_deref().map_or("-".to_owned(), |t| format!("{t:?}"));
+    let score = r.score.map_or("-".to_owned(), |s| s.to_string());
+    let resolved =
+        r.resolved_ts.map_or("open".to_owned(), |t| format!("resolved {}", hearth::log::timestamp(t)));
+    format!(
+        "{} {} {} reported {target} reason {reason} score {score} {resolved}",
+        r.id,
+        hearth::log::timestamp(r.received_ts),
+        r.reporter
+    )
 }
 
 /// Reads a new password (from the first line of stdin, or twice from the

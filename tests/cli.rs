@@ -22,6 +22,8 @@ fn help_and_version() {
         "token create",
         "token list",
         "token revoke",
+        "reports list",
+        "reports resolve",
         "backup",
         "config example",
     ] {

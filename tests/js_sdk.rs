@@ -61,3 +61,26 @@ fn js_sdk_bootstraps_cross_signing() {
     assert_eq!(result["hasMaster"], true, "{result}");
     assert_eq!(result["deviceSigned"], true, "{result}");
 }
+
+#[test]
+fn js_sdk_edits_reacts_and_threads_with_bundled_aggregations() {
+    let s = Server::start();
+    let r = run(&s, "relations");
+    let (edit, reaction, reply) = (&r["editId"], &r["reactionId"], &r["replyId"]);
+    assert_eq!(r["duplicate"], "M_DUPLICATE_ANNOTATION", "{r}");
+    assert_eq!(&r["bundledReplace"], edit, "{r}");
+    assert_eq!(r["bundledThreadCount"], 1, "{r}");
+    assert_eq!(&r["bundledThreadLatest"], reply, "{r}");
+    assert_eq!(r["participated"], true, "alice wrote the root: {r}");
+    assert_eq!(r["annotations"], serde_json::json!([reaction]), "{r}");
+    assert_eq!(r["threadReplies"], serde_json::json!([reply]), "{r}");
+    // The SDK applied the edit it found bundled.
+    assert_eq!(&r["replacingEventId"], edit, "{r}");
+    assert_eq!(r["shownBody"], "hello", "{r}");
+    // The SDK's own reply count (`Thread.length`) starts from the bundled
+    // count and adds the replies it meets in the live timeline, so it
+    // depends on the order it met them in; the server's count is above.
+    assert!(r["threadLength"].as_u64().is_some_and(|n| n >= 1), "{r}");
+    assert_eq!(&r["threadLatest"], reply, "{r}");
+    assert!(r["threads"].as_array().is_some_and(|t| t.len() == 1), "{r}");
+}

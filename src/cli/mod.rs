@@ -3,8 +3,8 @@
 //! and owns every help text.
 //!
 //! The command line is a contract packagers rely on:
-//! `hearth [serve] [OPTIONS]`, the `user`, `token`, `backup`, `media` and `config`
-//! admin commands, `help`, `--help` and `--version`. Every config key of
+//! `hearth [serve] [OPTIONS]`, the `user`, `token`, `reports`, `backup`, `media`
+//! and `config` admin commands, `help`, `--help` and `--version`. Every config key of
 //! `config::KEYS` is an option, `--<key-with-dashes> VALUE` or
 //! `--<key-with-dashes>=VALUE`, accepted by every command.
 //!
@@ -69,6 +69,14 @@ pub enum Command {
     TokenRevoke {
         token: String,
     },
+    /// Reported content: the open reports, or all with `--all`.
+    ReportsList {
+        all: bool,
+    },
+    /// Marks a report resolved.
+    ReportsResolve {
+        id: i64,
+    },
     Backup {
         path: PathBuf,
     },
@@ -127,7 +135,7 @@ struct CommandSpec {
 }
 
 /// Options that take no value.
-const SWITCHES: &[&str] = &["password-stdin", "admin", "remote-only"];
+const SWITCHES: &[&str] = &["password-stdin", "admin", "remote-only", "all"];
 /// Command options that take a value.
 const VALUE_OPTIONS: &[&str] = &["uses", "expires-in", "token", "older-than"];
 
@@ -206,6 +214,25 @@ NAME is the localpart of the user ID: alice for @alice:SERVER_NAME.",
         details: "",
     },
     CommandSpec {
+        path: &["reports", "list"],
+        args: &[],
+        options: &["all"],
+        summary: "List reported events, rooms and users.",
+        details: "\
+One line a report: its ID, when it was received, who reported what, the
+reason, the score and when it was resolved.
+
+  --all              Resolved reports too. Default: open ones only.",
+    },
+    CommandSpec {
+        path: &["reports", "resolve"],
+        args: &["ID"],
+        options: &[],
+        summary: "Mark a report resolved.",
+        details: "\
+ID is the number `hearth reports list` shows.",
+    },
+    CommandSpec {
         path: &["backup"],
         args: &["FILE"],
         options: &[],
@@ -255,7 +282,7 @@ The same text ships as contrib/hearth.toml.",
 ];
 
 /// Command words that only group subcommands.
-const GROUPS: &[&str] = &["user", "token", "config", "media", "key"];
+const GROUPS: &[&str] = &["user", "token", "reports", "config", "media", "key"];
 
 fn usage_line(spec: &CommandSpec) -> String {
     let mut line = format!("hearth {}", spec.path.join(" "));
@@ -446,7 +473,7 @@ fn find_command(words: &[&str]) -> Option<&'static CommandSpec> {
 
 fn unknown_command(word: &str) -> UsageError {
     UsageError(format!(
-        "unknown command \"{word}\"; commands are serve, user, token, backup, media, key, config and help"
+        "unknown command \"{word}\"; commands are serve, user, token, reports, backup, media, key, config and help"
     ))
 }
 
@@ -659,6 +686,8 @@ fn command(scan: &Scan<'_>) -> Result<Command, UsageError> {
         },
         ["token", "list"] => Command::TokenList,
         ["token", "revoke"] => Command::TokenRevoke { token: registration_token(args[0])? },
+        ["reports", "list"] => Command::ReportsList { all: switch("all") },
+        ["reports", "resolve"] => Command::ReportsResolve { id: report_id(args[0])? },
         ["backup"] => Command::Backup { path: PathBuf::from(args[0]) },
         ["key", "rotate"] => Command::KeyRotate,
         ["media", "stats"] => Command::MediaStats,
@@ -696,6 +725,14 @@ fn number(scan: &Scan<'_>, option: &str, min: u32, max: u32) -> Result<Option<u3
         _ => {
             Err(UsageError(format!("--{option} must be a whole number from {min} to {max}, got \"{text}\"")))
         }
+    }
+}
+
+/// A report's ID: a positive whole number.
+fn report_id(text: &str) -> Result<i64, UsageError> {
+    match text.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(UsageError(format!("a report ID is a positive whole number, got \"{text}\""))),
     }
 }
 

@@ -31,6 +31,11 @@ pub const NEGATIVE_MAX: usize = 4096;
 pub const PROFILE_TTL_MS: i64 = 60_000;
 /// Remote profiles remembered, at most.
 pub const PROFILES_MAX: usize = 1024;
+/// How long another server's `/hierarchy` answer is reused (the spec:
+/// "should be cached for a period of time").
+pub const HIERARCHY_TTL_MS: i64 = 60_000;
+/// Remote `/hierarchy` answers remembered, at most.
+pub const HIERARCHIES_MAX: usize = 256;
 /// How long a remote key read from the database is reused without
 /// reading it again (a key's row changes only when it is fetched again).
 pub const KEY_MEMO_TTL: Duration = Duration::from_secs(60);
@@ -47,6 +52,9 @@ pub struct Memo {
     fetch_done: Condvar,
     negative: Mutex<HashMap<String, (u32, i64)>>,
     profiles: Mutex<HashMap<String, (i64, Value)>>,
+    /// Other servers' `/hierarchy` answers, checked, by room and
+    /// `suggested_only`.
+    hierarchies: Mutex<HashMap<(String, bool), (i64, Value)>>,
     /// Remote keys read lately: checking a join's thousands of signatures
     /// reads each key once, not once per event.
     keys: Mutex<HashMap<(String, String), (Instant, RemoteKey)>>,
@@ -145,16 +153,43 @@ impl Memo {
     }
 
     pub fn put_profile(&self, user_id: &str, profile: Value) {
-        let now = now_ms();
-        let mut p = lock(&self.profiles);
-        if p.len() >= PROFILES_MAX {
-            p.retain(|_, (at, _)| now - *at < PROFILE_TTL_MS);
-            if p.len() >= PROFILES_MAX {
-                p.clear();
-            }
-        }
-        p.insert(user_id.to_owned(), (now, profile));
+        put_bounded(&mut lock(&self.profiles), user_id.to_owned(), profile, PROFILE_TTL_MS, PROFILES_MAX);
     }
+
+    /// A remote `/hierarchy` answer had within [`HIERARCHY_TTL_MS`].
+    pub fn hierarchy(&self, room_id: &str, suggested_only: bool) -> Option<Value> {
+        let now = now_ms();
+        let key = (room_id.to_owned(), suggested_only);
+        lock(&self.hierarchies)
+            .get(&key)
+            .filter(|(at, _)| now - at < HIERARCHY_TTL_MS)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put_hierarchy(&self, room_id: &str, suggested_only: bool, answer: Value) {
+        let key = (room_id.to_owned(), suggested_only);
+        put_bounded(&mut lock(&self.hierarchies), key, answer, HIERARCHY_TTL_MS, HIERARCHIES_MAX);
+    }
+}
+
+/// Remembers `value` now in a table of at most `max` entries: when it is
+/// full, the entries older than `ttl_ms` go, and if that was not enough,
+/// all of them (a burst of new names costs only re-asking).
+fn put_bounded<K: std::hash::Hash + Eq>(
+    table: &mut HashMap<K, (i64, Value)>,
+    key: K,
+    value: Value,
+    ttl_ms: i64,
+    max: usize,
+) {
+    let now = now_ms();
+    if table.len() >= max {
+        table.retain(|_, (at, _)| now - *at < ttl_ms);
+        if table.len() >= max {
+            table.clear();
+        }
+    }
+    table.insert(key, (now, value));
 }
 
 // ---------------------------------------------------------------------

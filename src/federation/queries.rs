@@ -223,28 +223,12 @@ pub fn public_rooms(
 /// pagination tokens and the estimate are kept when well formed.
 pub fn checked_public_rooms(answer: &Value) -> Option<Value> {
     let chunk = answer.get("chunk")?.as_array()?;
-    let mut rooms = Vec::new();
-    for room in chunk.iter().take(PUBLIC_ROOMS_CHUNK_MAX) {
-        let Some(room_id) = room.get("room_id").and_then(Value::as_str).filter(|r| ids::is_valid_room_id(r))
-        else {
-            continue;
-        };
-        let flag = |f: &str| room.get(f).and_then(Value::as_bool).unwrap_or(false);
-        let mut out = Map::new();
-        out.insert("room_id".into(), json!(room_id));
-        out.insert(
-            "num_joined_members".into(),
-            json!(room.get("num_joined_members").and_then(Value::as_u64).unwrap_or(0)),
-        );
-        out.insert("world_readable".into(), json!(flag("world_readable")));
-        out.insert("guest_can_join".into(), json!(flag("guest_can_join")));
-        for field in ["canonical_alias", "name", "topic", "avatar_url", "join_rule", "room_type"] {
-            if let Some(s) = room.get(field).and_then(Value::as_str) {
-                out.insert(field.into(), json!(s));
-            }
-        }
-        rooms.push(Value::Object(out));
-    }
+    let rooms: Vec<Value> = chunk
+        .iter()
+        .take(PUBLIC_ROOMS_CHUNK_MAX)
+        .filter_map(|r| checked_summary(r, false))
+        .map(Value::Object)
+        .collect();
     let mut page = json!({ "chunk": rooms });
     for token in ["next_batch", "prev_batch"] {
         if let Some(t) = answer.get(token).and_then(Value::as_str).filter(|t| t.len() <= TOKEN_MAX_BYTES) {
@@ -255,6 +239,198 @@ pub fn checked_public_rooms(answer: &Value) -> Option<Value> {
         page["total_room_count_estimate"] = json!(n);
     }
     Some(page)
+}
+
+/// One room's summary from another server (a directory entry, a
+/// `/hierarchy` room): a valid `room_id` (else `None`), the required
+/// counts and flags (0 and false when missing or of the wrong type), and
+/// the optional fields that are strings. With `hierarchy`, also the
+/// fields of the v1.15 summary (`encryption`, `room_version`,
+/// `allowed_room_ids`, at most [`HIERARCHY_CHILDREN_MAX`] valid IDs).
+fn checked_summary(room: &Value, hierarchy: bool) -> Option<Map<String, Value>> {
+    let room_id = room.get("room_id").and_then(Value::as_str).filter(|r| ids::is_valid_room_id(r))?;
+    let flag = |f: &str| room.get(f).and_then(Value::as_bool).unwrap_or(false);
+    let mut out = Map::new();
+    out.insert("room_id".into(), json!(room_id));
+    out.insert(
+        "num_joined_members".into(),
+        json!(room.get("num_joined_members").and_then(Value::as_u64).unwrap_or(0)),
+    );
+    out.insert("world_readable".into(), json!(flag("world_readable")));
+    out.insert("guest_can_join".into(), json!(flag("guest_can_join")));
+    let more: &[&str] = if hierarchy { &["encryption", "room_version"] } else { &[] };
+    for field in
+        ["canonical_alias", "name", "topic", "avatar_url", "join_rule", "room_type"].iter().chain(more)
+    {
+        if let Some(s) = room.get(*field).and_then(Value::as_str) {
+            out.insert((*field).into(), json!(s));
+        }
+    }
+    if hierarchy {
+        if let Some(allowed) = room.get("allowed_room_ids").and_then(Value::as_array) {
+            out.insert("allowed_room_ids".into(), json!(room_ids(allowed)));
+        }
+    }
+    Some(out)
+}
+
+// Space hierarchies.
+
+/// The most bytes of a `/hierarchy` answer read.
+pub const HIERARCHY_ANSWER_MAX: u64 = 4 * 1024 * 1024;
+/// Children, child events, inaccessible children and allowed rooms kept
+/// of one `/hierarchy` answer, each.
+pub const HIERARCHY_CHILDREN_MAX: usize = 500;
+/// Servers kept of one child event's `via`.
+pub const VIA_MAX: usize = 16;
+
+fn room_ids(list: &[Value]) -> Vec<&str> {
+    list.iter()
+        .filter_map(Value::as_str)
+        .filter(|r| ids::is_valid_room_id(r))
+        .take(HIERARCHY_CHILDREN_MAX)
+        .collect()
+}
+
+/// How long a space walk waits for one server's `/hierarchy` answer.
+pub const HIERARCHY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `room_id`'s part of the space tree as `server` serves it
+/// (`GET /_matrix/federation/v1/hierarchy/{roomId}`), checked
+/// ([`checked_hierarchy`]), from `memo`'s cache or asked and cached for
+/// `memo::HIERARCHY_TTL_MS`. The request runs on one of the fan-out
+/// threads ([`THREADS_MAX`] in all) and the caller waits at most
+/// [`HIERARCHY_TIMEOUT`]; a server that did not answer goes in the
+/// negative cache, and one there is not asked.
+pub fn hierarchy(app: &App, server: &str, room_id: &str, suggested_only: bool) -> Result<Value> {
+    if let Some(h) = app.fed_memo.hierarchy(room_id, suggested_only) {
+        return Ok(h);
+    }
+    if app.fed_memo.failing(server) {
+        return Err(Error::new(
+            ErrorKind::BadGateway,
+            format!("not asked: {server} failed to answer lately"),
+        ));
+    }
+    let busy = || Error::new(ErrorKind::BadGateway, "not asked: too many requests to other servers at once");
+    let slot = ThreadSlot::take().ok_or_else(busy)?;
+    let uri = format!(
+        "/_matrix/federation/v1/hierarchy/{}?suggested_only={suggested_only}",
+        percent_encode(room_id)
+    );
+    let (tx, rx) = mpsc::channel();
+    let (fed, destination) = (app.federation.clone(), server.to_owned());
+    std::thread::Builder::new()
+        .name("fed-query".into())
+        .spawn(move || {
+            let _slot = slot;
+            let answer = fed.request(Method::Get, &destination, &uri, None, HIERARCHY_ANSWER_MAX);
+            let _ = tx.send(answer);
+        })
+        .map_err(|_| busy())?;
+    let answer = match rx.recv_timeout(HIERARCHY_TIMEOUT) {
+        Ok(Ok(answer)) => {
+            app.fed_memo.answered(server);
+            answer
+        }
+        Ok(Err(e)) => {
+            // Our own refusal (federation off, outside the allowlist) says
+            // nothing of the server.
+            if e.kind != ErrorKind::Forbidden {
+                app.fed_memo.failed(server);
+            }
+            return Err(no_answer(server, e));
+        }
+        Err(_) => {
+            app.fed_memo.failed(server);
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!("{server} did not answer within {HIERARCHY_TIMEOUT:?}"),
+            ));
+        }
+    };
+    let answer = json_answer(server, &answer).map_err(refused)?;
+    let checked = checked_hierarchy(&answer, room_id).ok_or_else(|| {
+        Error::new(ErrorKind::BadGateway, format!("{server} answered something other than a hierarchy"))
+    })?;
+    app.fed_memo.put_hierarchy(room_id, suggested_only, checked.clone());
+    Ok(checked)
+}
+
+/// A `/hierarchy` answer in its own shape, kept only where it fits: the
+/// `room` must be the one asked for; its `children_state` keeps the
+/// `m.space.child` events naming a valid room with a `via` list of
+/// server names (at most [`VIA_MAX`]); `children` keeps valid summaries
+/// (with their own `children_state` checked the same way when present);
+/// `inaccessible_children` valid room IDs.
+pub fn checked_hierarchy(answer: &Value, room_id: &str) -> Option<Value> {
+    let room_in = answer.get("room")?;
+    let mut room = checked_summary(room_in, true).filter(|r| r["room_id"] == room_id)?;
+    room.insert("children_state".into(), checked_children_state(room_in));
+    let children: Vec<Value> = answer
+        .get("children")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .take(HIERARCHY_CHILDREN_MAX)
+        .filter_map(|c| {
+            let mut out = checked_summary(c, true)?;
+            if c.get("children_state").is_some() {
+                out.insert("children_state".into(), checked_children_state(c));
+            }
+            Some(Value::Object(out))
+        })
+        .collect();
+    let inaccessible = answer.get("inaccessible_children").and_then(Value::as_array).map(|l| room_ids(l));
+    Some(json!({
+        "room": room,
+        "children": children,
+        "inaccessible_children": inaccessible.unwrap_or_default(),
+    }))
+}
+
+fn checked_children_state(room: &Value) -> Value {
+    let events = room.get("children_state").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let kept: Vec<Value> = events
+        .iter()
+        .take(HIERARCHY_CHILDREN_MAX)
+        .filter_map(|e| {
+            let child = e.get("state_key").and_then(Value::as_str).filter(|r| ids::is_valid_room_id(r))?;
+            if e.get("type").and_then(Value::as_str) != Some("m.space.child") {
+                return None;
+            }
+            let sender =
+                e.get("sender").and_then(Value::as_str).filter(|u| ids::parse_user_id(u).is_some())?;
+            let ts = e.get("origin_server_ts").and_then(Value::as_i64)?;
+            let content = e.get("content")?.as_object()?;
+            let via: Vec<&str> = content
+                .get("via")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|s| ids::is_valid_server_name(s))
+                .take(VIA_MAX)
+                .collect();
+            let mut kept = json!({ "via": via });
+            if let Some(order) = content.get("order").and_then(Value::as_str) {
+                kept["order"] = json!(order);
+            }
+            if let Some(suggested) = content.get("suggested").and_then(Value::as_bool) {
+                kept["suggested"] = json!(suggested);
+            }
+            Some(json!({
+                "type": "m.space.child",
+                "state_key": child,
+                "sender": sender,
+                "origin_server_ts": ts,
+                "content": kept,
+            }))
+        })
+        .collect();
+    Value::Array(kept)
 }
 
 // Keys, from several servers at once.
@@ -710,5 +886,36 @@ mod tests {
         assert!(ThreadSlot::take().is_none());
         drop(slots);
         assert!(ThreadSlot::take().is_some());
+    }
+
+    #[test]
+    fn hierarchy_answers_keep_what_fits() {
+        let child = |key: &str, via: Value| {
+            json!({ "type": "m.space.child", "state_key": key, "sender": "@a:b.example",
+                    "origin_server_ts": 5, "content": { "via": via, "suggested": true, "extra": 1 } })
+        };
+        let answer = json!({
+            "room": {
+                "room_id": "!s:b.example", "name": "S", "num_joined_members": "many", "room_version": "10",
+                "allowed_room_ids": ["!a:b.example", "bad", 3],
+                "children_state": [child("!c:b.example", json!(["b.example", "bad name!"])), child("bad", json!([]))],
+            },
+            "children": [{ "room_id": "!c:b.example", "join_rule": "public" }, { "room_id": 7 }],
+            "inaccessible_children": ["!x:b.example", "nope"],
+        });
+        let h = checked_hierarchy(&answer, "!s:b.example").expect("a hierarchy");
+        assert_eq!(h["room"]["num_joined_members"], 0);
+        assert_eq!(h["room"]["room_version"], "10");
+        assert_eq!(h["room"]["allowed_room_ids"], json!(["!a:b.example"]));
+        assert_eq!(
+            h["room"]["children_state"],
+            json!([{ "type": "m.space.child", "state_key": "!c:b.example", "sender": "@a:b.example",
+                     "origin_server_ts": 5, "content": { "via": ["b.example"], "suggested": true } }])
+        );
+        assert_eq!(h["children"].as_array().map(Vec::len), Some(1));
+        assert_eq!(h["inaccessible_children"], json!(["!x:b.example"]));
+        // Another room than the one asked for, or no room, is no answer.
+        assert!(checked_hierarchy(&answer, "!other:b.example").is_none());
+        assert!(checked_hierarchy(&json!({ "children": [] }), "!s:b.example").is_none());
     }
 }

@@ -145,6 +145,7 @@ fn table() -> Vec<Route> {
     add(FED_V1, Get, "query/profile", api::federation::query::profile, Server, true);
     add(FED_V1, Get, "publicRooms", api::federation::public_rooms::list, Server, true);
     add(FED_V1, Post, "publicRooms", api::federation::public_rooms::list_filtered, Server, true);
+    add(FED_V1, Get, "hierarchy/{roomId}", api::federation::hierarchy::hierarchy, Server, true);
     add(FED_V1, Get, "make_join/{roomId}/{userId}", api::federation::membership::make_join, Server, true);
     add(FED_V2, Put, "send_join/{roomId}/{eventId}", api::federation::membership::send_join, Server, true);
     add(FED_V1, Get, "make_leave/{roomId}/{userId}", api::federation::membership::make_leave, Server, true);
@@ -228,6 +229,25 @@ fn table() -> Vec<Route> {
         Token,
         false,
     );
+    // Relations and threads.
+    add(CLIENT_V1, Get, "rooms/{roomId}/relations/{eventId}", client::relations::relations, Guest, false);
+    add(
+        CLIENT_V1,
+        Get,
+        "rooms/{roomId}/relations/{eventId}/{relType}",
+        client::relations::relations,
+        Guest,
+        false,
+    );
+    add(
+        CLIENT_V1,
+        Get,
+        "rooms/{roomId}/relations/{eventId}/{relType}/{eventType}",
+        client::relations::relations,
+        Guest,
+        false,
+    );
+    add(CLIENT_V1, Get, "rooms/{roomId}/threads", client::relations::threads, Guest, false);
     // Sync.
     add(CLIENT, Post, "user/{userId}/filter", client::sync::create_filter, Guest, false);
     add(CLIENT, Get, "user/{userId}/filter/{filterId}", client::sync::get_filter, Guest, false);
@@ -236,6 +256,12 @@ fn table() -> Vec<Route> {
     add(CLIENT, Get, "directory/room/{roomAlias}", client::directory::get_alias, AuthReq::Optional, false);
     add(CLIENT, Delete, "directory/room/{roomAlias}", client::directory::delete_alias, Token, false);
     add(CLIENT, Get, "rooms/{roomId}/aliases", client::directory::room_aliases, Token, false);
+    // Reporting content.
+    add(CLIENT, Post, "rooms/{roomId}/report/{eventId}", client::report::report_event, Token, true);
+    add(CLIENT, Post, "rooms/{roomId}/report", client::report::report_room, Token, true);
+    add(CLIENT, Post, "users/{userId}/report", client::report::report_user, Token, true);
+    // Spaces.
+    add(CLIENT_V1, Get, "rooms/{roomId}/hierarchy", client::spaces::hierarchy, Token, true);
     add(CLIENT, Get, "publicRooms", client::directory::public_rooms, AuthReq::Optional, false);
     add(CLIENT, Post, "publicRooms", client::directory::public_rooms_filtered, Token, false);
     add(

@@ -21,7 +21,7 @@ use crate::core::redaction::redact;
 use crate::error::Result;
 use crate::rooms::readable_pdu;
 use crate::storage::events::{self, Dir, StoredEvent};
-use crate::storage::{receipts, state, users};
+use crate::storage::{receipts, relations, state, users};
 
 /// Who is looking, so that `transaction_id` reaches only the sending device.
 #[derive(Debug, Clone, Copy)]
@@ -57,12 +57,34 @@ fn base(e: &StoredEvent, pdu: &Value) -> Map<String, Value> {
     out
 }
 
-/// Formats one event for a client; `None` if its stored PDU cannot be read.
+/// Which bundled aggregations (`unsigned.m.relations`) an event gets: all
+/// of them for the events a client asked for, only its edit for an event
+/// inside another's aggregation (a thread's latest reply), none for the
+/// edit itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bundle {
+    All,
+    EditOnly,
+    None,
+}
+
+/// Formats one event for a client, with its bundled aggregations; `None`
+/// if its stored PDU cannot be read.
 pub fn client_event(
     conn: &Connection,
     e: &StoredEvent,
     viewer: Option<Viewer>,
     now: i64,
+) -> Result<Option<Value>> {
+    format_event(conn, e, viewer, now, Bundle::All)
+}
+
+fn format_event(
+    conn: &Connection,
+    e: &StoredEvent,
+    viewer: Option<Viewer>,
+    now: i64,
+    bundle: Bundle,
 ) -> Result<Option<Value>> {
     let Some(mut pdu) = readable_pdu(e) else { return Ok(None) };
     let mut membership = None;
@@ -106,8 +128,106 @@ pub fn client_event(
             unsigned.insert("redacted_because".into(), Value::Object(because));
         }
     }
+    if bundle != Bundle::None {
+        if let Some(relations) = aggregations(conn, e, &pdu, viewer, now, bundle)? {
+            unsigned.insert("m.relations".into(), relations);
+        }
+    }
     out.insert("unsigned".into(), Value::Object(unsigned));
     Ok(Some(Value::Object(out)))
+}
+
+/// Most event IDs in an `m.reference` aggregation's chunk.
+const REFERENCES_MAX: usize = 100;
+/// Most edits of one event looked at for the newest valid one (the
+/// newest are looked at first; invalid ones are rare).
+const EDITS_SCAN_MAX: usize = 20;
+
+/// The bundled aggregations of an event (the spec's "Aggregations of
+/// child events"): `m.replace` (its newest valid edit), `m.thread` (the
+/// latest reply, how many, and whether the viewer took part) and
+/// `m.reference` (the IDs of the events referring to it). Annotations are
+/// not bundled. An event with no such children costs one index probe.
+fn aggregations(
+    conn: &Connection,
+    e: &StoredEvent,
+    pdu: &Value,
+    viewer: Option<Viewer>,
+    now: i64,
+    bundle: Bundle,
+) -> Result<Option<Value>> {
+    let summary = relations::summary(conn, &e.event_id)?;
+    let mut out = Map::new();
+    // A redacted event keeps no edit: what it was replaced by went with it.
+    if summary.replaces && e.redacted_by.is_none() {
+        if let Some(edit) = newest_edit(conn, e, pdu)? {
+            if let Some(v) = format_event(conn, &edit, viewer, now, Bundle::None)? {
+                out.insert("m.replace".into(), v);
+            }
+        }
+    }
+    if bundle == Bundle::All {
+        if let Some(latest_pos) = summary.thread_latest {
+            if let Some(latest) = events::at_pos(conn, latest_pos)? {
+                if let Some(latest_json) = format_event(conn, &latest, viewer, now, Bundle::EditOnly)? {
+                    let participated = match viewer {
+                        Some(v) => {
+                            v.user_id == e.sender
+                                || relations::replied_in_thread(conn, &e.event_id, v.user_id)?
+                        }
+                        None => false,
+                    };
+                    out.insert(
+                        "m.thread".into(),
+                        json!({
+                            "latest_event": latest_json,
+                            "count": summary.thread_count,
+                            "current_user_participated": participated,
+                        }),
+                    );
+                }
+            }
+        }
+        if summary.references {
+            let chunk: Vec<Value> = relations::child_ids(conn, &e.event_id, "m.reference", REFERENCES_MAX)?
+                .into_iter()
+                .map(|id| json!({ "event_id": id }))
+                .collect();
+            out.insert("m.reference".into(), json!({ "chunk": chunk }));
+        }
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
+}
+
+/// The newest edit of `original` that the replacement rules accept: same
+/// room, same sender, same type, neither a state event, the original not
+/// itself an edit, and (unencrypted) an `m.new_content` object. Ordered by
+/// `origin_server_ts`, then event ID, as the spec orders edits.
+fn newest_edit(conn: &Connection, original: &StoredEvent, pdu: &Value) -> Result<Option<StoredEvent>> {
+    if original.state_key.is_some() {
+        return Ok(None);
+    }
+    let rel_type = pdu.pointer("/content/m.relates_to/rel_type").and_then(Value::as_str);
+    if rel_type == Some("m.replace") {
+        return Ok(None);
+    }
+    for edit in relations::newest_children(conn, &original.event_id, "m.replace", EDITS_SCAN_MAX)? {
+        if edit.room_id != original.room_id
+            || edit.sender != original.sender
+            || edit.kind != original.kind
+            || edit.state_key.is_some()
+        {
+            continue;
+        }
+        if edit.kind != "m.room.encrypted" {
+            let Some(edit_pdu) = readable_pdu(&edit) else { continue };
+            if !edit_pdu.pointer("/content/m.new_content").is_some_and(Value::is_object) {
+                continue;
+            }
+        }
+        return Ok(Some(edit));
+    }
+    Ok(None)
 }
 
 /// For an event of a user who asked for erasure at stream position

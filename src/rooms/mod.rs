@@ -217,6 +217,9 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
             return Ok(Appended { event_id, pos });
         }
     }
+    if new.state_key.is_none() {
+        check_not_duplicate_annotation(conn, sender, new.kind, &new.content)?;
+    }
     let (kind, state_key, redacts, txn) = (new.kind, new.state_key, new.redacts, new.txn);
     let Prepared { room, version, auth_state, template } = prepare(app, conn, room_id, sender, new)?;
     let (event_id, pdu) =
@@ -253,6 +256,27 @@ pub fn append(app: &App, conn: &Tx, room_id: &str, sender: &str, new: NewEvent) 
         evict_guests_unless_allowed(app, conn, room_id)?;
     }
     Ok(Appended { event_id, pos })
+}
+
+/// One annotation per sender, event type and key on an event: a second
+/// `👍` from the same user is refused (400 `M_DUPLICATE_ANNOTATION`), as
+/// Synapse does and clients expect; once the first is redacted the key
+/// may be used again.
+fn check_not_duplicate_annotation(
+    conn: &Connection,
+    sender: &str,
+    kind: &str,
+    content: &Value,
+) -> Result<()> {
+    let Some(rel) = crate::storage::relations::of_content(content) else { return Ok(()) };
+    let Some(key) = rel.key else { return Ok(()) };
+    if crate::storage::relations::has_annotation(conn, rel.event_id, sender, kind, key)? {
+        return Err(Error::new(
+            ErrorKind::DuplicateAnnotation,
+            "You have already sent this annotation to this event",
+        ));
+    }
+    Ok(())
 }
 
 /// A new event's ID where the version has events carry theirs (v1–v2):

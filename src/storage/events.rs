@@ -100,6 +100,14 @@ pub fn timeline_event(conn: &Connection, event_id: &str) -> Result<Option<Stored
         .optional()?)
 }
 
+/// A timeline event by its stream position.
+pub fn at_pos(conn: &Connection, pos: i64) -> Result<Option<StoredEvent>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE pos = ?1"))?
+        .query_row([pos], from_row)
+        .optional()?)
+}
+
 /// The event a client's earlier send with the same transaction ID made.
 pub fn by_txn(conn: &Connection, sender: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
     Ok(conn

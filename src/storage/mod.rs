@@ -43,6 +43,7 @@ pub mod push;
 pub mod receipts;
 pub mod reg_tokens;
 pub mod relations;
+pub mod reports;
 pub mod room_reads;
 pub mod rooms;
 pub mod schema;

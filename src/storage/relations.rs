@@ -71,3 +71,186 @@ pub fn unindex(conn: &Connection, pos: i64) -> Result<()> {
     }
     Ok(())
 }
+
+/// What one event's children add up to, for its bundled aggregations:
+/// how many thread replies, the newest of them, and whether there is any
+/// edit or reference at all (one index probe for an event with none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub thread_count: u64,
+    pub thread_latest: Option<i64>,
+    pub replaces: bool,
+    pub references: bool,
+}
+
+/// The relations of interest to clients pointing at `event_id`.
+pub fn summary(conn: &Connection, event_id: &str) -> Result<Summary> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT rel_type, count(*), max(pos) FROM event_relations
+         WHERE relates_to = ?1 AND rel_type IN ('m.thread', 'm.replace', 'm.reference')
+         GROUP BY rel_type",
+    )?;
+    let mut rows = stmt.query([event_id])?;
+    let mut out = Summary::default();
+    while let Some(r) = rows.next()? {
+        let kind: String = r.get(0)?;
+        match kind.as_str() {
+            "m.thread" => {
+                out.thread_count = r.get::<_, i64>(1)?.try_into().unwrap_or(0);
+                out.thread_latest = r.get(2)?;
+            }
+            "m.replace" => out.replaces = true,
+            _ => out.references = true,
+        }
+    }
+    Ok(out)
+}
+
+/// The events relating to `event_id` with `rel_type`, newest first by
+/// `(origin_ts, event_id)` as the replacement rules order edits; at most
+/// `limit`.
+pub fn newest_children(
+    conn: &Connection,
+    event_id: &str,
+    rel_type: &str,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let cols = super::events::COLUMNS;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols} FROM events WHERE pos IN
+             (SELECT pos FROM event_relations WHERE relates_to = ?1 AND rel_type = ?2)
+         ORDER BY origin_ts DESC, event_id DESC LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![event_id, rel_type, limit as i64], super::events::from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The IDs of the events relating to `event_id` with `rel_type`, oldest
+/// first, at most `limit` (an `m.reference` aggregation's chunk).
+pub fn child_ids(conn: &Connection, event_id: &str, rel_type: &str, limit: usize) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.event_id FROM event_relations r JOIN events e ON e.pos = r.pos
+         WHERE r.relates_to = ?1 AND r.rel_type = ?2 ORDER BY r.pos LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![event_id, rel_type, limit as i64], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Did `user_id` send a reply in the thread rooted at `root_id`?
+pub fn replied_in_thread(conn: &Connection, root_id: &str, user_id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM event_relations r JOIN events e ON e.pos = r.pos
+             WHERE r.relates_to = ?1 AND r.rel_type = 'm.thread' AND e.sender = ?2)",
+        )?
+        .query_row([root_id, user_id], |r| r.get(0))?)
+}
+
+/// Has `sender` already annotated `event_id` with `key` in an event of
+/// type `kind` (not redacted)? One reaction per sender, type and key.
+pub fn has_annotation(
+    conn: &Connection,
+    event_id: &str,
+    sender: &str,
+    kind: &str,
+    key: &str,
+) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM event_relations r JOIN events e ON e.pos = r.pos
+             WHERE r.relates_to = ?1 AND r.rel_type = 'm.annotation' AND r.key = ?4
+               AND e.sender = ?2 AND e.type = ?3)",
+        )?
+        .query_row([event_id, sender, kind, key], |r| r.get(0))?)
+}
+
+/// Which children a relations read lists: those of the events in
+/// `parents` (a JSON array of event IDs), of one relation type and one
+/// event type if given.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildFilter<'a> {
+    pub parents: &'a str,
+    pub rel_type: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+}
+
+/// Up to `limit` children in topological order — by `(depth, pos)` —
+/// strictly after (forward) or before (backward) the key `from`, and on one
+/// side of a pagination point, as `events::room_events_by_key` reads a
+/// room.
+pub fn children_by_key(
+    conn: &Connection,
+    filter: ChildFilter,
+    from: (i64, i64),
+    side: ((i64, i64), i64),
+    dir: super::events::Dir,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let cols = super::events::COLUMNS;
+    let (cmp, order) = match dir {
+        super::events::Dir::Backward => {
+            ("(depth, pos) < (?4, ?5) AND ((depth, pos) <= (?6, ?7) OR pos <= ?8)", "DESC")
+        }
+        super::events::Dir::Forward => {
+            ("(depth, pos) > (?4, ?5) AND ((depth, pos) > (?6, ?7) OR pos > ?8)", "ASC")
+        }
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols} FROM events WHERE pos IN
+             (SELECT pos FROM event_relations WHERE relates_to IN (SELECT value FROM json_each(?1))
+                AND (?2 IS NULL OR rel_type = ?2))
+           AND (?3 IS NULL OR type = ?3) AND {cmp}
+         ORDER BY depth {order}, pos {order} LIMIT ?9"
+    ))?;
+    let ((depth, pos), through) = side;
+    let rows = stmt.query_map(
+        params![
+            filter.parents,
+            filter.rel_type,
+            filter.event_type,
+            from.0,
+            from.1,
+            depth,
+            pos,
+            through,
+            limit as i64
+        ],
+        super::events::from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The IDs of the events relating to any of `parents` (a JSON array of
+/// event IDs), at most `limit`: one level of a recursive relations read.
+pub fn children_of_any(conn: &Connection, parents: &str, limit: usize) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.event_id FROM event_relations r JOIN events e ON e.pos = r.pos
+         WHERE r.relates_to IN (SELECT value FROM json_each(?1)) ORDER BY r.pos LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![parents, limit as i64], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One page of a room's threads by latest activity, newest first: roots
+/// with their latest reply's position strictly below `before`, at most
+/// `limit`. `participant`: only threads whose root or a reply they sent.
+pub fn threads_page(
+    conn: &Connection,
+    room_id: &str,
+    before: i64,
+    participant: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.root_id, t.latest_pos FROM threads t
+         WHERE t.room_id = ?1 AND t.latest_pos < ?2
+           AND (?3 IS NULL
+                OR EXISTS (SELECT 1 FROM events e WHERE e.event_id = t.root_id AND e.sender = ?3)
+                OR EXISTS (SELECT 1 FROM event_relations r JOIN events e ON e.pos = r.pos
+                           WHERE r.relates_to = t.root_id AND r.rel_type = 'm.thread' AND e.sender = ?3))
+         ORDER BY t.latest_pos DESC LIMIT ?4",
+    )?;
+    let rows =
+        stmt.query_map(params![room_id, before, participant, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

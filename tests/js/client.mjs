@@ -7,6 +7,10 @@
 //                    timeline (no "You can't see earlier messages").
 //   cross-signing    alice's client (Rust crypto, as Element) bootstraps
 //                    cross-signing through UIA and reports it ready.
+//   relations        alice edits a message, bob reacts (twice: the second
+//                    is refused) and replies in a thread; a fresh client of
+//                    alice's with thread support reads it all back from the
+//                    bundled aggregations, /relations and /threads.
 
 import { ClientEvent, createClient, KnownMembership } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
@@ -128,7 +132,68 @@ async function crossSigning() {
   return { ready, status, hasMaster, deviceSigned };
 }
 
-const scenarios = { "invite-history": inviteHistory, "cross-signing": crossSigning };
+async function relations() {
+  const run = Math.random().toString(36).slice(2, 8);
+  const aliceSession = await register(`alice${run}`, "alice-password");
+  const alice = client(aliceSession);
+  const bob = client(await register(`bob${run}`, "bob-password"));
+  const { room_id: roomId } = await alice.createRoom({ preset: "public_chat", name: "relations" });
+  await bob.joinRoom(roomId);
+  const { event_id: original } = await alice.sendTextMessage(roomId, "helo");
+  const { event_id: editId } = await alice.sendMessage(roomId, {
+    msgtype: "m.text",
+    body: "* hello",
+    "m.new_content": { msgtype: "m.text", body: "hello" },
+    "m.relates_to": { rel_type: "m.replace", event_id: original },
+  });
+  const reaction = { "m.relates_to": { rel_type: "m.annotation", event_id: original, key: "👍" } };
+  const { event_id: reactionId } = await bob.sendEvent(roomId, "m.reaction", reaction);
+  let duplicate = null;
+  try {
+    await bob.sendEvent(roomId, "m.reaction", reaction);
+  } catch (e) {
+    duplicate = e.errcode ?? String(e);
+  }
+  const { event_id: replyId } = await bob.sendTextMessage(roomId, original, "in the thread");
+
+  // What the server bundles with the original, as the SDK fetches it.
+  const raw = await alice.fetchRoomEvent(roomId, original);
+  const bundled = raw.unsigned?.["m.relations"] ?? {};
+  // Relations through the SDK's /relations call.
+  const annotations = await alice.relations(roomId, original, "m.annotation", "m.reaction");
+  const threadReplies = await alice.relations(roomId, original, "m.thread", null);
+
+  // A fresh client with thread support: the edit applied from the bundle,
+  // the thread built from the bundle and /threads.
+  const fresh = await started(client(aliceSession), { threadSupport: true });
+  const room = fresh.getRoom(roomId);
+  await until(fresh, "the original in the timeline", () => room.findEventById(original) !== undefined);
+  const ev = room.findEventById(original);
+  await room.fetchRoomThreads();
+  const thread = room.getThread(original);
+  await until(fresh, "the thread's reply", () => thread?.replyToEvent?.getId() === replyId);
+  const result = {
+    editId,
+    reactionId,
+    replyId,
+    duplicate,
+    bundledReplace: bundled["m.replace"]?.event_id ?? null,
+    bundledThreadCount: bundled["m.thread"]?.count ?? null,
+    bundledThreadLatest: bundled["m.thread"]?.latest_event?.event_id ?? null,
+    participated: bundled["m.thread"]?.current_user_participated ?? null,
+    annotations: annotations.events.map((e) => e.getId()),
+    threadReplies: threadReplies.events.map((e) => e.getId()),
+    replacingEventId: ev.replacingEventId() ?? null,
+    shownBody: ev.getContent().body,
+    threads: room.getThreads().map((t) => t.id),
+    threadLength: thread?.length ?? null,
+    threadLatest: thread?.replyToEvent?.getId() ?? null,
+  };
+  fresh.stopClient();
+  return result;
+}
+
+const scenarios = { "invite-history": inviteHistory, "cross-signing": crossSigning, relations };
 
 try {
   const run = scenarios[scenario];

@@ -581,6 +581,13 @@ fn plain_topic(event: &Option<Value>) -> Option<String> {
     (!topic.is_empty()).then(|| topic.to_owned())
 }
 
+/// A room's summary from its current state, as the directory lists it
+/// (the spec's `PublishedRoomsChunk`): what `api::client::spaces` builds
+/// its hierarchy entries on.
+pub fn room_summary(conn: &rusqlite::Connection, room_id: &str) -> Result<Map<String, Value>> {
+    Ok(entry(conn, room_id)?.chunk)
+}
+
 /// Builds a room's directory entry from its current state.
 fn entry(conn: &rusqlite::Connection, room_id: &str) -> Result<Entry> {
     // A state event that cannot be read (logged) shows as absent.

@@ -30,7 +30,7 @@ use crate::rooms::visibility::{self, Visibility};
 use crate::rooms::{self, NewEvent};
 use crate::storage::events::{self, Dir, StoredEvent};
 use crate::storage::state::{self, StateMap};
-use crate::storage::{self, account_data, rooms as room_store};
+use crate::storage::{self, account_data, relations, rooms as room_store};
 use crate::sync::filter::RoomEventFilter;
 
 /// Events per `/messages` page unless the client asks otherwise.
@@ -511,7 +511,7 @@ fn not_a_member() -> Error {
     Error::forbidden("You are not a member of this room")
 }
 
-fn room_param(req: &Request) -> Result<&str> {
+pub(crate) fn room_param(req: &Request) -> Result<&str> {
     let room_id = req.param("roomId");
     if !ids::is_valid_room_id(room_id) {
         return Err(Error::invalid_param("Invalid room ID"));
@@ -519,7 +519,7 @@ fn room_param(req: &Request) -> Result<&str> {
     Ok(room_id)
 }
 
-fn event_type_param(req: &Request) -> Result<&str> {
+pub(crate) fn event_type_param(req: &Request) -> Result<&str> {
     let kind = req.param("eventType");
     if !ids::is_valid_event_type(kind) {
         return Err(Error::invalid_param("Invalid event type"));
@@ -527,7 +527,7 @@ fn event_type_param(req: &Request) -> Result<&str> {
     Ok(kind)
 }
 
-fn event_id_param(req: &Request) -> Result<&str> {
+pub(crate) fn event_id_param(req: &Request) -> Result<&str> {
     let event_id = req.param("eventId");
     if !ids::is_valid_event_id(event_id) {
         return Err(Error::invalid_param("Invalid event ID"));
@@ -545,7 +545,7 @@ fn object_body(req: &Request) -> Result<Map<String, Value>> {
 }
 
 /// A `/messages` token of either kind (`rooms::token`), else 400.
-fn parse_point(text: &str) -> Result<Point> {
+pub(crate) fn parse_point(text: &str) -> Result<Point> {
     Point::parse(text).ok_or_else(|| Error::invalid_param("Invalid pagination token"))
 }
 
@@ -564,7 +564,7 @@ fn dir_query(req: &Request) -> Result<Dir> {
 }
 
 /// `limit` from the query, clamped to [`EVENTS_LIMIT_MAX`].
-fn limit_query(req: &Request) -> Result<Option<usize>> {
+pub(crate) fn limit_query(req: &Request) -> Result<Option<usize>> {
     let Some(text) = req.query("limit") else { return Ok(None) };
     let n: i64 = text.parse().map_err(|_| Error::invalid_param("limit must be an integer"))?;
     if n < 0 {
@@ -625,7 +625,7 @@ pub(crate) fn passes(filter: &RoomEventFilter, e: &StoredEvent) -> Result<bool> 
 /// May the user read this room's timeline at all? Anyone with a membership
 /// (history visibility then decides per event), and anyone while the room
 /// is world-readable. An unknown room is refused the same way.
-fn check_may_read(conn: &Connection, room_id: &str, user_id: &str) -> Result<()> {
+pub(crate) fn check_may_read(conn: &Connection, room_id: &str, user_id: &str) -> Result<()> {
     if room_store::get(conn, room_id)?.is_none() {
         return Err(not_a_member());
     }
@@ -637,7 +637,12 @@ fn check_may_read(conn: &Connection, room_id: &str, user_id: &str) -> Result<()>
 }
 
 /// An event of this room the user may see, else 404.
-fn visible_event(conn: &Connection, room_id: &str, event_id: &str, user_id: &str) -> Result<StoredEvent> {
+pub(crate) fn visible_event(
+    conn: &Connection,
+    room_id: &str,
+    event_id: &str,
+    user_id: &str,
+) -> Result<StoredEvent> {
     let not_found = || Error::not_found("Event not found");
     let e = events::get(conn, event_id)?.filter(|e| e.room_id == room_id).ok_or_else(not_found)?;
     if Visibility::new(conn, user_id, room_id).may_see(&e)? {
@@ -717,13 +722,13 @@ fn sender_members(conn: &Connection, list: &[StoredEvent]) -> Result<Vec<StoredE
 
 /// The events a scan kept, and where it stopped.
 pub(crate) struct Scan {
-    pub events: Vec<StoredEvent>,
+    pub(crate) events: Vec<StoredEvent>,
     /// The point past every event looked at, kept or not: the token to go
     /// on from.
-    pub point: Point,
+    pub(crate) point: Point,
     /// True when the range holds no events past `point` (the room's end,
     /// its start, or `to`).
-    exhausted: bool,
+    pub(crate) exhausted: bool,
     /// True when a backward scan ran out of stored events: the earliest
     /// event here in topological order was passed.
     at_start: bool,
@@ -745,6 +750,28 @@ pub(crate) fn scan(
     limit: usize,
     keep: &mut dyn FnMut(&StoredEvent) -> Result<bool>,
 ) -> Result<Scan> {
+    scan_source(conn, Source::Room(room_id), from, to, dir, limit, keep)
+}
+
+/// What a scan walks in topological order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// A room's events.
+    Room(&'a str),
+    /// The events relating to some events (`/relations`).
+    Children(relations::ChildFilter<'a>),
+}
+
+/// [`scan`] over any [`Source`].
+pub(crate) fn scan_source(
+    conn: &Connection,
+    source: Source,
+    from: Point,
+    to: Option<Point>,
+    dir: Dir,
+    limit: usize,
+    keep: &mut dyn FnMut(&StoredEvent) -> Result<bool>,
+) -> Result<Scan> {
     let backward = dir == Dir::Backward;
     let mut out = Scan { events: Vec::new(), point: from, exhausted: false, at_start: false };
     let mut cursor = from.cursor(backward);
@@ -757,7 +784,11 @@ pub(crate) fn scan(
         step = want;
         let (edge, through) = from.side(backward);
         let side = ((edge.depth, edge.pos), through);
-        let batch = events::room_events_by_key(conn, room_id, (cursor.depth, cursor.pos), side, dir, want)?;
+        let at = (cursor.depth, cursor.pos);
+        let batch = match source {
+            Source::Room(room_id) => events::room_events_by_key(conn, room_id, at, side, dir, want)?,
+            Source::Children(filter) => relations::children_by_key(conn, filter, at, side, dir, want)?,
+        };
         let got = batch.len();
         let mut used = 0;
         for e in batch {

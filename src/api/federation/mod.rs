@@ -6,6 +6,7 @@
 //! `rooms`: the room reads other servers make (events, state, auth
 //! chains, backfill, missing events, timestamps).
 
+pub mod hierarchy;
 pub mod keys;
 pub mod media;
 pub mod membership;
