@@ -493,3 +493,24 @@ fn hostile_terms_and_malformed_requests_are_refused_cleanly() {
         "M_MISSING_TOKEN",
     );
 }
+
+#[test]
+fn results_carry_bundled_aggregations() {
+    let (s, alice, _) = alice_and_bob();
+    let room = create_room(&s, &alice.token, json!({}));
+    let original = say(&s, &alice.token, &room, "apricot typo");
+    let edit = common::send_message(
+        &s,
+        &alice.token,
+        &room,
+        json!({
+            "msgtype": "m.text", "body": "* apricot fixed",
+            "m.new_content": { "msgtype": "m.text", "body": "apricot fixed" },
+            "m.relates_to": { "rel_type": "m.replace", "event_id": original },
+        }),
+    );
+    let got = search(&s, &alice, json!({ "search_term": "typo" }));
+    let result = &got["results"][0]["result"];
+    assert_eq!(result["event_id"], original.as_str(), "{got}");
+    assert_eq!(result["unsigned"]["m.relations"]["m.replace"]["event_id"], edit.as_str(), "{result}");
+}
