@@ -220,6 +220,7 @@ fn table() -> Vec<Route> {
     add(CLIENT, Get, "rooms/{roomId}/joined_members", client::message::joined_members, Guest, false);
     add(CLIENT, Get, "rooms/{roomId}/context/{eventId}", client::message::context, Guest, false);
     add(CLIENT, Get, "rooms/{roomId}/messages", client::message::messages, Guest, false);
+    add(CLIENT, Post, "search", client::search::search, Token, true);
     add(
         CLIENT_V1,
         Get,

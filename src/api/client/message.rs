@@ -550,7 +550,7 @@ pub(crate) fn parse_point(text: &str) -> Result<Point> {
 }
 
 /// An event's place in the room's topological order.
-fn key(e: &StoredEvent) -> Key {
+pub(crate) fn key(e: &StoredEvent) -> Key {
     Key::new(e.depth, e.pos)
 }
 
@@ -597,7 +597,10 @@ fn unreadable() -> Error {
     Error::not_found("Event not found")
 }
 
-fn load_all<'i>(conn: &Connection, ids: impl IntoIterator<Item = &'i String>) -> Result<Vec<StoredEvent>> {
+pub(crate) fn load_all<'i>(
+    conn: &Connection,
+    ids: impl IntoIterator<Item = &'i String>,
+) -> Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
     for id in ids {
         let e = events::get(conn, id)?.ok_or_else(|| Error::internal(format!("state event {id} missing")))?;
@@ -608,7 +611,7 @@ fn load_all<'i>(conn: &Connection, ids: impl IntoIterator<Item = &'i String>) ->
 
 /// True if the event passes the filter's type, sender and URL tests. An
 /// event that cannot be read passes none that look at its content.
-fn passes(filter: &RoomEventFilter, e: &StoredEvent) -> Result<bool> {
+pub(crate) fn passes(filter: &RoomEventFilter, e: &StoredEvent) -> Result<bool> {
     let content = match filter.needs_content() {
         true => match rooms::readable_pdu(e) {
             Some(pdu) => pdu.get("content").cloned(),
@@ -650,7 +653,7 @@ pub(crate) fn visible_event(
 }
 
 /// Which state of a room a user may read.
-enum StateView {
+pub(crate) enum StateView {
     /// The current state: for members, and for anyone in a world-readable
     /// room.
     Current,
@@ -659,7 +662,7 @@ enum StateView {
     LeftAt(Box<StoredEvent>),
 }
 
-fn state_view(conn: &Connection, room_id: &str, user_id: &str) -> Result<StateView> {
+pub(crate) fn state_view(conn: &Connection, room_id: &str, user_id: &str) -> Result<StateView> {
     if room_store::get(conn, room_id)?.is_none() {
         return Err(not_a_member());
     }
@@ -738,7 +741,7 @@ pub(crate) struct Scan {
 /// skips the events on the other side of `from` in its index). Each step
 /// reads one more event than still wanted, so a page that ends exactly at
 /// the end of the range knows it did.
-fn scan(
+pub(crate) fn scan(
     conn: &Connection,
     room_id: &str,
     from: Point,

@@ -19,6 +19,7 @@ pub mod register;
 pub mod relations;
 pub mod report;
 pub mod rooms;
+pub mod search;
 pub mod sliding;
 pub mod spaces;
 pub mod sync;
