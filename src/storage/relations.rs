@@ -86,9 +86,7 @@ pub struct Summary {
 /// The relations of interest to clients pointing at `event_id`.
 pub fn summary(conn: &Connection, event_id: &str) -> Result<Summary> {
     let mut stmt = conn.prepare_cached(
-        "SELECT rel_type, count(*), max(pos) FROM event_relations
-         WHERE relates_to = ?1 AND rel_type IN ('m.thread', 'm.replace', 'm.reference')
-         GROUP BY rel_type",
+        "SELECT rel_type, count(*), max(pos) FROM event_relations WHERE relates_to = ?1 GROUP BY rel_type",
     )?;
     let mut rows = stmt.query([event_id])?;
     let mut out = Summary::default();
@@ -100,7 +98,8 @@ pub fn summary(conn: &Connection, event_id: &str) -> Result<Summary> {
                 out.thread_latest = r.get(2)?;
             }
             "m.replace" => out.replaces = true,
-            _ => out.references = true,
+            "m.reference" => out.references = true,
+            _ => {}
         }
     }
     Ok(out)
