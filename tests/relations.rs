@@ -464,3 +464,21 @@ fn sync_counts_unread_per_thread_and_threaded_receipts_clear_them() {
     assert!(plain["rooms"]["join"][&room].get("unread_thread_notifications").is_none());
     assert_eq!(plain["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 1);
 }
+
+#[test]
+fn a_thread_summary_shows_the_newest_reply_the_reader_may_see() {
+    let s = Server::start();
+    let (alice, bob, room) = room_of_two(&s);
+    let root = say(&s, &alice.token, &room, "root");
+    let seen_by_bob = reply_in_thread(&s, &alice, &room, &root, "while bob is here");
+    common::leave(&s, &bob.token, &room);
+    let after_leave = reply_in_thread(&s, &alice, &room, &root, "after bob left");
+    let for_bob = get_event(&s, &bob, &room, &root);
+    let thread = &for_bob["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(thread["latest_event"]["event_id"], json!(seen_by_bob), "{for_bob}");
+    let for_alice = get_event(&s, &alice, &room, &root);
+    assert_eq!(
+        for_alice["unsigned"]["m.relations"]["m.thread"]["latest_event"]["event_id"],
+        json!(after_leave)
+    );
+}

@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 use crate::core::redaction::redact;
 use crate::error::Result;
 use crate::rooms::readable_pdu;
+use crate::rooms::visibility::Visibility;
 use crate::storage::events::{self, Dir, StoredEvent};
 use crate::storage::{receipts, relations, state, users};
 
@@ -139,13 +140,15 @@ fn format_event(
 
 /// Most event IDs in an `m.reference` aggregation's chunk.
 const REFERENCES_MAX: usize = 100;
+/// Most of a thread's newest replies looked at for one the viewer may see.
+const THREAD_LATEST_SCAN_MAX: usize = 20;
 /// Most edits of one event looked at for the newest valid one (the
 /// newest are looked at first; invalid ones are rare).
 const EDITS_SCAN_MAX: usize = 20;
 
 /// The bundled aggregations of an event (the spec's "Aggregations of
 /// child events"): `m.replace` (its newest valid edit), `m.thread` (the
-/// latest reply, how many, and whether the viewer took part) and
+/// latest reply the viewer may see, how many, and whether they took part) and
 /// `m.reference` (the IDs of the events referring to it). Annotations are
 /// not bundled. An event with no such children costs one index probe.
 fn aggregations(
@@ -168,7 +171,26 @@ fn aggregations(
     }
     if bundle == Bundle::All {
         if let Some(latest_pos) = summary.thread_latest {
-            if let Some(latest) = events::at_pos(conn, latest_pos)? {
+            // The newest reply the viewer may see (one who left does not
+            // see the replies after their leave); none among the newest
+            // few: no summary.
+            let latest = match viewer {
+                None => events::at_pos(conn, latest_pos)?,
+                Some(v) => {
+                    let mut vis = Visibility::new(conn, v.user_id, &e.room_id);
+                    let mut found = None;
+                    for reply in
+                        relations::latest_children(conn, &e.event_id, "m.thread", THREAD_LATEST_SCAN_MAX)?
+                    {
+                        if reply.room_id == e.room_id && vis.may_see(&reply)? {
+                            found = Some(reply);
+                            break;
+                        }
+                    }
+                    found
+                }
+            };
+            if let Some(latest) = latest {
                 if let Some(latest_json) = format_event(conn, &latest, viewer, now, Bundle::EditOnly)? {
                     let participated = match viewer {
                         Some(v) => {

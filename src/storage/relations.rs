@@ -124,6 +124,24 @@ pub fn newest_children(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The events relating to `event_id` with `rel_type`, newest position
+/// first, at most `limit` (a thread's replies from the latest back).
+pub fn latest_children(
+    conn: &Connection,
+    event_id: &str,
+    rel_type: &str,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let cols = super::events::COLUMNS;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {cols} FROM events WHERE pos IN
+             (SELECT pos FROM event_relations WHERE relates_to = ?1 AND rel_type = ?2 ORDER BY pos DESC LIMIT ?3)
+         ORDER BY pos DESC"
+    ))?;
+    let rows = stmt.query_map(params![event_id, rel_type, limit as i64], super::events::from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The IDs of the events relating to `event_id` with `rel_type`, oldest
 /// first, at most `limit` (an `m.reference` aggregation's chunk).
 pub fn child_ids(conn: &Connection, event_id: &str, rel_type: &str, limit: usize) -> Result<Vec<String>> {
