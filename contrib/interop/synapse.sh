@@ -102,6 +102,11 @@ suppress_key_server_warning: true
 allow_public_rooms_over_federation: true
 allow_public_rooms_without_auth: true
 use_presence: true
+# Synapse keeps a finished /sync answer for 2 minutes and gives it again to
+# an identical request: a test polling initial syncs for an EDU that came
+# a moment after its first poll would see that first answer until then.
+caches:
+  sync_response_cache_duration: 0
 
 enable_registration: true
 enable_registration_without_verification: true
