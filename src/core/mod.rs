@@ -1,6 +1,7 @@
 //! Pure Matrix logic: identifiers now; events, auth rules, state resolution
 //! and redaction as they arrive. Data in, data out: no SQL, HTTP or clock.
 
+pub mod appservice;
 pub mod auth;
 pub mod event;
 pub mod ids;
