@@ -179,9 +179,13 @@ fn aggregations(
                 Some(v) => {
                     let mut vis = Visibility::new(conn, v.user_id, &e.room_id);
                     let mut found = None;
-                    for reply in
-                        relations::latest_children(conn, &e.event_id, "m.thread", THREAD_LATEST_SCAN_MAX)?
-                    {
+                    for reply in relations::children(
+                        conn,
+                        &e.event_id,
+                        "m.thread",
+                        relations::Newest::Arrived,
+                        THREAD_LATEST_SCAN_MAX,
+                    )? {
                         if reply.room_id == e.room_id && vis.may_see(&reply)? {
                             found = Some(reply);
                             break;
@@ -233,7 +237,9 @@ fn newest_edit(conn: &Connection, original: &StoredEvent, pdu: &Value) -> Result
     if rel_type == Some("m.replace") {
         return Ok(None);
     }
-    for edit in relations::newest_children(conn, &original.event_id, "m.replace", EDITS_SCAN_MAX)? {
+    for edit in
+        relations::children(conn, &original.event_id, "m.replace", relations::Newest::Sent, EDITS_SCAN_MAX)?
+    {
         if edit.room_id != original.room_id
             || edit.sender != original.sender
             || edit.kind != original.kind

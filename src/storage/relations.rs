@@ -105,38 +105,35 @@ pub fn summary(conn: &Connection, event_id: &str) -> Result<Summary> {
     Ok(out)
 }
 
-/// The events relating to `event_id` with `rel_type`, newest first by
-/// `(origin_ts, event_id)` as the replacement rules order edits; at most
-/// `limit`.
-pub fn newest_children(
-    conn: &Connection,
-    event_id: &str,
-    rel_type: &str,
-    limit: usize,
-) -> Result<Vec<StoredEvent>> {
-    let cols = super::events::COLUMNS;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {cols} FROM events WHERE pos IN
-             (SELECT pos FROM event_relations WHERE relates_to = ?1 AND rel_type = ?2)
-         ORDER BY origin_ts DESC, event_id DESC LIMIT ?3"
-    ))?;
-    let rows = stmt.query_map(params![event_id, rel_type, limit as i64], super::events::from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+/// Which children come first in [`children`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Newest {
+    /// By `(origin_ts, event_id)`, as the replacement rules order edits.
+    Sent,
+    /// By stream position (a thread's replies from the latest back).
+    Arrived,
 }
 
-/// The events relating to `event_id` with `rel_type`, newest position
-/// first, at most `limit` (a thread's replies from the latest back).
-pub fn latest_children(
+/// The events relating to `event_id` with `rel_type`, newest first in the
+/// given sense; at most `limit`.
+pub fn children(
     conn: &Connection,
     event_id: &str,
     rel_type: &str,
+    newest: Newest,
     limit: usize,
 ) -> Result<Vec<StoredEvent>> {
     let cols = super::events::COLUMNS;
+    // By position the index gives the newest few without reading the
+    // others' events; by time every child's row is read and sorted.
+    let (inner, order) = match newest {
+        Newest::Sent => ("", "origin_ts DESC, event_id DESC"),
+        Newest::Arrived => (" ORDER BY pos DESC LIMIT ?3", "pos DESC"),
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {cols} FROM events WHERE pos IN
-             (SELECT pos FROM event_relations WHERE relates_to = ?1 AND rel_type = ?2 ORDER BY pos DESC LIMIT ?3)
-         ORDER BY pos DESC"
+             (SELECT pos FROM event_relations WHERE relates_to = ?1 AND rel_type = ?2{inner})
+         ORDER BY {order} LIMIT ?3"
     ))?;
     let rows = stmt.query_map(params![event_id, rel_type, limit as i64], super::events::from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

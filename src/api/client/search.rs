@@ -375,7 +375,9 @@ fn room_events(conn: &Connection, who: &Auth, c: &Criteria, token: Option<Token>
         let Some(event) = format::client_event(conn, &hit.event, viewer, now)? else { continue };
         let mut result = json!({ "rank": -hit.score, "result": event });
         if let Some(want) = c.context {
-            let room = rooms.get_mut(hit.event.room_id.as_str()).expect("a hit is in a searchable room");
+            let room = rooms
+                .get_mut(hit.event.room_id.as_str())
+                .ok_or_else(|| Error::internal("a search hit outside the searchable rooms"))?;
             result["context"] = context(conn, who, &ignored, &hit.event, want, &mut room.vis)?;
         }
         results.push(result);
