@@ -771,3 +771,29 @@ CREATE TABLE reports (
     resolved_ts   INTEGER
 ) STRICT;
 CREATE INDEX reports_open ON reports(resolved_ts, id);
+
+-- Application services (issue 20, schema 12).
+--
+-- Per registration `id`: how far the event stream has been pushed to it,
+-- and the one transaction in flight, sent again unchanged until the
+-- application service acknowledges it (appservice::pusher). A registration
+-- seen for the first time starts at the stream's end: it is not sent the
+-- server's history.
+CREATE TABLE appservice_state (
+    as_id         TEXT PRIMARY KEY,
+    pushed_pos    INTEGER NOT NULL,        -- events up to here are done
+    txn_seq       INTEGER NOT NULL DEFAULT 0,  -- the last transaction's number
+    txn_body      TEXT,                    -- the transaction in flight
+    txn_up_to     INTEGER,                 -- pushed_pos once it is acknowledged
+    failures      INTEGER NOT NULL DEFAULT 0,
+    retry_at      INTEGER NOT NULL DEFAULT 0
+) STRICT, WITHOUT ROWID;
+
+-- Rooms application services published in their networks' directories
+-- (PUT /directory/list/appservice/{networkId}/{roomId}).
+CREATE TABLE appservice_room_list (
+    as_id         TEXT NOT NULL,
+    network_id    TEXT NOT NULL,
+    room_id       TEXT NOT NULL,
+    PRIMARY KEY (as_id, network_id, room_id)
+) STRICT, WITHOUT ROWID;

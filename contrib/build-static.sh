@@ -22,8 +22,13 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/static}"
 # SQLite from the bundled amalgamation with libsqlite3-sys's defaults,
 # less the extensions Hearth never uses: FTS3 (search is FTS5), R*Tree and
-# the dbstat table; ~250 KB of the 10 MiB budget.
-export LIBSQLITE3_FLAGS="-USQLITE_ENABLE_FTS3 -USQLITE_ENABLE_FTS3_PARENTHESIS -USQLITE_ENABLE_RTREE -USQLITE_ENABLE_DBSTAT_VTAB"
+# the dbstat table (~250 KB of the 10 MiB budget), and with the options
+# SQLite's documentation recommends for an embedded build: no memory
+# statistics (a mutex per allocation), no deprecated or shared-cache
+# code, no progress callback, no loadable extensions, no expression depth
+# counting, no STAT4 or column metadata (~90 KB). The tests run the
+# static binary (tests/static_qemu.rs).
+export LIBSQLITE3_FLAGS="-USQLITE_ENABLE_FTS3 -USQLITE_ENABLE_FTS3_PARENTHESIS -USQLITE_ENABLE_RTREE -USQLITE_ENABLE_DBSTAT_VTAB -DSQLITE_DEFAULT_MEMSTATUS=0 -DSQLITE_OMIT_DEPRECATED -DSQLITE_OMIT_SHARED_CACHE -DSQLITE_OMIT_PROGRESS_CALLBACK -DSQLITE_MAX_EXPR_DEPTH=0 -USQLITE_ENABLE_STAT4 -USQLITE_ENABLE_COLUMN_METADATA -USQLITE_ENABLE_LOAD_EXTENSION -DSQLITE_OMIT_LOAD_EXTENSION"
 
 need() {
     command -v "$1" >/dev/null || { echo "build-static: $1 not found ($2)" >&2; exit 1; }
@@ -61,7 +66,12 @@ for target in "${targets[@]}"; do
         echo "build-static: run 'rustup target add $target' first" >&2
         exit 1
     fi
-    cargo build --release --locked --target "$target" --bin hearth
+    # Hearth's own crate at opt-level "s" in the static build: 607 KB
+    # smaller for +4-6 % instructions per request (callgrind, initial
+    # sync and send; contrib/bench/RESULTS.md). The size is what a router's
+    # flash pays; the ordinary release build keeps opt-level 3.
+    cargo build --release --locked --target "$target" --bin hearth \
+        --config 'profile.release.package.hearth.opt-level="s"'
     bin="$CARGO_TARGET_DIR/$target/release/hearth"
     echo "build-static: $bin $(stat -c %s "$bin") bytes"
 done

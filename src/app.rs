@@ -36,14 +36,24 @@ pub struct App {
     pub fed_memo: crate::federation::memo::Memo,
     /// Wakes the federation senders; a server that contacts us is reset.
     pub fed_queue: crate::outbound::queue::Queue,
+    /// The application services (registration files; swapped on SIGHUP).
+    pub appservices: crate::appservice::registry::Registry,
+    /// The client for application services' configured URLs (which may be
+    /// private addresses: the administrator named them).
+    pub appservice_client: crate::outbound::client::Client,
+    /// Wakes the application service pushers.
+    pub appservice_queue: crate::outbound::queue::Queue,
     pub shutdown: AtomicBool,
 }
 
 impl App {
     /// Opens the database (creating it and the signing key on first start).
     pub fn open(config: Config) -> Result<App, String> {
+        let appservices = crate::appservice::registry::Set::load(&config.appservice_config_files)?;
         let db = Db::open(&config.database)?;
         let server_key = load_or_create_key(&db)?;
+        crate::appservice::registry::ensure_senders(&db, &appservices, &config.server_name)
+            .map_err(|e| format!("registering the application services' senders: {}", e.message))?;
         let limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
         let fed_limiter = RateLimiter::new(
             crate::ratelimit::FEDERATION_PER_SECOND.max(config.rate_limit_per_second),
@@ -65,7 +75,11 @@ impl App {
             i64::try_from(config.federation_retry_min_ms).unwrap_or(i64::MAX),
             i64::try_from(config.federation_retry_max_ms).unwrap_or(i64::MAX),
         );
+        let appservice_client = outbound.for_configured_hosts();
         Ok(App {
+            appservices: crate::appservice::registry::Registry::new(appservices),
+            appservice_client,
+            appservice_queue: crate::outbound::queue::Queue::default(),
             config,
             db,
             server_key,

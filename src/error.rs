@@ -86,6 +86,26 @@ pub enum ErrorKind {
     /// 502 `M_UNKNOWN`: another server that a request needed could not be
     /// reached or gave no usable answer.
     BadGateway,
+    /// 400 `M_UNKNOWN_DEVICE`: an application service named a device its
+    /// user does not have (`device_id` masquerading).
+    UnknownDevice,
+    /// 400 `M_APPSERVICE_LOGIN_UNSUPPORTED`: `m.login.application_service`
+    /// used in a way this server does not offer.
+    AppserviceLoginUnsupported,
+    /// 400 `M_URL_NOT_SET` (`/appservice/{id}/ping`): the registration
+    /// has no `url`.
+    UrlNotSet,
+    /// 502 `M_CONNECTION_FAILED` (ping): the application service could
+    /// not be reached.
+    ConnectionFailed,
+    /// 504 `M_CONNECTION_TIMEOUT` (ping): it did not answer in time.
+    ConnectionTimeout,
+    /// 502 `M_BAD_STATUS` (ping): it answered with an error; the body
+    /// carries its `status` and `body`.
+    BadStatus {
+        status: u16,
+        body: String,
+    },
     /// A server-side failure. The message is logged, never sent.
     Internal,
 }
@@ -178,14 +198,18 @@ impl Error {
             | InvalidRoomState
             | BadAlias
             | UnknownPos
-            | DuplicateAnnotation => 400,
+            | DuplicateAnnotation
+            | UnknownDevice
+            | AppserviceLoginUnsupported
+            | UrlNotSet => 400,
             NotFound | Unrecognized => 404,
             MethodNotAllowed => 405,
             Conflict => 409,
             TooLarge => 413,
             LimitExceeded { .. } => 429,
             Internal => 500,
-            BadGateway => 502,
+            BadGateway | ConnectionFailed | BadStatus { .. } => 502,
+            ConnectionTimeout => 504,
             StorageFull => 503,
         }
     }
@@ -221,6 +245,12 @@ impl Error {
             InvalidRoomState => "M_INVALID_ROOM_STATE",
             Uia(_) => "M_FORBIDDEN",
             Unauthorized => "M_UNAUTHORIZED",
+            UnknownDevice => "M_UNKNOWN_DEVICE",
+            AppserviceLoginUnsupported => "M_APPSERVICE_LOGIN_UNSUPPORTED",
+            UrlNotSet => "M_URL_NOT_SET",
+            ConnectionFailed => "M_CONNECTION_FAILED",
+            ConnectionTimeout => "M_CONNECTION_TIMEOUT",
+            BadStatus { .. } => "M_BAD_STATUS",
             Unknown | Internal | Conflict | StorageFull | UiaOperationChanged | BadGateway => "M_UNKNOWN",
         }
     }
@@ -242,6 +272,10 @@ impl Error {
             }
             ErrorKind::IncompatibleRoomVersion { room_version } => {
                 body["room_version"] = json!(room_version);
+            }
+            ErrorKind::BadStatus { status, body: answer } => {
+                body["status"] = json!(status);
+                body["body"] = json!(answer);
             }
             ErrorKind::Uia(uia) => {
                 // A UIA answer is the flows object; errcode and error appear

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod acme;
 pub mod api;
 pub mod app;
+pub mod appservice;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -189,13 +189,32 @@ fn block_shutdown_signals() -> libc::sigset_t {
     }
 }
 
+/// Reads the registration files again; a bad one keeps the set in force.
+fn reload_appservices(app: &App) {
+    match crate::appservice::registry::Set::load(&app.config.appservice_config_files) {
+        Ok(set) => {
+            let n = set.all().len();
+            if let Err(e) =
+                crate::appservice::registry::ensure_senders(&app.db, &set, &app.config.server_name)
+            {
+                log::warn(format_args!("registering application service senders: {}", e.message));
+            }
+            app.appservices.replace(set);
+            app.appservice_queue.poke();
+            log::info(format_args!("application services reloaded: {n} registered"));
+        }
+        Err(e) => log::warn(format_args!("application services not reloaded, keeping the old set: {e}")),
+    }
+}
+
 fn wait_for_shutdown(app: &App, signals: libc::sigset_t) {
     let mut sig: libc::c_int = 0;
     // SAFETY: `signals` is an initialised set and `sig` a valid out pointer.
     unsafe { libc::sigwait(&signals, &mut sig) };
     while sig == libc::SIGHUP {
-        log::info(format_args!("SIGHUP received: reloading the TLS certificate"));
+        log::info(format_args!("SIGHUP received: reloading the TLS certificate and application services"));
         crate::tls::request_reload();
+        reload_appservices(app);
         // SAFETY: as above.
         unsafe { libc::sigwait(&signals, &mut sig) };
     }

@@ -19,9 +19,17 @@ fn unknown_token(soft_logout: bool) -> Error {
     Error::new(ErrorKind::UnknownToken { soft_logout }, msg)
 }
 
-/// Resolves an access token to its user and device.
-pub fn authenticate(app: &App, access_token: &str, ip: &IpAddr) -> Result<Auth> {
+/// Resolves an access token to its user and device. An application
+/// service's `as_token` acts as the user the query's `user_id` names (one
+/// of its namespace, registered here) or else as its sender, with the
+/// device `device_id` names (the user's) or none.
+pub fn authenticate(app: &App, access_token: &str, ip: &IpAddr, query: &[(String, String)]) -> Result<Auth> {
     let hash = token::token_hash(access_token);
+    let services = app.appservices.current();
+    if let Some(reg) = services.by_token_hash(&hash) {
+        let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        return masquerade(app, reg.clone(), hash, q("user_id"), q("device_id"));
+    }
     let owner =
         app.db.read(|tx| devices::lookup_access_token(tx, &hash))?.ok_or_else(|| unknown_token(false))?;
     let now = storage::now_ms();
@@ -48,6 +56,76 @@ pub fn authenticate(app: &App, access_token: &str, ip: &IpAddr) -> Result<Auth> 
         token_hash: hash,
         is_admin: owner.is_admin,
         is_guest: owner.is_guest,
+        appservice: None,
+    })
+}
+
+/// The application service whose `as_token` this is, acting as its
+/// sender (which need not be registered yet: `/register` creates it).
+pub fn appservice_sender(app: &App, access_token: &str) -> Option<Auth> {
+    let hash = token::token_hash(access_token);
+    let reg = app.appservices.current().by_token_hash(&hash)?.clone();
+    Some(Auth {
+        user_id: crate::core::ids::user_id(&reg.sender_localpart, &app.config.server_name),
+        device_id: String::new(),
+        token_hash: hash,
+        is_admin: false,
+        is_guest: false,
+        appservice: Some(reg),
+    })
+}
+
+/// An application service acting as `user_id` (its sender when `None`)
+/// on `device_id`.
+fn masquerade(
+    app: &App,
+    reg: std::sync::Arc<crate::core::appservice::Registration>,
+    token_hash: [u8; 32],
+    user_id: Option<&str>,
+    device_id: Option<&str>,
+) -> Result<Auth> {
+    let server = &app.config.server_name;
+    let sender = crate::core::ids::user_id(&reg.sender_localpart, server);
+    let user_id = match user_id {
+        None => sender,
+        Some(u) => {
+            let local = crate::core::ids::parse_user_id(u).is_some_and(|(_, s)| s == server.as_str());
+            if !local || !reg.is_user(u, server) {
+                return Err(Error::new(
+                    ErrorKind::Exclusive,
+                    "The application service may not act as this user: it is not in its namespace",
+                ));
+            }
+            u.to_owned()
+        }
+    };
+    let (user, device_known) = app.db.read(|tx| {
+        let user = crate::storage::users::get(tx, &user_id)?;
+        let known = match device_id {
+            Some(d) => devices::get(tx, &user_id, d)?.is_some(),
+            None => true,
+        };
+        Ok((user, known))
+    })?;
+    match user {
+        Some(u) if !u.deactivated => {}
+        Some(_) => return Err(Error::forbidden("This user has been deactivated")),
+        None => {
+            return Err(Error::forbidden(
+                "The application service has not registered this user (POST /register first)",
+            ))
+        }
+    }
+    if !device_known {
+        return Err(Error::new(ErrorKind::UnknownDevice, "The user has no such device"));
+    }
+    Ok(Auth {
+        user_id,
+        device_id: device_id.unwrap_or("").to_owned(),
+        token_hash,
+        is_admin: false,
+        is_guest: false,
+        appservice: Some(reg),
     })
 }
 

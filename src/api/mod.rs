@@ -55,6 +55,30 @@ pub struct Auth {
     pub is_admin: bool,
     /// A guest account: only the routes marked for guests serve it.
     pub is_guest: bool,
+    /// The application service acting (with its `as_token`), as its
+    /// sender or as a user of its namespace; `device_id` is empty unless
+    /// it named one.
+    pub appservice: Option<std::sync::Arc<crate::core::appservice::Registration>>,
+}
+
+impl Auth {
+    /// Whether rate limits apply to this requester (not to an application
+    /// service registered with `rate_limited: false`).
+    pub fn rate_limited(&self) -> bool {
+        self.appservice.as_ref().is_none_or(|r| r.rate_limited)
+    }
+
+    /// The requester's device, for operations that need one: an
+    /// application service acting without `device_id` has none.
+    pub fn device(&self) -> crate::error::Result<&str> {
+        if self.device_id.is_empty() {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::UnknownDevice,
+                "This request needs a device: name one with device_id",
+            ));
+        }
+        Ok(&self.device_id)
+    }
 }
 
 /// A request as handlers see it: decoded path parameters and query, the

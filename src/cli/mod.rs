@@ -348,6 +348,7 @@ fn value_name(option: &str) -> Option<&'static str> {
         "federation-domain-allowlist" | "trusted-key-servers" => "NAMES",
         "federation-retry-min-ms" | "federation-retry-max-ms" => "MS",
         "remote-media-cache-bytes" => "BYTES",
+        "appservice-config-files" => "FILES",
         "uses" => "N",
         "expires-in" => "DAYS",
         "token" => "TOKEN",

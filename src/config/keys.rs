@@ -20,7 +20,7 @@ pub(super) struct Spec {
     pub(super) notes: &'static [&'static str],
 }
 
-pub(super) const SPEC_COUNT: usize = 42;
+pub(super) const SPEC_COUNT: usize = 43;
 
 pub(super) const SPECS: [Spec; SPEC_COUNT] = [
     Spec {
@@ -395,6 +395,18 @@ pub(super) const SPECS: [Spec; SPEC_COUNT] = [
         default: "3600000 (one hour)",
         example: "3600000",
         notes: &["A request from that server resets its wait. 100 to 604800000."],
+    },
+    Spec {
+        key: "appservice_config_files",
+        summary: "Application service (bridge) registration files (comma-separated paths).",
+        default: "none",
+        example: "\"/etc/hearth/whatsapp.yaml, /etc/hearth/signal.yaml\"",
+        notes: &[
+            "The YAML files bridges generate. A bad file stops the start, naming",
+            "the file and the key; re-read on SIGHUP (a bad file then keeps the",
+            "old set). An appservice's url may be on this host or network: only",
+            "that address is opened to it, not outbound_allow_private's rest.",
+        ],
     },
     Spec {
         key: "remote_media_cache_bytes",

@@ -344,6 +344,15 @@ pub(super) fn apply(config: &mut Config, key: &str, value: &Raw<'_>) -> Result<(
                 config.federation_domain_allowlist = Some(names);
             }
         }
+        "appservice_config_files" => {
+            config.appservice_config_files = value
+                .string()?
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         "federation_retry_min_ms" | "federation_retry_max_ms" => {
             let ms = in_range(value.unsigned()?, FEDERATION_RETRY_MS_MIN, FEDERATION_RETRY_MS_MAX)?;
             if key == "federation_retry_min_ms" {

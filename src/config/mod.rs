@@ -228,6 +228,8 @@ pub struct Config {
     pub federation_domain_allowlist: Option<Vec<String>>,
     /// Notaries asked for keys an origin does not give itself.
     pub trusted_key_servers: Vec<String>,
+    /// Application service registration files, in order.
+    pub appservice_config_files: Vec<String>,
     /// Backoff bounds for an unreachable server.
     pub federation_retry_min_ms: u64,
     pub federation_retry_max_ms: u64,
@@ -356,6 +358,7 @@ impl Config {
             federation: true,
             federation_domain_allowlist: None,
             trusted_key_servers: Vec::new(),
+            appservice_config_files: Vec::new(),
             federation_retry_min_ms: FEDERATION_RETRY_MIN_MS_DEFAULT,
             federation_retry_max_ms: FEDERATION_RETRY_MAX_MS_DEFAULT,
             remote_media_cache_bytes: REMOTE_MEDIA_CACHE_BYTES_DEFAULT,

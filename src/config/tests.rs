@@ -124,6 +124,7 @@ fn every_key_has_an_env_var_that_is_read() {
         ("trusted_key_servers", "matrix.org"),
         ("federation_retry_min_ms", "500"),
         ("federation_retry_max_ms", "60000"),
+        ("appservice_config_files", "/a.yaml, /b.yaml"),
         ("remote_media_cache_bytes", "1000"),
     ];
     assert_eq!(values.len(), KEYS.len());
@@ -178,6 +179,7 @@ fn every_key_has_an_env_var_that_is_read() {
         trusted_key_servers: vec!["matrix.org".to_owned()],
         federation_retry_min_ms: 500,
         federation_retry_max_ms: 60000,
+        appservice_config_files: vec!["/a.yaml".to_owned(), "/b.yaml".to_owned()],
         remote_media_cache_bytes: 1000,
     };
     assert_eq!(config, expected);
@@ -558,6 +560,8 @@ fn example_uncommented_parses_to_defaults() {
     expected.federation_domain_allowlist =
         Some(vec!["example.org".to_owned(), "matrix.example.net".to_owned()]);
     expected.trusted_key_servers = vec!["matrix.org".to_owned()];
+    expected.appservice_config_files =
+        vec!["/etc/hearth/whatsapp.yaml".to_owned(), "/etc/hearth/signal.yaml".to_owned()];
     assert_eq!(config, expected);
     // The commented example is itself valid and sets nothing.
     assert_eq!(from_file(&text).expect("comments only"), Config::defaults(2));

@@ -300,21 +300,30 @@ fn check(
     }
     // A route that needs no token does not look at one: its Authorization
     // header may carry another scheme (federation's X-Matrix).
-    let token = if route.auth == AuthReq::None { None } else { access_token(rq, query)? };
+    let token = match route.auth {
+        AuthReq::None => None,
+        // Only an as_token is looked at; a malformed header is ignored too.
+        AuthReq::Appservice => access_token(rq, query).ok().flatten(),
+        _ => access_token(rq, query)?,
+    };
     let auth = match (route.auth, token) {
         (AuthReq::None | AuthReq::Server, _) => None,
+        (AuthReq::Appservice, None) => None,
+        (AuthReq::Appservice, Some(t)) => api::auth::appservice_sender(app, &t),
         (AuthReq::Required | AuthReq::Guests, None) => {
             return Err(Error::new(ErrorKind::MissingToken, "Missing access token"))
         }
         (AuthReq::Required | AuthReq::Guests | AuthReq::Optional, Some(t)) => {
-            Some(api::auth::authenticate(app, &t, &remote_ip)?)
+            Some(api::auth::authenticate(app, &t, &remote_ip, query)?)
         }
         (AuthReq::Optional, None) => None,
     };
     if route.auth == AuthReq::Required && auth.as_ref().is_some_and(|a| a.is_guest) {
         return Err(Error::new(ErrorKind::GuestAccessForbidden, "Guest accounts may not use this endpoint"));
     }
-    if route.rate_limited {
+    // An application service registered with `rate_limited: false` is
+    // not limited at all (its bridge speaks for many people at once).
+    if route.rate_limited && auth.as_ref().is_none_or(|a| a.rate_limited()) {
         app.limiter.check(&format!("ip:{remote_ip}"))?;
         if let Some(a) = &auth {
             app.limiter.check(&format!("user:{}", a.user_id))?;

@@ -31,6 +31,10 @@ pub enum AuthReq {
     Guests,
     /// A token is checked if given.
     Optional,
+    /// An application service's `as_token` is recognised if given (its
+    /// sender, no masquerading); any other token is not looked at:
+    /// `/login` and `/register`, which clients call with stale tokens.
+    Appservice,
     /// A federation request: a valid `X-Matrix` signature of another
     /// server, or 401 `M_UNAUTHORIZED`.
     Server,
@@ -158,13 +162,13 @@ fn table() -> Vec<Route> {
     add(FED_V1, Post, "user/keys/claim", api::federation::user::keys_claim, Server, true);
     // Sessions.
     add(CLIENT_LEGACY, Get, "login", client::login::flows, Open, false);
-    add(CLIENT_LEGACY, Post, "login", client::login::login, Open, true);
+    add(CLIENT_LEGACY, Post, "login", client::login::login, AuthReq::Appservice, true);
     add(CLIENT, Post, "refresh", client::login::refresh, Open, true);
     add(CLIENT_LEGACY, Post, "logout", client::login::logout, Guest, false);
     add(CLIENT, Post, "logout/all", client::login::logout_all, Guest, false);
     add(CLIENT, Get, "account/whoami", client::login::whoami, Guest, false);
     // Accounts.
-    add(CLIENT, Post, "register", client::register::register, Open, true);
+    add(CLIENT, Post, "register", client::register::register, AuthReq::Appservice, true);
     add(CLIENT, Get, "register/available", client::register::available, Open, true);
     add(
         CLIENT_V1,

@@ -294,6 +294,15 @@ impl Client {
         )
     }
 
+    /// A client with this one's trusted roots that may reach private and
+    /// loopback addresses over `http://` too, for URLs the administrator
+    /// configured (an application service on the same host or network).
+    /// Only ever given such URLs: it never follows redirects, so it
+    /// reaches exactly the configured host.
+    pub fn for_configured_hosts(&self) -> Client {
+        Client::build(true, self.tls.clone(), REQUEST_TIMEOUT, IDLE_CONNECTIONS_MAX)
+    }
+
     fn build(
         allow_private: bool,
         tls: Arc<rustls::ClientConfig>,

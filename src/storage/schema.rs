@@ -12,7 +12,7 @@ use rusqlite::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The version `SCHEMA_SQL` describes.
-pub const VERSION: i64 = 11;
+pub const VERSION: i64 = 12;
 
 /// Upgrade steps: `UPGRADES[i]` takes a database from version `i + 1` to
 /// `i + 2`. Each ends where `SCHEMA_SQL` of its version begins; a test
@@ -29,6 +29,7 @@ const UPGRADES: &[&str] = &[
     UPGRADE_TO_9,
     UPGRADE_TO_10,
     UPGRADE_TO_11,
+    UPGRADE_TO_12,
 ];
 
 /// Version 2 (issue 12).
@@ -423,6 +424,27 @@ INSERT INTO event_search (rowid, text)
         OR (type = 'm.room.topic' AND json_type(pdu, '$.content.topic') = 'text')) END;
 ";
 
+/// Version 12 (issue 20): application services' push state and
+/// published room lists.
+const UPGRADE_TO_12: &str = "
+CREATE TABLE appservice_state (
+    as_id         TEXT PRIMARY KEY,
+    pushed_pos    INTEGER NOT NULL,        -- events up to here are done
+    txn_seq       INTEGER NOT NULL DEFAULT 0,  -- the last transaction's number
+    txn_body      TEXT,                    -- the transaction in flight
+    txn_up_to     INTEGER,                 -- pushed_pos once it is acknowledged
+    failures      INTEGER NOT NULL DEFAULT 0,
+    retry_at      INTEGER NOT NULL DEFAULT 0
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE appservice_room_list (
+    as_id         TEXT NOT NULL,
+    network_id    TEXT NOT NULL,
+    room_id       TEXT NOT NULL,
+    PRIMARY KEY (as_id, network_id, room_id)
+) STRICT, WITHOUT ROWID;
+";
+
 // ------------------------------------------------- end of upgrade steps
 
 /// Brings the schema of `conn`'s database to [`VERSION`]. Reads the version
@@ -523,6 +545,7 @@ mod tests {
              DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
              DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in;
              DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
+             DROP TABLE appservice_state; DROP TABLE appservice_room_list;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -551,6 +574,7 @@ mod tests {
              DROP TABLE event_auth_edges; DROP TABLE event_outliers; DROP TABLE event_prev_edges; DROP TABLE event_state_after; DROP TABLE backward_extremities;
              DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in;
              DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
+             DROP TABLE appservice_state; DROP TABLE appservice_room_list;
              PRAGMA user_version = 4;",
         )
         .unwrap();
@@ -581,6 +605,7 @@ mod tests {
                          '{\"auth_events\":[[\"$c:x\",{\"sha256\":\"h\"}]]}'),
                         (3, '$bad', '!r', 'm.room.message', '@u:x', 1, 1, 0, 'not json');
              DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
+             DROP TABLE appservice_state; DROP TABLE appservice_room_list;
              PRAGMA user_version = 6;",
         )
         .unwrap();
@@ -613,6 +638,7 @@ mod tests {
                          '{\"prev_events\":[[\"$p:x\",{\"sha256\":\"h\"}]]}'),
                         (3, '$bad', '!r', 'm.room.message', '@u:x', 1, 1, 0, 'not json');
              DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
+             DROP TABLE appservice_state; DROP TABLE appservice_room_list;
              PRAGMA user_version = 7;",
         )
         .unwrap();
@@ -633,7 +659,7 @@ mod tests {
     fn upgrade_9_indexes_the_topological_order() {
         let mut old = Connection::open_in_memory().unwrap();
         migrate(&mut old).unwrap();
-        old.execute_batch("DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in; DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports; PRAGMA user_version = 8;").unwrap();
+        old.execute_batch("DROP INDEX events_room_depth; DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent; DROP TABLE device_list_streams; DROP TABLE to_device_in; DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports; DROP TABLE appservice_state; DROP TABLE appservice_room_list; PRAGMA user_version = 8;").unwrap();
         let mut fresh = Connection::open_in_memory().unwrap();
         migrate(&mut fresh).unwrap();
         assert_ne!(shape(&old), shape(&fresh));
@@ -652,6 +678,7 @@ mod tests {
         migrate(&mut old).unwrap();
         old.execute_batch(
             r#"DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports;
+             DROP TABLE appservice_state; DROP TABLE appservice_room_list;
              INSERT INTO rooms (room_id, version, creator, created_ts, state_group, depth, published)
                  VALUES ('!r', '10', '@u:x', 1, 0, 0, 0);
              INSERT INTO events (pos, event_id, room_id, type, sender, origin_ts, depth, state_before, pdu, redacted_by)
@@ -702,7 +729,7 @@ mod tests {
         migrate(&mut old).unwrap();
         old.execute_batch(
             "DROP TABLE remote_devices; DROP TABLE remote_device_lists; DROP TABLE device_list_sent;
-             DROP TABLE device_list_streams; DROP TABLE to_device_in; DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports; PRAGMA user_version = 9;",
+             DROP TABLE device_list_streams; DROP TABLE to_device_in; DROP TABLE event_relations; DROP TABLE threads; DROP TABLE event_search; DROP TABLE reports; DROP TABLE appservice_state; DROP TABLE appservice_room_list; PRAGMA user_version = 9;",
         )
         .unwrap();
         let mut fresh = Connection::open_in_memory().unwrap();

@@ -103,7 +103,7 @@ fn generated_user_id(app: &App) -> String {
 /// The guest a `guest_access_token` belongs to: its user ID if it is an
 /// active guest account.
 fn upgrading_guest(app: &App, req: &Request, guest_token: &str) -> Result<String> {
-    let owner = auth::authenticate(app, guest_token, &req.remote_ip)?;
+    let owner = auth::authenticate(app, guest_token, &req.remote_ip, &[])?;
     if !owner.is_guest {
         return Err(Error::forbidden("guest_access_token does not belong to a guest account"));
     }
