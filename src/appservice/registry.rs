@@ -196,7 +196,7 @@ mod tests {
         let path = dir.join("bad.yaml");
         std::fs::write(&path, "id: x\nurl: null\nas_token: a\nhs_token: b\nsender_localpart: x\nnamespaces:\n  users:\n    - exclusive: maybe\n      regex: '@x_.*'\n").unwrap();
         let p = path.to_string_lossy().into_owned();
-        let err = Set::load(&[p.clone()]).err().unwrap();
+        let err = Set::load(std::slice::from_ref(&p)).err().unwrap();
         assert!(err.contains(&p) && err.contains("namespaces.users[0].exclusive"), "{err}");
         let missing = Set::load(&[dir.join("none.yaml").to_string_lossy().into_owned()]).err().unwrap();
         assert!(missing.contains("none.yaml"), "{missing}");
