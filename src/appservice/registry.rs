@@ -124,17 +124,16 @@ impl Registry {
 /// that does not exist yet; writes only when one is missing, so a server
 /// on a full disk still starts.
 pub fn ensure_senders(db: &crate::storage::Db, set: &Set, server_name: &str) -> crate::error::Result<()> {
-    let senders: Vec<String> =
-        set.all().iter().map(|r| ids::user_id(&r.sender_localpart, server_name)).collect();
-    let missing: Vec<&String> = {
+    let senders = set.all().iter().map(|r| ids::user_id(&r.sender_localpart, server_name));
+    let missing: Vec<String> = db.read(|tx| {
         let mut out = Vec::new();
-        for s in &senders {
-            if !db.read(|tx| crate::storage::users::exists(tx, s))? {
+        for s in senders {
+            if !crate::storage::users::exists(tx, &s)? {
                 out.push(s);
             }
         }
-        out
-    };
+        Ok(out)
+    })?;
     if missing.is_empty() {
         return Ok(());
     }

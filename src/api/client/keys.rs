@@ -274,6 +274,8 @@ fn stored_ed25519(conn: &Connection, user_id: &str, device_id: &str) -> Result<O
 /// POST /_matrix/client/v3/keys/upload
 pub fn upload(app: &App, req: &Request) -> Result<Response> {
     let who = req.user()?;
+    // Keys belong to a device: an application service must name one.
+    who.device()?;
     let body = req.json_value()?;
     let Value::Object(body) = body else { return Err(Error::bad_json("The body must be a JSON object")) };
     let device_keys = match body.get("device_keys") {
